@@ -1,0 +1,48 @@
+# Autonomy OS. `make run` and `make test` are all a new user needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PORT ?= 8000
+DEMO_AGENTS ?= 1000
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup run test test-deps lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Everything on the embedded default: SQLite file, filesystem broker, console e-mail.
+run: setup
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo --agents $(DEMO_AGENTS)
+	$(BIN)/python manage.py demo_admin
+	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops web and worker"
+	PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+# What the suite needs beyond PyPI: Debian's chromium and the OIDC provider from npm.
+test-deps: setup
+	@$(BIN)/python tests/install_deps.py
+
+test: test-deps
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) var tests/oidc/node_modules

@@ -1,0 +1,134 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
+from autonomy.api.serializers import StrictModelSerializer, StrictSerializer
+
+User = get_user_model()
+
+
+class UserRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email"]
+        read_only_fields = fields
+
+
+class BusinessUnitSerializer(StrictModelSerializer):
+    class Meta:
+        model = BusinessUnit
+        fields = ["id", "name", "slug", "description", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class RoleSerializer(StrictModelSerializer):
+    name = serializers.CharField(source="group.name", max_length=150)
+
+    class Meta:
+        model = Role
+        fields = ["id", "name", "slug", "description", "default_risk_tier", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class AgentSerializer(StrictModelSerializer):
+    owner = UserRefSerializer(read_only=True)
+    business_unit = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "owner",
+            "business_unit",
+            "role",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "risk_tier",
+            "oidc_client_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentWriteSerializer(StrictSerializer):
+    """Input for create (all required but description/slug) and update (all optional)."""
+
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    owner = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all())
+    business_unit = serializers.SlugRelatedField(
+        slug_field="slug", queryset=BusinessUnit.objects.all()
+    )
+    role = serializers.SlugRelatedField(slug_field="slug", queryset=Role.objects.all())
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+    oidc_client_id = serializers.CharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True
+    )
+
+    def validate_slug(self, value):
+        if Agent.objects.filter(slug=value).exists():
+            raise serializers.ValidationError("An agent with this slug exists.", code="unique")
+        return value
+
+
+class LifecycleSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class CredentialSerializer(StrictModelSerializer):
+    agent = serializers.UUIDField(source="agent_id", read_only=True)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Credential
+        fields = [
+            "id",
+            "agent",
+            "name",
+            "prefix",
+            "scopes",
+            "state",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "revoked_reason",
+        ]
+        read_only_fields = fields
+
+    def get_state(self, obj) -> str:
+        return obj.state()
+
+
+class CredentialIssueSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=120, required=False, default="default")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), required=False, allow_empty=False
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class CredentialRotateSerializer(StrictSerializer):
+    overlap_seconds = serializers.IntegerField(
+        min_value=0, max_value=30 * 24 * 3600, required=False
+    )
+
+
+class IssuedCredentialSerializer(CredentialSerializer):
+    """The one response that carries the token itself; it is never shown again."""
+
+    token = serializers.CharField(read_only=True)
+
+    class Meta(CredentialSerializer.Meta):
+        fields = CredentialSerializer.Meta.fields + ["token"]
+        read_only_fields = fields
+
+
+STATUS_CHOICES = AgentStatus.choices

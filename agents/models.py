@@ -1,0 +1,142 @@
+"""Who acts: business units, roles, agents and their credentials."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class RiskTier(models.IntegerChoices):
+    LOW = 1, "Low"
+    MEDIUM = 2, "Medium"
+    HIGH = 3, "High"
+    CRITICAL = 4, "Critical"
+
+
+class BusinessUnit(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.Model):
+    """An agent role: a Django group (so guardian grants can target it) plus its profile."""
+
+    group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="agent_role")
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    default_risk_tier = models.IntegerField(choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.group.name
+
+
+class AgentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    QUARANTINED = "quarantined", "Quarantined"
+    RETIRED = "retired", "Retired"
+
+
+class Agent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_agents"
+    )
+    business_unit = models.ForeignKey(BusinessUnit, on_delete=models.PROTECT, related_name="agents")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="agents")
+    status = models.CharField(
+        max_length=20, choices=AgentStatus.choices, default=AgentStatus.ACTIVE, db_index=True
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    risk_tier = models.IntegerField(choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    # One principal for guardian grants, auditlog actors and IdP identities.
+    service_user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent"
+    )
+    # The IdP client id an agent uses for OIDC bearer tokens (client credentials grant).
+    oidc_client_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["business_unit", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == AgentStatus.ACTIVE
+
+
+class Scope(models.TextChoices):
+    """What a credential may be used for. Checked on every request by the API."""
+
+    AGENT_READ = "agent:read", "Read its own identity"
+    ACTIONS_WRITE = "actions:write", "Request actions"
+    TASKS_WRITE = "tasks:write", "Pull and complete workflow tasks"
+
+
+class Credential(models.Model):
+    """An API token. Only the prefix is stored in clear; the rest as a SHA-256 digest.
+
+    Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching):
+    nobody can brute-force the pre-image, and lookups stay cheap on every request.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=120, default="default")
+    prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=500, blank=True)
+    rotated_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rotated_to"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["agent"], name="credential_live_by_agent", condition=Q(revoked_at=None)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def state(self, now=None) -> str:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"

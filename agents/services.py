@@ -1,0 +1,359 @@
+"""Use cases of the agent registry: one function per thing a person or an agent does.
+
+Every write runs in a transaction with the acting user set as the auditlog actor, so the
+field-level history says who changed what. Notifications go to Celery after commit.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from auditlog.context import set_actor
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from guardian.shortcuts import assign_perm
+
+from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
+from autonomy.errors import DomainError, ErrorCode, IllegalTransition
+
+User = get_user_model()
+
+TOKEN_PREFIX = "aos"
+OWNER_OBJECT_PERMS = ("agents.view_agent", "agents.change_agent")
+
+# Which status may follow which. Retired is final.
+TRANSITIONS: dict[str, set[str]] = {
+    AgentStatus.ACTIVE: {AgentStatus.PAUSED, AgentStatus.QUARANTINED, AgentStatus.RETIRED},
+    AgentStatus.PAUSED: {AgentStatus.ACTIVE, AgentStatus.QUARANTINED, AgentStatus.RETIRED},
+    AgentStatus.QUARANTINED: {AgentStatus.ACTIVE, AgentStatus.RETIRED},
+    AgentStatus.RETIRED: set(),
+}
+
+
+# --- business units and roles ---------------------------------------------------------------
+
+
+def business_unit_create(*, name: str, slug: str = "", description: str = "", by=None):
+    with transaction.atomic(), set_actor(by):
+        return BusinessUnit.objects.create(
+            name=name, slug=slug or slugify(name), description=description
+        )
+
+
+def role_create(
+    *,
+    name: str,
+    slug: str = "",
+    description: str = "",
+    default_risk_tier: int = RiskTier.MEDIUM,
+    by=None,
+) -> Role:
+    """An agent role is a Django group (the target of guardian grants) plus a profile."""
+    with transaction.atomic(), set_actor(by):
+        group, _ = Group.objects.get_or_create(name=name)
+        return Role.objects.create(
+            group=group,
+            slug=slug or slugify(name),
+            description=description,
+            default_risk_tier=default_risk_tier,
+        )
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+def _service_username(slug: str) -> str:
+    return f"agent-{slug}"[:150]
+
+
+def agent_register(
+    *,
+    name: str,
+    owner: AbstractBaseUser,
+    business_unit: BusinessUnit,
+    role: Role,
+    slug: str = "",
+    description: str = "",
+    risk_tier: int | None = None,
+    oidc_client_id: str | None = None,
+    by=None,
+) -> Agent:
+    """Create an agent with its own service user, in the role's group, visible to its owner."""
+    slug = slug or slugify(name)
+    with transaction.atomic(), set_actor(by or owner):
+        service_user = User(username=_service_username(slug), is_active=True)
+        service_user.set_unusable_password()
+        service_user.save()
+        service_user.groups.add(role.group)
+        agent = Agent.objects.create(
+            name=name,
+            slug=slug,
+            description=description,
+            owner=owner,
+            business_unit=business_unit,
+            role=role,
+            risk_tier=risk_tier if risk_tier is not None else role.default_risk_tier,
+            service_user=service_user,
+            oidc_client_id=oidc_client_id or None,
+        )
+        for perm in OWNER_OBJECT_PERMS:
+            assign_perm(perm, owner, agent)
+    return agent
+
+
+UPDATABLE_FIELDS = (
+    "name",
+    "description",
+    "owner",
+    "business_unit",
+    "role",
+    "risk_tier",
+    "oidc_client_id",
+)
+
+
+def agent_update(*, agent: Agent, by, **changes) -> Agent:
+    """Change an agent's profile. Status changes go through the lifecycle functions below."""
+    unknown = set(changes) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise DomainError(
+            ErrorCode.UNKNOWN_FIELD, "Cannot update these fields.", {"fields": sorted(unknown)}
+        )
+    with transaction.atomic(), set_actor(by):
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        old_role, old_owner = agent.role, agent.owner
+        for field, value in changes.items():
+            setattr(agent, field, value)
+        agent.save()
+        if agent.role != old_role:
+            agent.service_user.groups.remove(old_role.group)
+            agent.service_user.groups.add(agent.role.group)
+        if agent.owner != old_owner:
+            for perm in OWNER_OBJECT_PERMS:
+                assign_perm(perm, agent.owner, agent)
+    return agent
+
+
+def _transition(*, agent: Agent, target: str, by, reason: str) -> Agent:
+    with transaction.atomic(), set_actor(by):
+        # Lock the row: two officers pausing and retiring at once must not interleave.
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        if target not in TRANSITIONS[locked.status]:
+            raise IllegalTransition(current=locked.status, target=target)
+        locked.status = target
+        locked.status_reason = reason[:500]
+        locked.status_changed_at = timezone.now()
+        locked.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        if target == AgentStatus.RETIRED:
+            _revoke_all(agent=locked, reason=f"agent retired: {reason}"[:500])
+            User.objects.filter(pk=locked.service_user_id).update(is_active=False)
+        _notify_owner_on_commit(agent=locked, reason=reason)
+    return locked
+
+
+def _notify_owner_on_commit(*, agent: Agent, reason: str) -> None:
+    from agents import tasks
+
+    agent_id, status = str(agent.pk), agent.status
+    transaction.on_commit(lambda: tasks.agent_status_notify.delay(agent_id, status, reason))
+
+
+def agent_pause(*, agent: Agent, by, reason: str = "") -> Agent:
+    return _transition(agent=agent, target=AgentStatus.PAUSED, by=by, reason=reason)
+
+
+def agent_resume(*, agent: Agent, by, reason: str = "") -> Agent:
+    return _transition(agent=agent, target=AgentStatus.ACTIVE, by=by, reason=reason)
+
+
+def agent_quarantine(*, agent: Agent, by, reason: str = "") -> Agent:
+    return _transition(agent=agent, target=AgentStatus.QUARANTINED, by=by, reason=reason)
+
+
+def agent_retire(*, agent: Agent, by, reason: str = "") -> Agent:
+    return _transition(agent=agent, target=AgentStatus.RETIRED, by=by, reason=reason)
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def credential_issue(
+    *,
+    agent: Agent,
+    by=None,
+    name: str = "default",
+    scopes: Iterable[str] | None = None,
+    expires_at: datetime | None = None,
+    rotated_from: Credential | None = None,
+) -> tuple[Credential, str]:
+    """Issue a token. Returns the credential and the token, which is never shown again."""
+    if agent.status == AgentStatus.RETIRED:
+        raise IllegalTransition(current=agent.status, target="credential_issue")
+    scopes = list(scopes) if scopes is not None else [s.value for s in Scope]
+    invalid = sorted(set(scopes) - set(Scope.values))
+    if invalid:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "Unknown scopes.", {"scopes": invalid})
+    prefix = secrets.token_hex(6)
+    token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic(), set_actor(by):
+        credential = Credential.objects.create(
+            agent=agent,
+            name=name,
+            prefix=prefix,
+            token_hash=_digest(token),
+            scopes=scopes,
+            expires_at=expires_at,
+            created_by=by,
+            rotated_from=rotated_from,
+        )
+    return credential, token
+
+
+def credential_rotate(
+    *, credential: Credential, by=None, overlap: timedelta | None = None
+) -> tuple[Credential, str]:
+    """Issue a successor with the same scopes; the old token keeps working for ``overlap``."""
+    if overlap is None:
+        overlap = timedelta(seconds=settings.AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS)
+    with transaction.atomic(), set_actor(by):
+        old = Credential.objects.select_for_update().select_related("agent").get(pk=credential.pk)
+        if old.state() != "active":
+            raise IllegalTransition(current=old.state(), target="rotated")
+        if hasattr(old, "rotated_to"):
+            raise DomainError(
+                ErrorCode.CONFLICT, "This credential was already rotated.", status_code=409
+            )
+        new, token = credential_issue(
+            agent=old.agent, by=by, name=old.name, scopes=old.scopes, rotated_from=old
+        )
+        cutoff = timezone.now() + overlap
+        if old.expires_at is None or old.expires_at > cutoff:
+            old.expires_at = cutoff
+            old.save(update_fields=["expires_at"])
+    return new, token
+
+
+def credential_revoke(*, credential: Credential, by=None, reason: str = "") -> Credential:
+    """Revoke at once: the very next request with this token is refused."""
+    with transaction.atomic(), set_actor(by):
+        credential = Credential.objects.select_for_update().get(pk=credential.pk)
+        if credential.revoked_at is None:
+            credential.revoked_at = timezone.now()
+            credential.revoked_reason = reason[:500]
+            credential.save(update_fields=["revoked_at", "revoked_reason"])
+    return credential
+
+
+def _revoke_all(*, agent: Agent, reason: str) -> int:
+    # Each credential is saved on its own so that auditlog records every revocation.
+    count = 0
+    for credential in Credential.objects.select_for_update().filter(agent=agent, revoked_at=None):
+        credential.revoked_at = timezone.now()
+        credential.revoked_reason = reason
+        credential.save(update_fields=["revoked_at", "revoked_reason"])
+        count += 1
+    return count
+
+
+def agent_credentials_revoke(*, agent: Agent, by=None, reason: str = "") -> int:
+    """Revoke every live credential of an agent. Returns how many were revoked."""
+    with transaction.atomic(), set_actor(by):
+        return _revoke_all(agent=agent, reason=reason[:500])
+
+
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def credential_authenticate(*, token: str) -> Credential:
+    """Resolve a presented token to its live credential, or raise a DomainError saying why.
+
+    One indexed lookup by prefix, a constant-time digest comparison, and a last-used stamp
+    written at most once a minute so that a busy agent does not turn reads into writes.
+    """
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+        raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Malformed token.", status_code=401)
+    credential = (
+        Credential.objects.select_related("agent__service_user", "agent__business_unit")
+        .filter(prefix=parts[1])
+        .first()
+    )
+    # Compare even when nothing was found, so timing does not tell which prefixes exist.
+    expected = credential.token_hash if credential else _digest("")
+    if not hmac.compare_digest(expected, _digest(token)) or credential is None:
+        raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Invalid token.", status_code=401)
+    now = timezone.now()
+    state = credential.state(now)
+    if state == "revoked":
+        raise DomainError(ErrorCode.CREDENTIAL_REVOKED, "This token was revoked.", status_code=401)
+    if state == "expired":
+        raise DomainError(ErrorCode.CREDENTIAL_EXPIRED, "This token has expired.", status_code=401)
+    if credential.agent.status == AgentStatus.RETIRED:
+        raise DomainError(ErrorCode.AGENT_RETIRED, "This agent is retired.", status_code=401)
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION:
+        Credential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now
+    return credential
+
+
+# --- people (portal roles and IdP sign-in) --------------------------------------------------
+
+
+def portal_roles_sync() -> None:
+    """Create the portal role groups and give each exactly its permissions. Idempotent."""
+    from django.contrib.auth.models import Permission
+
+    from agents.portal_roles import PERMISSIONS, group_name
+
+    for role, perms in PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=group_name(role))
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.extend(
+                Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)
+
+
+def portal_roles_for_groups(groups: Iterable[str]) -> list[str]:
+    """The portal roles an IdP user holds, from the configured group -> role map."""
+    mapping = settings.AUTONOMY_OIDC_GROUP_ROLES
+    if isinstance(groups, str):
+        groups = [groups]
+    return sorted({mapping[g] for g in groups if g in mapping})
+
+
+def oidc_username(sub: str) -> str:
+    return f"oidc-{sub}"[:150]
+
+
+def portal_user_sync(*, claims: dict) -> AbstractBaseUser:
+    """Create or update a person from IdP claims; their portal groups follow the IdP exactly."""
+    from agents.portal_roles import PortalRole, group_name
+
+    roles = portal_roles_for_groups(claims.get(settings.OIDC_GROUPS_CLAIM) or [])
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=oidc_username(claims["sub"]))
+        user.email = claims.get("email", "") or ""
+        user.first_name = (claims.get("given_name") or "")[:150]
+        user.last_name = (claims.get("family_name") or "")[:150]
+        user.is_staff = bool(roles)
+        user.is_active = True
+        if created:
+            user.set_unusable_password()  # people from the IdP never sign in with a password
+        user.save()
+        portal_groups = Group.objects.filter(name__in=[group_name(r) for r in PortalRole])
+        user.groups.remove(*portal_groups)
+        user.groups.add(*Group.objects.filter(name__in=[group_name(r) for r in roles]))
+    return user

@@ -1,0 +1,17 @@
+import os
+
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class AutonomyConfig(AppConfig):
+    name = "autonomy"
+    verbose_name = "Autonomy OS kernel"
+
+    def ready(self) -> None:
+        os.makedirs(settings.STATIC_ROOT, exist_ok=True)
+        # The embedded broker is a set of folders; they must exist before anyone polls them.
+        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+            folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
+            if folder:
+                os.makedirs(folder, exist_ok=True)

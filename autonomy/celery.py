@@ -1,0 +1,16 @@
+"""The Celery app. Tasks live in each app's ``tasks.py`` and stay thin."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+
+app = Celery("autonomy")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Carry the request id from the web request into the worker's logs.
+from autonomy.observability import request_id as _request_id  # noqa: E402
+
+_request_id.connect_celery_signals()

@@ -1,0 +1,68 @@
+"""Stable error codes and the domain exception that carries them.
+
+Codes are defined once here; the API, the SDK and (later) the MCP gateway use the same list.
+"""
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    # request shape
+    MALFORMED_JSON = "malformed_json"
+    VALIDATION_FAILED = "validation_failed"
+    UNKNOWN_FIELD = "unknown_field"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    # identity
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    CREDENTIAL_INVALID = "credential_invalid"
+    CREDENTIAL_EXPIRED = "credential_expired"
+    CREDENTIAL_REVOKED = "credential_revoked"
+    AGENT_RETIRED = "agent_retired"
+    OIDC_TOKEN_INVALID = "oidc_token_invalid"
+    OIDC_CLIENT_UNKNOWN = "oidc_client_unknown"
+    PERMISSION_DENIED = "permission_denied"
+    SCOPE_MISSING = "scope_missing"
+    NOT_AN_AGENT = "not_an_agent"
+    # registry lifecycle
+    ILLEGAL_TRANSITION = "illegal_transition"
+    CONFLICT = "conflict"
+    # server
+    INTERNAL_ERROR = "internal_error"
+
+
+class DomainError(Exception):
+    """Raised by services; the API turns it into ``{"error": {code, message, details}}``."""
+
+    status_code = 400
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        details: dict[str, Any] | None = None,
+        status_code: int | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class IllegalTransition(DomainError):
+    status_code = 409
+
+    def __init__(self, *, current: str, target: str):
+        super().__init__(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"Cannot go from {current!r} to {target!r}.",
+            {"current": current, "target": target},
+        )

@@ -1,0 +1,48 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agents import views as agent_views
+from autonomy.api import errors as api_errors
+from autonomy.observability import health
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("oidc/", include("mozilla_django_oidc.urls")),
+    path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
+    path("api/v1/", include("autonomy.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+admin.site.site_header = "Autonomy OS"
+admin.site.site_title = "Autonomy OS"
+admin.site.index_title = "Control plane"
+
+
+def handler404(request, exception=None):
+    if request.path.startswith("/api/"):
+        return api_errors.json_404(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        return api_errors.json_500(request)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def handler400(request, exception=None):
+    if request.path.startswith("/api/"):
+        return api_errors.json_400(request, exception)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)

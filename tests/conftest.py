@@ -1,0 +1,156 @@
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests import realparts
+from tests.factories import UserFactory, make_agent
+
+ARTIFACTS = realparts.ROOT / "test-artifacts"
+
+
+def pytest_configure(config):
+    # Each test process gets its own Celery queue, so parallel test workers never take each
+    # other's tasks from the shared broker.
+    from django.conf import settings
+
+    from autonomy.celery import app
+
+    queue = f"autonomy-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    app.conf.task_default_queue = queue
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if realparts.REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under AUTONOMY_REQUIRE_ALL=1: {report.longrepr}"
+
+
+# --- people, agents, API clients ------------------------------------------------------------
+
+
+@pytest.fixture
+def it_admin(db):
+    from django.contrib.auth.models import Group
+
+    from agents.portal_roles import PortalRole, group_name
+
+    user = UserFactory(username="ita", is_staff=True)
+    user.groups.add(Group.objects.get(name=group_name(PortalRole.IT_ADMIN)))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    from django.contrib.auth.models import Group
+
+    from agents.portal_roles import PortalRole, group_name
+
+    user = UserFactory(username="viewer", is_staff=True)
+    user.groups.add(Group.objects.get(name=group_name(PortalRole.VIEWER)))
+    return user
+
+
+@pytest.fixture
+def agent(db):
+    return make_agent(slug="invoice-bot")
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def bearer(client: APIClient, token: str) -> APIClient:
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+# --- real parts: PostgreSQL, Celery worker ---------------------------------------------------
+
+
+@pytest.fixture
+def postgres(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        realparts.missing("PostgreSQL", "set DATABASE_URL=postgres://... to run this test")
+    return connection
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, proc, log_path: Path, mail_dir: Path):
+        self.proc, self.log_path, self.mail_dir = proc, log_path, mail_dir
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def mails(self) -> list[str]:
+        return [p.read_text() for p in sorted(self.mail_dir.glob("*.log"))]
+
+
+def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until predicate() is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path):
+    """A real ``celery worker`` process on the configured broker, seeing the test database."""
+    from django.conf import settings
+
+    log_path = tmp_path / "worker.log"
+    mail_dir = tmp_path / "mail"
+    mail_dir.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(mail_dir),
+        "AUTONOMY_DATA_DIR": str(settings.DATA_DIR),
+    }
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
+             "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel=INFO"],
+            cwd=realparts.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    worker = WorkerProcess(proc, log_path, mail_dir)
+    try:
+        wait_for(lambda: " ready." in worker.log() or proc.poll() is not None, what="worker ready")
+        assert proc.poll() is None, f"celery worker died:\n{worker.log()}"
+        yield worker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
