@@ -10,6 +10,7 @@ class AgentsConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from agents import models
+        from agents.api import schema  # noqa: F401  (registers the OpenAPI auth schemes)
 
         # Field-level history of every registry model; the token hash never enters the log.
         auditlog.register(models.BusinessUnit)

@@ -154,3 +154,10 @@ def celery_worker(transactional_db, tmp_path):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def it_admin_client(it_admin):
+    client = APIClient()
+    client.force_authenticate(it_admin)
+    return client

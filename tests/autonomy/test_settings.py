@@ -1,0 +1,93 @@
+"""Settings come from the environment; production refuses to start without its secrets."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.realparts import ROOT
+
+PROD_SECRET = "x9!Kq2#vLm7$Rt4&Yp8*Wn3^Zs6(Hd1)Fg5+Jb0=Uc-Ae_Ti~Ol.Me<Ns>Pq?Rr:Ss;Tt"
+PRINT_DB = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "d = s.DATABASES['default']; "
+    "print(json.dumps({'engine': d['ENGINE'], 'name': str(d['NAME']), 'host': d.get('HOST'), "
+    "'broker': s.CELERY_BROKER_URL, 'email': s.EMAIL_BACKEND}))"
+)
+
+
+def run(code: str | None = None, args: list[str] | None = None, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "autonomy.settings", **env_overrides})
+    command = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_nothing_set_means_sqlite_file_embedded_broker_and_console_mail(tmp_path):
+    result = run(PRINT_DB, AUTONOMY_DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert config["engine"] == "django.db.backends.sqlite3"
+    assert config["name"] == str(tmp_path / "autonomy.sqlite3")
+    assert config["broker"].startswith("filesystem://")
+    assert config["email"] == "django.core.mail.backends.console.EmailBackend"
+
+
+@pytest.mark.parametrize(
+    "url, engine, name",
+    [
+        ("sqlite:////tmp/abs/path.db", "django.db.backends.sqlite3", "/tmp/abs/path.db"),
+        ("postgres://u:p@db.internal:5432/aos", "django.db.backends.postgresql", "aos"),
+        ("postgresql://u@127.0.0.1/aos2", "django.db.backends.postgresql", "aos2"),
+    ],
+)
+def test_database_url_forms(url, engine, name):
+    result = run(PRINT_DB, DATABASE_URL=url, CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert (config["engine"], config["name"]) == (engine, name)
+    assert config["broker"] == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    env = {"DJANGO_ENV": "production", "SECRET_KEY": PROD_SECRET, "ALLOWED_HOSTS": "aos.example"}
+    env.pop(missing)
+    result = run("import django; django.setup()", **env)
+    assert result.returncode != 0
+    assert f"{missing} must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_production_passes_check_deploy_with_nothing_reported(tmp_path):
+    result = run(
+        args=["check", "--deploy", "--fail-level", "DEBUG"],
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_logs_are_json_with_the_request_id(tmp_path):
+    code = (
+        "import django, logging; django.setup(); "
+        "from autonomy.observability.request_id import request_id_var; "
+        "request_id_var.set('req-77'); logging.getLogger('autonomy.test').warning('hello')"
+    )
+    result = run(
+        code,
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stderr.splitlines() if "hello" in x)
+    record = json.loads(line)
+    assert record["message"] == "hello"
+    assert record["request_id"] == "req-77"
+    assert record["level"] == "WARNING"
