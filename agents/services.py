@@ -284,7 +284,9 @@ def credential_authenticate(*, token: str) -> Credential:
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Malformed token.", status_code=401)
     credential = (
-        Credential.objects.select_related("agent__service_user", "agent__business_unit")
+        Credential.objects.select_related(
+            "agent__service_user", "agent__business_unit", "agent__owner", "agent__role__group"
+        )
         .filter(prefix=parts[1])
         .first()
     )

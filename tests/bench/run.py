@@ -1,0 +1,131 @@
+"""`make bench`: figures measured in one run, each with a baseline from the same run.
+
+Prints one ``name: value`` line per figure.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
+
+
+def emit(name: str, value) -> None:
+    print(f"{name}: {value}", flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def broker_round_trips(url: str, options: dict) -> list[float] | None:
+    """Publish a ping, wait for the echo process's pong: cross-process latency in ms."""
+    from kombu import Connection
+
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.broker_echo", url, json.dumps(options), str(ROUNDS)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        if echo.stdout.readline().strip() != "ready":
+            return None
+        times = []
+        with Connection(url, transport_options=options) as conn:
+            ping, pong = conn.SimpleQueue("bench-ping"), conn.SimpleQueue("bench-pong")
+            for i in range(ROUNDS):
+                started = time.perf_counter()
+                ping.put({"i": i})
+                message = pong.get(block=True, timeout=30)
+                message.ack()
+                times.append((time.perf_counter() - started) * 1000)
+        return times
+    except Exception as exc:  # a broker that is not there is reported, not fatal
+        print(f"# {url}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        echo.kill()
+        echo.wait()
+
+
+def bench_brokers() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "fs")
+        for sub in ("out", "processed", "control"):
+            (folder / sub).mkdir(parents=True)
+        candidates = {
+            "filesystem": (
+                "filesystem://localhost/",
+                {
+                    "data_folder_in": str(folder / "out"),
+                    "data_folder_out": str(folder / "out"),
+                    "processed_folder": str(folder / "processed"),
+                    "control_folder": str(folder / "control"),
+                    "store_processed": False,
+                    "polling_interval": 0.05,
+                },
+            ),
+            # kombu hands SQLAlchemy's transport options to create_engine(), so its polling
+            # interval cannot be tuned: it polls at kombu's default of once a second.
+            "sqla_sqlite": (f"sqla+sqlite:///{tmp}/broker.sqlite3", {}),
+            "redis": (os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"), {}),
+        }
+        results = {name: broker_round_trips(url, opts) for name, (url, opts) in candidates.items()}
+    for name, times in results.items():
+        if times:
+            emit(f"broker_{name}_rtt_p50_ms", round(statistics.median(times), 2))
+            emit(f"broker_{name}_rtt_p99_ms", round(pct(times, 0.99), 2))
+    baseline = results.get("redis")
+    if baseline:
+        for name in ("filesystem", "sqla_sqlite"):
+            if results.get(name):
+                ratio = statistics.median(results[name]) / statistics.median(baseline)
+                emit(f"broker_{name}_vs_redis_p50_ratio", round(ratio, 2))
+
+
+def bench_api() -> None:
+    """Agent-token authentication cost: /agents/me/ against /healthz (no auth, no DB)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    tmp = tempfile.mkdtemp()
+    os.environ["AUTONOMY_DATA_DIR"] = tmp
+    os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    call_command("migrate", verbosity=0)
+    from agents import demo, services
+    from agents.models import Agent
+
+    demo.seed(agents=1000)
+    agent = Agent.objects.first()
+    _, token = services.credential_issue(agent=agent)
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def rate(path: str, **headers) -> float:
+        n, started = 300, time.perf_counter()
+        for _ in range(n):
+            assert client.get(path, **headers).status_code == 200
+        return n / (time.perf_counter() - started)
+
+    base = rate("/healthz")
+    me = rate("/api/v1/agents/me/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    emit("healthz_requests_per_s", round(base))
+    emit("agent_me_requests_per_s", round(me))
+    emit("agent_me_vs_healthz_ratio", round(me / base, 3))
+
+
+if __name__ == "__main__":
+    bench_brokers()
+    bench_api()
