@@ -36,10 +36,10 @@ def test_quarantine_mails_the_owner_from_the_worker_with_the_request_id(
 
 
 def test_a_stale_notice_is_dropped_when_the_status_moved_on(celery_worker, owned_agent, it_admin):
+    from django.db import transaction
+
     from agents import services
     from autonomy.celery import app
-
-    from django.db import transaction
 
     # Both notices are dispatched on commit, so the "paused" one reaches the worker when the
     # agent is already active again: the worker must drop it and send only the "active" one.
