@@ -38,15 +38,18 @@ class CredentialInline(admin.TabularInline):
     def buttons(self, obj):
         if obj.pk is None or obj.state() != "active":
             return ""
-        base = reverse("admin:agents_agent_credential", args=[obj.agent_id, obj.pk, ""])
+        rotate, revoke = (
+            reverse("admin:agents_agent_credential", args=[obj.agent_id, obj.pk, verb])
+            for verb in ("rotate", "revoke")
+        )
         # formaction buttons submit the surrounding change form (and its CSRF token) elsewhere.
         return format_html(
-            '<button type="submit" class="button" formaction="{}rotate/" formmethod="post">'
+            '<button type="submit" class="button" formaction="{}" formmethod="post">'
             "Rotate</button> "
-            '<button type="submit" class="button" formaction="{}revoke/" formmethod="post">'
+            '<button type="submit" class="button" formaction="{}" formmethod="post">'
             "Revoke</button>",
-            base,
-            base,
+            rotate,
+            revoke,
         )
 
 
