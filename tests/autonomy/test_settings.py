@@ -91,3 +91,20 @@ def test_production_logs_are_json_with_the_request_id(tmp_path):
     assert record["message"] == "hello"
     assert record["request_id"] == "req-77"
     assert record["level"] == "WARNING"
+
+
+def test_production_redirects_to_https_except_the_probes(tmp_path):
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "c = Client(HTTP_HOST='aos.example.com'); "
+        "print(c.get('/healthz').status_code, c.get('/admin/login/').status_code)"
+    )
+    result = run(
+        code,
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "301"]
