@@ -89,16 +89,7 @@ _bulk_revoke.allowed_permissions = ("change",)
 @admin.register(Agent)
 class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     show_auditlog_history_link = True
-    list_display = [
-        "name",
-        "slug",
-        "business_unit",
-        "role",
-        "owner",
-        "status",
-        "risk_tier",
-        "created_at",
-    ]
+    list_display = ["name", "business_unit", "role", "owner", "status", "risk_tier"]
     list_filter = ["status", "business_unit", "role", "risk_tier"]
     list_select_related = ["business_unit", "role__group", "owner"]
     search_fields = ["name", "slug", "description", "owner__username", "owner__email"]

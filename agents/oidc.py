@@ -40,6 +40,8 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
                 claims.get("sub"),
                 claims.get(settings.OIDC_GROUPS_CLAIM),
             )
+            if claims.get("sub"):
+                services.portal_user_strip_roles(sub=claims["sub"])
             return False
         return True
 

@@ -6,6 +6,7 @@ field-level history says who changed what. Notifications go to Celery after comm
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -336,8 +337,30 @@ def portal_roles_for_groups(groups: Iterable[str]) -> list[str]:
     return sorted({mapping[g] for g in groups if g in mapping})
 
 
+_USERNAME_SAFE = re.compile(r"^[\w.@+-]+$")
+
+
 def oidc_username(sub: str) -> str:
-    return f"oidc-{sub}"[:150]
+    """The local username of an IdP subject: readable when the sub is, else a digest of it.
+
+    A digest keeps two long or odd subs (``auth0|...``) from colliding or failing Django's
+    username rules.
+    """
+    if len(sub) <= 140 and _USERNAME_SAFE.match(sub):
+        return f"oidc-{sub}"
+    return f"oidc-{hashlib.sha256(sub.encode()).hexdigest()}"
+
+
+def portal_user_strip_roles(*, sub: str) -> None:
+    """Someone the IdP no longer puts in any mapped group loses every portal role at once."""
+    from agents.portal_roles import PortalRole, group_name
+
+    user = User.objects.filter(username=oidc_username(sub)).first()
+    if user is None:
+        return
+    with transaction.atomic():
+        user.groups.remove(*Group.objects.filter(name__in=[group_name(r) for r in PortalRole]))
+        User.objects.filter(pk=user.pk).update(is_staff=False)
 
 
 def portal_user_sync(*, claims: dict) -> AbstractBaseUser:
@@ -351,7 +374,8 @@ def portal_user_sync(*, claims: dict) -> AbstractBaseUser:
         user.first_name = (claims.get("given_name") or "")[:150]
         user.last_name = (claims.get("family_name") or "")[:150]
         user.is_staff = bool(roles)
-        user.is_active = True
+        # is_active stays the portal's own switch: someone an administrator deactivated here
+        # remains out, whatever the IdP says (the sign-in callback refuses inactive users).
         if created:
             user.set_unusable_password()  # people from the IdP never sign in with a password
         user.save()

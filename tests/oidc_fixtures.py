@@ -215,3 +215,15 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def api_get(url: str, token: str) -> requests.Response:
+    """GET an API URL as a bearer, on a connection the live server closes after answering.
+
+    A kept-alive connection keeps its live-server thread, and that thread's database
+    connection, open until the client socket is garbage-collected, which can be after the
+    test database is dropped.
+    """
+    return requests.get(
+        url, headers={"Authorization": f"Bearer {token}", "Connection": "close"}, timeout=10
+    )

@@ -73,3 +73,28 @@ def test_role_change_moves_the_principal_between_groups(agent, it_admin):
     services.agent_update(agent=agent, by=it_admin, role=new_role)
     agent.refresh_from_db()
     assert list(agent.service_user.groups.all()) == [new_role.group]
+
+
+@pytest.mark.parametrize(
+    "sub, readable",
+    [("alice", True), ("auth0|5f7c8ec7c33c6c004bbafe82", False), ("x" * 200, False)],
+)
+def test_oidc_usernames_are_valid_and_distinct(sub, readable):
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+
+    name = services.oidc_username(sub)
+    UnicodeUsernameValidator()(name)
+    assert len(name) <= 150
+    assert (name == f"oidc-{sub}") is readable
+    assert services.oidc_username(sub + "y") != name
+
+
+def test_person_who_lost_every_mapped_group_loses_portal_roles(db):
+    from django.contrib.auth.models import Group
+
+    user = services.portal_user_sync(claims={"sub": "rita", "groups": ["autonomy-risk-officers"]})
+    assert user.groups.filter(name="Portal: Risk officer").exists()
+    services.portal_user_strip_roles(sub="rita")
+    user.refresh_from_db()
+    assert not user.is_staff
+    assert not user.groups.filter(name__in=Group.objects.values("name")).exists()

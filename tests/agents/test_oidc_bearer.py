@@ -7,22 +7,24 @@ The token is checked by introspection at the real loopback IdP and mapped to the
 import pytest
 import requests
 
+from tests import oidc_fixtures
 from tests.factories import make_agent
-from tests.oidc_fixtures import oidc_provider, oidc_settings  # noqa: F401
+from tests.oidc_fixtures import api_get
+
+# The test IdP fixtures, shared with the browser tests (tests/e2e/conftest.py).
+oidc_provider = oidc_fixtures.oidc_provider
+oidc_settings = oidc_fixtures.oidc_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def call_me(live_server, token: str) -> requests.Response:
-    return requests.get(
-        f"{live_server.url}/api/v1/agents/me/",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
+    return api_get(f"{live_server.url}/api/v1/agents/me/", token)
 
 
 def assert_refused(response: requests.Response, code: str) -> None:
     assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
     assert set(body) == {"error"}
@@ -63,5 +65,4 @@ def test_garbage_bearer_is_refused(live_server, oidc_settings):
 
     response = call_me(live_server, "not-a-token-anyone-issued")
 
-    assert response.status_code == 401, response.text
-    assert response.json()["error"]["code"] == "oidc_token_invalid"
+    assert_refused(response, "oidc_token_invalid")

@@ -4,14 +4,13 @@ Drives headless Chromium against the live server and the loopback OIDC provider.
 """
 
 import pytest
-import requests
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from agents.portal_roles import PortalRole, group_name
 from tests.factories import UserFactory, make_agent
-from tests.oidc_fixtures import screenshot
+from tests.oidc_fixtures import api_get, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +41,9 @@ def test_risk_officer_signs_in_through_the_idp_and_gets_the_portal_role(
     from playwright.sync_api import expect
 
     page = browser_page
+    page.goto(f"{live_server.url}/admin/login/")
+    screenshot(page, "signin-page")
+
     sign_in_at_idp(page, live_server, oidc_settings, "rita")
 
     page.wait_for_url(f"{live_server.url}/admin/")
@@ -89,11 +91,28 @@ def test_person_in_no_mapped_group_is_refused_and_not_created(
 
     page.wait_for_url(f"{live_server.url}/signin/refused/")
     expect(page.get_by_role("heading", name="Sign-in refused")).to_be_visible()
+    expect(page.locator("#site-name")).to_have_text("Autonomy OS")
     screenshot(page, "signin-refused")
     assert not User.objects.filter(username="oidc-mallory").exists()
     # Not signed in either: the admin sends her back to the login page.
     page.goto(f"{live_server.url}/admin/")
     page.wait_for_url(f"{live_server.url}/admin/login/**")
+
+
+def test_person_deactivated_in_the_portal_stays_out_whatever_the_idp_says(
+    live_server, oidc_settings, browser_page
+):
+    from playwright.sync_api import expect
+
+    rita = UserFactory(username="oidc-rita", is_staff=True, is_active=False)
+    page = browser_page
+
+    sign_in_at_idp(page, live_server, oidc_settings, "rita")
+
+    page.wait_for_url(f"{live_server.url}/signin/refused/")
+    expect(page.get_by_role("heading", name="Sign-in refused")).to_be_visible()
+    rita.refresh_from_db()
+    assert rita.is_active is False
 
 
 def test_it_admin_issues_a_token_in_the_admin_and_the_agent_calls_me(live_server, browser_page):
@@ -120,24 +139,10 @@ def test_it_admin_issues_a_token_in_the_admin_and_the_agent_calls_me(live_server
     token = token_box.inner_text().strip()
     screenshot(page, "admin-credential-issued")
 
-    response = requests.get(
-        f"{live_server.url}/api/v1/agents/me/",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
+    response = api_get(f"{live_server.url}/api/v1/agents/me/", token)
 
     assert response.status_code == 200, response.text
     assert response.json()["slug"] == "invoice-bot"
-    import subprocess, os
-
-    print(
-        subprocess.run(
-            f"ls -l /proc/{os.getpid()}/fd | grep socket; ss -tnp | grep python | grep -v 5432",
-            shell=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
     page.goto(live_server.url + reverse("admin:agents_agent_changelist"))
     expect(page.get_by_role("link", name=agent.name)).to_be_visible()
     screenshot(page, "admin-agents")
