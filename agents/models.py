@@ -20,6 +20,9 @@ class BusinessUnit(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
+    # Risk scores (0-100) at or above these need a person, or are refused outright.
+    approval_threshold = models.PositiveSmallIntegerField(default=50)
+    deny_threshold = models.PositiveSmallIntegerField(default=85)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,6 +71,9 @@ class Agent(models.Model):
     status_reason = models.CharField(max_length=500, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     risk_tier = models.IntegerField(choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    # Limits the gate enforces; empty means the platform default (settings).
+    max_actions_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_daily_spend = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     # One principal for guardian grants, auditlog actors and IdP identities.
     service_user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent"

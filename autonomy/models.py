@@ -1,0 +1,223 @@
+"""The kernel's data: connectors and operations, policies, action requests, the audit chain."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ConnectorKind(models.TextChoices):
+    ERP = "erp", "ERP"
+    CRM = "crm", "CRM"
+    ITSM = "itsm", "ITSM"
+    SQL = "sql", "SQL database"
+    HTTP = "http", "HTTP / REST"
+    MCP = "mcp", "MCP server"
+    EMAIL = "email", "E-mail"
+    INTERNAL = "internal", "Built-in"
+
+
+class DataClass(models.TextChoices):
+    PUBLIC = "public", "Public"
+    INTERNAL = "internal", "Internal"
+    CONFIDENTIAL = "confidential", "Confidential"
+    RESTRICTED = "restricted", "Restricted"
+
+
+class Effect(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    DELETE = "delete", "Delete"
+
+
+class Connector(models.Model):
+    """A system agents may touch. Its secrets live in the connector layer, never in the API."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=20, choices=ConnectorKind.choices)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [("execute_connector", "Can run every operation of this connector")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Operation(models.Model):
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="operations")
+    slug = models.SlugField(max_length=80)
+    name = models.CharField(max_length=160)
+    description = models.TextField(blank=True)
+    effect = models.CharField(max_length=10, choices=Effect.choices, default=Effect.READ)
+    sensitivity = models.PositiveSmallIntegerField(
+        default=1, help_text="1 (harmless) to 5 (can move money or delete data)."
+    )
+    data_class = models.CharField(max_length=20, choices=DataClass.choices, default=DataClass.INTERNAL)
+    pii = models.BooleanField("touches personal data", default=False)
+    financial = models.BooleanField("moves or commits money", default=False)
+    params_schema = models.JSONField(
+        default=dict, blank=True, help_text="JSON Schema of the parameters an agent sends."
+    )
+    amount_param = models.CharField(
+        max_length=60, blank=True, help_text="Parameter holding a monetary amount, if any."
+    )
+    count_param = models.CharField(
+        max_length=60, blank=True, help_text="Parameter holding a record count, if any."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["connector__slug", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "slug"], name="operation_unique_slug")
+        ]
+        permissions = [("execute_operation", "Can run this operation")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def key(self) -> str:
+        """How agents name it: ``<connector>.<operation>``."""
+        return f"{self.connector.slug}.{self.slug}"
+
+
+class Policy(models.Model):
+    """Cedar policies, validated against the schema generated from the registry."""
+
+    name = models.CharField(max_length=160, unique=True)
+    description = models.TextField(blank=True)
+    text = models.TextField(help_text="One or more Cedar policy statements.")
+    enabled = models.BooleanField(default=False)
+    version = models.PositiveIntegerField(default=1)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PolicyStoreState(models.Model):
+    """One row whose version moves whenever policies or the registry they see change, so
+    every process can tell in one query whether its compiled policy cache is stale."""
+
+    version = models.BigIntegerField(default=1)
+
+    @classmethod
+    def current(cls) -> int:
+        row = cls.objects.filter(pk=1).values_list("version", flat=True).first()
+        return row or 0
+
+
+class ActionStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    DENIED = "denied", "Denied"
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
+    APPROVED = "approved", "Approved"
+    EXECUTING = "executing", "Executing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Verdict(models.TextChoices):
+    ALLOW = "allow", "Allow"
+    DENY = "deny", "Deny"
+    NEEDS_APPROVAL = "needs_approval", "Needs approval"
+
+
+class ActionRequest(models.Model):
+    """One thing an agent asked to do, the gate's decision, and what happened."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="actions")
+    credential = models.ForeignKey(
+        "agents.Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="actions")
+    params = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    status = models.CharField(max_length=20, choices=ActionStatus.choices, db_index=True)
+    risk_score = models.PositiveSmallIntegerField(default=0)
+    risk_factors = models.JSONField(default=list)
+    reasons = models.JSONField(default=list)
+    policy_ids = models.JSONField(default=dict)
+    amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    outcome = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="action_unique_idempotency_key",
+            )
+        ]
+        indexes = [models.Index(fields=["agent", "created_at"], name="action_agent_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} by {self.agent} ({self.status})"
+
+
+class ConnectorCall(models.Model):
+    """A side effect a connector performed, keyed by the action's id: a redelivered task
+    finds the receipt and never calls the system twice."""
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="+")
+    params = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class AuditRecord(models.Model):
+    """Append-only. Each record's hash covers its content and the previous record's hash."""
+
+    seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=40, db_index=True)
+    actor = models.CharField(max_length=200, blank=True)
+    agent_id = models.UUIDField(null=True, blank=True, db_index=True)
+    action_id = models.UUIDField(null=True, blank=True, db_index=True)
+    payload = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"
+
+
+class AuditHead(models.Model):
+    """The chain's tip. Appends lock this row, so records are chained one at a time."""
+
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
