@@ -15,3 +15,20 @@ class AutonomyConfig(AppConfig):
             folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
             if folder:
                 os.makedirs(folder, exist_ok=True)
+
+        from autonomy.audit import receivers
+
+        receivers.connect()
+
+        # Field-level history (django-auditlog) of the kernel's registry, and of grants:
+        # every LogEntry is also appended to the hash chain by the receiver above.
+        from auditlog.registry import auditlog
+        from guardian.models import GroupObjectPermission, UserObjectPermission
+
+        from autonomy import models
+
+        auditlog.register(models.Connector)
+        auditlog.register(models.Operation)
+        auditlog.register(models.Policy)
+        auditlog.register(GroupObjectPermission)
+        auditlog.register(UserObjectPermission)

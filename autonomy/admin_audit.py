@@ -1,0 +1,71 @@
+"""The audit trail in the admin: read-only for everyone, and an export for auditors."""
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from autonomy.audit import export_lines
+from autonomy.models import AuditRecord
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+class ExportForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="Inclusive.")
+    fmt = forms.ChoiceField(
+        label="Format", choices=[("jsonl", "JSON lines"), ("csv", "CSV")], initial="jsonl"
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError("The start date must not be after the end date.")
+        return data
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    list_display = ["seq", "created_at", "kind", "actor", "agent_id", "action_id"]
+    list_filter = ["kind"]
+    date_hierarchy = "created_at"
+    search_fields = ["actor", "agent_id", "action_id"]
+    show_full_result_count = False
+    ordering = ["-seq"]
+
+    # Append-only: nobody, not even a superuser, adds, edits or deletes records here.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [path("export/", export, name="autonomy_auditrecord_export"), *super().get_urls()]
+
+    def export_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ExportForm(request.GET or None)
+        if form.is_bound and form.is_valid():
+            start, end, fmt = (form.cleaned_data[k] for k in ("start", "end", "fmt"))
+            response = StreamingHttpResponse(
+                export_lines(start=start, end=end, fmt=fmt), content_type=CONTENT_TYPES[fmt]
+            )
+            filename = f"audit-{start:%Y-%m-%d}-to-{end:%Y-%m-%d}.{fmt}"
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Export the audit trail",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/autonomy/auditrecord/export.html", context)

@@ -1,0 +1,186 @@
+"""The hash chain: appending a record and verifying the whole chain.
+
+A record's hash is SHA-256 over a canonical JSON of its content and the previous record's
+hash, so editing, removing, inserting or moving any record breaks the chain at that point.
+"""
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from autonomy.models import AuditHead, AuditRecord
+
+GENESIS_HASH = "0" * 64
+HEAD_PK = 1
+
+
+# --- hashing --------------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """JSON-native form of ``value``, identical after a round trip through any JSON column.
+
+    Integral floats become ints because PostgreSQL's jsonb prints ``1e+20`` back as an integer.
+    """
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"cannot put a {type(value).__name__} into the audit trail")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def record_hash(record: AuditRecord) -> str:
+    """The hash a record must carry, computed from its content and ``prev_hash``."""
+    content = {
+        "seq": record.seq,
+        "created_at": record.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "kind": record.kind,
+        "actor": record.actor,
+        "agent_id": record.agent_id,
+        "action_id": record.action_id,
+        "payload": record.payload,
+        "prev_hash": record.prev_hash,
+    }
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+# --- appending ------------------------------------------------------------------------------
+
+
+def _uuid(value) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
+
+
+def _locked_head() -> AuditHead:
+    head = AuditHead.objects.select_for_update().filter(pk=HEAD_PK).first()
+    if head is not None:
+        return head
+    # The row is gone (a test flush): recreate it at the last record. Concurrent first appends
+    # race to insert it; the loser's insert waits for the winner, fails, and locks its row.
+    last = AuditRecord.objects.order_by("-seq").first()
+    try:
+        with transaction.atomic():
+            return AuditHead.objects.create(
+                pk=HEAD_PK, seq=last.seq if last else 0, hash=last.hash if last else GENESIS_HASH
+            )
+    except IntegrityError:
+        return AuditHead.objects.select_for_update().get(pk=HEAD_PK)
+
+
+def append(
+    *, kind: str, payload: dict, actor: str = "", agent_id=None, action_id=None
+) -> AuditRecord:
+    """Chain one record onto the trail, inside the caller's transaction.
+
+    The head row stays locked until that transaction ends, so append as late as you can.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "audit.append() must run inside the transaction that makes the change it records"
+        )
+    head = _locked_head()
+    record = AuditRecord(
+        seq=head.seq + 1,
+        created_at=timezone.now(),
+        kind=kind,
+        actor=actor or "",
+        agent_id=_uuid(agent_id),
+        action_id=_uuid(action_id),
+        payload=plain(payload),
+        prev_hash=head.hash,
+    )
+    record.hash = record_hash(record)
+    record.save(force_insert=True)
+    head.seq, head.hash = record.seq, record.hash
+    head.save(update_fields=["seq", "hash"])
+    return record
+
+
+# --- verifying ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+    problem: str = ""
+
+
+def _head() -> AuditHead | None:
+    return AuditHead.objects.filter(pk=HEAD_PK).first()
+
+
+def _record_problem(record: AuditRecord, expected_seq: int, prev_hash: str):
+    """(first broken seq, problem) for one record in chain order, or None when it is sound."""
+    if record.seq > expected_seq:
+        return expected_seq, f"record #{expected_seq} is missing (the next one is #{record.seq})"
+    if record.seq < expected_seq:
+        return record.seq, f"record #{record.seq} appears again after #{expected_seq - 1}"
+    if record.prev_hash != prev_hash:
+        return record.seq, (
+            f"its prev_hash does not match record #{record.seq - 1}: "
+            "a record was inserted, removed or moved before it"
+        )
+    if record_hash(record) != record.hash:
+        return record.seq, "its content does not match its hash: the record was edited"
+    return None
+
+
+def verify_chain(*, batch_size: int = 2000) -> ChainReport:
+    """Walk the chain in seq order and report the first record that breaks it.
+
+    Safe while appends continue: the head is read before the walk (every record up to it must
+    be there) and again after it (no record may lie beyond it).
+    """
+    head_before = _head()
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    records = AuditRecord.objects.order_by("seq").iterator(chunk_size=batch_size)
+    for record in records:
+        found = _record_problem(record, expected_seq, prev_hash)
+        if found is None and head_before and record.seq == head_before.seq:
+            if record.hash != head_before.hash:
+                found = record.seq, "it does not match the chain's head"
+        if found:
+            return ChainReport(False, checked, *found)
+        checked, expected_seq, prev_hash = checked + 1, expected_seq + 1, record.hash
+
+    last_seq, head = expected_seq - 1, _head()
+    if head is None:
+        if last_seq:
+            return ChainReport(False, checked, last_seq, "the chain's head row is missing")
+        return ChainReport(True, checked)
+    if head_before and last_seq < head_before.seq:
+        return ChainReport(
+            False,
+            checked,
+            last_seq + 1,
+            f"records #{last_seq + 1} to #{head_before.seq} are missing: "
+            f"the chain ends at #{last_seq} but its head is at #{head_before.seq}",
+        )
+    if last_seq > head.seq:
+        return ChainReport(
+            False, checked, head.seq + 1, f"it lies beyond the chain's head (#{head.seq})"
+        )
+    if last_seq == head.seq and prev_hash != head.hash:
+        return ChainReport(False, checked, last_seq, "it does not match the chain's head")
+    return ChainReport(True, checked)
