@@ -35,7 +35,7 @@ ROLES = [
         "payments-clerk",
         "Payments clerk",
         "Prepares payment runs for approval.",
-        RiskTier.CRITICAL,
+        RiskTier.HIGH,
         ["finance"],
     ),
     (

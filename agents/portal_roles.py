@@ -17,17 +17,26 @@ def group_name(role: str) -> str:
 
 _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
+_KERNEL_MODELS = ("connector", "operation", "policy")
+_VIEW_KERNEL = [f"autonomy.view_{m}" for m in _KERNEL_MODELS] + ["autonomy.view_actionrequest"]
+_HISTORY = ["auditlog.view_logentry", "autonomy.view_auditrecord"]
 
-# app_label.codename per role. IT admins run the registry; risk officers can stop agents;
-# auditors read everything including history; approvers and viewers read the registry.
+# app_label.codename per role. IT admins run the registry and the connectors; risk officers
+# write policies and can stop agents; auditors read everything including both histories;
+# approvers and viewers read the registry and what agents did.
 PERMISSIONS: dict[str, list[str]] = {
     PortalRole.IT_ADMIN: [
         f"agents.{action}_{m}" for m in _REGISTRY_MODELS for action in ("view", "add", "change")
     ]
-    + ["auditlog.view_logentry", "auth.view_user"],
+    + [f"autonomy.{action}_{m}" for m in _KERNEL_MODELS for action in ("view", "add", "change")]
+    + ["autonomy.view_actionrequest", "auth.view_user"]
+    + _HISTORY,
     PortalRole.RISK_OFFICER: _VIEW_REGISTRY
-    + ["agents.change_agent", "agents.change_credential", "auditlog.view_logentry"],
-    PortalRole.APPROVER: _VIEW_REGISTRY,
-    PortalRole.AUDITOR: _VIEW_REGISTRY + ["auditlog.view_logentry", "auth.view_user"],
-    PortalRole.VIEWER: _VIEW_REGISTRY,
+    + _VIEW_KERNEL
+    + ["agents.change_agent", "agents.change_credential"]
+    + ["autonomy.add_policy", "autonomy.change_policy"]
+    + _HISTORY,
+    PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL,
+    PortalRole.AUDITOR: _VIEW_REGISTRY + _VIEW_KERNEL + _HISTORY + ["auth.view_user"],
+    PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL,
 }

@@ -33,6 +33,22 @@ class ErrorCode(StrEnum):
     # registry lifecycle
     ILLEGAL_TRANSITION = "illegal_transition"
     CONFLICT = "conflict"
+    # the gate
+    OPERATION_UNKNOWN = "operation_unknown"
+    OPERATION_DISABLED = "operation_disabled"
+    PARAMS_INVALID = "params_invalid"
+    PARAMS_TOO_LARGE = "params_too_large"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    AGENT_PAUSED = "agent_paused"
+    AGENT_QUARANTINED = "agent_quarantined"
+    GRANT_MISSING = "grant_missing"
+    POLICY_FORBID = "policy_forbid"
+    POLICY_NO_PERMIT = "policy_no_permit"
+    POLICY_REQUIRES_APPROVAL = "policy_requires_approval"
+    RISK_TOO_HIGH = "risk_too_high"
+    RISK_NEEDS_APPROVAL = "risk_needs_approval"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    ALLOWED = "allowed"
     # server
     INTERNAL_ERROR = "internal_error"
 

@@ -59,7 +59,9 @@ class Operation(models.Model):
     sensitivity = models.PositiveSmallIntegerField(
         default=1, help_text="1 (harmless) to 5 (can move money or delete data)."
     )
-    data_class = models.CharField(max_length=20, choices=DataClass.choices, default=DataClass.INTERNAL)
+    data_class = models.CharField(
+        max_length=20, choices=DataClass.choices, default=DataClass.INTERNAL
+    )
     pii = models.BooleanField("touches personal data", default=False)
     financial = models.BooleanField("moves or commits money", default=False)
     params_schema = models.JSONField(
@@ -118,6 +120,9 @@ class PolicyStoreState(models.Model):
 
     version = models.BigIntegerField(default=1)
 
+    def __str__(self) -> str:
+        return f"policy store v{self.version}"
+
     @classmethod
     def current(cls) -> int:
         row = cls.objects.filter(pk=1).values_list("version", flat=True).first()
@@ -152,7 +157,8 @@ class ActionRequest(models.Model):
     operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="actions")
     params = models.JSONField(default=dict)
     reason = models.TextField(blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint must ignore actions without a key.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)
     verdict = models.CharField(max_length=20, choices=Verdict.choices)
     status = models.CharField(max_length=20, choices=ActionStatus.choices, db_index=True)
@@ -195,6 +201,9 @@ class ConnectorCall(models.Model):
     result = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.idempotency_key
+
 
 class AuditRecord(models.Model):
     """Append-only. Each record's hash covers its content and the previous record's hash."""
@@ -221,3 +230,6 @@ class AuditHead(models.Model):
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.seq}"

@@ -204,6 +204,12 @@ SPECTACULAR_SETTINGS = {
 # Request bodies larger than this are refused with 413 payload_too_large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
+# Gate defaults for agents without their own limits.
+AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE = env.int("AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE", default=120)
+AUTONOMY_DEFAULT_DAILY_SPEND = env.int("AUTONOMY_DEFAULT_DAILY_SPEND", default=250_000)
+# Parameters larger than this (as JSON) are refused with params_too_large.
+AUTONOMY_MAX_PARAMS_BYTES = env.int("AUTONOMY_MAX_PARAMS_BYTES", default=64 * 1024)
+
 AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
     "AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=24 * 3600
 )

@@ -1,13 +1,16 @@
 """/api/v1/: one router for every app's API."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from agents.api import views as agent_views
+from autonomy.api import actions
 
 router = DefaultRouter()
 router.register("agents", agent_views.AgentViewSet, basename="agent")
 router.register("business-units", agent_views.BusinessUnitViewSet, basename="business-unit")
 router.register("roles", agent_views.RoleViewSet, basename="role")
 router.register("credentials", agent_views.CredentialViewSet, basename="credential")
+router.register("actions", actions.ActionViewSet, basename="action")
 
-urlpatterns = router.urls
+urlpatterns = [path("simulate/", actions.SimulateView.as_view(), name="simulate"), *router.urls]

@@ -192,25 +192,31 @@ def _queries_for_list(api, path) -> int:
     return len(ctx.captured_queries)
 
 
-@pytest.mark.parametrize("path", [AGENTS, "/api/v1/business-units/", "/api/v1/roles/"])
-def test_list_query_count_is_the_same_for_10_and_1000_agents(admin_api, path):
+def test_list_query_counts_are_the_same_for_10_and_1000_agents(admin_api):
+    from django.contrib.auth import get_user_model
+
     units = [BusinessUnitFactory(slug=f"u{i}") for i in range(3)]
     roles = [make_role(f"r{i}") for i in range(3)]
     owners = [UserFactory(username=f"o{i}") for i in range(5)]
-
-    def add(n, start):
-        for i in range(start, start + n):
-            make_agent(
-                slug=f"a-{i}", business_unit=units[i % 3], role=roles[i % 3], owner=owners[i % 5]
-            )
-
-    add(10, 0)
-    admin_api.get(path)  # warm the forced user's permission cache, as a session would
-    small = _queries_for_list(admin_api, path)
-    add(990, 10)
+    for i in range(10):
+        make_agent(
+            slug=f"a-{i}", business_unit=units[i % 3], role=roles[i % 3], owner=owners[i % 5]
+        )
+    paths = [AGENTS, "/api/v1/business-units/", "/api/v1/roles/"]
+    for path in paths:
+        admin_api.get(path)  # warm the forced user's permission cache, as a session would
+    small = {path: _queries_for_list(admin_api, path) for path in paths}
+    # The other 990 in bulk: the list's queries do not depend on how rows were written.
+    User = get_user_model()
+    users = User.objects.bulk_create(User(username=f"agent-bulk-{i}") for i in range(10, 1000))
+    Agent.objects.bulk_create(
+        Agent(name=f"A {i}", slug=f"a-{i}", owner=owners[i % 5], business_unit=units[i % 3],
+              role=roles[i % 3], service_user=user)
+        for i, user in zip(range(10, 1000), users, strict=True)
+    )  # fmt: skip
     assert Agent.objects.count() == 1000
-    assert _queries_for_list(admin_api, path) == small
-    assert small <= 8
+    assert {path: _queries_for_list(admin_api, path) for path in paths} == small
+    assert max(small.values()) <= 8
 
 
 def test_openapi_schema_and_docs_are_served(admin_api):

@@ -1,0 +1,164 @@
+"""/api/v1/actions/ and /api/v1/simulate/: how an agent asks, and how anyone can ask
+"what would happen if"."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.api.permissions import IsAgent, request_agent
+from agents.models import Agent, Scope
+from autonomy import services
+from autonomy.api.serializers import StrictSerializer
+from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import ActionRequest
+
+
+class ActionCreateSerializer(StrictSerializer):
+    operation = serializers.CharField(max_length=150, help_text="<connector>.<operation>")
+    params = serializers.JSONField(required=False, default=dict)
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    operation = serializers.CharField(source="operation.key")
+    agent = serializers.CharField(source="agent.slug")
+    decision = serializers.CharField(source="verdict")
+    policies = serializers.JSONField(source="policy_ids")
+    amount = serializers.DecimalField(max_digits=18, decimal_places=2, coerce_to_string=True)
+
+    class Meta:
+        model = ActionRequest
+        fields = [
+            "id",
+            "agent",
+            "operation",
+            "params",
+            "reason",
+            "decision",
+            "status",
+            "risk_score",
+            "risk_factors",
+            "reasons",
+            "policies",
+            "amount",
+            "idempotency_key",
+            "request_id",
+            "created_at",
+            "decided_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "outcome",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Same key and same request → the same action, never a second execution.",
+)
+
+
+class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """An agent's own actions. Another agent's action is simply not found."""
+
+    serializer_class = ActionSerializer
+    filterset_fields = ["status", "verdict"]
+    ordering_fields = ["created_at", "risk_score"]
+
+    def get_permissions(self):
+        scope = Scope.ACTIONS_WRITE if self.action == "create" else Scope.AGENT_READ
+        return [IsAgent(scope=scope)]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ActionRequest.objects.none()
+        return ActionRequest.objects.select_related("operation__connector", "agent").filter(
+            agent=request_agent(self.request)
+        )
+
+    @extend_schema(
+        request=ActionCreateSerializer,
+        responses={201: ActionSerializer, 200: ActionSerializer},
+        parameters=[IDEMPOTENCY],
+    )
+    def create(self, request):
+        data = ActionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > 200:
+            raise DomainError(ErrorCode.VALIDATION_FAILED, "Idempotency-Key is too long.")
+        credential = request.auth if hasattr(request.auth, "prefix") else None
+        action, replayed = services.action_request(
+            agent=request_agent(request),
+            credential=credential,
+            operation_key=data.validated_data["operation"],
+            params=data.validated_data["params"],
+            reason=data.validated_data["reason"],
+            idempotency_key=key,
+        )
+        response = Response(
+            ActionSerializer(action).data,
+            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
+        )
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class SimulateSerializer(StrictSerializer):
+    agent = serializers.CharField(
+        max_length=100, required=False, help_text="Agent slug; an agent simulates itself."
+    )
+    operation = serializers.CharField(max_length=150)
+    params = serializers.JSONField(required=False, default=dict)
+    draft_policy = serializers.CharField(required=False, allow_blank=True, default="")
+    replaces_policy = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class SimulateView(APIView):
+    """A dry run against current (or draft) policies: not executed, not audited as real."""
+
+    @extend_schema(request=SimulateSerializer, responses={200: dict})
+    def post(self, request):
+        data = SimulateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        agent = request_agent(request)
+        if agent is None:
+            if not request.user.has_perm("autonomy.view_policy"):
+                raise DomainError(
+                    ErrorCode.PERMISSION_DENIED,
+                    "Simulating needs the permission to view policies.",
+                    status_code=403,
+                )
+            agent = (
+                Agent.objects.select_related("role__group", "business_unit")
+                .filter(slug=values.get("agent") or "")
+                .first()
+            )
+            if agent is None:
+                raise DomainError(
+                    ErrorCode.NOT_FOUND, "No such agent.", {"agent": values.get("agent")}, 404
+                )
+        elif values.get("draft_policy"):
+            raise DomainError(
+                ErrorCode.PERMISSION_DENIED,
+                "Agents cannot simulate draft policies.",
+                status_code=403,
+            )
+        operation, decision = services.action_simulate(
+            agent=agent,
+            operation_key=values["operation"],
+            params=values["params"],
+            draft_text=values["draft_policy"] or None,
+            replaces=values["replaces_policy"],
+        )
+        return Response(
+            {"agent": agent.slug, "operation": operation.key, "simulated": True}
+            | decision.as_dict()
+        )

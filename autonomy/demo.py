@@ -1,0 +1,147 @@
+"""Demo systems, operations, grants and policies for the embedded default (``seed_demo``)."""
+
+from django.db import transaction
+
+from agents.models import Role
+from autonomy import services
+from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation, Policy
+
+MONEY = {"type": "number", "minimum": 0}
+TEXT = {"type": "string", "maxLength": 500}
+
+
+def _schema(required: list[str], **props) -> dict:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+CONNECTORS = [
+    ("erp", "ERP (finance and procurement)", ConnectorKind.ERP),
+    ("crm", "CRM", ConnectorKind.CRM),
+    ("itsm", "IT service management", ConnectorKind.ITSM),
+    ("warehouse", "Data warehouse", ConnectorKind.SQL),
+    ("hris", "HR information system", ConnectorKind.HTTP),
+    ("mail", "Outbound e-mail", ConnectorKind.EMAIL),
+]
+
+# connector, slug, name, effect, sensitivity, data class, pii, financial, schema, amount, count
+OPERATIONS = [
+    ("erp", "read-invoice", "Read an invoice", Effect.READ, 1, DataClass.INTERNAL, False, False,
+     _schema(["invoice_id"], invoice_id=TEXT), "", ""),
+    ("erp", "post-invoice", "Post an invoice", Effect.WRITE, 2, DataClass.CONFIDENTIAL, False, True,
+     _schema(["invoice_id", "amount"], invoice_id=TEXT, amount=MONEY, currency=TEXT), "amount", ""),
+    ("erp", "pay-invoice", "Pay an invoice", Effect.WRITE, 4, DataClass.INTERNAL, False, True,
+     _schema(["invoice_id", "amount"], invoice_id=TEXT, amount=MONEY, currency=TEXT), "amount", ""),
+    ("erp", "create-purchase-order", "Create a purchase order", Effect.WRITE, 3,
+     DataClass.CONFIDENTIAL, False, True,
+     _schema(["supplier", "amount"], supplier=TEXT, amount=MONEY, currency=TEXT), "amount", ""),
+    ("crm", "read-account", "Read an account", Effect.READ, 1, DataClass.CONFIDENTIAL, True, False,
+     _schema(["account_id"], account_id=TEXT), "", ""),
+    ("crm", "update-contact", "Update a contact", Effect.WRITE, 2, DataClass.CONFIDENTIAL, True,
+     False, _schema(["contact_id"], contact_id=TEXT, email=TEXT, phone=TEXT), "", ""),
+    ("crm", "export-contacts", "Export contacts", Effect.READ, 3, DataClass.RESTRICTED, True, False,
+     _schema(["limit"], limit={"type": "integer", "minimum": 1, "maximum": 100000}), "", "limit"),
+    ("itsm", "create-incident", "Open an incident", Effect.WRITE, 1, DataClass.INTERNAL, False,
+     False, _schema(["title"], title=TEXT, priority={"type": "integer", "minimum": 1,
+                                                      "maximum": 4}), "", ""),
+    ("itsm", "close-incident", "Close an incident", Effect.WRITE, 2, DataClass.INTERNAL, False,
+     False, _schema(["incident_id"], incident_id=TEXT, resolution=TEXT), "", ""),
+    ("itsm", "delete-incident", "Delete an incident", Effect.DELETE, 3, DataClass.INTERNAL, False,
+     False, _schema(["incident_id"], incident_id=TEXT), "", ""),
+    ("warehouse", "run-report", "Run a report", Effect.READ, 2, DataClass.CONFIDENTIAL, False,
+     False, _schema(["report"], report=TEXT, limit={"type": "integer", "minimum": 1}), "", "limit"),
+    ("hris", "read-employee", "Read an employee record", Effect.READ, 3, DataClass.RESTRICTED, True,
+     False, _schema(["employee_id"], employee_id=TEXT), "", ""),
+    ("mail", "send-email", "Send an e-mail", Effect.WRITE, 2, DataClass.INTERNAL, False, False,
+     _schema(["to", "subject"], to=TEXT, subject=TEXT, body={"type": "string"}), "", ""),
+]  # fmt: skip
+
+# role slug -> connectors it may use whole, and single operations
+GRANTS = {
+    "invoice-processor": (["mail"], ["erp.read-invoice", "erp.post-invoice"]),
+    "payments-clerk": ([], ["erp.read-invoice", "erp.pay-invoice"]),
+    "po-buyer": ([], ["erp.create-purchase-order", "erp.read-invoice", "mail.send-email"]),
+    "supplier-onboarder": (["mail"], ["crm.read-account"]),
+    "hr-assistant": (["mail"], ["hris.read-employee"]),
+    "support-agent": (["itsm"], ["crm.read-account", "crm.update-contact", "mail.send-email"]),
+    "onboarding-agent": (["crm", "mail"], []),
+    "incident-triager": (["itsm", "mail"], []),
+    "access-provisioner": (["itsm"], ["hris.read-employee"]),
+    "contract-reviewer": ([], ["crm.read-account"]),
+    "data-analyst": (["warehouse"], []),
+}
+
+POLICIES = [
+    (
+        "Baseline: granted work up to sensitivity 4",
+        "Anything an agent is granted is permitted unless it is among the most sensitive.",
+        'permit (principal, action == Action::"invoke", resource)\n'
+        "when { resource.sensitivity <= 4 };",
+    ),
+    (
+        "Payments above 10,000 need a person",
+        "Large payments and purchase orders wait for an approver.",
+        '@approval("required")\n'
+        'permit (principal, action == Action::"invoke", resource in Connector::"erp")\n'
+        "when { resource.financial && context has amount && context.amount > 10000 };",
+    ),
+    (
+        "Restricted data stays with HR, IT and Legal",
+        "Only agents of these business units may touch restricted data.",
+        'forbid (principal, action, resource)\nwhen { resource.data_class == "restricted" }\n'
+        'unless { principal in BusinessUnit::"hr" || principal in BusinessUnit::"it" || '
+        'principal in BusinessUnit::"legal" };',
+    ),
+    (
+        "No deletions at night",
+        "Deletes wait for office hours (06:00-22:00 UTC).",
+        'forbid (principal, action, resource)\nwhen { resource.effect == "delete" && '
+        "(context.hour < 6 || context.hour >= 22) };",
+    ),
+]
+
+
+def seed() -> dict[str, int]:
+    from autonomy.policy import services as policy_services
+
+    created = {"connectors": 0, "operations": 0, "policies": 0}
+    with transaction.atomic():
+        connectors = {}
+        for slug, name, kind in CONNECTORS:
+            connectors[slug], made = Connector.objects.get_or_create(
+                slug=slug, defaults={"name": name, "kind": kind}
+            )
+            created["connectors"] += made
+        operations = {}
+        for conn, slug, name, effect, sens, dclass, pii, fin, schema, amount, count in OPERATIONS:
+            op, made = Operation.objects.get_or_create(
+                connector=connectors[conn],
+                slug=slug,
+                defaults=dict(
+                    name=name, effect=effect, sensitivity=sens, data_class=dclass, pii=pii,
+                    financial=fin, params_schema=schema, amount_param=amount, count_param=count,
+                ),
+            )  # fmt: skip
+            operations[op.key] = op
+            created["operations"] += made
+        if created["operations"] or created["connectors"]:
+            roles = {r.slug: r for r in Role.objects.select_related("group")}
+            for role_slug, (whole, single) in GRANTS.items():
+                if role_slug not in roles:
+                    continue
+                for conn in whole:
+                    services.grant(target=connectors[conn], to=roles[role_slug])
+                for key in single:
+                    services.grant(target=operations[key], to=roles[role_slug])
+            policy_services.registry_changed()
+        for name, description, text in POLICIES:
+            if not Policy.objects.filter(name=name).exists():
+                policy_services.policy_save(
+                    name=name, description=description, text=text, enabled=True, by=None
+                )
+                created["policies"] += 1
+    return created

@@ -1,0 +1,234 @@
+"""The one decision function every agent action passes: API, workflows, simulate, MCP.
+
+    status → credential → operation enabled → grant → limits → risk → Cedar → thresholds
+
+It reads a constant number of rows (operation, grants, recent behaviour, policy version) and
+collects every reason rather than stopping at the first, so a denial explains itself.
+It writes nothing: recording the decision is the caller's job (``autonomy.services``).
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.utils import timezone
+
+from agents.models import AgentStatus
+from autonomy import risk, selectors
+from autonomy.errors import ErrorCode
+from autonomy.models import Operation, Verdict
+from autonomy.policy import engine as policy_engine
+
+STATUS_CODES = {
+    AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
+    AgentStatus.QUARANTINED: ErrorCode.AGENT_QUARANTINED,
+    AgentStatus.RETIRED: ErrorCode.AGENT_RETIRED,
+}
+
+
+@dataclass
+class Decision:
+    verdict: str
+    reasons: list[dict] = field(default_factory=list)
+    risk_score: int = 0
+    risk_factors: list[dict] = field(default_factory=list)
+    policies: dict = field(default_factory=dict)
+    grant: dict | None = None
+    amount: Decimal | None = None
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["amount"] = None if self.amount is None else str(self.amount)
+        return data
+
+
+def _reason(code: ErrorCode, message: str, **details) -> dict:
+    return {"code": str(code), "message": message, "details": details}
+
+
+def _cedar_value(value):
+    """Cedar has no floats or nulls: numbers become whole Longs, nulls are left out."""
+    if isinstance(value, bool) or isinstance(value, int | str):
+        return value
+    if isinstance(value, float | Decimal):
+        return int(round(value))
+    if isinstance(value, dict):
+        return {str(k): _cedar_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_cedar_value(v) for v in value if v is not None]
+    return str(value)
+
+
+def _limits(agent) -> tuple[int, Decimal | None]:
+    per_minute = agent.max_actions_per_minute or settings.AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE
+    spend = agent.max_daily_spend
+    if spend is None and settings.AUTONOMY_DEFAULT_DAILY_SPEND is not None:
+        spend = Decimal(settings.AUTONOMY_DEFAULT_DAILY_SPEND)
+    return per_minute, spend
+
+
+def decide(
+    *,
+    agent,
+    operation: Operation,
+    params: dict,
+    credential=None,
+    at: datetime | None = None,
+    draft_text: str | None = None,
+    draft_replaces: int | None = None,
+) -> Decision:
+    at = at or timezone.now()
+    reasons: list[dict] = []
+
+    if agent.status != AgentStatus.ACTIVE:
+        code = STATUS_CODES[agent.status]
+        return Decision(
+            verdict=Verdict.DENY,
+            reasons=[_reason(code, f"The agent is {agent.status}.", reason=agent.status_reason)],
+        )
+    if credential is not None and credential.state(at) != "active":
+        return Decision(
+            verdict=Verdict.DENY,
+            reasons=[_reason(ErrorCode.CREDENTIAL_REVOKED, "The credential is not active.")],
+        )
+    if not (operation.enabled and operation.connector.enabled):
+        reasons.append(_reason(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
+
+    grant = selectors.grant_for(agent=agent, operation=operation)
+    if grant is None:
+        reasons.append(
+            _reason(
+                ErrorCode.GRANT_MISSING,
+                f"Neither the agent nor its role {agent.role.slug!r} is granted {operation.key}.",
+                operation=operation.key,
+            )
+        )
+
+    amount_value = risk.amount_of(params, operation.amount_param)
+    try:
+        amount = Decimal(str(amount_value)).quantize(Decimal("0.01")) if amount_value else None
+    except InvalidOperation:
+        amount = None
+    behaviour = selectors.agent_behaviour(agent=agent, at=at)
+    per_minute, daily_spend = _limits(agent)
+    if behaviour.actions_last_minute >= per_minute:
+        reasons.append(
+            _reason(
+                ErrorCode.RATE_LIMITED,
+                f"The agent used its {per_minute} actions for this minute.",
+                limit=per_minute,
+                used=behaviour.actions_last_minute,
+            )
+        )
+    if daily_spend is not None and amount and behaviour.spend_today + amount > daily_spend:
+        reasons.append(
+            _reason(
+                ErrorCode.BUDGET_EXCEEDED,
+                "This amount would exceed the agent's daily spend.",
+                limit=str(daily_spend),
+                spent_today=str(behaviour.spend_today),
+                amount=str(amount),
+            )
+        )
+
+    assessment = risk.risk_score(
+        sensitivity=operation.sensitivity,
+        data_class=operation.data_class,
+        pii=operation.pii,
+        financial=operation.financial,
+        amount=amount_value,
+        record_count=risk.amount_of(params, operation.count_param),
+        risk_tier=agent.risk_tier,
+        behaviour=behaviour,
+        rate_limit=per_minute,
+        at=at,
+    )
+    context = {
+        "params": _cedar_value(params),
+        "risk_score": assessment.score,
+        "hour": at.hour,
+        "weekday": at.isoweekday(),
+        "flags": list(behaviour.open_flags),
+    }
+    if amount_value is not None:
+        context["amount"] = _cedar_value(amount_value)
+    count_value = risk.amount_of(params, operation.count_param)
+    if count_value is not None:
+        context["record_count"] = _cedar_value(count_value)
+    result = policy_engine.evaluate(
+        agent=agent,
+        operation=operation,
+        context=context,
+        draft_text=draft_text,
+        draft_replaces=draft_replaces,
+    )
+    policies = {
+        "permits": result.permits,
+        "forbids": result.forbids,
+        "approval_required": result.approval_required,
+        "errors": result.errors,
+    }
+    if result.forbids:
+        reasons.append(
+            _reason(
+                ErrorCode.POLICY_FORBID,
+                "A policy forbids this.",
+                policies=[p["policy"] for p in result.forbids],
+            )
+        )
+    elif not result.allowed:
+        reasons.append(
+            _reason(ErrorCode.POLICY_NO_PERMIT, "No policy permits this (default deny).")
+        )
+
+    unit = agent.business_unit
+    if assessment.score >= unit.deny_threshold:
+        reasons.append(
+            _reason(
+                ErrorCode.RISK_TOO_HIGH,
+                f"Risk {assessment.score} is at or above {unit.name}'s limit "
+                f"{unit.deny_threshold}.",
+                score=assessment.score,
+                threshold=unit.deny_threshold,
+            )
+        )
+    decision = Decision(
+        verdict=Verdict.DENY,
+        reasons=reasons,
+        risk_score=assessment.score,
+        risk_factors=assessment.factors,
+        policies=policies,
+        grant=grant,
+        amount=amount,
+    )
+    if reasons:
+        return decision
+
+    if result.approval_required:
+        reasons.append(
+            _reason(
+                ErrorCode.POLICY_REQUIRES_APPROVAL,
+                "A policy asks a person to approve this.",
+                policies=[p["policy"] for p in result.permits],
+            )
+        )
+    if assessment.score >= unit.approval_threshold:
+        reasons.append(
+            _reason(
+                ErrorCode.RISK_NEEDS_APPROVAL,
+                f"Risk {assessment.score} is at or above {unit.name}'s approval threshold "
+                f"{unit.approval_threshold}.",
+                score=assessment.score,
+                threshold=unit.approval_threshold,
+            )
+        )
+    decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
+    if not reasons:
+        reasons.append(
+            _reason(
+                ErrorCode.ALLOWED,
+                "Granted, permitted by policy, risk below the approval threshold.",
+            )
+        )
+    return decision

@@ -1,0 +1,263 @@
+"""Use cases of the kernel: ask for an action, execute it, grant operations.
+
+``action_request`` is the one write path of the gate: validate, decide, record the action
+and its audit record in one transaction, and hand allowed work to a worker after commit.
+"""
+
+import hashlib
+import json
+import logging
+
+import jsonschema
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from autonomy import audit, connectors, gate, selectors
+from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import ActionRequest, ActionStatus, Connector, Operation, Verdict
+from autonomy.observability.request_id import current as current_request_id
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR_VERDICT = {
+    Verdict.ALLOW: ActionStatus.APPROVED,
+    Verdict.DENY: ActionStatus.DENIED,
+    Verdict.NEEDS_APPROVAL: ActionStatus.PENDING_APPROVAL,
+}
+
+
+def _canonical(data) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def validate_params(*, operation: Operation, params) -> dict:
+    """Parameters must be a JSON object within size and satisfy the operation's schema."""
+    if not isinstance(params, dict):
+        raise DomainError(ErrorCode.PARAMS_INVALID, "params must be a JSON object.")
+    size = len(_canonical(params).encode())
+    if size > settings.AUTONOMY_MAX_PARAMS_BYTES:
+        raise DomainError(
+            ErrorCode.PARAMS_TOO_LARGE,
+            "params are too large.",
+            {"limit_bytes": settings.AUTONOMY_MAX_PARAMS_BYTES, "size_bytes": size},
+            status_code=413,
+        )
+    if operation.params_schema:
+        validator = jsonschema.Draft202012Validator(operation.params_schema)
+        errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
+        if errors:
+            raise DomainError(
+                ErrorCode.PARAMS_INVALID,
+                f"params do not match the schema of {operation.key}.",
+                {
+                    "errors": [
+                        {"path": "/".join(map(str, e.path)) or "(root)", "message": e.message}
+                        for e in errors[:20]
+                    ]
+                },
+            )
+    return params
+
+
+def resolve_operation(*, key: str) -> Operation:
+    operation = selectors.operation_by_key(key=key or "")
+    if operation is None:
+        raise DomainError(
+            ErrorCode.OPERATION_UNKNOWN,
+            f"There is no operation {key!r}. Operations are named <connector>.<operation>.",
+            {"operation": key},
+        )
+    return operation
+
+
+def action_request(
+    *,
+    agent,
+    operation_key: str,
+    params: dict,
+    reason: str = "",
+    credential=None,
+    idempotency_key: str | None = None,
+) -> tuple[ActionRequest, bool]:
+    """Decide and record one action. Returns (action, replayed).
+
+    The same idempotency key with the same request returns the first action; with a
+    different request it is refused, so a retry can never become a second, other action.
+    """
+    operation = resolve_operation(key=operation_key)
+    params = validate_params(operation=operation, params=params)
+    request_hash = hashlib.sha256(
+        _canonical({"op": operation.key, "params": params, "reason": reason}).encode()
+    ).hexdigest()
+    if idempotency_key:
+        existing = _replay(agent=agent, key=idempotency_key, request_hash=request_hash)
+        if existing is not None:
+            return existing, True
+
+    now = timezone.now()
+    decision = gate.decide(agent=agent, operation=operation, params=params, credential=credential)
+    try:
+        with transaction.atomic():
+            action = ActionRequest.objects.create(
+                agent=agent,
+                credential=credential,
+                operation=operation,
+                params=params,
+                reason=reason,
+                idempotency_key=idempotency_key or None,
+                request_hash=request_hash,
+                verdict=decision.verdict,
+                status=STATUS_FOR_VERDICT[decision.verdict],
+                risk_score=decision.risk_score,
+                risk_factors=decision.risk_factors,
+                reasons=decision.reasons,
+                policy_ids=decision.policies,
+                amount=decision.amount,
+                request_id=current_request_id(),
+                created_at=now,
+                decided_at=timezone.now(),
+            )
+            audit.append(
+                kind="action_decision",
+                actor=agent.service_user.username,
+                agent_id=agent.pk,
+                action_id=action.pk,
+                payload={
+                    "operation": operation.key,
+                    "params": params,
+                    "reason": reason,
+                    "decision": decision.as_dict(),
+                    "request_id": action.request_id,
+                },
+            )
+            if action.status == ActionStatus.APPROVED:
+                _dispatch_on_commit(action.pk)
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its action.
+        if not idempotency_key:
+            raise
+        existing = _replay(agent=agent, key=idempotency_key, request_hash=request_hash)
+        if existing is None:
+            raise
+        return existing, True
+    return action, False
+
+
+def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
+    existing = (
+        ActionRequest.objects.select_related("operation__connector")
+        .filter(agent=agent, idempotency_key=key)
+        .first()
+    )
+    if existing is not None and existing.request_hash != request_hash:
+        raise DomainError(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was used for a different request.",
+            {"action_id": str(existing.pk)},
+            status_code=409,
+        )
+    return existing
+
+
+def _dispatch_on_commit(action_id) -> None:
+    from autonomy import tasks
+
+    transaction.on_commit(lambda: tasks.action_execute.delay(str(action_id)))
+
+
+def action_execute(*, action_id) -> ActionRequest | None:
+    """Run an approved action through its connector, once.
+
+    Safe to call again for the same action (a redelivered task): a finished action is left
+    alone, and the connector's idempotency key (the action id) prevents a second side effect.
+    """
+    with transaction.atomic():
+        action = (
+            ActionRequest.objects.select_for_update()
+            .select_related("operation__connector", "agent__service_user")
+            .filter(pk=action_id)
+            .first()
+        )
+        if action is None or action.status not in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
+            return action
+        action.status = ActionStatus.EXECUTING
+        action.started_at = action.started_at or timezone.now()
+        action.attempts += 1
+        action.save(update_fields=["status", "started_at", "attempts"])
+
+    try:
+        result = connectors.call(
+            operation=action.operation, params=action.params, idempotency_key=str(action.pk)
+        )
+        status, outcome, error = ActionStatus.SUCCEEDED, result, None
+    except connectors.ConnectorError as exc:
+        status, outcome, error = ActionStatus.FAILED, None, {"message": str(exc)}
+
+    with transaction.atomic():
+        action = ActionRequest.objects.select_for_update().get(pk=action.pk)
+        if action.status != ActionStatus.EXECUTING:
+            return action
+        action.status = status
+        action.outcome = outcome
+        action.error = error
+        action.finished_at = timezone.now()
+        action.save(update_fields=["status", "outcome", "error", "finished_at"])
+        audit.append(
+            kind="action_outcome",
+            actor="worker",
+            agent_id=action.agent_id,
+            action_id=action.pk,
+            payload={"status": status, "outcome": outcome, "error": error},
+        )
+    return action
+
+
+def action_simulate(*, agent, operation_key: str, params: dict, draft_text=None, replaces=None):
+    """The gate's answer for a hypothetical request. Nothing is recorded or executed."""
+    operation = resolve_operation(key=operation_key)
+    params = validate_params(operation=operation, params=params)
+    return operation, gate.decide(
+        agent=agent,
+        operation=operation,
+        params=params,
+        draft_text=draft_text,
+        draft_replaces=replaces,
+    )
+
+
+# --- grants ---------------------------------------------------------------------------------
+
+
+def _principal(grantee):
+    """Agents are granted through their service user, roles through their group."""
+    from agents.models import Agent, Role
+
+    if isinstance(grantee, Agent):
+        return grantee.service_user
+    if isinstance(grantee, Role):
+        return grantee.group
+    raise TypeError("grant to an Agent or a Role")
+
+
+def grant(*, target: Operation | Connector, to, by=None) -> None:
+    perm = "execute_operation" if isinstance(target, Operation) else "execute_connector"
+    with transaction.atomic():
+        assign_perm(f"autonomy.{perm}", _principal(to), target)
+        audit.append(
+            kind="grant",
+            actor=getattr(by, "username", ""),
+            payload={"target": str(target), "to": str(to), "perm": perm, "granted": True},
+        )
+
+
+def revoke_grant(*, target: Operation | Connector, to, by=None) -> None:
+    perm = "execute_operation" if isinstance(target, Operation) else "execute_connector"
+    with transaction.atomic():
+        remove_perm(f"autonomy.{perm}", _principal(to), target)
+        audit.append(
+            kind="grant",
+            actor=getattr(by, "username", ""),
+            payload={"target": str(target), "to": str(to), "perm": perm, "granted": False},
+        )

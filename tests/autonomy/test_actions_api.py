@@ -1,0 +1,213 @@
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from django.db import connection
+from rest_framework.test import APIClient
+
+from agents import services as agent_services
+from autonomy.models import ActionRequest, ActionStatus, AuditRecord, ConnectorCall
+from tests.autonomy.gate_fixtures import build_registry
+from tests.conftest import bearer, wait_for
+
+ACTIONS = "/api/v1/actions/"
+GOOD = {
+    "operation": "erp.post-invoice",
+    "params": {"invoice_id": "INV-1", "amount": 120},
+    "reason": "monthly close",
+}
+
+
+@pytest.fixture(autouse=True)
+def office_hours():
+    with time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), tick=True):
+        yield
+
+
+def agent_api(token: str) -> APIClient:
+    return bearer(APIClient(), token)
+
+
+def err(response) -> dict:
+    assert response["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def nothing_written() -> bool:
+    return (
+        ActionRequest.objects.count() == 0
+        and not AuditRecord.objects.filter(kind="action_decision").exists()
+    )
+
+
+@pytest.mark.django_db
+def test_agent_asks_and_reads_the_decision_with_reasons(registry):
+    response = agent_api(registry.token).post(ACTIONS, GOOD, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["decision"] == "allow" and body["status"] == "approved"
+    assert body["reasons"][0]["code"] == "allowed"
+    assert body["risk_score"] > 0 and body["risk_factors"]
+    assert body["policies"]["permits"][0]["policy"] == "baseline"
+    shown = agent_api(registry.token).get(f"{ACTIONS}{body['id']}/")
+    assert shown.status_code == 200 and shown.json()["id"] == body["id"]
+
+
+@pytest.mark.django_db
+def test_denied_action_is_recorded_with_its_reason(registry):
+    response = agent_api(registry.token).post(
+        ACTIONS, {"operation": "erp.read-invoice", "params": {}}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["decision"] == "deny"
+    assert [r["code"] for r in response.json()["reasons"]] == ["grant_missing"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({**GOOD, "operation": "erp.nothing"}, 400, "operation_unknown"),
+        ({**GOOD, "operation": "no-dot"}, 400, "operation_unknown"),
+        ({**GOOD, "params": {"invoice_id": "1", "amount": "lots"}}, 400, "params_invalid"),
+        ({**GOOD, "params": {"invoice_id": "1"}}, 400, "params_invalid"),
+        (
+            {**GOOD, "params": {"invoice_id": "1", "amount": 1, "extra": True}},
+            400,
+            "params_invalid",
+        ),
+        ({**GOOD, "params": ["not", "an", "object"]}, 400, "params_invalid"),
+        ({**GOOD, "colour": "red"}, 400, "unknown_field"),
+        ({"params": {}}, 400, "validation_failed"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_writes_nothing(registry, body, status, code):
+    response = agent_api(registry.token).post(ACTIONS, body, format="json")
+    assert response.status_code == status, response.content
+    assert err(response)["code"] == code
+    assert nothing_written()
+
+
+@pytest.mark.django_db
+def test_params_schema_errors_name_the_field(registry):
+    body = {**GOOD, "params": {"invoice_id": "1", "amount": -5}}
+    error = err(agent_api(registry.token).post(ACTIONS, body, format="json"))
+    assert error["details"]["errors"][0]["path"] == "amount"
+
+
+@pytest.mark.django_db
+def test_oversized_params_are_refused(registry, settings):
+    settings.AUTONOMY_MAX_PARAMS_BYTES = 200
+    body = {**GOOD, "params": {"invoice_id": "x" * 500, "amount": 1}}
+    response = agent_api(registry.token).post(ACTIONS, body, format="json")
+    assert response.status_code == 413 and err(response)["code"] == "params_too_large"
+    assert nothing_written()
+
+
+@pytest.mark.django_db
+def test_malformed_json_writes_nothing(registry):
+    response = agent_api(registry.token).post(
+        ACTIONS, data='{"operation": "erp.', content_type="application/json"
+    )
+    assert response.status_code == 400 and err(response)["code"] == "malformed_json"
+    assert nothing_written()
+
+
+@pytest.mark.django_db
+def test_token_without_actions_scope_cannot_ask(registry):
+    _, read_only = agent_services.credential_issue(agent=registry.agent, scopes=["agent:read"])
+    response = agent_api(read_only).post(ACTIONS, GOOD, format="json")
+    assert response.status_code == 403 and err(response)["code"] == "scope_missing"
+
+
+@pytest.mark.django_db
+def test_an_agent_never_sees_another_agents_actions(registry):
+    other = build_registry(slug="other-bot")
+    created = agent_api(registry.token).post(ACTIONS, GOOD, format="json").json()
+    response = agent_api(other.token).get(f"{ACTIONS}{created['id']}/")
+    assert response.status_code == 404 and err(response)["code"] == "not_found"
+    assert agent_api(other.token).get(ACTIONS).json()["count"] == 0
+
+
+@pytest.mark.django_db
+def test_people_cannot_ask_for_actions(registry, it_admin):
+    client = APIClient()
+    client.force_authenticate(it_admin)
+    response = client.post(ACTIONS, GOOD, format="json")
+    assert response.status_code == 403 and err(response)["code"] == "not_an_agent"
+
+
+@pytest.mark.django_db
+def test_same_idempotency_key_returns_the_same_action(registry):
+    api = agent_api(registry.token)
+    first = api.post(ACTIONS, GOOD, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    second = api.post(ACTIONS, GOOD, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201 and second.status_code == 200
+    assert second["Idempotent-Replayed"] == "true"
+    assert first.json()["id"] == second.json()["id"]
+    assert ActionRequest.objects.count() == 1
+    changed = api.post(
+        ACTIONS, {**GOOD, "reason": "other"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert changed.status_code == 409 and err(changed)["code"] == "idempotency_key_reused"
+
+
+@pytest.mark.django_db
+def test_simulate_answers_without_recording(registry, it_admin):
+    from django.contrib.auth.models import Permission
+
+    it_admin.user_permissions.add(Permission.objects.get(codename="view_policy"))
+    client = APIClient()
+    client.force_authenticate(it_admin)
+    body = {"agent": "ap-bot", "operation": "erp.post-invoice", "params": GOOD["params"],
+            "draft_policy": "forbid (principal, action, resource);"}  # fmt: skip
+    response = client.post("/api/v1/simulate/", body, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["verdict"] == "deny" and response.json()["simulated"] is True
+    assert nothing_written()
+    self_check = agent_api(registry.token).post(
+        "/api/v1/simulate/",
+        {"operation": "erp.post-invoice", "params": GOOD["params"]},
+        format="json",
+    )
+    assert self_check.json()["verdict"] == "allow"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_posts_with_one_key_make_one_action_and_one_execution(
+    postgres, celery_worker
+):
+    reg = build_registry()
+    results, barrier = [], threading.Barrier(20)
+
+    def post():
+        try:
+            barrier.wait()
+            response = agent_api(reg.token).post(
+                ACTIONS, GOOD, format="json", HTTP_IDEMPOTENCY_KEY="same"
+            )
+            results.append((response.status_code, response.json()["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 20
+    assert sorted(code for code, _ in results).count(201) == 1
+    assert len({action_id for _, action_id in results}) == 1
+    assert ActionRequest.objects.count() == 1
+    action_id = results[0][1]
+    wait_for(
+        lambda: ActionRequest.objects.get(pk=action_id).status == ActionStatus.SUCCEEDED,
+        timeout=30,
+        what="the worker to execute the action",
+    )
+    assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
+    assert AuditRecord.objects.filter(kind="action_decision").count() == 1
+    assert AuditRecord.objects.filter(kind="action_outcome", action_id=action_id).count() == 1
+    assert json.loads(json.dumps(ActionRequest.objects.get(pk=action_id).outcome))["ok"] is True
