@@ -141,7 +141,7 @@ def celery_worker(transactional_db, tmp_path):
             [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
              "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
              "--without-heartbeat", "--loglevel=INFO"],
-            cwd=realparts.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=realparts.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     worker = WorkerProcess(proc, log_path, mail_dir)
     try:

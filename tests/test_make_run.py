@@ -42,6 +42,7 @@ def test_make_run_from_a_fresh_clone_serves_the_portal_and_a_worker(tmp_path):
             ["make", "run", f"PORT={port}"],
             cwd=clone,
             env=env,
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
