@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Everything on the embedded default: SQLite file, filesystem broker, console e-mail.
+# Everything on the embedded default: SQLite file, filesystem broker, console e-mail;
+# web server, one Celery worker and Celery beat (expiry and escalation of approvals).
 run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --agents $(DEMO_AGENTS)
 	$(BIN)/python manage.py demo_admin
-	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops web and worker"
+	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops web, worker and beat"
 	PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 # What the suite needs beyond PyPI: Debian's chromium and the OIDC provider from npm.

@@ -23,6 +23,12 @@ class BusinessUnit(models.Model):
     # Risk scores (0-100) at or above these need a person, or are refused outright.
     approval_threshold = models.PositiveSmallIntegerField(default=50)
     deny_threshold = models.PositiveSmallIntegerField(default=85)
+    # Who decides this unit's approvals (empty: the portal's Approvers), and how many of them
+    # must agree when the risk is at or above the dual-control score.
+    approver_group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dual_control_risk = models.PositiveSmallIntegerField(default=70)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -19,7 +19,11 @@ _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
 _KERNEL_MODELS = ("connector", "operation", "policy")
 _VIEW_KERNEL = [f"autonomy.view_{m}" for m in _KERNEL_MODELS] + ["autonomy.view_actionrequest"]
-_HISTORY = ["auditlog.view_logentry", "autonomy.view_auditrecord"]
+_HISTORY = [
+    "auditlog.view_logentry",
+    "autonomy.view_auditrecord",
+    "approvals.view_approvalrequest",
+]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and can stop agents; auditors read everything including both histories;

@@ -145,3 +145,40 @@ def seed() -> dict[str, int]:
                 )
                 created["policies"] += 1
     return created
+
+
+def seed_activity() -> int:
+    """A first day of work for a fresh demo: a few dozen actions through the real gate, some
+    allowed, some denied, some waiting in the approval inbox. Skipped once actions exist."""
+    from agents.models import Agent, AgentStatus
+    from autonomy.models import ActionRequest
+
+    if ActionRequest.objects.exists():
+        return 0
+    plan = [
+        ("invoice-processor", "erp.post-invoice", {"invoice_id": "INV-{n}", "amount": 1800}),
+        ("invoice-processor", "erp.read-invoice", {"invoice_id": "INV-{n}"}),
+        ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 48000}),
+        ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 900}),
+        ("po-buyer", "erp.create-purchase-order", {"supplier": "Acme", "amount": 25000}),
+        ("support-agent", "crm.export-contacts", {"limit": 5000}),
+        ("incident-triager", "itsm.create-incident", {"title": "VPN down", "priority": 2}),
+        ("data-analyst", "warehouse.run-report", {"report": "monthly-spend", "limit": 500}),
+        ("access-provisioner", "hris.read-employee", {"employee_id": "E-{n}"}),
+    ]
+    created = 0
+    for n, (role, operation, params) in enumerate(plan * 3):
+        candidates = list(
+            Agent.objects.select_related("role__group", "business_unit", "service_user")
+            .filter(role__slug=role, status=AgentStatus.ACTIVE)
+            .order_by("slug")[:3]
+        )
+        if not candidates:  # a small demo (--agents 20) may lack some roles
+            continue
+        agent = candidates[(n // len(plan)) % len(candidates)]
+        filled = {k: v.format(n=1000 + n) if isinstance(v, str) else v for k, v in params.items()}
+        services.action_request(
+            agent=agent, operation_key=operation, params=filled, reason="demo: first day of work"
+        )
+        created += 1
+    return created

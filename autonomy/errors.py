@@ -49,6 +49,12 @@ class ErrorCode(StrEnum):
     RISK_NEEDS_APPROVAL = "risk_needs_approval"
     BUDGET_EXCEEDED = "budget_exceeded"
     ALLOWED = "allowed"
+    # approvals
+    NOT_AN_APPROVER = "not_an_approver"
+    APPROVAL_NOT_PENDING = "approval_not_pending"
+    ALREADY_DECIDED = "already_decided"
+    CHANGES_DENIED = "changes_denied"
+    LINK_INVALID = "link_invalid"
     # server
     INTERNAL_ERROR = "internal_error"
 

@@ -133,7 +133,11 @@ def action_request(
                 },
             )
             if action.status == ActionStatus.APPROVED:
-                _dispatch_on_commit(action.pk)
+                dispatch_on_commit(action.pk)
+            elif action.status == ActionStatus.PENDING_APPROVAL:
+                from approvals import services as approvals
+
+                approvals.approval_open(action=action)
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its action.
         if not idempotency_key:
@@ -161,7 +165,7 @@ def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
     return existing
 
 
-def _dispatch_on_commit(action_id) -> None:
+def dispatch_on_commit(action_id) -> None:
     from autonomy import tasks
 
     transaction.on_commit(lambda: tasks.action_execute.delay(str(action_id)))

@@ -210,6 +210,13 @@ AUTONOMY_DEFAULT_DAILY_SPEND = env.int("AUTONOMY_DEFAULT_DAILY_SPEND", default=2
 # Parameters larger than this (as JSON) are refused with params_too_large.
 AUTONOMY_MAX_PARAMS_BYTES = env.int("AUTONOMY_MAX_PARAMS_BYTES", default=64 * 1024)
 
+# Approvals: how long a request waits, when it escalates (and reminds at half that).
+AUTONOMY_APPROVAL_TTL_SECONDS = env.int("AUTONOMY_APPROVAL_TTL_SECONDS", default=24 * 3600)
+AUTONOMY_APPROVAL_ESCALATE_SECONDS = env.int("AUTONOMY_APPROVAL_ESCALATE_SECONDS", default=4 * 3600)
+AUTONOMY_APPROVAL_LINK_MAX_AGE = env.int("AUTONOMY_APPROVAL_LINK_MAX_AGE", default=24 * 3600)
+# Where people reach the portal, for links in e-mails.
+AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
+
 AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
     "AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=24 * 3600
 )
@@ -235,6 +242,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Time-based work runs on Celery beat, never on page loads.
+CELERY_BEAT_SCHEDULE = {
+    "approvals-sweep": {"task": "approvals.tasks.approvals_sweep", "schedule": 30.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- E-mail ---------------------------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="consolemail://")
@@ -255,6 +267,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Tests and the embedded default serve static files from the apps directly (no collectstatic).
 WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {

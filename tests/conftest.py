@@ -120,7 +120,14 @@ def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, what: 
 
 
 @pytest.fixture
-def celery_worker(transactional_db, tmp_path):
+def celery_worker_env() -> dict[str, str]:
+    """Extra environment for the worker, merged last; a test overrides this to change it
+    (say, to send its e-mail over SMTP instead of into files)."""
+    return {}
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path, celery_worker_env):
     """A real ``celery worker`` process on the configured broker, seeing the test database."""
     from django.conf import settings
 
@@ -135,6 +142,7 @@ def celery_worker(transactional_db, tmp_path):
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(mail_dir),
         "AUTONOMY_DATA_DIR": str(settings.DATA_DIR),
+        **celery_worker_env,
     }
     with open(log_path, "w") as log:
         proc = subprocess.Popen(

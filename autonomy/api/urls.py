@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from agents.api import views as agent_views
+from approvals import api as approvals_api
 from autonomy.api import actions
 
 router = DefaultRouter()
@@ -12,5 +13,6 @@ router.register("business-units", agent_views.BusinessUnitViewSet, basename="bus
 router.register("roles", agent_views.RoleViewSet, basename="role")
 router.register("credentials", agent_views.CredentialViewSet, basename="credential")
 router.register("actions", actions.ActionViewSet, basename="action")
+router.register("approvals", approvals_api.ApprovalViewSet, basename="approval")
 
 urlpatterns = [path("simulate/", actions.SimulateView.as_view(), name="simulate"), *router.urls]

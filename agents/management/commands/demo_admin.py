@@ -19,6 +19,13 @@ class Command(BaseCommand):
         user.email = user.email or f"{username}@example.com"
         user.set_password(password)
         user.save()
+        # The demo admin also approves and writes policies, so the inbox is not empty for them.
+        from django.contrib.auth.models import Group
+
+        from agents.portal_roles import PortalRole, group_name
+
+        roles = (PortalRole.IT_ADMIN, PortalRole.RISK_OFFICER, PortalRole.APPROVER)
+        user.groups.add(*Group.objects.filter(name__in=[group_name(r) for r in roles]))
         self.stdout.write(
             self.style.SUCCESS(f"Demo admin: username {username!r}, password {password!r}")
         )

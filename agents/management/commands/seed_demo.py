@@ -19,5 +19,6 @@ class Command(BaseCommand):
 
         created = demo.seed(agents=agents)
         created.update(kernel_demo.seed())
+        created["actions"] = kernel_demo.seed_activity()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,47 @@
+"""Forms of the approval inbox: one decision, or one verdict for several low-risk requests."""
+
+import uuid
+
+from django import forms
+
+from approvals.models import Verdict
+
+VERDICTS = [(Verdict.APPROVE, "Approve"), (Verdict.REJECT, "Reject")]
+BULK_MAX = 200
+
+
+class DecisionForm(forms.Form):
+    verdict = forms.ChoiceField(choices=VERDICTS)
+    comment = forms.CharField(
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "Why? Your comment goes into the audit trail."}
+        ),
+    )
+
+
+class UUIDListField(forms.Field):
+    """Several ``name=<uuid>`` values, as the list's checkboxes send them."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[uuid.UUID]:
+        if not value:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        try:
+            return list(dict.fromkeys(uuid.UUID(str(v)) for v in value))
+        except ValueError as exc:
+            raise forms.ValidationError("Not a valid request id.") from exc
+
+    def validate(self, value) -> None:
+        if not value:
+            raise forms.ValidationError("Select at least one low-risk request.")
+        if len(value) > BULK_MAX:
+            raise forms.ValidationError(f"Select at most {BULK_MAX} requests at a time.")
+
+
+class BulkDecisionForm(DecisionForm):
+    ids = UUIDListField()

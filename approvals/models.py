@@ -1,0 +1,121 @@
+"""Humans in the loop: approval requests and the decisions people make on them."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ExpiryOutcome(models.TextChoices):
+    DENY = "deny", "Deny"
+    APPROVE = "approve", "Approve"
+
+
+class Channel(models.TextChoices):
+    INBOX = "inbox", "Inbox"
+    EMAIL = "email", "E-mail link"
+    API = "api", "API"
+    SYSTEM = "system", "System"
+
+
+class Verdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    APPROVE_WITH_CHANGES = "approve_with_changes", "Approve with changes"
+    REDIRECT = "redirect", "Redirect"
+
+
+class ApprovalRequest(models.Model):
+    """Work that waits for people: who may decide, how many must agree, until when."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.OneToOneField(
+        "autonomy.ActionRequest", on_delete=models.CASCADE, related_name="approval"
+    )
+    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="+")
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", on_delete=models.PROTECT, related_name="+"
+    )
+    subject = models.CharField(max_length=300)
+    risk_score = models.PositiveSmallIntegerField(default=0, db_index=True)
+    approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    escalation_group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    quorum = models.PositiveSmallIntegerField(default=1)
+    approvals = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=20, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    expires_at = models.DateTimeField()
+    expiry_outcome = models.CharField(
+        max_length=10, choices=ExpiryOutcome.choices, default=ExpiryOutcome.DENY
+    )
+    escalate_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-risk_score", "created_at"]
+        indexes = [
+            models.Index(fields=["status", "approver_group", "-risk_score", "created_at"],
+                         name="approval_inbox"),
+            models.Index(fields=["status", "expires_at"], name="approval_expiry"),
+        ]  # fmt: skip
+        permissions = [("decide_approvalrequest", "Can decide approval requests")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class Decision(models.Model):
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="decisions")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    verdict = models.CharField(max_length=30, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    params = models.JSONField(null=True, blank=True)
+    redirected_to = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # One decision per person per request: a second click never counts twice.
+            models.UniqueConstraint(
+                fields=["request", "approver"], name="one_decision_per_approver"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.approver}"
+
+
+class EmailLink(models.Model):
+    """The single-use part of a signed e-mail link: used once, then refused."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="links")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"link for {self.approver} on {self.request_id}"

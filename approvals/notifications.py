@@ -1,0 +1,62 @@
+"""E-mails to approvers: each gets a signed, expiring, single-use link to a confirmation page."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+
+from approvals import links
+from approvals.models import ApprovalRequest, ApprovalStatus
+
+log = logging.getLogger(__name__)
+
+SUBJECTS = {
+    "new": "Approval needed",
+    "reminder": "Reminder: approval needed",
+    "escalated": "Escalated: approval needed",
+}
+
+
+def eligible_approvers(request: ApprovalRequest):
+    groups = [request.approver_group_id]
+    if request.escalated_at and request.escalation_group_id:
+        groups.append(request.escalation_group_id)
+    return (
+        get_user_model()
+        .objects.filter(groups__in=groups, is_active=True)
+        .exclude(email="")
+        .exclude(pk=request.agent.owner_id)  # the owner never decides alone; no link for them
+        .distinct()
+    )
+
+
+def approvers_notify(*, request_id: str, reason: str = "new") -> int:
+    request = (
+        ApprovalRequest.objects.select_related("agent__owner", "action__operation__connector")
+        .filter(pk=request_id)
+        .first()
+    )
+    if request is None or request.status != ApprovalStatus.PENDING:
+        return 0
+    sent = 0
+    portal = settings.AUTONOMY_PORTAL_URL.rstrip("/")  # "https://host/" + "/approvals/..." 404s
+    for approver in eligible_approvers(request):
+        url = f"{portal}{links.link_path(request=request, approver=approver)}"
+        context = {
+            "request": request,
+            "action": request.action,
+            "approver": approver,
+            "url": url,
+            "inbox_url": f"{portal}/inbox/",
+        }
+        send_mail(
+            subject=f"[Autonomy OS] {SUBJECTS.get(reason, SUBJECTS['new'])}: {request.subject}",
+            message=render_to_string("emails/approval_needed.txt", context),
+            from_email=None,
+            recipient_list=[approver.email],
+        )
+        sent += 1
+    log.info("approval %s: %s notice sent to %d approver(s)", request_id, reason, sent)
+    return sent

@@ -1,0 +1,62 @@
+"""Reads for approvers: what this person may decide, with everything needed on one screen."""
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import CharField, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Replace
+from guardian.models import GroupObjectPermission, UserObjectPermission
+
+from approvals.models import ApprovalRequest, ApprovalStatus
+
+DECIDE = "approvals.decide_approvalrequest"
+
+
+def inbox_for_user(*, user, status: str = ApprovalStatus.PENDING) -> QuerySet[ApprovalRequest]:
+    """Requests this person may decide (guardian grants to their groups), riskiest and oldest
+    first, joined so that a page of them costs a constant number of queries."""
+    ct = ContentType.objects.get_for_model(ApprovalRequest)
+
+    # guardian keeps object ids as text. Compare as hyphen-less text on both sides: casting
+    # every stored id to a uuid (guardian's own shortcut) breaks on other models' integer ids,
+    # and SQLite renders a uuid as bare hex where guardian wrote it with hyphens.
+    def bare(expression):
+        return Replace(expression, Value("-"), Value(""))
+
+    granted = (
+        GroupObjectPermission.objects.filter(
+            content_type=ct, permission__codename="decide_approvalrequest", group__user=user
+        )
+        .annotate(bare_pk=bare("object_pk"))
+        .values("bare_pk")
+    )
+    direct = (
+        UserObjectPermission.objects.filter(
+            content_type=ct, permission__codename="decide_approvalrequest", user=user
+        )
+        .annotate(bare_pk=bare("object_pk"))
+        .values("bare_pk")
+    )
+    return (
+        ApprovalRequest.objects.filter(status=status)
+        .annotate(pk_text=bare(Cast("pk", CharField())))
+        .filter(pk_text__in=Subquery(granted.union(direct)))
+        .select_related(
+            "agent__owner", "business_unit", "approver_group", "action__operation__connector"
+        )
+        .order_by("-risk_score", "created_at")
+    )
+
+
+def approval_detail(*, request_id) -> ApprovalRequest | None:
+    return (
+        ApprovalRequest.objects.select_related(
+            "agent__owner", "agent__role__group", "business_unit", "approver_group",
+            "action__operation__connector",
+        )
+        .prefetch_related("decisions__approver")
+        .filter(pk=request_id)
+        .first()
+    )  # fmt: skip
+
+
+def agent_recent_actions(*, agent, limit: int = 10):
+    return agent.actions.select_related("operation__connector").order_by("-created_at")[:limit]

@@ -1,0 +1,297 @@
+"""Use cases of approvals: open a request for waiting work, decide it, expire and escalate.
+
+A decision locks the request row, so any number of simultaneous clicks produce exactly one
+outcome; one person's second click is refused by a unique constraint, never counted twice.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from agents.portal_roles import PortalRole, group_name
+from approvals.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Decision,
+    ExpiryOutcome,
+    Verdict,
+)
+from autonomy import audit
+from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import ActionRequest, ActionStatus
+
+log = logging.getLogger(__name__)
+DECIDE = "approvals.decide_approvalrequest"
+
+
+def _portal_group(role: str) -> Group:
+    return Group.objects.get_or_create(name=group_name(role))[0]
+
+
+def approval_open(*, action: ActionRequest) -> ApprovalRequest:
+    """Open the request for an action the gate sent to people. Call inside its transaction."""
+    agent = action.agent
+    unit = agent.business_unit
+    now = timezone.now()
+    approvers = unit.approver_group or _portal_group(PortalRole.APPROVER)
+    request = ApprovalRequest.objects.create(
+        action=action,
+        agent=agent,
+        business_unit=unit,
+        subject=f"{agent.name}: {action.operation.key}"[:300],
+        risk_score=action.risk_score,
+        approver_group=approvers,
+        escalation_group=_portal_group(PortalRole.RISK_OFFICER),
+        quorum=2 if action.risk_score >= unit.dual_control_risk else 1,
+        expires_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_TTL_SECONDS),
+        escalate_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS),
+    )
+    assign_perm(DECIDE, approvers, request)
+    audit.append(
+        kind="approval_opened",
+        actor="gate",
+        agent_id=agent.pk,
+        action_id=action.pk,
+        payload={
+            "approval_id": str(request.pk),
+            "approvers": approvers.name,
+            "quorum": request.quorum,
+            "expires_at": request.expires_at.isoformat(),
+        },
+    )
+    from approvals import tasks
+
+    request_id = str(request.pk)
+    transaction.on_commit(lambda: tasks.approval_notify.delay(request_id))
+    return request
+
+
+def may_decide(*, user, request: ApprovalRequest) -> bool:
+    return bool(user and user.is_active) and user.has_perm(DECIDE, request)
+
+
+def approval_decide(
+    *,
+    request_id,
+    approver,
+    verdict: str,
+    channel: str,
+    comment: str = "",
+    params: dict | None = None,
+    redirect_to: Group | None = None,
+) -> ApprovalRequest:
+    """Record one person's decision and, when it settles the request, resume or stop the work."""
+    from agents.models import Agent
+
+    if isinstance(approver, Agent) or hasattr(approver, "agent"):
+        raise DomainError(ErrorCode.NOT_AN_APPROVER, "Agents never approve.", status_code=403)
+    try:
+        with transaction.atomic():
+            request = (
+                ApprovalRequest.objects.select_for_update()
+                .select_related("action__operation__connector", "agent__owner")
+                .filter(pk=request_id)
+                .first()
+            )
+            if request is None:
+                raise DomainError(ErrorCode.NOT_FOUND, "No such approval request.", status_code=404)
+            if not may_decide(user=approver, request=request):
+                raise DomainError(
+                    ErrorCode.NOT_AN_APPROVER,
+                    "You are not among the approvers of this request.",
+                    status_code=403,
+                )
+            if request.status != ApprovalStatus.PENDING:
+                raise DomainError(
+                    ErrorCode.APPROVAL_NOT_PENDING,
+                    f"This request is already {request.status}.",
+                    {"status": request.status},
+                    status_code=409,
+                )
+            if verdict == Verdict.APPROVE_WITH_CHANGES:
+                params = _narrowed_params(request=request, params=params)
+            decision = Decision.objects.create(
+                request=request,
+                approver=approver,
+                verdict=verdict,
+                channel=channel,
+                comment=comment[:5000],
+                params=params if verdict == Verdict.APPROVE_WITH_CHANGES else None,
+                redirected_to=redirect_to if verdict == Verdict.REDIRECT else None,
+            )
+            _apply(request=request, decision=decision)
+            audit.append(
+                kind="approval_decision",
+                actor=approver.get_username(),
+                agent_id=request.agent_id,
+                action_id=request.action_id,
+                payload={
+                    "approval_id": str(request.pk),
+                    "verdict": verdict,
+                    "channel": channel,
+                    "comment": comment[:5000],
+                    "params": decision.params,
+                    "status": request.status,
+                    "approvals": request.approvals,
+                    "quorum": request.quorum,
+                },
+            )
+    except IntegrityError as exc:
+        raise DomainError(
+            ErrorCode.ALREADY_DECIDED,
+            "You already decided on this request.",
+            status_code=409,
+        ) from exc
+    return request
+
+
+def _narrowed_params(*, request: ApprovalRequest, params) -> dict:
+    """Changed parameters must fit the operation's schema and pass the gate again."""
+    from autonomy import gate
+    from autonomy import services as kernel
+
+    action = request.action
+    params = kernel.validate_params(operation=action.operation, params=params)
+    decision = gate.decide(agent=request.agent, operation=action.operation, params=params)
+    if decision.verdict == "deny":
+        raise DomainError(
+            ErrorCode.CHANGES_DENIED,
+            "The gate refuses the changed request.",
+            {"reasons": decision.reasons},
+            status_code=409,
+        )
+    return params
+
+
+def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
+    if decision.verdict == Verdict.REJECT:
+        _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
+                message=f"Rejected by {decision.approver.get_username()}.")  # fmt: skip
+        return
+    if decision.verdict == Verdict.REDIRECT:
+        target = decision.redirected_to
+        if target is None:
+            raise DomainError(ErrorCode.VALIDATION_FAILED, "Redirect needs a target group.")
+        remove_perm(DECIDE, request.approver_group, request)
+        assign_perm(DECIDE, target, request)
+        request.approver_group = target
+        request.save(update_fields=["approver_group"])
+        return
+    if decision.verdict == Verdict.APPROVE_WITH_CHANGES:
+        action = request.action
+        action.params = decision.params
+        action.save(update_fields=["params"])
+    approvals = list(
+        request.decisions.filter(
+            verdict__in=[Verdict.APPROVE, Verdict.APPROVE_WITH_CHANGES]
+        ).values_list("approver_id", flat=True)
+    )
+    request.approvals = len(approvals)
+    # Separation of duties: the agent's owner may approve, but never alone.
+    independent = any(a != request.agent.owner_id for a in approvals)
+    if request.approvals >= request.quorum and independent:
+        _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_granted",
+                message=f"Approved ({request.approvals} of {request.quorum}).")  # fmt: skip
+    else:
+        request.save(update_fields=["approvals"])
+
+
+def _settle(*, request: ApprovalRequest, status: str, code: str, message: str) -> None:
+    """Close the request and move the waiting action on: execute it, or stop it."""
+    from autonomy import services as kernel
+
+    request.status = status
+    request.decided_at = timezone.now()
+    request.save(update_fields=["status", "decided_at", "approvals"])
+    action = ActionRequest.objects.select_for_update().get(pk=request.action_id)
+    if action.status != ActionStatus.PENDING_APPROVAL:
+        return
+    action.reasons = [*action.reasons, {"code": code, "message": message, "details": {}}]
+    if status == ApprovalStatus.APPROVED:
+        action.status = ActionStatus.APPROVED
+        action.save(update_fields=["status", "reasons"])
+        kernel.dispatch_on_commit(action.pk)
+    else:
+        action.status = ActionStatus.DENIED
+        action.finished_at = timezone.now()
+        action.save(update_fields=["status", "reasons", "finished_at"])
+
+
+def approvals_sweep(*, now=None) -> dict[str, int]:
+    """Expire, escalate and remind, by the clock. Runs on Celery beat; safe to run twice."""
+    now = now or timezone.now()
+    counts = {"expired": 0, "escalated": 0, "reminded": 0}
+    expired = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
+    for pk in expired.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            request = (
+                ApprovalRequest.objects.select_for_update()
+                .filter(pk=pk, status=ApprovalStatus.PENDING)
+                .first()
+            )
+            if request is None:
+                continue
+            approve = request.expiry_outcome == ExpiryOutcome.APPROVE
+            _settle(
+                request=request,
+                status=ApprovalStatus.APPROVED if approve else ApprovalStatus.EXPIRED,
+                code="approval_expired",
+                message="Nobody decided in time; the request "
+                + ("was approved." if approve else "expired."),
+            )
+            audit.append(
+                kind="approval_expired",
+                actor="system",
+                agent_id=request.agent_id,
+                action_id=request.action_id,
+                payload={"approval_id": str(pk), "outcome": request.expiry_outcome},
+            )
+            counts["expired"] += 1
+    due = ApprovalRequest.objects.filter(
+        status=ApprovalStatus.PENDING, escalate_at__lte=now, escalated_at__isnull=True
+    ).exclude(escalation_group=None)
+    for pk in due.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            request = (
+                ApprovalRequest.objects.select_for_update()
+                .filter(pk=pk, status=ApprovalStatus.PENDING, escalated_at__isnull=True)
+                .first()
+            )
+            if request is None:
+                continue
+            assign_perm(DECIDE, request.escalation_group, request)
+            request.escalated_at = now
+            request.save(update_fields=["escalated_at"])
+            audit.append(
+                kind="approval_escalated",
+                actor="system",
+                agent_id=request.agent_id,
+                action_id=request.action_id,
+                payload={"approval_id": str(pk), "to": request.escalation_group.name},
+            )
+            from approvals import tasks
+
+            transaction.on_commit(lambda pk=str(pk): tasks.approval_notify.delay(pk, "escalated"))
+            counts["escalated"] += 1
+    remind_after = timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS / 2)
+    stale = ApprovalRequest.objects.filter(
+        status=ApprovalStatus.PENDING,
+        reminded_at__isnull=True,
+        escalated_at__isnull=True,
+        created_at__lte=now - remind_after,
+    )
+    for pk in stale.values_list("pk", flat=True)[:500]:
+        updated = ApprovalRequest.objects.filter(pk=pk, reminded_at__isnull=True).update(
+            reminded_at=now
+        )
+        if updated:
+            from approvals import tasks
+
+            transaction.on_commit(lambda pk=str(pk): tasks.approval_notify.delay(pk, "reminder"))
+            counts["reminded"] += 1
+    return counts

@@ -1,0 +1,16 @@
+"""Portal pages of approvals: the inbox and the e-mail link confirmation."""
+
+from django.urls import path
+
+from approvals import views_email, views_inbox
+
+app_name = "approvals"
+
+urlpatterns = [
+    path("inbox/", views_inbox.inbox, name="inbox"),
+    path("inbox/list/", views_inbox.inbox_list, name="inbox-list"),
+    path("inbox/<uuid:request_id>/", views_inbox.detail, name="detail"),
+    path("inbox/<uuid:request_id>/decide/", views_inbox.decide, name="decide"),
+    path("inbox/bulk/", views_inbox.bulk_decide, name="bulk-decide"),
+    path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
+]

@@ -1,0 +1,286 @@
+"""The approval inbox: what this person may decide, with everything needed on one screen.
+
+Reads come from ``approvals.selectors``, decisions go through ``approvals.services``; these
+views only parse the form, pick the template and word the outcome.
+"""
+
+import hashlib
+import json
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import etag, require_GET, require_POST
+
+from approvals import selectors, services
+from approvals.forms import BulkDecisionForm, DecisionForm
+from approvals.models import ApprovalRequest, ApprovalStatus, Channel, Verdict
+from autonomy.errors import DomainError, ErrorCode
+
+PAGE_SIZE = 50
+# Below this risk score a request may be decided together with others, without opening it.
+BULK_MAX_RISK = 40
+
+RISK_FACTOR_LABELS = {
+    "sensitivity": "Operation sensitivity",
+    "data_class": "Data class",
+    "pii": "Touches personal data",
+    "financial": "Moves or commits money",
+    "amount": "Amount",
+    "record_count": "Records touched",
+    "agent_risk_tier": "Agent risk tier",
+    "recent_rate": "Requests in the last minute",
+    "recent_denials": "Denials in the last hour",
+    "drift_flags": "Open drift flags",
+    "off_hours": "Outside office hours",
+}
+APPROVAL_REASONS = {ErrorCode.POLICY_REQUIRES_APPROVAL, ErrorCode.RISK_NEEDS_APPROVAL}
+
+
+def person_required(view):
+    """Signed-in people only: anonymous visitors go to sign-in, agents' service users get 403."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if hasattr(request.user, "agent"):
+            raise PermissionDenied("Agents have no approval inbox.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+def _inbox_page(request: HttpRequest) -> Page:
+    """This person's page of pending requests; computed once per HTTP request."""
+    if not hasattr(request, "_inbox_page"):
+        paginator = Paginator(selectors.inbox_for_user(user=request.user), PAGE_SIZE)
+        request._inbox_page = paginator.get_page(request.GET.get("page"))
+    return request._inbox_page
+
+
+def _list_version(request: HttpRequest, *args, **kwargs) -> str:
+    """A cheap token of what the list shows: the page's rows and their approval counts.
+
+    The poller sends it back as ``If-None-Match``; an unchanged inbox answers 304, empty.
+    """
+    page = _inbox_page(request)
+    rows = [(str(r.pk), r.approvals, r.quorum, r.escalated_at) for r in page.object_list]
+    seed = repr((request.user.pk, page.number, page.paginator.count, rows))
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+def _list_context(request: HttpRequest) -> dict:
+    page = _inbox_page(request)
+    return {
+        "page_obj": page,
+        "requests": page.object_list,
+        "bulk_max_risk": BULK_MAX_RISK,
+        "list_version": _list_version(request),
+    }
+
+
+@person_required
+@require_GET
+def inbox(request: HttpRequest) -> HttpResponse:
+    return render(request, "approvals/inbox.html", _list_context(request))
+
+
+@person_required
+@require_GET
+@etag(_list_version)
+def inbox_list(request: HttpRequest) -> HttpResponse:
+    """The list alone, for the page's poller; 304 while nothing changed."""
+    response = render(request, "approvals/_list.html", _list_context(request))
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# --- one request ----------------------------------------------------------------------------
+
+
+def _visible(request: HttpRequest, request_id) -> ApprovalRequest:
+    """The request, if this person is among its deciders; otherwise it does not exist."""
+    approval = selectors.approval_detail(request_id=request_id)
+    if approval is None or not services.may_decide(user=request.user, request=approval):
+        raise Http404("No such approval request in your inbox.")
+    return approval
+
+
+def _policy_names(refs) -> list[str]:
+    names = [ref.get("policy") if isinstance(ref, dict) else str(ref) for ref in refs or []]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _risk_factors(action) -> list[dict]:
+    total = max(action.risk_score, 1)
+    factors = []
+    for factor in action.risk_factors or []:
+        value = factor.get("value")
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        points = factor.get("points") or 0
+        factors.append(
+            {
+                "label": RISK_FACTOR_LABELS.get(factor.get("factor"), factor.get("factor")),
+                "value": value,
+                "points": points,
+                "share": min(100, round(100 * points / total)),
+            }
+        )
+    return sorted(factors, key=lambda f: -f["points"])
+
+
+def _detail_context(
+    request: HttpRequest, approval: ApprovalRequest, *, form=None, error: str = ""
+) -> dict:
+    action = approval.action
+    decisions = list(approval.decisions.all())
+    mine = next((d for d in decisions if d.approver_id == request.user.pk), None)
+    pending = approval.status == ApprovalStatus.PENDING
+    asked_by = [r for r in action.reasons or [] if r.get("code") in APPROVAL_REASONS]
+    policies = action.policy_ids or {}
+    return {
+        "approval": approval,
+        "action": action,
+        "agent": approval.agent,
+        "recent_actions": selectors.agent_recent_actions(agent=approval.agent),
+        "params_json": json.dumps(action.params, indent=2, sort_keys=True, ensure_ascii=False),
+        "risk_factors": _risk_factors(action),
+        "gate_reasons": action.reasons or [],
+        "approval_reasons": asked_by,
+        "permitted_by": _policy_names(policies.get("permits")),
+        "approval_policies": _policy_names(
+            name
+            for reason in asked_by
+            for name in (reason.get("details") or {}).get("policies", [])
+        ),
+        "decisions": decisions,
+        "my_decision": mine,
+        "pending": pending,
+        "can_decide": pending and mine is None,
+        "needs_independent": pending and approval.approvals >= approval.quorum,
+        "is_owner": approval.agent.owner_id == request.user.pk,
+        "form": form or DecisionForm(),
+        "error": error,
+        "bulk_max_risk": BULK_MAX_RISK,
+    }
+
+
+def _detail_page(request: HttpRequest, approval: ApprovalRequest, *, status=200, **extra):
+    context = _detail_context(request, approval, **extra)
+    if request.GET.get("partial"):
+        return render(request, "approvals/_detail.html", context, status=status)
+    return render(
+        request, "approvals/detail.html", {**_list_context(request), **context}, status=status
+    )
+
+
+@person_required
+@require_GET
+def detail(request: HttpRequest, request_id) -> HttpResponse:
+    """The full page with this request selected, or (``?partial=1``) its pane alone."""
+    return _detail_page(request, _visible(request, request_id))
+
+
+def _outcome(approval: ApprovalRequest, verdict: str) -> str:
+    if approval.status == ApprovalStatus.APPROVED:
+        return f"Approved “{approval.subject}”. The action is released to run."
+    if approval.status == ApprovalStatus.REJECTED:
+        return f"Rejected “{approval.subject}”. The action is stopped and will not run."
+    if verdict == Verdict.APPROVE and approval.approvals >= approval.quorum:
+        return (
+            f"Your approval of “{approval.subject}” is recorded. The agent's owner may not "
+            "approve alone: another approver must still agree."
+        )
+    return (
+        f"Your approval of “{approval.subject}” is recorded "
+        f"({approval.approvals} of {approval.quorum}); it waits for more approvers."
+    )
+
+
+@person_required
+@require_POST
+def decide(request: HttpRequest, request_id) -> HttpResponse:
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(
+            request,
+            _visible(request, request_id),
+            form=form,
+            error="Choose Approve or Reject.",
+            status=400,
+        )
+    verdict = form.cleaned_data["verdict"]
+    try:
+        approval = services.approval_decide(
+            request_id=request_id,
+            approver=request.user,
+            verdict=verdict,
+            channel=Channel.INBOX,
+            comment=form.cleaned_data["comment"],
+        )
+    except DomainError as exc:
+        return _detail_page(
+            request,
+            _visible(request, request_id),
+            form=form,
+            error=exc.message,
+            status=exc.status_code,
+        )
+    messages.success(request, _outcome(approval, verdict))
+    return redirect("approvals:detail", request_id=approval.pk)
+
+
+@person_required
+@require_POST
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """One verdict and comment for several low-risk requests, each decided on its own."""
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect("approvals:inbox")
+    verdict, comment = form.cleaned_data["verdict"], form.cleaned_data["comment"]
+    ids = form.cleaned_data["ids"]
+    mine = {r.pk: r for r in selectors.inbox_for_user(user=request.user).filter(pk__in=ids)}
+    done, refused = 0, []
+    for pk in ids:
+        approval = mine.get(pk)
+        if approval is None:
+            refused.append(f"{pk}: not pending in your inbox.")
+            continue
+        if approval.risk_score >= BULK_MAX_RISK:
+            refused.append(
+                f"“{approval.subject}”: risk {approval.risk_score} is too high for a bulk "
+                "decision; open it and decide it on its own."
+            )
+            continue
+        try:
+            services.approval_decide(
+                request_id=pk,
+                approver=request.user,
+                verdict=verdict,
+                channel=Channel.INBOX,
+                comment=comment,
+            )
+        except DomainError as exc:
+            refused.append(f"“{approval.subject}”: {exc.message}")
+            continue
+        done += 1
+    if done:
+        word = "Approved" if verdict == Verdict.APPROVE else "Rejected"
+        messages.success(request, f"{word} {done} request{'s' if done != 1 else ''}.")
+    for line in refused:
+        messages.warning(request, f"Refused {line}")
+    return redirect("approvals:inbox")
