@@ -1,0 +1,50 @@
+"""`make bench`'s action-gate benchmark runs end to end at toy sizes.
+
+Only that every figure comes out, printed and in the JSON, as a positive number: timings
+on a toy registry (and on a busy test machine) say nothing, so no target is asserted here.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.bench.gate import REQUIRED
+from tests.realparts import ROOT
+
+TOY = {
+    "--agents-small": 5,
+    "--agents-large": 20,
+    "--policies-small": 5,
+    "--policies-large": 20,
+    "--rounds": 20,
+    "--series": 2,
+    "--requests": 10,
+    "--blocks": 2,
+    "--warmup": 5,
+}
+
+
+def test_gate_bench_prints_and_writes_every_figure(tmp_path):
+    out = tmp_path / "gate.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_GATE_")}
+    env.pop("DATABASE_URL", None)  # a throwaway SQLite: no database created on any server
+    args = [str(a) for pair in TOY.items() for a in pair]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.gate", *args, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    figures = json.loads(out.read_text())
+    assert set(REQUIRED) <= set(figures)
+    assert set(printed) == set(figures)
+    for name, value in figures.items():
+        assert isinstance(value, int | float) and value > 0, (name, value)
+        assert float(printed[name]) == value, name
+    assert figures["bench_agents_large"] == 20 and figures["policy_statements_total"] == 20
