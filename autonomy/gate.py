@@ -95,7 +95,7 @@ def decide(
     if not (operation.enabled and operation.connector.enabled):
         reasons.append(_reason(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
 
-    grant = selectors.grant_for(agent=agent, operation=operation)
+    grant, behaviour = selectors.gate_facts(agent=agent, operation=operation, at=at)
     if grant is None:
         reasons.append(
             _reason(
@@ -110,7 +110,6 @@ def decide(
         amount = Decimal(str(amount_value)).quantize(Decimal("0.01")) if amount_value else None
     except InvalidOperation:
         amount = None
-    behaviour = selectors.agent_behaviour(agent=agent, at=at)
     per_minute, daily_spend = _limits(agent)
     if behaviour.actions_last_minute >= per_minute:
         reasons.append(
