@@ -25,7 +25,7 @@ run: setup
 	$(BIN)/python manage.py seed_demo --agents $(DEMO_AGENTS)
 	$(BIN)/python manage.py demo_admin
 	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops web, worker and beat"
-	PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	PORT=$(PORT) AUTONOMY_PORTAL_URL=$${AUTONOMY_PORTAL_URL:-http://127.0.0.1:$(PORT)} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 # What the suite needs beyond PyPI: Debian's chromium and the OIDC provider from npm.
 test-deps: setup
