@@ -14,6 +14,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.contrib.drf import OIDCAuthentication
 
 from agents import selectors, services
+from agents.models import AgentStatus
 from autonomy.api.errors import CodedAuthenticationFailed
 from autonomy.errors import ErrorCode
 
@@ -84,7 +85,7 @@ class AgentOIDCBackend(OIDCAuthenticationBackend):
             raise CodedAuthenticationFailed(
                 ErrorCode.OIDC_CLIENT_UNKNOWN, "No agent is registered for this IdP client."
             )
-        if agent.status == "retired":
+        if agent.status == AgentStatus.RETIRED:
             raise CodedAuthenticationFailed(ErrorCode.AGENT_RETIRED, "This agent is retired.")
         return agent.service_user
 

@@ -105,7 +105,8 @@ def decide(
             )
         )
 
-    amount_value = risk.amount_of(params, operation.amount_param)
+    amount_value = risk.param_number(params, operation.amount_param)
+    count_value = risk.param_number(params, operation.count_param)
     try:
         amount = Decimal(str(amount_value)).quantize(Decimal("0.01")) if amount_value else None
     except InvalidOperation:
@@ -137,7 +138,7 @@ def decide(
         pii=operation.pii,
         financial=operation.financial,
         amount=amount_value,
-        record_count=risk.amount_of(params, operation.count_param),
+        record_count=count_value,
         risk_tier=agent.risk_tier,
         behaviour=behaviour,
         rate_limit=per_minute,
@@ -152,7 +153,6 @@ def decide(
     }
     if amount_value is not None:
         context["amount"] = _cedar_value(amount_value)
-    count_value = risk.amount_of(params, operation.count_param)
     if count_value is not None:
         context["record_count"] = _cedar_value(count_value)
     result = policy_engine.evaluate(

@@ -97,5 +97,6 @@ def risk_score(
     return RiskAssessment(score=score, factors=factors)
 
 
-def amount_of(params: dict, name: str) -> float | None:
+def param_number(params: dict, name: str) -> float | None:
+    """The numeric value of the named parameter (an amount, a record count), if any."""
     return _number(params.get(name)) if name else None

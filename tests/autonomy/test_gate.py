@@ -211,30 +211,21 @@ def _decision_queries(agent, operation) -> int:
     return len(ctx.captured_queries)
 
 
-def _bulk_agents(registry, n: int) -> None:
+def _bulk_agents(registry, n: int, prefix: str) -> None:
     User = get_user_model()
     base = registry.agent
-    users = User.objects.bulk_create([User(username=f"bulk-{i}") for i in range(n)])
+    users = User.objects.bulk_create([User(username=f"{prefix}-{i}") for i in range(n)])
     Agent.objects.bulk_create(
-        Agent(name=f"bulk {i}", slug=f"bulk-{i}", owner=registry.officer, business_unit=base.business_unit,
+        Agent(name=f"{prefix} {i}", slug=f"{prefix}-{i}", owner=registry.officer, business_unit=base.business_unit,
               role=base.role, service_user=u)
         for i, u in enumerate(users)
     )  # fmt: skip
 
 
 def test_decision_query_count_is_constant_from_10_to_10000_agents(registry):
-    _bulk_agents(registry, 9)
+    _bulk_agents(registry, 9, "bulk")
     small = _decision_queries(registry.agent, registry.post)
-    _bulk_agents_offset = 10_000 - Agent.objects.count()
-    User = get_user_model()
-    users = User.objects.bulk_create(
-        [User(username=f"more-{i}") for i in range(_bulk_agents_offset)]
-    )
-    Agent.objects.bulk_create(
-        Agent(name=f"m {i}", slug=f"more-{i}", owner=registry.officer, business_unit=registry.agent.business_unit,
-              role=registry.agent.role, service_user=u)
-        for i, u in enumerate(users)
-    )  # fmt: skip
+    _bulk_agents(registry, 10_000 - Agent.objects.count(), "more")
     assert Agent.objects.count() == 10_000
     assert _decision_queries(registry.agent, registry.post) == small
     assert small <= 6

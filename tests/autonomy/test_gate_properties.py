@@ -6,8 +6,7 @@ the decision against an independent reading of the same facts.
 """
 
 import secrets
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -112,7 +111,7 @@ def has_grant(agent, operation) -> bool:
 
 @pytest.fixture(autouse=True)
 def office_hours():
-    with time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=dt_timezone.utc), tick=True):
+    with time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), tick=True):
         yield
 
 
@@ -132,7 +131,7 @@ def run_example(world, data, check):
     if data.draw(st.booleans()):
         texts.append("permit (principal, action, resource);")
     with transaction.atomic():
-        for (kind, grantee), target in granted:
+        for (_kind, grantee), target in granted:
             services.grant(target=target, to=grantee)
         Policy.objects.bulk_create(
             Policy(name=f"p{i}", text=t, enabled=True) for i, t in enumerate(texts)
