@@ -21,7 +21,7 @@ from approvals.models import (
     ExpiryOutcome,
     Verdict,
 )
-from autonomy import audit
+from autonomy import audit, signals
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
 
@@ -93,7 +93,7 @@ def approval_decide(
     try:
         with transaction.atomic():
             request = (
-                ApprovalRequest.objects.select_for_update()
+                ApprovalRequest.objects.select_for_update(of=("self",))
                 .select_related("action__operation__connector", "agent__owner")
                 .filter(pk=request_id)
                 .first()
@@ -220,6 +220,7 @@ def _settle(*, request: ApprovalRequest, status: str, code: str, message: str) -
         action.status = ActionStatus.DENIED
         action.finished_at = timezone.now()
         action.save(update_fields=["status", "reasons", "finished_at"])
+        signals.action_settled.send(sender=ActionRequest, action=action)
 
 
 def approvals_sweep(*, now=None) -> dict[str, int]:

@@ -2,10 +2,65 @@
 (``execute_operation`` / ``execute_connector``) given to a role's group or an agent's
 service user, from the "Object permissions" page of each connector or operation."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
+from autonomy.connectors import openapi
+from autonomy.connectors import services as connector_services
+from autonomy.errors import DomainError
 from autonomy.models import Connector, Operation
+
+
+class ConnectorForm(forms.ModelForm):
+    """The connector, plus one write-only secret: the value is never rendered back."""
+
+    secret_name = forms.SlugField(
+        required=False, max_length=60, help_text="Set or replace the secret of this name."
+    )
+    secret_value = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: stored encrypted, never shown again.",
+    )
+
+    class Meta:
+        model = Connector
+        fields = ["slug", "name", "kind", "description", "enabled", "config"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("secret_name")) != bool(cleaned.get("secret_value")):
+            raise forms.ValidationError("Give both a secret name and its value, or neither.")
+        return cleaned
+
+
+class OpenAPIImportForm(forms.Form):
+    url = forms.URLField(required=False, assume_scheme="https", label="Document URL")
+    document = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 16, "cols": 100}),
+        label="or paste the document (JSON or YAML)",
+    )  # fmt: skip
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("url") and not cleaned.get("document"):
+            raise forms.ValidationError("Give the document's URL or paste it.")
+        return cleaned
+
+
+@admin.action(description="Import operations from an OpenAPI document", permissions=["change"])
+def import_openapi(modeladmin, request, queryset):
+    if queryset.count() != 1:
+        modeladmin.message_user(request, "Select exactly one connector.", messages.ERROR)
+        return None
+    return redirect("admin:autonomy_connector_import_openapi", queryset.get().pk)
 
 
 class OperationInline(admin.TabularInline):
@@ -17,10 +72,70 @@ class OperationInline(admin.TabularInline):
 
 @admin.register(Connector)
 class ConnectorAdmin(GuardedModelAdmin):
+    form = ConnectorForm
     list_display = ["slug", "name", "kind", "enabled"]
     list_filter = ["kind", "enabled"]
     search_fields = ["slug", "name"]
     inlines = [OperationInline]
+    actions = [import_openapi]
+    readonly_fields = ["stored_secrets", "openapi_link"]
+
+    @admin.display(description="Stored secrets")
+    def stored_secrets(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rows = [
+            (name, f"{updated:%Y-%m-%d %H:%M}")
+            for name, updated in obj.secrets.values_list("name", "updated_at")
+        ]
+        return format_html_join(", ", "{} (set {})", rows) or "none"
+
+    @admin.display(description="OpenAPI")
+    def openapi_link(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the connector first."
+        url = reverse("admin:autonomy_connector_import_openapi", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Import operations…</a>', url)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        name, value = form.cleaned_data.get("secret_name"), form.cleaned_data.get("secret_value")
+        if name and value:
+            connector_services.connector_secret_set(
+                connector=obj, name=name, value=value, by=request.user
+            )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_openapi_view)
+        return [
+            path("<int:pk>/import-openapi/", view, name="autonomy_connector_import_openapi"),
+            *super().get_urls(),
+        ]
+
+    def import_openapi_view(self, request, pk: int):
+        connector = get_object_or_404(Connector, pk=pk)
+        if not self.has_change_permission(request, connector):
+            raise PermissionDenied
+        form = OpenAPIImportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                document = form.cleaned_data["document"] or openapi.fetch(form.cleaned_data["url"])
+                imported = connector_services.connector_import_openapi(
+                    connector=connector, document=document, by=request.user
+                )
+            except (openapi.OpenAPIError, DomainError) as exc:
+                form.add_error(None, getattr(exc, "message", None) or str(exc))
+            else:
+                self.message_user(request, f"Imported {len(imported)} operation(s).")
+                return redirect("admin:autonomy_connector_change", connector.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": connector,
+            "title": f"Import operations into {connector}",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/autonomy/connector/import_openapi.html", context)
 
 
 @admin.register(Operation)

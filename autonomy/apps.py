@@ -17,8 +17,10 @@ class AutonomyConfig(AppConfig):
                 os.makedirs(folder, exist_ok=True)
 
         from autonomy.audit import receivers
+        from autonomy.policy import receivers as policy_receivers
 
         receivers.connect()
+        policy_receivers.connect()
 
         # Field-level history (django-auditlog) of the kernel's registry, and of grants:
         # every LogEntry is also appended to the hash chain by the receiver above.

@@ -58,11 +58,30 @@ OPERATIONS = [
      False, _schema(["employee_id"], employee_id=TEXT), "", ""),
     ("mail", "send-email", "Send an e-mail", Effect.WRITE, 2, DataClass.INTERNAL, False, False,
      _schema(["to", "subject"], to=TEXT, subject=TEXT, body={"type": "string"}), "", ""),
+    # used by the demo workflow templates (workflows/demo.py)
+    ("erp", "match-purchase-order", "Match an invoice to its purchase order", Effect.READ, 1,
+     DataClass.INTERNAL, False, False,
+     _schema(["invoice_id", "po_number"], invoice_id=TEXT, po_number=TEXT, amount=MONEY), "", ""),
+    ("erp", "void-invoice", "Void a posted invoice", Effect.WRITE, 2, DataClass.CONFIDENTIAL,
+     False, True, _schema(["invoice_id"], invoice_id=TEXT, reason=TEXT), "", ""),
+    ("crm", "verify-identity", "Verify a customer's identity", Effect.READ, 2,
+     DataClass.CONFIDENTIAL, True, False,
+     _schema(["account_id", "document"], account_id=TEXT, document=TEXT), "", ""),
+    ("itsm", "enrich-incident", "Enrich an incident with asset data", Effect.READ, 1,
+     DataClass.INTERNAL, False, False,
+     _schema(["incident_id"], incident_id=TEXT, category=TEXT), "", ""),
+    ("itsm", "assign-incident", "Assign an incident to a team", Effect.WRITE, 1,
+     DataClass.INTERNAL, False, False,
+     _schema(["incident_id", "team"], incident_id=TEXT, team=TEXT,
+             priority={"type": "integer", "minimum": 1, "maximum": 4}), "", ""),
 ]  # fmt: skip
 
 # role slug -> connectors it may use whole, and single operations
 GRANTS = {
-    "invoice-processor": (["mail"], ["erp.read-invoice", "erp.post-invoice"]),
+    "invoice-processor": (
+        ["mail"],
+        ["erp.read-invoice", "erp.post-invoice", "erp.match-purchase-order", "erp.void-invoice"],
+    ),
     "payments-clerk": ([], ["erp.read-invoice", "erp.pay-invoice"]),
     "po-buyer": ([], ["erp.create-purchase-order", "erp.read-invoice", "mail.send-email"]),
     "supplier-onboarder": (["mail"], ["crm.read-account"]),

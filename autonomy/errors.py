@@ -55,6 +55,17 @@ class ErrorCode(StrEnum):
     ALREADY_DECIDED = "already_decided"
     CHANGES_DENIED = "changes_denied"
     LINK_INVALID = "link_invalid"
+    APPROVAL_GATE = "approval_gate"
+    # workflows and coordination
+    TEMPLATE_INVALID = "template_invalid"
+    TEMPLATE_IMMUTABLE = "template_immutable"
+    TEMPLATE_NOT_PUBLISHED = "template_not_published"
+    CONTEXT_INVALID = "context_invalid"
+    RUN_NOT_ACTIVE = "run_not_active"
+    STEP_NOT_ACTIONABLE = "step_not_actionable"
+    TASK_NOT_AVAILABLE = "task_not_available"
+    TASK_NOT_YOURS = "task_not_yours"
+    CLAIM_NOT_HELD = "claim_not_held"
     # server
     INTERNAL_ERROR = "internal_error"
 

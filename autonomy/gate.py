@@ -7,7 +7,7 @@ collects every reason rather than stopping at the first, so a denial explains it
 It writes nothing: recording the decision is the caller's job (``autonomy.services``).
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -38,9 +38,17 @@ class Decision:
     amount: Decimal | None = None
 
     def as_dict(self) -> dict:
-        data = asdict(self)
-        data["amount"] = None if self.amount is None else str(self.amount)
-        return data
+        """Field by field: ``dataclasses.asdict`` deep-copies, and the gate calls this on every
+        request (callers that keep or change the dict copy it, as ``audit.append`` does)."""
+        return {
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "risk_score": self.risk_score,
+            "risk_factors": self.risk_factors,
+            "policies": self.policies,
+            "grant": self.grant,
+            "amount": None if self.amount is None else str(self.amount),
+        }
 
 
 def _reason(code: ErrorCode, message: str, **details) -> dict:
@@ -77,7 +85,10 @@ def decide(
     at: datetime | None = None,
     draft_text: str | None = None,
     draft_replaces: int | None = None,
+    version: int | None = None,
 ) -> Decision:
+    """``version``: the policy-store version the caller read for this request (see
+    ``autonomy.policy.engine.store_version``), so the decision does not read it again."""
     at = at or timezone.now()
     reasons: list[dict] = []
 
@@ -161,6 +172,7 @@ def decide(
         context=context,
         draft_text=draft_text,
         draft_replaces=draft_replaces,
+        version=version,
     )
     policies = {
         "permits": result.permits,

@@ -73,6 +73,11 @@ class Operation(models.Model):
     count_param = models.CharField(
         max_length=60, blank=True, help_text="Parameter holding a record count, if any."
     )
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How the connector type runs it: HTTP method and path, SQL text, result schema.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -185,20 +190,52 @@ class ActionRequest(models.Model):
                 name="action_unique_idempotency_key",
             )
         ]
-        indexes = [models.Index(fields=["agent", "created_at"], name="action_agent_recent")]
+        indexes = [
+            # Covers the gate's behaviour sums (count and spend per agent since a time), so
+            # every decision reads the index alone, never the wide action rows.
+            models.Index(
+                fields=["agent", "created_at", "verdict", "amount"], name="action_agent_behaviour"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.operation} by {self.agent} ({self.status})"
 
 
+class ConnectorSecret(models.Model):
+    """A connector's credential, encrypted at rest (``autonomy.connectors.vault``). Only the
+    connector layer decrypts it, inside a call; no page or API ever shows the value."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="secrets")
+    name = models.SlugField(max_length=60)
+    ciphertext = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connector__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "name"], name="connector_secret_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector.slug}/{self.name}"
+
+
+class CallState(models.TextChoices):
+    STARTED = "started", "Started (outcome unknown until done)"
+    DONE = "done", "Done"
+
+
 class ConnectorCall(models.Model):
     """A side effect a connector performed, keyed by the action's id: a redelivered task
-    finds the receipt and never calls the system twice."""
+    finds the receipt and never calls the system twice. ``started`` is an intent recorded
+    before a side effect that has no idempotency key of its own (e-mail, SQL writes)."""
 
     idempotency_key = models.CharField(max_length=200, unique=True)
     operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="+")
     params = models.JSONField(default=dict)
     result = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=CallState.choices, default=CallState.DONE)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -1,5 +1,6 @@
 """Reads the gate needs, each a constant number of queries whatever the registry's size."""
 
+import copy
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -8,19 +9,53 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from autonomy.models import ActionRequest, Operation
+from autonomy.models import ActionRequest, ActionStatus, Operation
 from autonomy.risk import Behaviour
 
+_operations: tuple[int | None, dict[str, Operation]] = (None, {})
 
-def operation_by_key(*, key: str) -> Operation | None:
+
+def operation_by_key(*, key: str, version: int | None = None) -> Operation | None:
+    """The operation (with its connector) agents call ``key``.
+
+    With the policy-store ``version`` read for this request, found operations are kept in a
+    process-local cache for that version: every change to an operation or a connector moves
+    the version (``autonomy.policy.receivers``), so a cached row never outlives its content.
+    The version must have been read in the same transaction state as this call.
+    Callers get their own copies, so nothing they set leaks into the next request.
+    """
     connector_slug, _, slug = key.partition(".")
     if not connector_slug or not slug:
         return None
-    return (
+    cached_version, cache = _operations
+    if version is not None and cached_version == version and key in cache:
+        return _copy(cache[key])
+    operation = (
         Operation.objects.select_related("connector")
         .filter(connector__slug=connector_slug, slug=slug)
         .first()
     )
+    # Only a committed version is never issued again (a rolled-back bump can be), and outside
+    # a transaction only committed versions are read: remember only what was read there.
+    if operation is not None and version is not None and not connection.in_atomic_block:
+        _remember(version, key, operation)
+        return _copy(operation)
+    return operation
+
+
+def _remember(version: int, key: str, operation: Operation) -> None:
+    global _operations
+    cached_version, cache = _operations
+    if cached_version != version:
+        cache = {}  # one version at a time: a new version starts empty
+        _operations = (version, cache)
+    cache[key] = operation
+
+
+def _copy(operation: Operation) -> Operation:
+    copied = copy.copy(operation)
+    copied.connector = copy.copy(operation.connector)
+    return copied
 
 
 def _sql_names() -> dict[str, str]:
@@ -97,3 +132,15 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         spend_today=Decimal(str(spend)) if spend is not None else Decimal(0),
     )
     return grant, behaviour
+
+
+def actions_not_started(*, decided_before: datetime, limit: int = 1000) -> list:
+    """Ids of approved actions decided before ``decided_before`` that no worker has started,
+    oldest first (a bounded batch: the next sweep takes the rest)."""
+    return list(
+        ActionRequest.objects.filter(
+            status=ActionStatus.APPROVED, started_at__isnull=True, decided_at__lt=decided_before
+        )
+        .order_by("decided_at")
+        .values_list("pk", flat=True)[:limit]
+    )

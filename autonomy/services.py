@@ -7,6 +7,7 @@ and its audit record in one transaction, and hand allowed work to a worker after
 import hashlib
 import json
 import logging
+from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
@@ -14,10 +15,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from autonomy import audit, connectors, gate, selectors
+from autonomy import audit, connectors, dispatch, gate, selectors, signals
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus, Connector, Operation, Verdict
 from autonomy.observability.request_id import current as current_request_id
+from autonomy.policy import engine as policy_engine
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ def validate_params(*, operation: Operation, params) -> dict:
     return params
 
 
-def resolve_operation(*, key: str) -> Operation:
-    operation = selectors.operation_by_key(key=key or "")
+def resolve_operation(*, key: str, version: int | None = None) -> Operation:
+    operation = selectors.operation_by_key(key=key or "", version=version)
     if operation is None:
         raise DomainError(
             ErrorCode.OPERATION_UNKNOWN,
@@ -80,13 +82,22 @@ def action_request(
     reason: str = "",
     credential=None,
     idempotency_key: str | None = None,
+    approval_gate: str = "",
+    dispatch: bool = True,
 ) -> tuple[ActionRequest, bool]:
     """Decide and record one action. Returns (action, replayed).
 
     The same idempotency key with the same request returns the first action; with a
     different request it is refused, so a retry can never become a second, other action.
+    ``approval_gate`` (a reason) sends an action the gate allows to people anyway, as a
+    workflow's approval step asks; it never turns a denial into anything else. With
+    ``dispatch=False`` the caller executes an allowed action itself (a workflow step does,
+    on the worker it already runs on).
     """
-    operation = resolve_operation(key=operation_key)
+    # One version read for the whole request: the operation and the policies it is decided
+    # on come from the same registry state, and neither is read again.
+    version = policy_engine.store_version()
+    operation = resolve_operation(key=operation_key, version=version)
     params = validate_params(operation=operation, params=params)
     request_hash = hashlib.sha256(
         _canonical({"op": operation.key, "params": params, "reason": reason}).encode()
@@ -97,7 +108,14 @@ def action_request(
             return existing, True
 
     now = timezone.now()
-    decision = gate.decide(agent=agent, operation=operation, params=params, credential=credential)
+    decision = gate.decide(
+        agent=agent, operation=operation, params=params, credential=credential, version=version
+    )
+    if approval_gate and decision.verdict == Verdict.ALLOW:
+        decision.verdict = Verdict.NEEDS_APPROVAL
+        decision.reasons.append(
+            {"code": str(ErrorCode.APPROVAL_GATE), "message": approval_gate, "details": {}}
+        )
     try:
         with transaction.atomic():
             action = ActionRequest.objects.create(
@@ -132,7 +150,7 @@ def action_request(
                     "request_id": action.request_id,
                 },
             )
-            if action.status == ActionStatus.APPROVED:
+            if action.status == ActionStatus.APPROVED and dispatch:
                 dispatch_on_commit(action.pk)
             elif action.status == ActionStatus.PENDING_APPROVAL:
                 from approvals import services as approvals
@@ -166,9 +184,27 @@ def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
 
 
 def dispatch_on_commit(action_id) -> None:
+    """Send an approved action to a worker once the transaction commits, off the request
+    thread (``autonomy.dispatch``); ``actions_redispatch`` resends a publish that was lost."""
+    transaction.on_commit(lambda: dispatch.publisher.submit(str(action_id)))
+
+
+def actions_redispatch(*, now=None) -> int:
+    """Send again every approved action that has not started ``AUTONOMY_ACTION_REDISPATCH_
+    SECONDS`` after its decision: its publish was lost (a crash, a broker outage) or its task
+    was. Run by Celery beat; harmless when the first delivery still arrives, because
+    ``action_execute`` runs an action once. Returns how many were sent."""
     from autonomy import tasks
 
-    transaction.on_commit(lambda: tasks.action_execute.delay(str(action_id)))
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.AUTONOMY_ACTION_REDISPATCH_SECONDS)
+    sent = 0
+    for action_id in selectors.actions_not_started(decided_before=cutoff):
+        tasks.action_execute.delay(str(action_id))
+        sent += 1
+    if sent:
+        log.warning("re-dispatched %d approved actions that had not started", sent)
+    return sent
 
 
 def action_execute(*, action_id) -> ActionRequest | None:
@@ -179,7 +215,7 @@ def action_execute(*, action_id) -> ActionRequest | None:
     """
     with transaction.atomic():
         action = (
-            ActionRequest.objects.select_for_update()
+            ActionRequest.objects.select_for_update(of=("self",))
             .select_related("operation__connector", "agent__service_user")
             .filter(pk=action_id)
             .first()
@@ -215,6 +251,7 @@ def action_execute(*, action_id) -> ActionRequest | None:
             action_id=action.pk,
             payload={"status": status, "outcome": outcome, "error": error},
         )
+        signals.action_settled.send(sender=ActionRequest, action=action)
     return action
 
 

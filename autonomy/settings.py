@@ -24,7 +24,7 @@ DATA_DIR = Path(env.str("AUTONOMY_DATA_DIR", default=str(BASE_DIR / "var")))
 
 if PRODUCTION:
     # No defaults: a production process without its secrets must not start.
-    for required in ("SECRET_KEY", "ALLOWED_HOSTS"):
+    for required in ("SECRET_KEY", "ALLOWED_HOSTS", "AUTONOMY_SECRETS_KEY"):
         if not env.str(required, default=""):
             raise ImproperlyConfigured(f"{required} must be set when DJANGO_ENV=production")
     SECRET_KEY = env.str("SECRET_KEY")
@@ -36,6 +36,11 @@ else:
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Keys that encrypt connector secrets at rest, comma-separated: the first encrypts, every one
+# decrypts, so a rotation puts the new key first (autonomy/connectors/vault.py). Required in
+# production; derived from SECRET_KEY in development.
+AUTONOMY_SECRETS_KEY = env.list("AUTONOMY_SECRETS_KEY", default=[f"dev-derived:{SECRET_KEY}"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -245,8 +250,22 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Time-based work runs on Celery beat, never on page loads.
 CELERY_BEAT_SCHEDULE = {
     "approvals-sweep": {"task": "approvals.tasks.approvals_sweep", "schedule": 30.0},
+    "actions-redispatch": {"task": "autonomy.tasks.actions_redispatch", "schedule": 15.0},
+    "workflows-sweep": {
+        "task": "workflows.tasks.workflows_sweep",
+        "schedule": env.float("AUTONOMY_WORKFLOW_SWEEP_SECONDS", default=10.0),
+    },
+    "claims-sweep": {
+        "task": "workflows.tasks.claims_sweep",
+        "schedule": env.float("AUTONOMY_CLAIMS_SWEEP_SECONDS", default=5.0),
+    },
 }
+# A ready step whose message has not started it after this long is dispatched again.
+AUTONOMY_WORKFLOW_REDISPATCH_SECONDS = env.int("AUTONOMY_WORKFLOW_REDISPATCH_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# An approved action no worker has started this long after its decision is sent again (its
+# publish, made after commit off the request thread, was lost).
+AUTONOMY_ACTION_REDISPATCH_SECONDS = env.int("AUTONOMY_ACTION_REDISPATCH_SECONDS", default=30)
 
 # --- E-mail ---------------------------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="consolemail://")

@@ -9,3 +9,9 @@ from autonomy import services
 def action_execute(action_id: str) -> None:
     """Execute an approved action. Idempotent by action id: redelivery is harmless."""
     services.action_execute(action_id=action_id)
+
+
+@shared_task
+def actions_redispatch() -> int:
+    """Celery beat: resend approved actions whose publish was lost."""
+    return services.actions_redispatch()

@@ -1,6 +1,6 @@
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -211,3 +211,48 @@ def test_twenty_concurrent_posts_with_one_key_make_one_action_and_one_execution(
     assert AuditRecord.objects.filter(kind="action_decision").count() == 1
     assert AuditRecord.objects.filter(kind="action_outcome", action_id=action_id).count() == 1
     assert json.loads(json.dumps(ActionRequest.objects.get(pk=action_id).outcome))["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
+    postgres, celery_worker, monkeypatch
+):
+    from autonomy import dispatch, services
+
+    reg = build_registry()
+    monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)  # lost publish
+    response = agent_api(reg.token).post(ACTIONS, GOOD, format="json")
+    assert response.status_code == 201, response.content
+    action_id = response.json()["id"]
+    assert ActionRequest.objects.get(pk=action_id).status == ActionStatus.APPROVED
+
+    assert services.actions_redispatch() == 0  # too young: its publish may still arrive
+    later = ActionRequest.objects.get(pk=action_id).decided_at + timedelta(minutes=5)
+    assert services.actions_redispatch(now=later) == 1
+
+    wait_for(
+        lambda: ActionRequest.objects.get(pk=action_id).status == ActionStatus.SUCCEEDED,
+        timeout=30,
+        what="the worker to execute the re-dispatched action",
+    )
+    assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
+    assert services.actions_redispatch(now=later) == 0  # started: never sent again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_allowed_post_costs_a_constant_number_of_queries(
+    django_assert_num_queries, django_capture_on_commit_callbacks, monkeypatch
+):
+    from autonomy import dispatch
+
+    monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)
+    api = agent_api(build_registry().token)
+    api.post(ACTIONS, GOOD, format="json")  # warm: policies compiled, operation cached
+    body = {**GOOD, "params": {"invoice_id": "INV-2", "amount": 120}}
+    # credential, store version, grant and behaviour, action INSERT, audit head UPDATE ...
+    # RETURNING, record INSERT, head UPDATE (the publish happens after commit, off-thread);
+    # plus the transaction's BEGIN and COMMIT. It was 10 (operation lookup, a second version
+    # read, the head locked by SELECT ... FOR UPDATE).
+    with django_capture_on_commit_callbacks(), django_assert_num_queries(9):
+        response = api.post(ACTIONS, body, format="json")
+    assert response.status_code == 201 and response.json()["decision"] == "allow"

@@ -1,0 +1,33 @@
+"""The built-in ledger: a simulated system that records each call as a receipt.
+
+Used for ``internal`` connectors and for any ERP, CRM, ITSM, HTTP, SQL or e-mail connector
+whose config does not name a real system yet (the demo's). The receipt, keyed by the action
+id, means a redelivered task never performs the side effect twice.
+"""
+
+import time
+
+from django.db import IntegrityError, transaction
+
+from autonomy.models import ConnectorCall, Operation
+
+
+def execute(*, operation: Operation, params: dict, idempotency_key: str) -> dict:
+    try:
+        with transaction.atomic():
+            receipt, created = ConnectorCall.objects.get_or_create(
+                idempotency_key=idempotency_key,
+                defaults={
+                    "operation": operation,
+                    "params": params,
+                    "result": {"ok": True, "operation": operation.key, "accepted": params},
+                },
+            )
+    except IntegrityError:  # a concurrent delivery of the same action won the insert
+        receipt, created = ConnectorCall.objects.get(idempotency_key=idempotency_key), False
+    # A demo system's response time (connector config ``latency_ms``), after the side effect:
+    # the window in which a killed worker leaves a call done but not yet recorded as done.
+    latency_ms = operation.connector.config.get("latency_ms") or 0
+    if latency_ms:
+        time.sleep(min(float(latency_ms), 60_000) / 1000)
+    return {**receipt.result, "receipt": receipt.pk, "replayed": not created}

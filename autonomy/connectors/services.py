@@ -1,0 +1,82 @@
+"""Use cases of the connector registry: store a secret, import operations from OpenAPI."""
+
+import re
+
+from django.db import transaction
+
+from autonomy import audit
+from autonomy.connectors import openapi, vault
+from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import Connector, ConnectorSecret, Effect, Operation
+
+SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
+
+
+def connector_secret_set(*, connector: Connector, name: str, value: str, by) -> ConnectorSecret:
+    """Store (or replace) one secret, encrypted; the audit record names it, never its value."""
+    if not SECRET_NAME.match(name or ""):
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED,
+            "A secret name is 1-60 lower-case letters, digits, '-' or '_'.",
+            {"fields": {"name": ["invalid"]}},
+        )
+    if not value:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "A secret cannot be empty.")
+    with transaction.atomic():
+        secret, created = ConnectorSecret.objects.update_or_create(
+            connector=connector, name=name, defaults={"ciphertext": vault.encrypt(value)}
+        )
+        audit.append(
+            kind="connector_secret_set",
+            actor=getattr(by, "username", "") or "",
+            payload={"connector": connector.slug, "name": name, "created": created},
+        )
+    return secret
+
+
+def connector_import_openapi(*, connector: Connector, document: dict | str, by) -> list[Operation]:
+    """Create or update one operation per path and method of an OpenAPI 3 document.
+
+    Idempotent: a re-import updates what the document describes (name, effect, parameters,
+    method and path) and keeps what people curated (sensitivity, data class, flags, enabled,
+    other config such as a result schema). Operations the document no longer has are left.
+    """
+    try:
+        specs = openapi.operation_specs(openapi.load(document))
+    except openapi.OpenAPIError as exc:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, str(exc)) from None
+    if not specs:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "The document describes no operations.")
+    imported, created_count = [], 0
+    with transaction.atomic():
+        existing = {op.slug: op for op in Operation.objects.filter(connector=connector)}
+        for spec in specs:
+            operation = existing.get(spec["slug"])
+            if operation is None:
+                operation = Operation(
+                    connector=connector,
+                    slug=spec["slug"],
+                    sensitivity=1 if spec["effect"] == Effect.READ else 2,
+                )
+                created_count += 1
+            operation.name = spec["name"]
+            operation.description = spec["description"]
+            operation.effect = spec["effect"]
+            operation.params_schema = spec["params_schema"]
+            operation.config = {**(operation.config or {}), **spec["config"]}
+            for stale in ("query", "body_param"):
+                if stale not in spec["config"]:
+                    operation.config.pop(stale, None)
+            operation.save()
+            existing[operation.slug] = operation
+            imported.append(operation)
+        audit.append(
+            kind="connector_openapi_imported",
+            actor=getattr(by, "username", "") or "",
+            payload={
+                "connector": connector.slug,
+                "operations": [op.slug for op in imported],
+                "created": created_count,
+            },
+        )
+    return imported
