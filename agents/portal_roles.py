@@ -19,6 +19,7 @@ _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
 _KERNEL_MODELS = ("connector", "operation", "policy")
 _VIEW_KERNEL = [f"autonomy.view_{m}" for m in _KERNEL_MODELS] + ["autonomy.view_actionrequest"]
+_VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
 _HISTORY = [
     "auditlog.view_logentry",
     "autonomy.view_auditrecord",
@@ -27,20 +28,32 @@ _HISTORY = [
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and can stop agents; auditors read everything including both histories;
-# approvers and viewers read the registry and what agents did.
+# approvers and viewers read the registry and what agents did. IT admins author workflow
+# templates; everyone reads templates and runs.
 PERMISSIONS: dict[str, list[str]] = {
     PortalRole.IT_ADMIN: [
         f"agents.{action}_{m}" for m in _REGISTRY_MODELS for action in ("view", "add", "change")
     ]
     + [f"autonomy.{action}_{m}" for m in _KERNEL_MODELS for action in ("view", "add", "change")]
     + ["autonomy.view_actionrequest", "auth.view_user"]
+    + [
+        f"workflows.{action}_{m}"
+        for m in ("template", "step")
+        for action in ("view", "add", "change")
+    ]
+    + ["workflows.view_run"]
     + _HISTORY,
     PortalRole.RISK_OFFICER: _VIEW_REGISTRY
     + _VIEW_KERNEL
     + ["agents.change_agent", "agents.change_credential"]
     + ["autonomy.add_policy", "autonomy.change_policy"]
+    + _VIEW_WORKFLOWS
     + _HISTORY,
-    PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL,
-    PortalRole.AUDITOR: _VIEW_REGISTRY + _VIEW_KERNEL + _HISTORY + ["auth.view_user"],
-    PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL,
+    PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
+    PortalRole.AUDITOR: _VIEW_REGISTRY
+    + _VIEW_KERNEL
+    + _VIEW_WORKFLOWS
+    + _HISTORY
+    + ["auth.view_user"],
+    PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }

@@ -13,6 +13,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("", include("approvals.urls")),
+    path("", include("workflows.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
     path("api/v1/", include("autonomy.api.urls")),

@@ -126,15 +126,16 @@ def celery_worker_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-def celery_worker(transactional_db, tmp_path, celery_worker_env):
-    """A real ``celery worker`` process on the configured broker, seeing the test database."""
+def start_celery_worker(
+    log_path: Path, *, mail_dir: Path | None = None, env: dict | None = None, args=()
+) -> WorkerProcess:
+    """Start a real ``celery worker`` process on the configured broker and test database and
+    wait until it is ready. The caller stops it (``stop_celery_worker``)."""
     from django.conf import settings
 
-    log_path = tmp_path / "worker.log"
-    mail_dir = tmp_path / "mail"
-    mail_dir.mkdir()
-    env = {
+    mail_dir = mail_dir or log_path.parent / "mail"
+    mail_dir.mkdir(exist_ok=True)
+    full_env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
@@ -142,26 +143,49 @@ def celery_worker(transactional_db, tmp_path, celery_worker_env):
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(mail_dir),
         "AUTONOMY_DATA_DIR": str(settings.DATA_DIR),
-        **celery_worker_env,
+        **(env or {}),
     }
+    pool = [] if any(a.startswith("--pool") for a in args) else ["--pool=solo"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
+            [sys.executable, "-m", "celery", "-A", "autonomy", "worker", *pool,
              "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--loglevel=INFO"],
-            cwd=realparts.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+             "--without-heartbeat", "--loglevel=INFO", *args],
+            cwd=realparts.ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     worker = WorkerProcess(proc, log_path, mail_dir)
     try:
         wait_for(lambda: " ready." in worker.log() or proc.poll() is not None, what="worker ready")
         assert proc.poll() is None, f"celery worker died:\n{worker.log()}"
+    except BaseException:
+        stop_celery_worker(worker)
+        raise
+    return worker
+
+
+def stop_celery_worker(worker: WorkerProcess) -> None:
+    proc = worker.proc
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=15)
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path, celery_worker_env):
+    """A real ``celery worker`` process on the configured broker, seeing the test database."""
+    worker = start_celery_worker(
+        tmp_path / "worker.log", mail_dir=tmp_path / "mail", env=celery_worker_env
+    )
+    try:
         yield worker
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_celery_worker(worker)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`make bench`'s action-gate benchmark runs end to end at toy sizes.
+"""`make bench`'s action-gate and workflow benchmarks run end to end at toy sizes.
 
 Only that every figure comes out, printed and in the JSON, as a positive number: timings
 on a toy registry (and on a busy test machine) say nothing, so no target is asserted here.
@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from tests.bench import workflows
 from tests.bench.gate import REQUIRED
 from tests.realparts import ROOT
 
@@ -48,3 +49,41 @@ def test_gate_bench_prints_and_writes_every_figure(tmp_path):
         assert isinstance(value, int | float) and value > 0, (name, value)
         assert float(printed[name]) == value, name
     assert figures["bench_agents_large"] == 20 and figures["policy_statements_total"] == 20
+
+
+WORKFLOWS_TOY = {
+    "--chain-steps": 3,
+    "--series": 1,
+    "--runs": 4,
+    "--deadline": 60,
+    "--query-steps": 6,
+    "--query-runs": 3,
+}
+
+
+def test_workflows_bench_prints_and_writes_every_figure(tmp_path):
+    out = tmp_path / "workflows.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_WORKFLOWS_")}
+    env.pop("DATABASE_URL", None)  # a throwaway SQLite; the broker is the configured one
+    args = [str(a) for pair in WORKFLOWS_TOY.items() for a in pair]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.workflows", *args, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    figures = json.loads(out.read_text())
+    assert set(workflows.REQUIRED) <= set(figures)
+    assert set(printed) == set(figures)
+    for name, value in figures.items():
+        assert isinstance(value, int | float), (name, value)
+        assert float(printed[name]) == value, name
+    assert figures["runs_completed"] == figures["runs_started"] == 4
+    assert figures["queries_per_step_growth"] == 0
+    positive = set(figures) - {"queries_per_step_growth"}
+    assert all(figures[name] > 0 for name in positive), figures

@@ -171,6 +171,31 @@ def bench_approvals() -> bool:
     return True
 
 
+def bench_workflows() -> bool:
+    """Workflows (``tests.bench.workflows``) in a process of its own, with real workers: the
+    engine's cost per step against a raw Celery chain, runs per minute, queries per step.
+    Its ``# ...`` notes (stderr) pass through."""
+    from tests.bench.workflows import REQUIRED
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.workflows"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in done.stdout.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            emit(name, float(value) if "." in value else int(value))
+    missing = [name for name in REQUIRED if name not in FIGURES]
+    if done.returncode != 0 or missing:
+        print(f"# workflows bench failed (exit {done.returncode}, missing {missing})",
+              file=sys.stderr)  # fmt: skip
+        return False
+    return True
+
+
 def write_json() -> Path:
     path = Path(os.environ.get("BENCH_JSON") or ROOT / "var" / "bench.json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +207,7 @@ if __name__ == "__main__":
     bench_brokers()
     gate_ok = bench_gate()
     approvals_ok = bench_approvals()
+    workflows_ok = bench_workflows()
     bench_api()
     print(f"# figures written to {write_json()}", file=sys.stderr, flush=True)
-    sys.exit(0 if gate_ok and approvals_ok else 1)
+    sys.exit(0 if gate_ok and approvals_ok and workflows_ok else 1)

@@ -16,9 +16,11 @@ class Command(BaseCommand):
     def handle(self, *args, agents, **options):
         started = time.perf_counter()
         from autonomy import demo as kernel_demo
+        from workflows import demo as workflows_demo
 
         created = demo.seed(agents=agents)
         created.update(kernel_demo.seed())
+        created.update(workflows_demo.seed())
         created["actions"] = kernel_demo.seed_activity()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,512 @@
+"""The workflow benchmark: what the engine adds to a Celery task, and runs completed per minute.
+
+    python -m tests.bench.workflows [--chain-steps 30 --series 5 --runs 1000 --deadline 150
+                                     --query-steps 50 --query-runs 100] [--profile] [--json PATH]
+
+(each size also from ``BENCH_WORKFLOWS_<NAME>``, e.g. ``BENCH_WORKFLOWS_RUNS``). One process
+drives real ``celery worker`` processes on a throwaway database:
+
+1. A registry (``tests.workflows.fixtures.build_world`` with one clerk agent, its rate limit
+   lifted) and published linear templates of operation steps on the built-in ledger connector
+   (latency 0): one of ``--chain-steps`` steps, one of 5, and those the query count uses.
+2. Queries per step, in this process: ``workflows.services.step_execute`` of a run's first
+   step inside a transaction that is rolled back afterwards, so no task is dispatched. On a
+   5-step run among a few runs (``queries_per_step_small``), then on a ``--query-steps`` run
+   among ``--query-runs`` other running runs (``queries_per_step_large``): the same number.
+   ``--profile`` prints a cProfile of those in-process steps to stderr.
+3. Dispatch overhead, on one worker (``--pool=solo``, which also imports
+   ``tests.bench.noop``): in alternating series, one run of the long linear template (start
+   → the worker's ``finished_at``) and a raw Celery ``chain`` of as many ``noop`` tasks on
+   the same queue (publish → the last task's clock). ``step_dispatch_overhead`` is the
+   median time per step over the median time per raw task.
+4. Throughput, on two such workers: ``--runs`` runs of the 5-step template started at once
+   (``run_start`` in a loop, timed per call), completed runs per minute from the first start
+   to the last finish. Runs still open ``--deadline`` seconds after the first start are not
+   waited for: the figures then count what finished by the deadline over the time to the
+   deadline, and a ``# note:`` says so.
+
+Database: a SQLite file in a temporary directory, or, when ``DATABASE_URL`` names a
+PostgreSQL server, a fresh database on it (created here, dropped at the end). Broker:
+``CELERY_BROKER_URL`` if set (CI: Redis), else the embedded filesystem broker in the
+temporary directory; a queue of this process's own. ``DEBUG`` is off.
+
+Figures go to stdout as ``name: value``; context for people goes to stderr as ``# ...``.
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = (
+    "step_dispatch_overhead",
+    "runs_per_minute",
+    "queries_per_step_small",
+    "queries_per_step_large",
+)
+RUN_STEPS = 5  # the throughput template's length, as the issue names it
+STALL_SECONDS = 20  # the throughput run stops waiting when no step finished for this long
+
+
+@dataclass
+class Sizes:
+    chain_steps: int = 30
+    series: int = 5
+    runs: int = 1000
+    deadline: int = 150  # seconds after the first start that the throughput run may take
+    query_steps: int = 50
+    query_runs: int = 100
+
+
+FIGURES: dict = {}
+SERVER: dict = {"url": "", "database": ""}
+
+
+def emit(name: str, value) -> None:
+    FIGURES[name] = value
+    print(f"{name}: {value}", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+# --- the throwaway database and broker queue ------------------------------------------------
+
+
+def _admin(url: str):
+    import psycopg
+
+    parts = urlsplit(url)
+    return psycopg.connect(
+        urlunsplit(parts._replace(scheme="postgresql", path="/postgres")), autocommit=True
+    )
+
+
+def configure(tmp: str) -> None:
+    """Environment for ``autonomy.settings`` (and the workers, which inherit it)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ["AUTONOMY_DATA_DIR"] = tmp
+    os.environ["DEBUG"] = "false"
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"bench-workflows-{os.getpid()}"
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
+    url = os.environ.pop("DATABASE_URL", "")
+    if url and urlsplit(url).scheme in ("postgres", "postgresql", "pgsql", "psql"):
+        name = f"autonomy_wfbench_{os.getpid()}"
+        with _admin(url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        SERVER.update(url=url, database=name)
+        os.environ["DATABASE_URL"] = urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    elif url:
+        note(f"DATABASE_URL is not PostgreSQL ({urlsplit(url).scheme}): using a temporary SQLite")
+
+
+def teardown() -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    from autonomy.celery import app
+
+    try:  # nothing of ours stays queued on a shared broker
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    except Exception as exc:  # noqa: BLE001 (a purge that fails is reported, not fatal)
+        note(f"could not delete the bench queue: {exc}")
+    connections.close_all()
+    if SERVER["database"]:
+        with _admin(SERVER["url"]) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{SERVER["database"]}" WITH (FORCE)')
+
+
+# --- the registry and templates -------------------------------------------------------------
+
+
+def linear(key: str, steps: int):
+    from tests.workflows.fixtures import published, step
+
+    keys = [f"s{n:03d}" for n in range(steps)]
+    return published(key, [step(k, "extract", after=keys[n - 1 : n]) for n, k in enumerate(keys)])
+
+
+def build(sizes: Sizes) -> dict:
+    from agents.models import Agent
+    from tests.workflows.fixtures import build_world
+
+    build_world(clerks=1, latency_ms=0)
+    # Thousands of steps a minute by one agent: lift its limit so it does not cut in (it is
+    # still checked on every step).
+    Agent.objects.update(max_actions_per_minute=10_000_000)
+    return {
+        "long": linear("bench-long", sizes.chain_steps),
+        "five": linear("bench-five", RUN_STEPS),
+        "query_large": linear("bench-query-large", sizes.query_steps),
+    }
+
+
+# --- queries per step (in this process, nothing dispatched) ---------------------------------
+
+
+def first_step(run):
+    from workflows.models import StepStatus
+
+    return run.step_runs.get(position=0, status=StepStatus.READY)
+
+
+def step_queries(run) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from workflows import services
+    from workflows.models import StepRun, StepStatus
+
+    step_run = first_step(run)
+    with CaptureQueriesContext(connection) as ctx:
+        services.step_execute(step_run_id=step_run.pk)
+    status = StepRun.objects.values_list("status", flat=True).get(pk=step_run.pk)
+    if status != StepStatus.SUCCEEDED:
+        raise SystemExit(f"the measured step did not succeed: {status}")
+    return len(ctx.captured_queries)
+
+
+def bench_queries(templates: dict, sizes: Sizes, profile: bool) -> None:
+    """Everything here is rolled back: the runs it starts dispatch nothing to the broker."""
+    from django.db import transaction
+
+    from workflows import services
+
+    start = services.run_start
+    with transaction.atomic():
+        step_queries(start(template=templates["five"]))  # warm: caches, first-use queries
+        small = step_queries(start(template=templates["five"]))
+        for _ in range(sizes.query_runs):
+            start(template=templates["five"])
+        large = step_queries(start(template=templates["query_large"]))
+        timings = []
+        for _ in range(20):
+            step_run = first_step(start(template=templates["five"]))
+            started = time.perf_counter()
+            services.step_execute(step_run_id=step_run.pk)
+            timings.append((time.perf_counter() - started) * 1000)
+        profiler = cProfile.Profile()
+        for _ in range(20 if profile else 0):
+            step_run = first_step(start(template=templates["five"]))
+            profiler.runcall(services.step_execute, step_run_id=step_run.pk)
+        transaction.set_rollback(True)
+    emit("queries_per_step_small", small)
+    emit("queries_per_step_large", large)
+    emit("queries_per_step_growth", large - small)
+    emit("step_execute_in_process_ms_p50", round(statistics.median(timings), 2))
+    if large != small:
+        note(
+            f"queries per step grow: {small} on a 5-step run among 2 runs, {large} on a "
+            f"{sizes.query_steps}-step run among {sizes.query_runs + 2}"
+        )
+    if profile:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+        print(out.getvalue(), file=sys.stderr, flush=True)
+
+
+# --- real workers ---------------------------------------------------------------------------
+
+
+def start_worker(name: str, tmp: str) -> subprocess.Popen:
+    from django.conf import settings
+
+    log_path = Path(tmp, f"worker-{name}.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
+             "-n", f"{name}-{os.getpid()}@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+             "-I", "tests.bench.noop", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel=INFO"],
+            cwd=ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if " ready." in log_path.read_text(errors="replace"):
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"worker {name} did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def poll(predicate, timeout: float, what: str, interval: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- dispatch overhead: a run of N steps against a chain of N no-op tasks --------------------
+
+
+HOPS: list[float] = []
+
+
+def workflow_once(template, steps: int) -> float:
+    """ms per step: start (here) → the run's ``finished_at`` (on the worker). Also records
+    each hop: a step's ``finished_at`` → the next step's ``started_at`` (commit, publish,
+    broker, the worker taking it, the lock)."""
+    from workflows import services
+    from workflows.models import RUN_FINISHED, Run, RunStatus
+
+    started = time.time()
+    run = services.run_start(template=template)
+    status, finished = poll(
+        lambda: (
+            Run.objects.filter(pk=run.pk, status__in=RUN_FINISHED)
+            .values_list("status", "finished_at")
+            .first()
+        ),
+        timeout=max(60, steps * 2),
+        what=f"a {steps}-step run",
+    )
+    if status != RunStatus.SUCCEEDED:
+        kinds = list(run.events.values_list("kind", "message"))
+        raise SystemExit(f"the bench run ended {status}: {kinds[-5:]}")
+    times = list(run.step_runs.order_by("position").values_list("started_at", "finished_at"))
+    HOPS.extend(
+        (later[0] - earlier[1]).total_seconds() * 1000
+        for earlier, later in zip(times, times[1:], strict=False)
+    )
+    return (finished.timestamp() - started) * 1000 / steps
+
+
+def chain_once(tasks: int, tmp: str) -> float:
+    """ms per task: publish (here) → the last task's clock (on the worker)."""
+    from celery import chain
+
+    from tests.bench.noop import noop
+
+    marker = Path(tmp, f"chain-{time.monotonic_ns()}")
+    links = [noop.si() for _ in range(tasks - 1)] + [noop.si(str(marker))]
+    started = time.time()
+    chain(*links).apply_async()
+    poll(marker.exists, timeout=max(60, tasks * 2), what=f"a chain of {tasks} tasks")
+    ended = float(poll(marker.read_text, timeout=5, what="the chain's clock"))
+    return (ended - started) * 1000 / tasks
+
+
+def bench_dispatch(templates: dict, sizes: Sizes, tmp: str) -> None:
+    n = sizes.chain_steps
+    workflow_once(templates["long"], n)  # warm: the worker's caches and connections
+    chain_once(n, tmp)
+    HOPS.clear()
+    ours, raw = [], []
+    for series in range(sizes.series):
+        pair = [
+            ("ours", lambda: workflow_once(templates["long"], n)),
+            ("raw", lambda: chain_once(n, tmp)),
+        ]
+        for kind, measure in pair if series % 2 == 0 else reversed(pair):
+            (ours if kind == "ours" else raw).append(measure())
+    note(f"ms per step by series: ours {[round(t, 1) for t in ours]}, "
+         f"raw Celery {[round(t, 1) for t in raw]}")  # fmt: skip
+    step_ms, raw_ms = statistics.median(ours), statistics.median(raw)
+    emit("dispatch_chain_steps", n)
+    emit("step_ms_p50", round(step_ms, 2))
+    emit("raw_task_ms_p50", round(raw_ms, 2))
+    emit("step_hop_ms_p50", round(statistics.median(HOPS), 2))
+    emit("step_dispatch_overhead", round(step_ms / raw_ms, 2))
+
+
+# --- throughput: many 5-step runs at once ---------------------------------------------------
+
+
+def start_run(template) -> int:
+    """``run_start``, again after a deadlock (as a client would): the number of deadlocks."""
+    from django.db import OperationalError
+
+    from workflows import services
+
+    for deadlocks in range(10):
+        try:
+            services.run_start(template=template)
+            return deadlocks
+        except OperationalError as exc:
+            if "deadlock" not in str(exc):
+                raise
+    raise SystemExit("run_start deadlocked 10 times in a row")
+
+
+def bench_throughput(templates: dict, sizes: Sizes, tmp: str) -> None:
+    from django.db.models import Max, Min
+
+    from workflows.models import Run, RunStatus, StepRun, StepStatus
+
+    template = templates["five"]
+    first = time.monotonic()
+    cutoff = first + sizes.deadline
+    starts, deadlocks = [], 0
+    while len(starts) < sizes.runs and time.monotonic() < cutoff:
+        started = time.perf_counter()
+        deadlocks += start_run(template)
+        starts.append((time.perf_counter() - started) * 1000)
+    note(f"{len(starts)} runs started in {time.monotonic() - first:.1f}s")
+    runs = Run.objects.filter(template=template)
+    finished_steps = StepRun.objects.filter(run__template=template, status=StepStatus.SUCCEEDED)
+    progress, moved = -1, time.monotonic()
+    truncated, stalled = len(starts) < sizes.runs, False
+    while runs.filter(status__in=(RunStatus.RUNNING, RunStatus.PAUSED)).exists():
+        now = time.monotonic()
+        if now >= cutoff:
+            truncated = True
+            break
+        if (count := finished_steps.count()) != progress:
+            progress, moved = count, now
+        elif now - moved > STALL_SECONDS:
+            stalled = True
+            break
+        time.sleep(0.25)
+    done = runs.filter(status=RunStatus.SUCCEEDED)
+    window = runs.aggregate(first=Min("created_at"))["first"].timestamp()
+    last = done.aggregate(last=Max("finished_at"))["last"]
+    completed = done.count()
+    if truncated or last is None:
+        end = time.time()
+    elif stalled:  # up to the last step anything finished
+        end = finished_steps.aggregate(last=Max("finished_at"))["last"].timestamp()
+    else:
+        end = last.timestamp()
+    steps = StepRun.objects.filter(
+        run__template=template, status=StepStatus.SUCCEEDED, finished_at__lte=end_dt(end)
+    ).count()
+    elapsed = end - window
+    emit("run_start_ms_p50", round(statistics.median(starts), 2))
+    emit("runs_started", len(starts))
+    emit("runs_completed", completed)
+    emit("runs_per_minute", round(completed / elapsed * 60, 1))
+    emit("steps_per_second", round(steps / elapsed, 1))
+    failed = runs.exclude(status__in=(RunStatus.SUCCEEDED, RunStatus.RUNNING)).count()
+    if failed:
+        note(f"{failed} runs did not succeed (not counted)")
+    if deadlocks:
+        note(f"note: {deadlocks} run_start calls hit a database deadlock and were retried")
+    died = sum(
+        log.read_text(errors="replace").count("deadlock detected")
+        for log in Path(tmp).glob("worker-*.log")
+    )
+    if died:
+        note(
+            f"note: {died} worker tracebacks name a database deadlock; their steps wait for "
+            "workflows_sweep (not run here), so their runs do not finish in this bench"
+        )
+    if stalled:
+        note(
+            f"note: no step finished for {STALL_SECONDS}s with {len(starts) - completed} runs "
+            f"open; runs_per_minute and steps_per_second count what finished in {elapsed:.0f}s"
+        )
+    if truncated:
+        note(
+            f"note: only {completed} of {sizes.runs} runs finished within the {sizes.deadline}s "
+            f"deadline; runs_per_minute and steps_per_second count what finished in those "
+            f"{elapsed:.0f}s (runs advance together, so most were still open; the step rate "
+            f"alone would be {steps / elapsed * 60 / RUN_STEPS:.0f} runs of {RUN_STEPS} steps "
+            "a minute: an estimate, not a measurement)"
+        )
+
+
+def end_dt(timestamp: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def bench(sizes: Sizes, tmp: str, profile: bool) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    note(
+        f"workflows bench: {connection.vendor} database, broker "
+        f"{settings.CELERY_BROKER_URL.split('@')[-1]}, queue {settings.CELERY_TASK_DEFAULT_QUEUE}"
+    )
+    templates = build(sizes)
+    bench_queries(templates, sizes, profile)
+    workers = [start_worker("one", tmp)]
+    try:
+        bench_dispatch(templates, sizes, tmp)
+        workers.append(start_worker("two", tmp))
+        bench_throughput(templates, sizes, tmp)
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+
+
+def parse_args(argv) -> tuple[Sizes, argparse.Namespace]:
+    defaults = Sizes()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in vars(defaults):
+        env = os.environ.get(f"BENCH_WORKFLOWS_{name.upper()}")
+        default = int(env) if env else getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    parser.add_argument("--profile", action="store_true", help="cProfile of in-process steps")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    sizes = Sizes(**{name: getattr(args, name) for name in vars(defaults)})
+    if sizes.chain_steps < 2 or sizes.series < 1 or sizes.runs < 1 or sizes.query_steps < 2:
+        parser.error("need chain-steps >= 2, series >= 1, runs >= 1, query-steps >= 2")
+    return sizes, args
+
+
+def main(argv=None) -> int:
+    sizes, args = parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="autonomy-workflows-bench-")
+    configure(tmp)
+    try:
+        import django
+
+        django.setup()
+        bench(sizes, tmp, args.profile)
+    finally:
+        teardown()
+        if args.keep:
+            note(f"kept {tmp} (worker logs, SQLite database)")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
+    missing = [name for name in REQUIRED if name not in FIGURES]
+    if missing:
+        note(f"missing figures: {missing}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The demo workflows: seeded published and valid, idempotently, and each can run with the
+demo registry's agents; ``demo_runs`` keeps runs going and does the agents' tasks."""
+
+import random
+
+import pytest
+from django.core.management import call_command
+
+from agents import demo as agents_demo
+from agents.models import Agent, AgentStatus
+from approvals.models import ApprovalRequest
+from autonomy import demo as kernel_demo
+from workflows import authoring, demo, services
+from workflows.models import Run, RunStatus, StepRun, StepStatus, Template, TemplateStatus
+
+
+def seed_world() -> None:
+    agents_demo.seed(agents=30)
+    kernel_demo.seed()
+    demo.seed()
+
+
+def demo_agent(role: str) -> Agent:
+    return Agent.objects.filter(role__slug=role, status=AgentStatus.ACTIVE).order_by("slug")[0]
+
+
+def start(key: str, **context) -> Run:
+    template = authoring.latest_published(key=key)
+    context = context or demo.demo_context(key=key, rng=random.Random(1), n=1)
+    return services.run_start(template=template, context=context, by="test")
+
+
+def statuses(run: Run) -> dict[str, str]:
+    return dict(run.step_runs.values_list("step__key", "status"))
+
+
+@pytest.mark.django_db
+def test_seed_demo_publishes_the_three_demo_templates_valid(capsys):
+    call_command("seed_demo", "--agents", "30")
+    assert ", 3 templates," in capsys.readouterr().out
+    templates = Template.objects.filter(key__in=demo.KEYS)
+    assert sorted(t.key for t in templates) == sorted(demo.KEYS)
+    for template in templates:
+        assert template.status == TemplateStatus.PUBLISHED
+        assert authoring.template_validate(template=template) == []
+    units = dict(templates.values_list("key", "business_unit__slug"))
+    assert units == {
+        "customer-onboarding": "customer-ops", "invoice-processing": "finance",
+        "it-incident-triage": "it",
+    }  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_seed_demo_twice_creates_no_duplicate_templates(capsys):
+    call_command("seed_demo", "--agents", "30")
+    call_command("seed_demo", "--agents", "30")
+    assert ", 0 templates," in capsys.readouterr().out.splitlines()[-1]
+    assert Template.objects.count() == 3
+
+
+def test_a_demo_agent_completes_the_onboarding_task_and_the_run_finishes(eager):
+    seed_world()
+    run = start("customer-onboarding")
+    assert statuses(run)["gather-documents"] == StepStatus.WAITING_AGENT
+    agent = demo_agent("onboarding-agent")
+    task = services.task_next(agent=agent)
+    assert task.step.key == "gather-documents" and task.run_id == run.pk
+    output = demo.task_output(step_key="gather-documents", rng=random.Random(2))
+    services.task_complete(agent=agent, step_run_id=task.pk, output=output)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, statuses(run)
+    validate = StepRun.objects.get(run=run, step__key="validate-identity")
+    assert validate.action.params["document"] == output["identity_document"]
+
+
+def test_a_small_demo_invoice_runs_through_without_a_person(eager):
+    seed_world()
+    invoice = {"id": "INV-1", "amount": 300, "po_number": "PO-1", "currency": "EUR",
+               "requester": "ap@example.com"}  # fmt: skip
+    run = start("invoice-processing", invoice=invoice)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, statuses(run)
+
+
+def test_a_large_demo_invoice_waits_for_approval_in_the_inbox(eager):
+    seed_world()
+    invoice = {"id": "INV-2", "amount": 25_000, "po_number": "PO-2", "currency": "EUR",
+               "requester": "ap@example.com"}  # fmt: skip
+    run = start("invoice-processing", invoice=invoice)
+    post = StepRun.objects.get(run=run, step__key="post")
+    assert post.status == StepStatus.WAITING_APPROVAL
+    assert ApprovalRequest.objects.filter(action=post.action, status="pending").exists()
+    assert statuses(run)["notify"] == StepStatus.PENDING
+
+
+def test_the_incident_triage_enriches_and_assigns_in_parallel_after_classification(eager):
+    seed_world()
+    run = start("it-incident-triage")
+    agent = demo_agent("incident-triager")
+    task = services.task_next(agent=agent)
+    services.task_complete(
+        agent=agent,
+        step_run_id=task.pk,
+        output={"category": "network", "team": "network-ops", "priority": 2},
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, statuses(run)
+    steps = run.template.steps.all()
+    assert {s.key: s.depends_on for s in steps}["enrich"] == ["classify"]
+    assert {s.key: s.depends_on for s in steps}["assign"] == ["classify"]
+    assign = StepRun.objects.get(run=run, step__key="assign")
+    assert assign.action.params == {
+        "incident_id": "INC-00001",
+        "team": "network-ops",
+        "priority": 2,
+    }
+
+
+def test_demo_runs_keeps_runs_in_flight_and_does_the_agents_tasks(eager, capsys):
+    seed_world()
+    call_command("demo_runs", "--rounds", "3", "--interval", "0", "--think", "0", "--seed", "4")
+    out = capsys.readouterr().out
+    assert "started " in out and " took " in out and " completed " in out
+    assert out.strip().splitlines()[-1] == "demo_runs: stopped"
+    assert Run.objects.count() >= 3
+    assert StepRun.objects.filter(step__kind="task", status=StepStatus.SUCCEEDED).exists()

@@ -1,0 +1,2 @@
+"""The workflows API: agents take tasks, read runs, and coordinate through claims and
+run-scoped messages."""

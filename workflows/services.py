@@ -1,0 +1,982 @@
+"""Use cases of runs: start, advance, execute steps, agent tasks, and people's controls.
+
+The database holds all state; Celery tasks only carry step-run ids. Every transition locks
+the run row, so two branches finishing at once advance the run one after the other. A step's
+action uses the idempotency key ``step-run:<id>:<attempt>``, and executing it goes through the
+connector with the action id as its key, so a redelivered task never causes a second effect.
+
+    pending ─deps done─▶ ready ─worker─▶ running ─action settled─▶ succeeded ─▶ (advance)
+                           │                 └─▶ waiting_approval ─decided─┘
+                           └─(task step)─▶ waiting_agent ─claim─▶ running ─complete─┘
+    failure: retry with backoff → escalate (agent / role, then a person) → fail → compensate
+"""
+
+import logging
+from datetime import timedelta
+
+import jsonschema
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, FilteredRelation, Q
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus
+from autonomy import audit
+from autonomy import services as kernel
+from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import ActionRequest, ActionStatus
+from workflows import conditions
+from workflows.models import (
+    RUN_FINISHED,
+    STEP_ACTIVE,
+    STEP_DONE,
+    Approval,
+    Run,
+    RunEvent,
+    RunStatus,
+    StepKind,
+    StepRun,
+    StepStatus,
+    Template,
+)
+from workflows.transitions import run_controls, step_controls
+
+log = logging.getLogger(__name__)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _event(run: Run, kind: str, message: str, *, step_run=None, actor="", **data) -> None:
+    RunEvent.objects.create(
+        run=run, step_run=step_run, kind=kind, actor=actor, message=message[:500], data=data
+    )
+
+
+def _lock_run(run_id) -> Run:
+    # ``of=self``: lock the run row only, never the template every run shares.
+    return Run.objects.select_for_update(of=("self",)).select_related("template").get(pk=run_id)
+
+
+def _lock(step_run_id) -> tuple[StepRun | None, Run | None]:
+    """Lock a step run and its run, always the run first, so no two transactions wait on
+    each other in opposite orders."""
+    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return None, None
+    run = _lock_run(run_id)
+    step_run = (
+        StepRun.objects.select_for_update(of=("self",))
+        .select_related(
+            "step__operation__connector",
+            "assignee__service_user",
+            "assignee__role__group",
+            "assignee__business_unit",
+        )
+        .get(pk=step_run_id)
+    )
+    return step_run, run
+
+
+def _dispatch(step_run_id, *, countdown: float | None = None) -> None:
+    from workflows import tasks
+
+    def send():
+        if countdown:
+            tasks.step_execute.apply_async((str(step_run_id),), countdown=countdown)
+        else:
+            tasks.step_execute.delay(str(step_run_id))
+
+    transaction.on_commit(send)
+
+
+def _run_not_active(run: Run) -> DomainError:
+    return DomainError(
+        ErrorCode.RUN_NOT_ACTIVE, f"The run is {run.status}.", {"status": run.status}, 409
+    )
+
+
+def _actor(by) -> str:
+    if by is None:
+        return "system"
+    if isinstance(by, Agent):
+        return by.slug
+    return getattr(by, "username", str(by))
+
+
+def _pick_agent(role) -> Agent | None:
+    """The active agent of ``role`` with the least work in flight (ties by slug)."""
+    return (
+        Agent.objects.filter(role=role, status=AgentStatus.ACTIVE)
+        .annotate(
+            active=FilteredRelation("step_runs", condition=Q(step_runs__status__in=STEP_ACTIVE))
+        )
+        .annotate(load=Count("active"))
+        .select_related("service_user")
+        .order_by("load", "slug")
+        .first()
+    )
+
+
+# --- starting and advancing -----------------------------------------------------------------
+
+
+def run_start(
+    *, template: Template, context: dict | None = None, by=None, idempotency_key: str = ""
+) -> Run:
+    """Start a run of a published template version; the run pins that version."""
+    context = context or {}
+    if not template.is_published:
+        raise DomainError(
+            ErrorCode.TEMPLATE_NOT_PUBLISHED,
+            f"{template} is not published.",
+            {"template": template.key, "version": template.version},
+            status_code=409,
+        )
+    if not isinstance(context, dict):
+        raise DomainError(ErrorCode.CONTEXT_INVALID, "The context must be a JSON object.")
+    if template.context_schema:
+        errors = list(jsonschema.Draft202012Validator(template.context_schema).iter_errors(context))
+        if errors:
+            raise DomainError(
+                ErrorCode.CONTEXT_INVALID,
+                f"The context does not fit {template}: {errors[0].message}",
+                {"errors": [e.message for e in errors[:20]]},
+            )
+    if idempotency_key:
+        existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    with transaction.atomic():
+        run = Run.objects.create(
+            template=template,
+            context=context,
+            started_by=_actor(by),
+            idempotency_key=idempotency_key or None,
+        )
+        StepRun.objects.bulk_create(
+            StepRun(run=run, step=step, position=step.position) for step in template.steps.all()
+        )
+        _event(run, "run_started", f"Started from {template}.", actor=_actor(by))
+        audit.append(
+            kind="run_started",
+            actor=_actor(by),
+            payload={"run_id": str(run.pk), "template": template.key, "version": template.version},
+        )
+        advance(run=_lock_run(run.pk))
+    return run
+
+
+def advance(*, run: Run) -> None:
+    """Move every step whose dependencies are done; finish the run when all steps are.
+
+    Call with the run row locked, inside a transaction.
+    """
+    if run.status != RunStatus.RUNNING:
+        return
+    step_runs = list(
+        run.step_runs.select_related("step__assignee_role", "step__assignee_agent").order_by(
+            "position"
+        )
+    )
+    status = {sr.step.key: sr.status for sr in step_runs}
+    changed = True
+    while changed:
+        changed = False
+        for sr in step_runs:
+            if sr.status != StepStatus.PENDING:
+                continue
+            if not all(status.get(dep) in STEP_DONE for dep in sr.step.depends_on):
+                continue
+            if not conditions.holds(sr.step.run_when, run.context):
+                sr.status = StepStatus.SKIPPED
+                sr.finished_at = timezone.now()
+                sr.save(update_fields=["status", "finished_at"])
+                _event(
+                    run,
+                    "step_skipped",
+                    f"{sr.step.name}: {sr.step.run_when!r} does not hold.",
+                    step_run=sr,
+                )
+            else:
+                _make_ready(run=run, step_run=sr)
+            status[sr.step.key] = sr.status
+            changed = True
+    if all(sr.status in STEP_DONE for sr in step_runs):
+        run.status = RunStatus.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+        _event(run, "run_succeeded", "Every step is done.")
+        audit.append(
+            kind="run_finished",
+            actor="system",
+            payload={"run_id": str(run.pk), "status": run.status},
+        )
+
+
+def _make_ready(*, run: Run, step_run: StepRun) -> None:
+    step = step_run.step
+    now = timezone.now()
+    step_run.input = conditions.resolve(step.input_map, run.context)
+    if step_run.assignee_id is None and step_run.assignee_role_id is None:
+        step_run.assignee = step.assignee_agent
+        step_run.assignee_role = step.assignee_role
+    if step.kind == StepKind.TASK:
+        step_run.status = StepStatus.WAITING_AGENT
+        step_run.save(update_fields=["status", "input", "assignee", "assignee_role"])
+        who = step_run.assignee or step_run.assignee_role
+        _event(run, "task_offered", f"{step.name} offered to {who}.", step_run=step_run)
+        return
+    if step_run.assignee is None:
+        step_run.assignee = _pick_agent(step_run.assignee_role)
+    step_run.status = StepStatus.READY
+    step_run.dispatched_at = now
+    step_run.save(update_fields=["status", "input", "assignee", "assignee_role", "dispatched_at"])
+    if step_run.assignee is None:
+        _attempt_failed(
+            run=run,
+            step_run=step_run,
+            kind="failed",
+            error={"code": "no_active_agent", "message": f"Nobody active in {step.assignee_role}."},
+        )
+        return
+    _dispatch(step_run.pk)
+
+
+# --- executing an operation step (on a worker) ----------------------------------------------
+
+
+def step_execute(*, step_run_id) -> StepRun | None:
+    """Request the step's action through the gate as its assignee and, if allowed, execute it.
+
+    Idempotent: a ready step makes its request once per attempt (keyed by step run and
+    attempt); a running step whose action is approved or executing is executed again, which
+    the connector's idempotency key makes harmless; anything else is left alone.
+    """
+    execute_action = None
+    with transaction.atomic():
+        step_run, run = _lock(step_run_id)
+        if step_run is None:
+            return None
+        if run.status != RunStatus.RUNNING or step_run.step.kind != StepKind.OPERATION:
+            return step_run
+        if step_run.status == StepStatus.RUNNING and step_run.action_id:
+            action = step_run.action
+            if action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
+                execute_action = action.pk
+            elif action.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
+                _on_action_settled(step_run=step_run, run=run, action=action)
+        elif step_run.status == StepStatus.READY:
+            execute_action = _request_action(run=run, step_run=step_run)
+    if execute_action is not None:
+        kernel.action_execute(action_id=execute_action)  # settles the step via the signal
+    return step_run
+
+
+def _request_action(*, run: Run, step_run: StepRun):
+    step = step_run.step
+    now = timezone.now()
+    step_run.attempt += 1
+    step_run.status = StepStatus.RUNNING
+    step_run.started_at = step_run.started_at or now
+    step_run.lease_until = now + timedelta(seconds=step.timeout_seconds)
+    step_run.next_attempt_at = None
+    step_run.input = conditions.resolve(step.input_map, run.context)
+    gate_reason = ""
+    if step.approval == Approval.ALWAYS or (
+        step.approval == Approval.WHEN and conditions.holds(step.approval_when, run.context)
+    ):
+        gate_reason = f"The workflow asks for approval at {step.name}" + (
+            f" ({step.approval_when})." if step.approval == Approval.WHEN else "."
+        )
+    try:
+        action, _ = kernel.action_request(
+            agent=step_run.assignee,
+            operation_key=step.operation.key,
+            params=step_run.input,
+            reason=f"{run.template.name}: {step.name} (run {run.pk})",
+            idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
+            approval_gate=gate_reason,
+            dispatch=False,
+        )
+    except DomainError as exc:
+        step_run.save()
+        _attempt_failed(
+            run=run,
+            step_run=step_run,
+            kind="invalid",
+            error={"code": str(exc.code), "message": exc.message, "details": exc.details},
+        )
+        return None
+    step_run.action = action
+    step_run.save()
+    _event(
+        run,
+        "action_requested",
+        f"{step.name}: {step_run.assignee} asked for "
+        f"{step.operation.key}; the gate said {action.verdict}.",
+        step_run=step_run,
+        actor=step_run.assignee.slug,
+        action_id=str(action.pk),
+        attempt=step_run.attempt,
+        risk_score=action.risk_score,
+    )
+    if action.status == ActionStatus.APPROVED:
+        return action.pk
+    if action.status == ActionStatus.PENDING_APPROVAL:
+        step_run.status = StepStatus.WAITING_APPROVAL
+        step_run.save(update_fields=["status"])
+        _event(
+            run,
+            "waiting_approval",
+            f"{step.name} waits for a person's approval.",
+            step_run=step_run,
+            reasons=action.reasons,
+        )
+        return None
+    _on_action_settled(step_run=step_run, run=run, action=action)
+    return None
+
+
+def on_action_settled(*, action: ActionRequest) -> None:
+    """Signal receiver: an action reached its end; move the step it belongs to.
+
+    Runs inside the transaction that settled the action.
+    """
+    step_run_id = StepRun.objects.filter(action_id=action.pk).values_list("pk", flat=True).first()
+    if step_run_id is None:
+        return
+    step_run, run = _lock(step_run_id)
+    _on_action_settled(step_run=step_run, run=run, action=action)
+
+
+def _on_action_settled(*, step_run: StepRun, run: Run, action: ActionRequest) -> None:
+    if step_run.status not in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL):
+        return
+    step = step_run.step
+    if action.status == ActionStatus.SUCCEEDED:
+        _succeed(run=run, step_run=step_run, output=action.outcome or {}, actor="worker")
+    elif action.status == ActionStatus.FAILED:
+        _attempt_failed(run=run, step_run=step_run, kind="failed", error=action.error or {})
+    elif action.status == ActionStatus.DENIED:
+        codes = {r.get("code") for r in action.reasons}
+        people = codes & {"approval_rejected", "approval_expired"}
+        _attempt_failed(
+            run=run,
+            step_run=step_run,
+            kind="rejected" if people else "denied",
+            error={"code": "rejected" if people else "denied", "reasons": action.reasons},
+        )
+    elif action.status == ActionStatus.CANCELLED:
+        step_run.status = StepStatus.CANCELLED
+        step_run.finished_at = timezone.now()
+        step_run.save(update_fields=["status", "finished_at"])
+        _event(run, "step_cancelled", f"{step.name}: its action was cancelled.", step_run=step_run)
+        _run_fail(run=run, reason=f"{step.name} was cancelled.")
+
+
+def _succeed(*, run: Run, step_run: StepRun, output: dict, actor: str) -> None:
+    step = step_run.step
+    step_run.status = StepStatus.SUCCEEDED
+    step_run.output = output
+    step_run.error = None
+    step_run.finished_at = timezone.now()
+    step_run.lease_until = None
+    step_run.save(update_fields=["status", "output", "error", "finished_at", "lease_until"])
+    before = run.context.get(step.context_key)
+    run.context[step.context_key] = output
+    run.save(update_fields=["context"])
+    _event(
+        run,
+        "step_succeeded",
+        f"{step.name} done.",
+        step_run=step_run,
+        actor=actor,
+        context_diff={"key": step.context_key, "before": before, "after": output},
+    )
+    advance(run=run)
+
+
+# --- failure: retry, escalate, fail and compensate ------------------------------------------
+
+
+def _escalation_levels(step) -> list[str]:
+    levels = []
+    if step.escalate_to_agent_id or step.escalate_to_role_id:
+        levels.append("agent")
+    if step.escalate_to_human:
+        levels.append("human")
+    return levels
+
+
+def _attempt_failed(*, run: Run, step_run: StepRun, kind: str, error: dict) -> None:
+    """One attempt failed. ``kind``: failed (retryable), denied (by the gate), rejected (by
+    people), invalid (bad input), escalated (the agent asked), timeout (no result in time)."""
+    step = step_run.step
+    now = timezone.now()
+    step_run.error = error
+    step_run.lease_until = None
+    if kind == "failed" and step_run.attempt < step.max_retries + 1 and step_run.assignee_id:
+        delay = step.retry_backoff_seconds * (2 ** max(step_run.attempt - 1, 0))
+        step_run.next_attempt_at = now + timedelta(seconds=delay)
+        step_run.dispatched_at = now
+        if step.kind == StepKind.TASK:
+            step_run.status = StepStatus.WAITING_AGENT  # offered again once the backoff is over
+            step_run.claimed_at = None
+        else:
+            step_run.status = StepStatus.READY
+        step_run.save()
+        _event(
+            run,
+            "retry_scheduled",
+            f"{step.name} failed (attempt {step_run.attempt}); retrying in {delay}s.",
+            step_run=step_run,
+            error=error,
+        )
+        if step.kind == StepKind.OPERATION:
+            _dispatch(step_run.pk, countdown=delay)
+        return
+    levels = _escalation_levels(step)
+    escalable = ("failed", "denied", "escalated", "invalid", "timeout")
+    if kind in escalable and step_run.escalations < len(levels):
+        level = levels[step_run.escalations]
+        step_run.escalations += 1
+        if level == "human":
+            step_run.status = StepStatus.ESCALATED
+            step_run.save()
+            _event(
+                run,
+                "escalated_to_person",
+                f"{step.name} needs a person: retry, skip or fail it.",
+                step_run=step_run,
+                error=error,
+            )
+            return
+        target = step.escalate_to_agent
+        if target is None or not target.is_active:
+            target = _pick_agent(step.escalate_to_role) if step.escalate_to_role_id else None
+        if target is not None:
+            previous = step_run.assignee
+            step_run.assignee = target
+            step_run.attempt = 0
+            step_run.generation += 1
+            step_run.claimed_at = None
+            if step.kind == StepKind.TASK:
+                step_run.status = StepStatus.WAITING_AGENT
+                step_run.save()
+            else:
+                step_run.status = StepStatus.READY
+                step_run.dispatched_at = now
+                step_run.save()
+                _dispatch(step_run.pk)
+            _event(
+                run,
+                "escalated",
+                f"{step.name} escalated from {previous} to {target}.",
+                step_run=step_run,
+                error=error,
+                to=target.slug,
+            )
+            return
+        if "human" in levels[step_run.escalations :]:
+            return _attempt_failed(run=run, step_run=step_run, kind=kind, error=error)
+    step_run.status = StepStatus.FAILED
+    step_run.finished_at = now
+    step_run.save()
+    _event(run, "step_failed", f"{step.name} failed.", step_run=step_run, error=error)
+    _run_fail(run=run, reason=f"{step.name} failed.")
+
+
+def _run_fail(*, run: Run, reason: str) -> None:
+    """Stop the run's other work and undo what was done, in reverse order, on a worker."""
+    if run.status in (*RUN_FINISHED, RunStatus.COMPENSATING):
+        return
+    _cancel_open_steps(run=run, reason=reason)
+    run.status = RunStatus.COMPENSATING
+    run.save(update_fields=["status"])
+    _event(run, "compensating", f"{reason} Undoing completed steps.")
+    from workflows import tasks
+
+    run_id = str(run.pk)
+    transaction.on_commit(lambda: tasks.run_compensate.delay(run_id))
+
+
+def _cancel_open_steps(*, run: Run, reason: str) -> None:
+    from approvals.models import ApprovalRequest, ApprovalStatus
+
+    now = timezone.now()
+    open_steps = list(
+        run.step_runs.select_for_update().filter(status__in=[StepStatus.PENDING, *STEP_ACTIVE])
+    )
+    action_ids = [sr.action_id for sr in open_steps if sr.action_id]
+    waiting = ActionRequest.objects.filter(pk__in=action_ids, status=ActionStatus.PENDING_APPROVAL)
+    ApprovalRequest.objects.filter(action__in=waiting, status=ApprovalStatus.PENDING).update(
+        status=ApprovalStatus.CANCELLED, decided_at=now
+    )
+    waiting.update(status=ActionStatus.CANCELLED, finished_at=now)
+    StepRun.objects.filter(pk__in=[sr.pk for sr in open_steps]).update(
+        status=StepStatus.CANCELLED, finished_at=now, lease_until=None
+    )
+    for sr in open_steps:
+        if sr.status != StepStatus.PENDING:
+            _event(run, "step_cancelled", f"{sr.step.name} cancelled: {reason}", step_run=sr)
+
+
+def run_compensate(*, run_id) -> Run:
+    """Run the compensation of every succeeded step, last finished first, then fail the run.
+
+    Idempotent: compensated steps are skipped and each compensation action is keyed by its
+    step run, so a redelivered task neither repeats nor skips one.
+    """
+    run = Run.objects.get(pk=run_id)
+    if run.status != RunStatus.COMPENSATING:
+        return run
+    done = (
+        run.step_runs.filter(
+            status=StepStatus.SUCCEEDED, step__compensation_operation__isnull=False
+        )
+        .select_related("step__compensation_operation__connector", "assignee")
+        .order_by("-finished_at", "-position")
+    )
+    for step_run in done:
+        step = step_run.step
+        params = conditions.resolve(
+            step.compensation_input_map, {**run.context, "output": step_run.output or {}}
+        )
+        with transaction.atomic():
+            try:
+                action, _ = kernel.action_request(
+                    agent=step_run.assignee,
+                    operation_key=step.compensation_operation.key,
+                    params=params,
+                    reason=f"Compensate {step.name} of run {run.pk}",
+                    idempotency_key=f"compensate:{step_run.pk}",
+                    dispatch=False,
+                )
+            except DomainError as exc:
+                action = None
+                _event(run, "compensation_failed", f"{step.name}: {exc.message}", step_run=step_run)
+            if action is not None:
+                StepRun.objects.filter(pk=step_run.pk).update(compensation_action=action)
+        if action is not None and action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
+            action = kernel.action_execute(action_id=action.pk)
+        with transaction.atomic():
+            run = _lock_run(run.pk)
+            step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
+            ok = action is not None and action.status == ActionStatus.SUCCEEDED
+            if ok:
+                step_run.status = StepStatus.COMPENSATED
+                step_run.save(update_fields=["status"])
+            _event(
+                run,
+                "step_compensated" if ok else "compensation_failed",
+                f"{step.name}: {step.compensation_operation.key} "
+                + ("done." if ok else f"ended {getattr(action, 'status', 'unrequested')}."),
+                step_run=step_run,
+                action_id=str(action.pk) if action else None,
+            )
+    with transaction.atomic():
+        run = _lock_run(run.pk)
+        if run.status == RunStatus.COMPENSATING:
+            run.status = RunStatus.FAILED
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+            _event(run, "run_failed", "The run failed; completed steps were compensated.")
+            audit.append(
+                kind="run_finished",
+                actor="system",
+                payload={"run_id": str(run.pk), "status": run.status},
+            )
+    return run
+
+
+# --- agent tasks ----------------------------------------------------------------------------
+
+
+def _task_for(agent: Agent):
+    return StepRun.objects.filter(
+        Q(assignee=agent) | Q(assignee__isnull=True, assignee_role_id=agent.role_id),
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()),
+        status=StepStatus.WAITING_AGENT,
+        run__status=RunStatus.RUNNING,
+    )
+
+
+def _require_active(agent: Agent) -> None:
+    if not agent.is_active:
+        code = {
+            AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
+            AgentStatus.QUARANTINED: ErrorCode.AGENT_QUARANTINED,
+        }.get(agent.status, ErrorCode.AGENT_RETIRED)
+        raise DomainError(code, f"{agent} is {agent.status}.", status_code=403)
+
+
+def _not_available(step_run_id, why: str) -> DomainError:
+    return DomainError(ErrorCode.TASK_NOT_AVAILABLE, why, {"task": str(step_run_id)}, 409)
+
+
+def task_claim(*, agent: Agent, step_run_id, lease_seconds: int | None = None) -> StepRun:
+    """Take an offered task; nobody else can until it is completed, handed off or its lease
+    runs out."""
+    _require_active(agent)
+    with transaction.atomic():
+        step_run, run = _lock(step_run_id)
+        if step_run is None or not _task_for(agent).filter(pk=step_run.pk).exists():
+            if step_run is not None and step_run.assignee_id == agent.pk:
+                if step_run.status == StepStatus.RUNNING:
+                    return step_run  # claimed already by this agent: a retried claim
+            raise _not_available(step_run_id, "This task is not offered to you.")
+        now = timezone.now()
+        step_run.status = StepStatus.RUNNING
+        step_run.assignee = agent
+        step_run.attempt += 1
+        step_run.claimed_at = now
+        step_run.started_at = step_run.started_at or now
+        step_run.lease_until = now + timedelta(
+            seconds=lease_seconds or step_run.step.timeout_seconds
+        )
+        step_run.save()
+        _event(
+            run,
+            "task_claimed",
+            f"{agent} took {step_run.step.name}.",
+            step_run=step_run,
+            actor=agent.slug,
+        )
+    return step_run
+
+
+def task_next(*, agent: Agent, claim: bool = True) -> StepRun | None:
+    """The oldest task offered to the agent (or its role), claimed for it unless told not to.
+
+    Two agents asking at once never get the same task: a lost race moves to the next one.
+    """
+    _require_active(agent)
+    for step_run_id in (
+        _task_for(agent).order_by("run__created_at", "position").values_list("pk", flat=True)[:20]
+    ):
+        if not claim:
+            return StepRun.objects.select_related("step", "run").get(pk=step_run_id)
+        try:
+            return task_claim(agent=agent, step_run_id=step_run_id)
+        except DomainError:
+            continue
+    return None
+
+
+def _own_running(agent: Agent, step_run_id) -> tuple[StepRun, Run]:
+    step_run, run = _lock(step_run_id)
+    if step_run is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such task.", status_code=404)
+    if step_run.assignee_id != agent.pk:
+        raise DomainError(ErrorCode.TASK_NOT_YOURS, "This task is not yours.", status_code=403)
+    if step_run.status != StepStatus.RUNNING:
+        raise _not_available(step_run_id, f"This task is {step_run.status}.")
+    return step_run, run
+
+
+def task_context(*, agent: Agent, step_run_id) -> dict:
+    """What the task's agent may see: its inputs and the context keys its step names."""
+    step_run = StepRun.objects.select_related("step", "run").filter(pk=step_run_id).first()
+    if step_run is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such task.", status_code=404)
+    if step_run.assignee_id != agent.pk:
+        raise DomainError(ErrorCode.TASK_NOT_YOURS, "This task is not yours.", status_code=403)
+    visible = step_run.step.visible_context or []
+    return {
+        "input": step_run.input,
+        "context": {k: step_run.run.context[k] for k in visible if k in step_run.run.context},
+    }
+
+
+def task_complete(*, agent: Agent, step_run_id, output: dict) -> StepRun:
+    """Finish the task; the output goes into the run's context under the step's key."""
+    if not isinstance(output, dict):
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "output must be a JSON object.")
+    with transaction.atomic():
+        step_run = StepRun.objects.filter(pk=step_run_id).only("status", "assignee_id").first()
+        if step_run is not None and step_run.status == StepStatus.SUCCEEDED:
+            if step_run.assignee_id == agent.pk:
+                return step_run  # a retried completion
+        step_run, run = _own_running(agent, step_run_id)
+        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            raise _run_not_active(run)
+        _succeed(run=run, step_run=step_run, output=output, actor=agent.slug)
+    return step_run
+
+
+def task_handoff(*, agent: Agent, step_run_id, to: Agent, reason: str = "") -> StepRun:
+    """Pass the task to another agent, who finds it with ``task_next``."""
+    if to.pk == agent.pk:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "Hand off to another agent.")
+    _require_active(to)
+    with transaction.atomic():
+        step_run, run = _own_running(agent, step_run_id)
+        step_run.assignee = to
+        step_run.status = StepStatus.WAITING_AGENT
+        step_run.claimed_at = None
+        step_run.lease_until = None
+        step_run.save()
+        _event(
+            run,
+            "handoff",
+            f"{agent} handed {step_run.step.name} to {to}: {reason}",
+            step_run=step_run,
+            actor=agent.slug,
+            to=to.slug,
+            reason=reason,
+        )
+        audit.append(
+            kind="task_handoff",
+            actor=agent.slug,
+            agent_id=agent.pk,
+            payload={"step_run": str(step_run.pk), "to": to.slug, "reason": reason},
+        )
+    return step_run
+
+
+def task_escalate(*, agent: Agent, step_run_id, reason: str) -> StepRun:
+    """The agent cannot do it: escalate by the step's rule (another agent, then a person)."""
+    with transaction.atomic():
+        step_run, run = _own_running(agent, step_run_id)
+        _event(run, "escalation_asked", f"{agent}: {reason}", step_run=step_run, actor=agent.slug)
+        _attempt_failed(
+            run=run,
+            step_run=step_run,
+            kind="escalated",
+            error={"code": "escalated", "message": reason, "by": agent.slug},
+        )
+    return step_run
+
+
+def task_fail(*, agent: Agent, step_run_id, message: str, retryable: bool = True) -> StepRun:
+    with transaction.atomic():
+        step_run, run = _own_running(agent, step_run_id)
+        _attempt_failed(
+            run=run,
+            step_run=step_run,
+            kind="failed" if retryable else "invalid",
+            error={"code": "task_failed", "message": message, "by": agent.slug},
+        )
+    return step_run
+
+
+# --- people's controls ----------------------------------------------------------------------
+
+
+def _control(run: Run, by, kind: str, reason: str) -> None:
+    _event(run, kind, f"{_actor(by)}: {reason}" if reason else _actor(by), actor=_actor(by))
+    audit.append(
+        kind=f"run_{kind}", actor=_actor(by), payload={"run_id": str(run.pk), "reason": reason}
+    )
+
+
+def run_pause(*, run: Run, by, reason: str = "") -> Run:
+    """No new step starts until resumed; steps already running finish."""
+    with transaction.atomic():
+        run = _lock_run(run.pk)
+        if "pause" not in run_controls(run=run):
+            raise _run_not_active(run)
+        run.status = RunStatus.PAUSED
+        run.save(update_fields=["status"])
+        _control(run, by, "paused", reason)
+    return run
+
+
+def run_resume(*, run: Run, by, reason: str = "") -> Run:
+    with transaction.atomic():
+        run = _lock_run(run.pk)
+        if "resume" not in run_controls(run=run):
+            raise _run_not_active(run)
+        run.status = RunStatus.RUNNING
+        run.save(update_fields=["status"])
+        _control(run, by, "resumed", reason)
+        for step_run_id in run.step_runs.filter(status=StepStatus.READY).values_list(
+            "pk", flat=True
+        ):
+            _dispatch(step_run_id)
+        for step_run in run.step_runs.filter(status=StepStatus.RUNNING, action__isnull=False):
+            _dispatch(step_run.pk)  # finishes a step whose action settled while paused
+        advance(run=run)
+    return run
+
+
+def run_cancel(*, run: Run, by, reason: str = "") -> Run:
+    """Stop the run: open steps and waiting approvals are cancelled; nothing is undone."""
+    with transaction.atomic():
+        run = _lock_run(run.pk)
+        if "cancel" not in run_controls(run=run):
+            raise _run_not_active(run)
+        _cancel_open_steps(run=run, reason=reason or "run cancelled")
+        run.status = RunStatus.CANCELLED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+        _control(run, by, "cancelled", reason)
+    return run
+
+
+def _own_step(run: Run, step_run_id) -> StepRun:
+    step_run = (
+        StepRun.objects.select_for_update()
+        .select_related("step")
+        .filter(pk=step_run_id, run=run)
+        .first()
+    )
+    if step_run is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such step in this run.", status_code=404)
+    return step_run
+
+
+def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
+    """A person sends an escalated or failed step round again, with fresh retries."""
+    with transaction.atomic():
+        run = _lock_run(step_run.run_id)
+        step_run = _own_step(run, step_run.pk)
+        if (
+            step_run.status not in (StepStatus.ESCALATED, StepStatus.FAILED)
+            or run.status in (RUN_FINISHED)
+            or run.status == RunStatus.COMPENSATING
+        ):
+            raise DomainError(
+                ErrorCode.STEP_NOT_ACTIONABLE,
+                f"A {step_run.status} step of a {run.status} run cannot be retried.",
+                status_code=409,
+            )
+        step_run.attempt = 0
+        step_run.generation += 1
+        step_run.error = None
+        if step_run.step.kind == StepKind.TASK:
+            step_run.status = StepStatus.WAITING_AGENT
+            step_run.save()
+        else:
+            step_run.status = StepStatus.READY
+            step_run.dispatched_at = timezone.now()
+            step_run.save()
+            _dispatch(step_run.pk)
+        _control(run, by, "step_retried", f"{step_run.step.name}. {reason}".strip())
+    return step_run
+
+
+def step_skip(*, step_run: StepRun, by, reason: str = "") -> StepRun:
+    """A person decides the step is not needed; the run goes on without its output."""
+    with transaction.atomic():
+        run = _lock_run(step_run.run_id)
+        step_run = _own_step(run, step_run.pk)
+        if "skip" not in step_controls(run=run, step_run=step_run):
+            raise DomainError(
+                ErrorCode.STEP_NOT_ACTIONABLE,
+                f"A {step_run.status} step of a {run.status} run cannot be skipped.",
+                status_code=409,
+            )
+        step_run.status = StepStatus.SKIPPED
+        step_run.finished_at = timezone.now()
+        step_run.save(update_fields=["status", "finished_at"])
+        _control(run, by, "step_skipped", f"{step_run.step.name}. {reason}".strip())
+        advance(run=run)
+    return step_run
+
+
+def step_fail(*, step_run: StepRun, by, reason: str = "") -> StepRun:
+    """A person gives up on an escalated step: the run fails and compensates."""
+    with transaction.atomic():
+        run = _lock_run(step_run.run_id)
+        step_run = _own_step(run, step_run.pk)
+        if "fail" not in step_controls(run=run, step_run=step_run):
+            raise DomainError(
+                ErrorCode.STEP_NOT_ACTIONABLE,
+                f"A {step_run.status} step of a {run.status} run cannot be failed by hand.",
+                status_code=409,
+            )
+        step_run.status = StepStatus.FAILED
+        step_run.finished_at = timezone.now()
+        step_run.save(update_fields=["status", "finished_at"])
+        _control(run, by, "step_failed", f"{step_run.step.name}. {reason}".strip())
+        _run_fail(run=run, reason=f"{_actor(by)} failed {step_run.step.name}.")
+    return step_run
+
+
+# --- the clock ------------------------------------------------------------------------------
+
+
+def workflows_sweep(*, now=None) -> dict[str, int]:
+    """Recover work the broker or a worker lost; runs on Celery beat, safe to run twice.
+
+    - ready steps whose message never arrived are dispatched again;
+    - running operation steps past their lease are dispatched again (the worker died; the
+      action's idempotency makes re-execution harmless);
+    - claimed tasks past their lease are offered again (the agent went away);
+    - compensating runs whose task was lost are compensated again.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.AUTONOMY_WORKFLOW_REDISPATCH_SECONDS)
+    counts = {"redispatched": 0, "lease_expired": 0, "timed_out": 0, "tasks_reoffered": 0,
+              "compensations": 0}  # fmt: skip
+    ready = StepRun.objects.filter(status=StepStatus.READY, run__status=RunStatus.RUNNING).filter(
+        Q(next_attempt_at__isnull=True, dispatched_at__lte=stale) | Q(next_attempt_at__lte=stale)
+    )
+    for step_run_id in ready.values_list("pk", flat=True)[:1000]:
+        if StepRun.objects.filter(pk=step_run_id, status=StepStatus.READY).update(
+            dispatched_at=now
+        ):
+            transaction.on_commit(lambda i=step_run_id: _send(i))
+            counts["redispatched"] += 1
+    expired = StepRun.objects.filter(
+        status=StepStatus.RUNNING, lease_until__lte=now, run__status=RunStatus.RUNNING
+    ).select_related("step")
+    for step_run in expired[:1000]:
+        with transaction.atomic():
+            step_run, run = _lock(step_run.pk)
+            if (
+                step_run.status != StepStatus.RUNNING
+                or not step_run.lease_until
+                or (step_run.lease_until > now)
+                or run.status != RunStatus.RUNNING
+            ):
+                continue
+            if step_run.step.kind == StepKind.TASK:
+                step_run.status = StepStatus.WAITING_AGENT
+                step_run.assignee = step_run.step.assignee_agent
+                step_run.claimed_at = None
+                step_run.lease_until = None
+                step_run.save()
+                _event(
+                    run,
+                    "task_lease_expired",
+                    f"{step_run.step.name}: the agent's lease ran out; offered again.",
+                    step_run=step_run,
+                )
+                counts["tasks_reoffered"] += 1
+                continue
+            executions = step_run.action.attempts if step_run.action_id else 0
+            if executions > step_run.step.max_retries:
+                # Re-executed as often as retries allow and still not done: a timeout.
+                _attempt_failed(run=run, step_run=step_run, kind="timeout", error={
+                    "code": "step_timeout",
+                    "message": f"No result after {executions} executions of "
+                    f"{step_run.step.timeout_seconds}s each.",
+                })  # fmt: skip
+                counts["timed_out"] += 1
+                continue
+            step_run.lease_until = now + timedelta(seconds=step_run.step.timeout_seconds)
+            step_run.save(update_fields=["lease_until"])
+            _event(
+                run,
+                "lease_expired",
+                f"{step_run.step.name} ran past its lease; dispatched again.",
+                step_run=step_run,
+            )
+            _dispatch(step_run.pk)
+            counts["lease_expired"] += 1
+    from workflows import tasks
+
+    lost = Run.objects.filter(status=RunStatus.COMPENSATING).exclude(events__created_at__gt=stale)
+    for run_id in lost.values_list("pk", flat=True)[:100]:
+        transaction.on_commit(lambda i=str(run_id): tasks.run_compensate.delay(i))
+        counts["compensations"] += 1
+    return counts
+
+
+def _send(step_run_id) -> None:
+    from workflows import tasks
+
+    tasks.step_execute.delay(str(step_run_id))
