@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 8000
 DEMO_AGENTS ?= 1000
+SYSTEMS_PORT ?= 8100
 PYTEST_WORKERS ?= 2
 
 .PHONY: setup run test test-deps lint format bench clean
@@ -19,13 +20,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Everything on the embedded default: SQLite file, filesystem broker, console e-mail;
-# web server, one Celery worker and Celery beat (expiry and escalation of approvals).
+# web server, one Celery worker, Celery beat, demo runs, the demo ERP/CRM/ITSM and the demo fleet.
 run: setup
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --agents $(DEMO_AGENTS)
+	AUTONOMY_DEMO_SYSTEMS_URL=$${AUTONOMY_DEMO_SYSTEMS_URL:-http://127.0.0.1:$(SYSTEMS_PORT)} \
+		$(BIN)/python manage.py seed_demo --agents $(DEMO_AGENTS)
 	$(BIN)/python manage.py demo_admin
-	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops web, worker and beat"
-	PORT=$(PORT) AUTONOMY_PORTAL_URL=$${AUTONOMY_PORTAL_URL:-http://127.0.0.1:$(PORT)} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	@echo "Autonomy OS on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/) — Ctrl-C stops every process"
+	PORT=$(PORT) SYSTEMS_PORT=$(SYSTEMS_PORT) DEMO_AGENTS=$(DEMO_AGENTS) AUTONOMY_PORTAL_URL=$${AUTONOMY_PORTAL_URL:-http://127.0.0.1:$(PORT)} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 # What the suite needs beyond PyPI: Debian's chromium and the OIDC provider from npm.
 test-deps: setup

@@ -86,11 +86,38 @@ _bulk_revoke.short_description = "Revoke all credentials of selected agents"
 _bulk_revoke.allowed_permissions = ("change",)
 
 
+def _bulk_kill(modeladmin, request, queryset):
+    from autonomy import intervention
+
+    done, refused = 0, []
+    for agent in queryset:
+        try:
+            intervention.agent_kill(agent=agent, by=request.user, reason="kill in the admin")
+            done += 1
+        except DomainError as exc:
+            refused.append(f"{agent.name}: {exc.message}")
+    modeladmin.message_user(request, f"Killed {done} agent(s).", messages.SUCCESS)
+    if refused:
+        modeladmin.message_user(request, "Skipped " + "; ".join(refused[:20]), messages.WARNING)
+
+
+_bulk_kill.short_description = (
+    "Kill selected agents (quarantine, revoke credentials, cancel pending work)"
+)
+_bulk_kill.allowed_permissions = ("change",)
+
+
 @admin.register(Agent)
 class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     show_auditlog_history_link = True
-    list_display = ["name", "business_unit", "role", "owner", "status", "risk_tier"]
+    list_display = ["name", "business_unit", "role", "owner", "status", "risk_tier", "page_link"]
     list_filter = ["status", "business_unit", "role", "risk_tier"]
+
+    @admin.display(description="Detail")
+    def page_link(self, obj):
+        """The portal's agent page: identity, grants, actions, drift flags, risk over time."""
+        return format_html('<a href="{}">Open page</a>', reverse("agents:detail", args=[obj.slug]))
+
     list_select_related = ["business_unit", "role__group", "owner"]
     search_fields = ["name", "slug", "description", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
@@ -101,6 +128,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         _bulk(services.agent_resume, "resume"),
         _bulk(services.agent_quarantine, "quarantine"),
         _bulk_revoke,
+        _bulk_kill,
     ]
     inlines = [CredentialInline]
     readonly_fields = [

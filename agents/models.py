@@ -29,6 +29,8 @@ class BusinessUnit(models.Model):
         Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     dual_control_risk = models.PositiveSmallIntegerField(default=70)
+    # A new drift flag on one of this unit's agents quarantines the agent at once.
+    auto_quarantine_on_drift = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -152,3 +154,79 @@ class Credential(models.Model):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+# --- behaviour monitoring -------------------------------------------------------------------
+
+
+class AgentBaseline(models.Model):
+    """What an agent normally does, learned from its recent history (``agents.behaviour``).
+
+    ``accepted`` keeps what people said is fine (dismissed flags: a connector, an hour, a data
+    class, a rate); it survives relearning, so a dismissed flag does not come back.
+    """
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, related_name="baseline")
+    connectors = models.JSONField(default=dict, help_text="connector slug -> actions")
+    operations = models.JSONField(default=dict, help_text="operation key -> actions")
+    hours = models.JSONField(default=list, help_text="actions per hour of day (UTC), 24 slots")
+    rate_mean = models.FloatField(default=0, help_text="actions per active hour, mean")
+    rate_stdev = models.FloatField(default=0)
+    rate_p95 = models.FloatField(default=0, help_text="actions per active hour, 95th percentile")
+    denial_ratio = models.FloatField(default=0)
+    max_data_class = models.CharField(max_length=20, blank=True)
+    sample_size = models.PositiveIntegerField(default=0)
+    window_days = models.PositiveSmallIntegerField(default=14)
+    accepted = models.JSONField(default=dict, blank=True)
+    learned_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"baseline of {self.agent_id} ({self.sample_size} actions)"
+
+
+class DriftKind(models.TextChoices):
+    FIRST_CONNECTOR = "first_connector", "First use of a connector"
+    RATE_SPIKE = "rate_spike", "Rate spike"
+    DENIAL_BURST = "denial_burst", "Denial burst"
+    UNUSUAL_HOUR = "unusual_hour", "Unusual hour"
+    DATA_CLASS_ESCALATION = "data_class_escalation", "Data-class escalation"
+
+
+class FlagStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CONFIRMED = "confirmed", "Confirmed"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class DriftFlag(models.Model):
+    """A deviation from the agent's baseline, with what was seen against what is normal."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="drift_flags")
+    kind = models.CharField(max_length=30, choices=DriftKind.choices)
+    # What the deviation is about: a connector slug, an hour, a data class; "" for rates.
+    subject = models.CharField(max_length=120, blank=True)
+    status = models.CharField(max_length=20, choices=FlagStatus.choices, default=FlagStatus.OPEN)
+    evidence = models.JSONField(default=dict)
+    score = models.PositiveSmallIntegerField(default=10, help_text="risk points while open")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Also the index behind the gate's "open flags of this agent" subquery.
+            models.UniqueConstraint(
+                fields=["agent", "kind", "subject"],
+                condition=Q(status="open"),
+                name="one_open_drift_flag",
+            )
+        ]
+        indexes = [models.Index(fields=["agent", "created_at"], name="drift_flag_agent_recent")]
+
+    def __str__(self) -> str:
+        label = self.get_kind_display()
+        return f"{label}: {self.subject}" if self.subject else label

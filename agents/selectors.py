@@ -1,10 +1,24 @@
 """Reads of the agent registry, with their joins done so that no caller goes N+1."""
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Avg, Case, Count, Max, QuerySet, When
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
-from agents.models import Agent, BusinessUnit, Credential, Role
+from agents.models import (
+    Agent,
+    AgentBaseline,
+    BusinessUnit,
+    Credential,
+    DriftFlag,
+    FlagStatus,
+    Role,
+)
 
 
 def agent_list(*, user: AbstractBaseUser) -> QuerySet[Agent]:
@@ -42,3 +56,106 @@ def role_list() -> QuerySet[Role]:
 def credential_list(*, agent: Agent | None = None) -> QuerySet[Credential]:
     qs = Credential.objects.select_related("agent")
     return qs.filter(agent=agent) if agent is not None else qs
+
+
+# --- the agent detail page ------------------------------------------------------------------
+
+RECENT_ACTIONS = 50
+RECENT_FLAGS = 30
+RECENT_INTERVENTIONS = 10
+RISK_HOURS = 48
+
+
+@dataclass
+class AgentDetail:
+    agent: Agent
+    credentials: list[Credential]
+    grants: list[dict]
+    actions: list
+    flags: list[DriftFlag]
+    risk_by_hour: list[dict]
+    interventions: list
+    baseline: AgentBaseline | None
+
+
+def _grants(agent: Agent) -> list[dict]:
+    """Guardian rows on operations and connectors for the agent's user and its role's group:
+    four queries (two grant tables, then the operations and connectors they name)."""
+    from autonomy.models import Connector, Operation
+
+    rows = []
+    for holder, qs in (
+        ("agent", UserObjectPermission.objects.filter(user_id=agent.service_user_id)),
+        (
+            f"role:{agent.role.slug}",
+            GroupObjectPermission.objects.filter(group_id=agent.role.group_id),
+        ),
+    ):
+        for perm in qs.select_related("permission", "content_type").filter(
+            content_type__app_label="autonomy", content_type__model__in=["operation", "connector"]
+        ):
+            rows.append({"to": holder, "model": perm.content_type.model, "pk": perm.object_pk,
+                         "permission": perm.permission.codename})  # fmt: skip
+    ids = {m: [r["pk"] for r in rows if r["model"] == m] for m in ("operation", "connector")}
+    names = {}
+    if ids["operation"]:
+        for op in Operation.objects.select_related("connector").filter(pk__in=ids["operation"]):
+            names[("operation", str(op.pk))] = (op.key, op.get_data_class_display(), op.sensitivity)
+    if ids["connector"]:
+        for conn in Connector.objects.filter(pk__in=ids["connector"]):
+            names[("connector", str(conn.pk))] = (f"{conn.slug}.*", "", None)
+    for row in rows:
+        row["target"], row["data_class"], row["sensitivity"] = names.get(
+            (row["model"], row["pk"]), (f"{row['model']} #{row['pk']} (gone)", "", None)
+        )
+    return sorted(rows, key=lambda r: (r["to"], r["target"]))
+
+
+def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
+    """Everything the agent page shows, in a constant number of queries (ten)."""
+    from autonomy.models import ActionRequest, Intervention
+
+    now = now or timezone.now()
+    agent = (
+        Agent.objects.select_related("owner", "business_unit", "role__group", "baseline")
+        .filter(slug=slug)
+        .first()
+    )
+    if agent is None:
+        return None
+    try:
+        baseline = agent.baseline
+    except AgentBaseline.DoesNotExist:
+        baseline = None
+    since = (now - timedelta(hours=RISK_HOURS - 1)).replace(minute=0, second=0, microsecond=0)
+    risk = (
+        ActionRequest.objects.filter(agent=agent, created_at__gte=since)
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour")
+        .annotate(n=Count("id"), avg=Avg("risk_score"), top=Max("risk_score"))
+        .order_by("hour")
+    )
+    flags = (
+        DriftFlag.objects.filter(agent=agent)
+        .select_related("reviewed_by")
+        .annotate(is_open=Case(When(status=FlagStatus.OPEN, then=1), default=0))
+        .order_by("-is_open", "-created_at")[:RECENT_FLAGS]
+    )
+    return AgentDetail(
+        agent=agent,
+        credentials=list(Credential.objects.filter(agent=agent).order_by("-created_at")[:20]),
+        grants=_grants(agent),
+        actions=list(
+            ActionRequest.objects.filter(agent=agent)
+            .select_related("operation__connector")
+            .order_by("-created_at")[:RECENT_ACTIONS]
+        ),
+        flags=list(flags),
+        risk_by_hour=list(risk),
+        interventions=list(
+            Intervention.objects.filter(agent=agent)
+            .select_related("by")
+            .order_by("-created_at")[:RECENT_INTERVENTIONS]
+        ),
+        baseline=baseline,
+    )

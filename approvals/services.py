@@ -150,6 +150,60 @@ def approval_decide(
     return request
 
 
+def approval_override(
+    *, action: ActionRequest, by, verdict: str, reason: str, channel: str = "inbox"
+) -> ApprovalRequest:
+    """A person with authority settles a waiting action at once, whatever the quorum: the
+    request closes, the action executes (approve) or is denied (reject). The caller checks
+    the authority (``autonomy.intervention``) and owns the transaction."""
+    request = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("action__operation__connector", "agent__owner")
+        .filter(action=action)
+        .first()
+    )
+    if request is None:
+        raise DomainError(
+            ErrorCode.NOT_FOUND, "This action waits for no approval.", status_code=404
+        )
+    if request.status != ApprovalStatus.PENDING:
+        raise DomainError(
+            ErrorCode.APPROVAL_NOT_PENDING,
+            f"This request is already {request.status}.",
+            {"status": request.status},
+            status_code=409,
+        )
+    if verdict not in (Verdict.APPROVE, Verdict.REJECT):
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "Override with approve or reject.")
+    comment = f"Override: {reason}"[:5000]
+    if not request.decisions.filter(approver=by).exists():
+        Decision.objects.create(
+            request=request, approver=by, verdict=verdict, channel=channel, comment=comment
+        )
+    who = by.get_username()
+    if verdict == Verdict.APPROVE:
+        _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_overridden",
+                message=f"Allowed by {who}'s override: {reason}"[:500])  # fmt: skip
+    else:
+        _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
+                message=f"Denied by {who}'s override: {reason}"[:500])  # fmt: skip
+    audit.append(
+        kind="approval_decision",
+        actor=who,
+        agent_id=request.agent_id,
+        action_id=request.action_id,
+        payload={
+            "approval_id": str(request.pk),
+            "verdict": verdict,
+            "channel": channel,
+            "comment": comment,
+            "status": request.status,
+            "override": True,
+        },
+    )
+    return request
+
+
 def _narrowed_params(*, request: ApprovalRequest, params) -> dict:
     """Changed parameters must fit the operation's schema and pass the gate again."""
     from autonomy import gate

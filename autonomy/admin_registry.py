@@ -13,6 +13,7 @@ from guardian.admin import GuardedModelAdmin
 
 from autonomy.connectors import openapi
 from autonomy.connectors import services as connector_services
+from autonomy.connectors.errors import ConnectorError
 from autonomy.errors import DomainError
 from autonomy.models import Connector, Operation
 
@@ -63,6 +64,22 @@ def import_openapi(modeladmin, request, queryset):
     return redirect("admin:autonomy_connector_import_openapi", queryset.get().pk)
 
 
+@admin.action(description="Import operations from the MCP server's tools", permissions=["change"])
+def import_mcp_tools(modeladmin, request, queryset):
+    for connector in queryset:
+        try:
+            imported = connector_services.connector_import_mcp_tools(
+                connector=connector, by=request.user
+            )
+        except (DomainError, ConnectorError) as exc:
+            message = exc.message if isinstance(exc, DomainError) else str(exc)
+            modeladmin.message_user(request, f"{connector.slug}: {message}", messages.ERROR)
+            continue
+        modeladmin.message_user(
+            request, f"{connector.slug}: {len(imported)} operations imported.", messages.SUCCESS
+        )
+
+
 class OperationInline(admin.TabularInline):
     model = Operation
     extra = 0
@@ -77,7 +94,7 @@ class ConnectorAdmin(GuardedModelAdmin):
     list_filter = ["kind", "enabled"]
     search_fields = ["slug", "name"]
     inlines = [OperationInline]
-    actions = [import_openapi]
+    actions = [import_openapi, import_mcp_tools]
     readonly_fields = ["stored_secrets", "openapi_link"]
 
     @admin.display(description="Stored secrets")

@@ -22,6 +22,10 @@ class AutonomyConfig(AppConfig):
         receivers.connect()
         policy_receivers.connect()
 
+        from autonomy.observability import tracing
+
+        tracing.configure()
+
         # Field-level history (django-auditlog) of the kernel's registry, and of grants:
         # every LogEntry is also appended to the hash chain by the receiver above.
         from auditlog.registry import auditlog

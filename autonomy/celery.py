@@ -14,3 +14,6 @@ app.autodiscover_tasks()
 from autonomy.observability import request_id as _request_id  # noqa: E402
 
 _request_id.connect_celery_signals()
+from autonomy.observability import tracing as _tracing  # noqa: E402
+
+_tracing.connect_celery_signals()

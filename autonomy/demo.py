@@ -147,6 +147,7 @@ def seed() -> dict[str, int]:
             )  # fmt: skip
             operations[op.key] = op
             created["operations"] += made
+        wire_demo_systems(connectors=connectors, operations=operations)
         if created["operations"] or created["connectors"]:
             roles = {r.slug: r for r in Role.objects.select_related("group")}
             for role_slug, (whole, single) in GRANTS.items():
@@ -164,6 +165,46 @@ def seed() -> dict[str, int]:
                 )
                 created["policies"] += 1
     return created
+
+
+DEMO_SYSTEMS = ("erp", "crm", "itsm")
+REST_LAYOUT = ("method", "path", "query", "body_param")
+
+
+def wire_demo_systems(*, connectors: dict, operations: dict) -> None:
+    """Give the demo ERP/CRM/ITSM operations the method and path the demo systems' OpenAPI
+    documents describe (read in-process: seeding never needs the systems running) and, when
+    ``AUTONOMY_DEMO_SYSTEMS_URL`` is set, point the connectors at them with the demo token.
+    Without it the connectors keep answering from the ledger. Idempotent; writes only changes.
+    """
+    from django.conf import settings
+
+    from autonomy.connectors import openapi
+    from autonomy.connectors.services import connector_secret_set
+    from autonomy.models import ConnectorSecret
+    from demo_systems.server import default_token
+    from demo_systems.systems import openapi_document
+
+    base = settings.AUTONOMY_DEMO_SYSTEMS_URL.rstrip("/")
+    for system in DEMO_SYSTEMS:
+        for spec in openapi.operation_specs(openapi_document(system)):
+            op = operations.get(f"{system}.{spec['slug']}")
+            if op is None:
+                continue  # extra operations are for `import_demo_systems`, not the seed
+            config = {k: v for k, v in (op.config or {}).items() if k not in REST_LAYOUT}
+            config.update(spec["config"])
+            if config != op.config:
+                op.config = config
+                op.save(update_fields=["config"])
+        if not base:
+            continue
+        connector = connectors[system]
+        wanted = {"base_url": f"{base}/{system}", "auth": {"type": "bearer", "secret": "token"}}
+        if any(connector.config.get(k) != v for k, v in wanted.items()):
+            connector.config = {**connector.config, **wanted}
+            connector.save(update_fields=["config"])
+        if not ConnectorSecret.objects.filter(connector=connector, name="token").exists():
+            connector_secret_set(connector=connector, name="token", value=default_token(), by=None)
 
 
 def seed_activity() -> int:

@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 
+from autonomy.observability import tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.observability.request_id import request_id_var
 
@@ -39,7 +40,8 @@ class Publisher:
         if tasks.action_execute.app.conf.task_always_eager:
             tasks.action_execute.delay(action_id)
             return
-        self._running().put((action_id, current_request_id()))
+        # The ids travel with the task: captured here, on the request's thread.
+        self._running().put((action_id, current_request_id(), tracing.capture()))
 
     def _running(self) -> queue.SimpleQueue:
         thread = self._thread
@@ -63,10 +65,11 @@ class Publisher:
         from autonomy import tasks
 
         while (job := jobs.get()) is not _STOP:
-            action_id, request_id = job
+            action_id, request_id, trace_context = job
             token = request_id_var.set(request_id)  # the id travels with the task
             try:
-                tasks.action_execute.delay(action_id)
+                with tracing.attached(trace_context):
+                    tasks.action_execute.delay(action_id)
             except Exception:
                 log.exception(
                     "publishing action %s failed; the redispatch sweep resends it", action_id

@@ -270,3 +270,75 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+class InterventionKind(models.TextChoices):
+    PAUSE = "pause", "Pause"
+    RESUME = "resume", "Resume"
+    QUARANTINE = "quarantine", "Quarantine"
+    KILL = "kill", "Kill"
+    EMERGENCY_STOP = "emergency_stop", "Emergency stop"
+    EMERGENCY_LIFT = "emergency_lift", "Emergency stop lifted"
+    OVERRIDE = "override", "Override a pending decision"
+    REDIRECT = "redirect", "Redirect a step"
+
+
+class InterventionScope(models.TextChoices):
+    AGENT = "agent", "One agent"
+    BUSINESS_UNIT = "business_unit", "A business unit"
+    FLEET = "fleet", "The whole fleet"
+
+
+class Intervention(models.Model):
+    """A person stepping in: who, on what, why, and (for a stop) when it was lifted."""
+
+    kind = models.CharField(max_length=20, choices=InterventionKind.choices)
+    scope = models.CharField(max_length=20, choices=InterventionScope.choices)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "lifted_at"], name="intervention_open")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.scope}) by {self.by}"
+
+
+class ActivityRollup(models.Model):
+    """Actions per minute by business unit, operation and verdict: the dashboard reads these
+    pre-aggregated rows instead of scanning every action."""
+
+    minute = models.DateTimeField()
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", on_delete=models.CASCADE, related_name="+"
+    )
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="+")
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    count = models.PositiveIntegerField(default=0)
+    risk_sum = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "business_unit", "operation", "verdict"], name="one_rollup_row"
+            )
+        ]
+        indexes = [models.Index(fields=["minute", "verdict"], name="rollup_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%H:%M} {self.verdict} {self.count}"

@@ -9,6 +9,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from agents.models import DriftFlag
 from autonomy.models import ActionRequest, ActionStatus, Operation
 from autonomy.risk import Behaviour
 
@@ -66,6 +67,11 @@ def _sql_names() -> dict[str, str]:
         "perm": quote(Permission._meta.db_table),
         "ct": quote(ContentType._meta.db_table),
         "act": quote(ActionRequest._meta.db_table),
+        "flag": quote(DriftFlag._meta.db_table),
+        # The open flags' kinds, comma-joined, in the same round trip.
+        "kinds": "string_agg(kind, ',')"
+        if connection.vendor == "postgresql"
+        else "GROUP_CONCAT(kind, ',')",
     }
 
 
@@ -93,7 +99,8 @@ _FACTS_SQL = (
     "  AND verdict IN ('allow', 'needs_approval')),"
     " (SELECT COUNT(*) FROM {act} WHERE agent_id = %s AND created_at >= %s AND verdict = 'deny'),"
     " (SELECT SUM(amount) FROM {act} WHERE agent_id = %s AND created_at >= %s"
-    "  AND verdict = 'allow')"
+    "  AND verdict = 'allow'),"
+    " (SELECT {kinds} FROM {flag} WHERE agent_id = %s AND status = 'open')"
 )
 
 
@@ -117,10 +124,11 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         agent_id, when(at - timedelta(minutes=1)),
         agent_id, when(at - timedelta(hours=1)),
         agent_id, when(day_start),
+        agent_id,
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_FACTS_SQL.format(**_sql_names()), params)
-        direct, via_role, last_minute, denials, spend = cursor.fetchone()
+        direct, via_role, last_minute, denials, spend, flags = cursor.fetchone()
     grant = None
     if direct is not None:
         grant = {"to": "agent", "on": direct}
@@ -130,6 +138,7 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         actions_last_minute=last_minute or 0,
         denials_last_hour=denials or 0,
         spend_today=Decimal(str(spend)) if spend is not None else Decimal(0),
+        open_flags=tuple(sorted(flags.split(","))) if flags else (),
     )
     return grant, behaviour
 
@@ -143,4 +152,39 @@ def actions_not_started(*, decided_before: datetime, limit: int = 1000) -> list:
         )
         .order_by("decided_at")
         .values_list("pk", flat=True)[:limit]
+    )
+
+
+def operations_granted(*, agent) -> list[Operation]:
+    """The enabled operations ``agent`` may ask for: granted on the operation or on its
+    connector, to its service user or to its role's group. Three queries, whatever the
+    number of grants or operations."""
+    from django.db.models import Q
+
+    from autonomy.models import Connector
+
+    targets = {
+        ContentType.objects.get_for_model(Operation): "execute_operation",
+        ContentType.objects.get_for_model(Connector): "execute_connector",
+    }
+    wanted = Q()
+    for content_type, codename in targets.items():
+        wanted |= Q(content_type=content_type, permission__codename=codename)
+    rows = [
+        *UserObjectPermission.objects.filter(wanted, user_id=agent.service_user_id).values_list(
+            "content_type__model", "object_pk"
+        ),
+        *GroupObjectPermission.objects.filter(wanted, group_id=agent.role.group_id).values_list(
+            "content_type__model", "object_pk"
+        ),
+    ]
+    operation_ids = {int(pk) for model, pk in rows if model == "operation"}
+    connector_ids = {int(pk) for model, pk in rows if model == "connector"}
+    if not operation_ids and not connector_ids:
+        return []
+    return list(
+        Operation.objects.select_related("connector")
+        .filter(Q(pk__in=operation_ids) | Q(connector_id__in=connector_ids))
+        .filter(enabled=True, connector__enabled=True)
+        .order_by("connector__slug", "slug")
     )

@@ -18,6 +18,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from autonomy import audit, connectors, dispatch, gate, selectors, signals
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus, Connector, Operation, Verdict
+from autonomy.observability import rollup, tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.policy import engine as policy_engine
 
@@ -74,6 +75,7 @@ def resolve_operation(*, key: str, version: int | None = None) -> Operation:
     return operation
 
 
+@tracing.traced_request
 def action_request(
     *,
     agent,
@@ -137,6 +139,7 @@ def action_request(
                 created_at=now,
                 decided_at=timezone.now(),
             )
+            rollup.rollup_record(action=action)
             audit.append(
                 kind="action_decision",
                 actor=agent.service_user.username,
@@ -207,6 +210,7 @@ def actions_redispatch(*, now=None) -> int:
     return sent
 
 
+@tracing.traced_execute
 def action_execute(*, action_id) -> ActionRequest | None:
     """Run an approved action through its connector, once.
 

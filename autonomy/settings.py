@@ -221,10 +221,18 @@ AUTONOMY_APPROVAL_ESCALATE_SECONDS = env.int("AUTONOMY_APPROVAL_ESCALATE_SECONDS
 AUTONOMY_APPROVAL_LINK_MAX_AGE = env.int("AUTONOMY_APPROVAL_LINK_MAX_AGE", default=24 * 3600)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
+# The demo ERP/CRM/ITSM (``python -m demo_systems``); seed_demo points the demo connectors at
+# it when set (``make run`` sets it), else they answer from the built-in ledger.
+AUTONOMY_DEMO_SYSTEMS_URL = env.str("AUTONOMY_DEMO_SYSTEMS_URL", default="")
 
 AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
     "AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=24 * 3600
 )
+
+# Observability: /metrics is open in development; otherwise it wants this bearer token or a
+# staff session. Traces go out over OTLP/HTTP only when an endpoint is set.
+AUTONOMY_METRICS_TOKEN = env.str("AUTONOMY_METRICS_TOKEN", default="")
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
@@ -259,6 +267,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workflows.tasks.claims_sweep",
         "schedule": env.float("AUTONOMY_CLAIMS_SWEEP_SECONDS", default=5.0),
     },
+    "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
+    "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
 }
 # A ready step whose message has not started it after this long is dispatched again.
 AUTONOMY_WORKFLOW_REDISPATCH_SECONDS = env.int("AUTONOMY_WORKFLOW_REDISPATCH_SECONDS", default=60)
@@ -266,6 +276,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # An approved action no worker has started this long after its decision is sent again (its
 # publish, made after commit off the request thread, was lost).
 AUTONOMY_ACTION_REDISPATCH_SECONDS = env.int("AUTONOMY_ACTION_REDISPATCH_SECONDS", default=30)
+# How long the MCP gateway holds a tool call open for its action to run or be decided.
+AUTONOMY_MCP_WAIT_SECONDS = env.float("AUTONOMY_MCP_WAIT_SECONDS", default=30.0)
 
 # --- E-mail ---------------------------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="consolemail://")

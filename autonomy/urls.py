@@ -4,19 +4,27 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import views as agent_views
+from autonomy import mcp_gateway, views_dashboard
 from autonomy.api import errors as api_errors
-from autonomy.observability import health
+from autonomy.observability import health, metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("dashboard/", views_dashboard.dashboard, name="dashboard"),
+    path("dashboard/live/", views_dashboard.dashboard_live, name="dashboard-live"),
     path("admin/", admin.site.urls),
     path("", include("approvals.urls")),
     path("", include("workflows.urls")),
+    path("", include("agents.urls")),
+    path("", include("autonomy.urls_portal")),
+    path("", include("autonomy.urls_intervention")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
     path("api/v1/", include("autonomy.api.urls")),
+    path("mcp/", mcp_gateway.MCPGatewayView.as_view(), name="mcp-gateway"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

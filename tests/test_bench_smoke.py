@@ -87,3 +87,77 @@ def test_workflows_bench_prints_and_writes_every_figure(tmp_path):
     assert figures["queries_per_step_growth"] == 0
     positive = set(figures) - {"queries_per_step_growth"}
     assert all(figures[name] > 0 for name in positive), figures
+
+
+def test_intervention_bench_prints_and_writes_every_figure(tmp_path):
+    from tests.bench import intervention
+
+    out = tmp_path / "intervention.json"
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_KILLS"}
+    env.pop("DATABASE_URL", None)  # a throwaway SQLite
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.intervention", "--kills", "3", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    figures = json.loads(out.read_text())
+    assert set(intervention.REQUIRED) <= set(figures)
+    assert set(printed) == set(figures)
+    assert figures["kill_rounds"] == 3
+    assert all(value > 0 for value in figures.values()), figures
+
+
+def test_activity_bench_prints_and_writes_every_figure(tmp_path):
+    from tests.bench import activity
+
+    out = tmp_path / "activity.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_STREAM_")}
+    env.pop("DATABASE_URL", None)  # a throwaway SQLite
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.activity", "--rate", "40", "--seconds", "1",
+         "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    figures = json.loads(out.read_text())
+    assert set(activity.REQUIRED) <= set(figures)
+    assert set(printed) == set(figures)
+    assert figures["stream_events_received"] == figures["stream_events_sent"] == 40
+    assert figures["stream_lag_p99_ms"] >= figures["stream_lag_p50_ms"]
+
+
+def test_dashboard_bench_prints_and_writes_every_figure(tmp_path):
+    from tests.bench import dashboard
+
+    out = tmp_path / "dashboard.json"
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DASHBOARD_ROWS"}
+    env.pop("DATABASE_URL", None)  # a throwaway SQLite
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.dashboard", "--rows", "12000", "--calls", "3",
+         "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    figures = json.loads(out.read_text())
+    assert set(dashboard.REQUIRED) <= set(figures)
+    assert set(printed) == set(figures)
+    assert figures["dashboard_rows"] == 12000 and figures["dashboard_window_rows"] == 400
+    assert all(value > 0 for value in figures.values()), figures

@@ -39,7 +39,7 @@ def test_make_run_from_a_fresh_clone_serves_the_portal_and_a_worker(tmp_path):
     log_path = tmp_path / "make-run.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            ["make", "run", f"PORT={port}"],
+            ["make", "run", f"PORT={port}", f"SYSTEMS_PORT={free_port()}"],
             cwd=clone,
             env=env,
             stdin=subprocess.DEVNULL,

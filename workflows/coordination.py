@@ -35,7 +35,7 @@ from workflows.models import (
     RunEvent,
     StepRun,
 )
-from workflows.services import _require_active
+from workflows.services import require_active
 
 RESOURCE_KEY = re.compile(r"^[a-z0-9_.-]+(:[A-Za-z0-9_.-]+)+$")
 RESOURCE_KEY_MAX = 200
@@ -257,7 +257,7 @@ def claim_acquire(
     ``claim_renew``). A request with a higher priority than the holder's asks it to yield.
     """
     _validate(resource_key=resource_key, priority=priority, lease_seconds=lease_seconds)
-    _require_active(agent)
+    require_active(agent)
     if run is not None:
         _require_running(run)
         if not is_assigned(agent=agent, run=run):
@@ -485,7 +485,7 @@ def message_send(
             {"bytes": size, "max_bytes": MESSAGE_BODY_MAX_BYTES},
             413,
         )
-    _require_active(sender)
+    require_active(sender)
     _require_part(sender, run)
     _require_running(run)
     if recipient is not None and not takes_part(agent=recipient, run=run):

@@ -217,6 +217,7 @@ class EventView:
     diff_key: str = ""
     diff: list[DiffRow] = field(default_factory=list)
     action_url: str = ""
+    trace_url: str = ""
     reasons: list[dict] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -400,6 +401,7 @@ def _event_view(event: RunEvent, step_keys: dict) -> EventView:
     action_id = data.pop("action_id", None)
     if action_id:
         view.action_url = reverse("admin:autonomy_actionrequest_change", args=[action_id])
+        view.trace_url = reverse("observability:action-trace", args=[action_id])
     reasons = data.pop("reasons", None)
     if isinstance(reasons, list):
         view.reasons = [

@@ -602,7 +602,8 @@ def _task_for(agent: Agent):
     )
 
 
-def _require_active(agent: Agent) -> None:
+def require_active(agent: Agent) -> None:
+    """A paused, quarantined or retired agent takes, hands and coordinates no work."""
     if not agent.is_active:
         code = {
             AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
@@ -618,7 +619,7 @@ def _not_available(step_run_id, why: str) -> DomainError:
 def task_claim(*, agent: Agent, step_run_id, lease_seconds: int | None = None) -> StepRun:
     """Take an offered task; nobody else can until it is completed, handed off or its lease
     runs out."""
-    _require_active(agent)
+    require_active(agent)
     with transaction.atomic():
         step_run, run = _lock(step_run_id)
         if step_run is None or not _task_for(agent).filter(pk=step_run.pk).exists():
@@ -651,7 +652,7 @@ def task_next(*, agent: Agent, claim: bool = True) -> StepRun | None:
 
     Two agents asking at once never get the same task: a lost race moves to the next one.
     """
-    _require_active(agent)
+    require_active(agent)
     for step_run_id in (
         _task_for(agent).order_by("run__created_at", "position").values_list("pk", flat=True)[:20]
     ):
@@ -709,7 +710,7 @@ def task_handoff(*, agent: Agent, step_run_id, to: Agent, reason: str = "") -> S
     """Pass the task to another agent, who finds it with ``task_next``."""
     if to.pk == agent.pk:
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Hand off to another agent.")
-    _require_active(to)
+    require_active(to)
     with transaction.atomic():
         step_run, run = _own_running(agent, step_run_id)
         step_run.assignee = to
@@ -855,6 +856,77 @@ def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
             _dispatch(step_run.pk)
         _control(run, by, "step_retried", f"{step_run.step.name}. {reason}".strip())
     return step_run
+
+
+REDIRECTABLE = (StepStatus.READY, StepStatus.WAITING_AGENT, StepStatus.ESCALATED)
+
+
+def step_redirect(*, step_run: StepRun, to_agent: Agent, by, reason: str = "") -> StepRun:
+    """A person hands a step that nobody is working on to another agent, with fresh retries."""
+    require_active(to_agent)
+    with transaction.atomic():
+        run = _lock_run(step_run.run_id)
+        step_run = _own_step(run, step_run.pk)
+        if step_run.status not in REDIRECTABLE or run.status not in (
+            RunStatus.RUNNING,
+            RunStatus.PAUSED,
+        ):
+            raise DomainError(
+                ErrorCode.STEP_NOT_ACTIONABLE,
+                f"A {step_run.status} step of a {run.status} run cannot be redirected.",
+                status_code=409,
+            )
+        previous = step_run.assignee
+        step_run.assignee = to_agent
+        step_run.attempt = 0
+        step_run.generation += 1
+        step_run.error = None
+        step_run.claimed_at = None
+        step_run.lease_until = None
+        step_run.next_attempt_at = None
+        if step_run.step.kind == StepKind.TASK:
+            step_run.status = StepStatus.WAITING_AGENT
+            step_run.save()
+        else:
+            step_run.status = StepStatus.READY
+            step_run.dispatched_at = timezone.now()
+            step_run.save()
+            if run.status == RunStatus.RUNNING:
+                _dispatch(step_run.pk)
+        _control(
+            run, by, "step_redirected",
+            f"{step_run.step.name} from {previous or 'nobody'} to {to_agent}. {reason}".strip(),
+        )  # fmt: skip
+    return step_run
+
+
+def agent_steps_cancel(*, agent: Agent, by, reason: str) -> int:
+    """Cancel every open step assigned to ``agent`` (it was killed): each of their runs fails
+    and compensates. Call inside the caller's transaction. Returns how many were cancelled."""
+    run_ids = list(
+        StepRun.objects.filter(assignee=agent, status__in=STEP_ACTIVE)
+        .order_by("run_id")
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    cancelled = 0
+    for run_id in run_ids:
+        run = _lock_run(run_id)
+        now = timezone.now()
+        for step_run in (
+            run.step_runs.select_for_update()
+            .select_related("step")
+            .filter(assignee=agent, status__in=STEP_ACTIVE)
+        ):
+            step_run.status = StepStatus.CANCELLED
+            step_run.finished_at = now
+            step_run.lease_until = None
+            step_run.save(update_fields=["status", "finished_at", "lease_until"])
+            _event(run, "step_cancelled", f"{step_run.step.name}: {reason}", step_run=step_run,
+                   actor=_actor(by))  # fmt: skip
+            cancelled += 1
+        _run_fail(run=run, reason=f"{agent} was stopped: {reason}")
+    return cancelled
 
 
 def step_skip(*, step_run: StepRun, by, reason: str = "") -> StepRun:

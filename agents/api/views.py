@@ -111,6 +111,21 @@ class AgentViewSet(
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
+    def kill(self, request, pk=None):
+        """Quarantine, revoke every credential, cancel waiting actions and assigned steps."""
+        from autonomy import intervention
+
+        agent = self.get_object()
+        if not intervention.may_intervene(user=request.user):
+            raise PermissionDenied("Only IT admins, risk officers and superusers may kill.")
+        data = s.LifecycleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        intervention.agent_kill(agent=agent, by=request.user, reason=data.validated_data["reason"])
+        agent.refresh_from_db()
+        return Response(s.AgentSerializer(agent).data)
+
+    @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
+    @action(detail=True, methods=["post"])
     def retire(self, request, pk=None):
         return self._lifecycle(request, services.agent_retire)
 

@@ -5,7 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from agents.api import views as agent_views
 from approvals import api as approvals_api
-from autonomy.api import actions
+from autonomy.api import actions, interventions
 from workflows.api import coordination as coordination_api
 from workflows.api import tasks as tasks_api
 
@@ -15,6 +15,7 @@ router.register("business-units", agent_views.BusinessUnitViewSet, basename="bus
 router.register("roles", agent_views.RoleViewSet, basename="role")
 router.register("credentials", agent_views.CredentialViewSet, basename="credential")
 router.register("actions", actions.ActionViewSet, basename="action")
+router.register("interventions", interventions.InterventionViewSet, basename="intervention")
 router.register("approvals", approvals_api.ApprovalViewSet, basename="approval")
 router.register("claims", coordination_api.ClaimViewSet, basename="claim")
 router.register("tasks", tasks_api.TaskViewSet, basename="task")
@@ -25,4 +26,12 @@ router.register(
     basename="run-message",
 )
 
-urlpatterns = [path("simulate/", actions.SimulateView.as_view(), name="simulate"), *router.urls]
+urlpatterns = [
+    path("simulate/", actions.SimulateView.as_view(), name="simulate"),
+    path(
+        "actions/<uuid:pk>/override/",
+        interventions.ActionOverrideView.as_view(),
+        name="action-override",
+    ),
+    *router.urls,
+]

@@ -4,10 +4,11 @@ A connector's kind picks its type (one module each): ``rest`` (HTTP/REST, operat
 from OpenAPI), ``sql`` (PostgreSQL), ``smtp`` (e-mail) and the built-in ``ledger``, which
 simulates a system by recording receipts. ERP, CRM, ITSM and HTTP connectors are HTTP
 systems once their config has a ``base_url``; SQL once it names a ``dsn_secret``; e-mail once
-it names a ``host``; until then (the demo's), and for ``internal`` and ``mcp``, the ledger
-answers. Secrets live encrypted in ``ConnectorSecret`` (``vault``) and never leave this
-package: error messages are scrubbed of them. The idempotency key (the action id) makes a
-redelivered call harmless in every type (see ``receipts``).
+it names a ``host``; MCP (``mcp_client``, tools on an MCP server) once it has a ``url``;
+until then (the demo's), and for ``internal``, the ledger answers. Secrets live encrypted
+in ``ConnectorSecret`` (``vault``) and never leave this package: error messages are scrubbed
+of them. The idempotency key (the action id) makes a redelivered call harmless in every type
+(see ``receipts``).
 
 When an operation's ``config.result_schema`` is set, the system's answer (``result["data"]``,
 or the whole result for the ledger) must match it, else the call fails.
@@ -18,7 +19,7 @@ import logging
 import jsonschema
 from django.db import DatabaseError
 
-from autonomy.connectors import ledger, rest, smtp, sql, vault
+from autonomy.connectors import ledger, mcp_client, rest, smtp, sql, vault
 from autonomy.connectors.errors import ConnectorError
 from autonomy.models import Operation
 
@@ -48,7 +49,7 @@ EXECUTORS = {
     "http": _http,
     "sql": _real_or_ledger(sql.execute, "dsn_secret"),
     "email": _real_or_ledger(smtp.execute, "host"),
-    "mcp": ledger.execute,
+    "mcp": _real_or_ledger(mcp_client.execute, "url"),
 }
 
 

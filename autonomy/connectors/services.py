@@ -80,3 +80,53 @@ def connector_import_openapi(*, connector: Connector, document: dict | str, by) 
             },
         )
     return imported
+
+
+TOOL_SLUG = re.compile(r"[^a-z0-9_-]+")
+
+
+def _tool_slug(name: str) -> str:
+    return TOOL_SLUG.sub("-", name.lower()).strip("-")[:80] or "tool"
+
+
+def connector_import_mcp_tools(*, connector: Connector, by) -> list[Operation]:
+    """Create or update one operation per tool of the connector's MCP server.
+
+    Like the OpenAPI import, a re-import refreshes what the server describes (name,
+    description, parameters, tool name) and keeps what people curated.
+    """
+    from autonomy.connectors import mcp_client
+
+    if not connector.config.get("url"):
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "The connector's config has no MCP url.")
+    tools = mcp_client.list_tools(connector)
+    if not tools:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "The MCP server offers no tools.")
+    imported, created_count = [], 0
+    with transaction.atomic():
+        existing = {op.slug: op for op in Operation.objects.filter(connector=connector)}
+        for tool in tools:
+            slug = _tool_slug(tool["name"])
+            operation = existing.get(slug)
+            if operation is None:
+                operation = Operation(connector=connector, slug=slug, sensitivity=2)
+                created_count += 1
+            annotations = tool.get("annotations") or {}
+            operation.name = (tool.get("title") or annotations.get("title") or tool["name"])[:160]
+            operation.description = tool.get("description") or ""
+            operation.effect = Effect.READ if annotations.get("readOnlyHint") else Effect.WRITE
+            operation.params_schema = tool.get("inputSchema") or {"type": "object"}
+            operation.config = {**(operation.config or {}), "tool": tool["name"]}
+            operation.save()
+            existing[slug] = operation
+            imported.append(operation)
+        audit.append(
+            kind="connector_mcp_tools_imported",
+            actor=getattr(by, "username", "") or "",
+            payload={
+                "connector": connector.slug,
+                "operations": [op.slug for op in imported],
+                "created": created_count,
+            },
+        )
+    return imported

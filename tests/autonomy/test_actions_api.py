@@ -252,7 +252,8 @@ def test_a_warm_allowed_post_costs_a_constant_number_of_queries(
     # credential, store version, grant and behaviour, action INSERT, audit head UPDATE ...
     # RETURNING, record INSERT, head UPDATE (the publish happens after commit, off-thread);
     # plus the transaction's BEGIN and COMMIT. It was 10 (operation lookup, a second version
-    # read, the head locked by SELECT ... FOR UPDATE).
-    with django_capture_on_commit_callbacks(), django_assert_num_queries(9):
+    # read, the head locked by SELECT ... FOR UPDATE). Plus one: the dashboard's per-minute
+    # rollup upsert (INSERT ... ON CONFLICT DO UPDATE), 9 -> 10.
+    with django_capture_on_commit_callbacks(), django_assert_num_queries(10):
         response = api.post(ACTIONS, body, format="json")
     assert response.status_code == 201 and response.json()["decision"] == "allow"

@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from agents import demo
+from agents import demo, drift_demo
 
 
 class Command(BaseCommand):
@@ -22,5 +22,10 @@ class Command(BaseCommand):
         created.update(kernel_demo.seed())
         created.update(workflows_demo.seed())
         created["actions"] = kernel_demo.seed_activity()
+        created["drift_flags"] = drift_demo.seed_drift()  # after the first day: it needs it
+        if created["drift_flags"]:  # its history went in directly: count it on the dashboard
+            from autonomy.observability.rollup import rollup_rebuild
+
+            rollup_rebuild()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")

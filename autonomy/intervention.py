@@ -1,0 +1,308 @@
+"""People stepping in: pause, resume, quarantine, kill, emergency stop and lift, override a
+waiting decision, redirect a step.
+
+Each use case runs in one transaction that writes an ``Intervention`` row and an audit
+record beside its effect. Nothing about an agent's status or credentials is cached: the
+authentication and the gate read both on every request, so an intervention is in force for
+the agent's very next request once its transaction commits.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents import services as agent_services
+from agents.models import Agent, AgentStatus, BusinessUnit
+from autonomy import audit, signals
+from autonomy.errors import DomainError, ErrorCode, IllegalTransition
+from autonomy.models import (
+    ActionRequest,
+    ActionStatus,
+    Intervention,
+    InterventionKind,
+    InterventionScope,
+)
+
+AUTHORITY_PERM = "agents.change_agent"
+STOP_REASON_PREFIX = "emergency stop #"
+
+
+def may_intervene(*, user) -> bool:
+    """Superusers, IT admins and risk officers (whose roles may change agents); never an
+    agent's service user."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if hasattr(user, "agent"):
+        return False
+    return user.is_superuser or user.has_perm(AUTHORITY_PERM)
+
+
+def _require(by) -> None:
+    if not may_intervene(user=by):
+        raise DomainError(
+            ErrorCode.PERMISSION_DENIED,
+            "Only IT admins, risk officers and superusers may intervene.",
+            status_code=403,
+        )
+
+
+def _record(
+    *,
+    kind: str,
+    by,
+    reason: str,
+    agent: Agent | None = None,
+    business_unit: BusinessUnit | None = None,
+    scope: str = InterventionScope.AGENT,
+    details: dict | None = None,
+    action_id=None,
+) -> Intervention:
+    intervention = Intervention.objects.create(
+        kind=kind,
+        scope=scope,
+        agent=agent,
+        business_unit=business_unit,
+        reason=reason,
+        details=details or {},
+        by=by,
+    )
+    audit.append(
+        kind="intervention",
+        actor=by.get_username(),
+        agent_id=agent.pk if agent else None,
+        action_id=action_id,
+        payload={
+            "intervention_id": intervention.pk,
+            "kind": kind,
+            "scope": scope,
+            "business_unit": business_unit.slug if business_unit else None,
+            "reason": reason,
+            "details": intervention.details,
+        },
+    )
+    return intervention
+
+
+# --- one agent ------------------------------------------------------------------------------
+
+
+def _lifecycle(*, kind: str, service, agent: Agent, by, reason: str) -> Agent:
+    _require(by)
+    with transaction.atomic():
+        agent = service(agent=agent, by=by, reason=reason)
+        _record(kind=kind, by=by, reason=reason, agent=agent, details={"status": agent.status})
+    return agent
+
+
+def agent_pause(*, agent: Agent, by, reason: str) -> Agent:
+    return _lifecycle(
+        kind=InterventionKind.PAUSE, service=agent_services.agent_pause, agent=agent, by=by,
+        reason=reason,
+    )  # fmt: skip
+
+
+def agent_resume(*, agent: Agent, by, reason: str) -> Agent:
+    return _lifecycle(
+        kind=InterventionKind.RESUME, service=agent_services.agent_resume, agent=agent, by=by,
+        reason=reason,
+    )  # fmt: skip
+
+
+def agent_quarantine(*, agent: Agent, by, reason: str) -> Agent:
+    return _lifecycle(
+        kind=InterventionKind.QUARANTINE, service=agent_services.agent_quarantine, agent=agent,
+        by=by, reason=reason,
+    )  # fmt: skip
+
+
+def _cancel_pending_actions(*, agent: Agent, reason: str) -> list[str]:
+    """Waiting and approved-not-started actions become cancelled, their approval requests
+    too; ``action_settled`` tells the workflow steps that wait on them."""
+    from approvals.models import ApprovalRequest, ApprovalStatus
+
+    now = timezone.now()
+    actions = list(
+        ActionRequest.objects.select_for_update()
+        .filter(agent=agent)
+        .filter(
+            status__in=[ActionStatus.PENDING_APPROVAL, ActionStatus.APPROVED],
+            started_at__isnull=True,
+        )
+        .order_by("created_at")
+    )
+    if not actions:
+        return []
+    ApprovalRequest.objects.filter(
+        action__in=[a.pk for a in actions], status=ApprovalStatus.PENDING
+    ).update(status=ApprovalStatus.CANCELLED, decided_at=now)
+    note = {"code": "agent_killed", "message": f"Cancelled: the agent was killed. {reason}"}
+    for action in actions:
+        action.status = ActionStatus.CANCELLED
+        action.finished_at = now
+        action.reasons = [*action.reasons, {**note, "details": {}}]
+        action.save(update_fields=["status", "finished_at", "reasons"])
+        signals.action_settled.send(sender=ActionRequest, action=action)
+    return [str(a.pk) for a in actions]
+
+
+def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
+    """Stop an agent for good until someone looks: quarantine it, revoke every credential,
+    cancel its waiting actions and the workflow steps assigned to it."""
+    from workflows import services as workflows
+
+    _require(by)
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        if locked.status == AgentStatus.RETIRED:
+            raise IllegalTransition(current=locked.status, target="killed")
+        if locked.status != AgentStatus.QUARANTINED:
+            locked = agent_services.agent_quarantine(
+                agent=locked, by=by, reason=f"killed: {reason}"
+            )
+        revoked = agent_services.agent_credentials_revoke(
+            agent=locked, by=by, reason=f"agent killed: {reason}"
+        )
+        cancelled = _cancel_pending_actions(agent=locked, reason=reason)
+        steps = workflows.agent_steps_cancel(agent=locked, by=by, reason=f"agent killed: {reason}")
+        intervention = _record(
+            kind=InterventionKind.KILL,
+            by=by,
+            reason=reason,
+            agent=locked,
+            details={
+                "credentials_revoked": revoked,
+                "actions_cancelled": cancelled,
+                "steps_cancelled": steps,
+            },
+        )
+    return intervention
+
+
+# --- the fleet ------------------------------------------------------------------------------
+
+
+def emergency_stop(*, by, reason: str, business_unit: BusinessUnit | None = None) -> Intervention:
+    """Pause every active agent of a unit (or of the fleet) in a constant number of queries,
+    remembering which, so the lift resumes exactly those."""
+    _require(by)
+    if not reason.strip():
+        raise DomainError(ErrorCode.VALIDATION_FAILED, "Say why you stop the fleet.")
+    scope = InterventionScope.BUSINESS_UNIT if business_unit else InterventionScope.FLEET
+    with transaction.atomic():
+        intervention = Intervention.objects.create(
+            kind=InterventionKind.EMERGENCY_STOP,
+            scope=scope,
+            business_unit=business_unit,
+            reason=reason,
+            by=by,
+        )
+        active = Agent.objects.filter(status=AgentStatus.ACTIVE)
+        if business_unit is not None:
+            active = active.filter(business_unit=business_unit)
+        ids = [str(pk) for pk in active.select_for_update().values_list("pk", flat=True)]
+        Agent.objects.filter(pk__in=ids).update(
+            status=AgentStatus.PAUSED,
+            status_reason=f"{STOP_REASON_PREFIX}{intervention.pk}: {reason}"[:500],
+            status_changed_at=timezone.now(),
+        )
+        intervention.details = {"paused": ids}
+        intervention.save(update_fields=["details"])
+        audit.append(
+            kind="intervention",
+            actor=by.get_username(),
+            payload={
+                "intervention_id": intervention.pk,
+                "kind": InterventionKind.EMERGENCY_STOP,
+                "scope": scope,
+                "business_unit": business_unit.slug if business_unit else None,
+                "reason": reason,
+                "paused": len(ids),
+            },
+        )
+    return intervention
+
+
+def emergency_lift(*, intervention: Intervention, by, reason: str) -> Intervention:
+    """Resume the agents this stop paused that are still paused by it; an agent paused,
+    quarantined or retired for another reason meanwhile stays as it is."""
+    _require(by)
+    with transaction.atomic():
+        stop = Intervention.objects.select_for_update().get(pk=intervention.pk)
+        if stop.kind != InterventionKind.EMERGENCY_STOP or stop.lifted_at is not None:
+            raise DomainError(
+                ErrorCode.CONFLICT, "This is not an open emergency stop.", status_code=409
+            )
+        now = timezone.now()
+        resumed = Agent.objects.filter(
+            pk__in=stop.details.get("paused", []),
+            status=AgentStatus.PAUSED,
+            status_reason__startswith=f"{STOP_REASON_PREFIX}{stop.pk}:",
+        ).update(
+            status=AgentStatus.ACTIVE,
+            status_reason=f"emergency stop #{stop.pk} lifted: {reason}"[:500],
+            status_changed_at=now,
+        )
+        stop.lifted_at = now
+        stop.lifted_by = by
+        stop.save(update_fields=["lifted_at", "lifted_by"])
+        _record(
+            kind=InterventionKind.EMERGENCY_LIFT,
+            by=by,
+            reason=reason,
+            business_unit=stop.business_unit,
+            scope=stop.scope,
+            details={"stop": stop.pk, "resumed": resumed},
+        )
+    return stop
+
+
+# --- decisions and steps --------------------------------------------------------------------
+
+
+def action_override(*, action: ActionRequest, by, verdict: str, reason: str) -> Intervention:
+    """Settle a waiting action now: ``allow`` executes it, ``deny`` denies it."""
+    from approvals import services as approvals
+    from approvals.models import Verdict as ApprovalVerdict
+
+    _require(by)
+    verdicts = {"allow": ApprovalVerdict.APPROVE, "deny": ApprovalVerdict.REJECT}
+    if verdict not in verdicts:
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED, "verdict is allow or deny.", {"verdict": verdict}
+        )
+    with transaction.atomic():
+        request = approvals.approval_override(
+            action=action, by=by, verdict=verdicts[verdict], reason=reason
+        )
+        intervention = _record(
+            kind=InterventionKind.OVERRIDE,
+            by=by,
+            reason=reason,
+            agent=request.agent,
+            action_id=request.action_id,
+            details={"action": str(request.action_id), "verdict": verdict},
+        )
+    return intervention
+
+
+def step_redirect(*, step_run, to_agent: Agent, by, reason: str) -> Intervention:
+    """Give a waiting, ready or escalated workflow step to another agent."""
+    from workflows import services as workflows
+
+    _require(by)
+    with transaction.atomic():
+        previous = step_run.assignee_id
+        step_run = workflows.step_redirect(step_run=step_run, to_agent=to_agent, by=by,
+                                           reason=reason)  # fmt: skip
+        intervention = _record(
+            kind=InterventionKind.REDIRECT,
+            by=by,
+            reason=reason,
+            agent=to_agent,
+            details={
+                "step_run": str(step_run.pk),
+                "run": str(step_run.run_id),
+                "from": str(previous) if previous else None,
+                "to": str(to_agent.pk),
+            },
+        )
+    return intervention

@@ -1,0 +1,109 @@
+"""Chart geometry for the dashboard, computed on the server and drawn as inline SVG.
+
+No chart library and no script: a view turns a series into rectangles with coordinates and
+the template (``portal/_chart_*.html``) writes them out, each with a ``<title>`` that a
+screen reader or a hover reads.
+"""
+
+from dataclasses import dataclass
+
+from autonomy.observability.dashboard import Series
+
+WIDTH, HEIGHT = 720, 180
+PAD_LEFT, PAD_BOTTOM, PAD_TOP = 36, 22, 8
+COLOURS = {"allow": "allow", "needs_approval": "approval", "deny": "deny"}
+LABELS = {"allow": "allowed", "needs_approval": "needs approval", "deny": "denied"}
+
+
+@dataclass
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    tone: str
+    title: str
+
+
+def _nice_max(value: int) -> int:
+    """A round top for the axis at or above ``value``."""
+    if value <= 5:
+        return 5
+    step = 10 ** (len(str(value)) - 1)
+    for factor in (1, 2, 2.5, 5, 10):
+        top = int(step * factor)
+        if top >= value:
+            return top
+    return value
+
+
+def stacked_bars(series: Series, *, label_format: str) -> dict:
+    """Bars per bucket, stacked by verdict, scaled to the tallest bucket."""
+    n = len(series.starts)
+    plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM - PAD_TOP
+    slot = plot_w / n
+    gap = min(2.0, slot * 0.2)
+    totals = [sum(values[i] for values in series.counts.values()) for i in range(n)]
+    top = _nice_max(max(totals, default=0))
+    bars: list[Bar] = []
+    for i, start in enumerate(series.starts):
+        base = HEIGHT - PAD_BOTTOM
+        for verdict, values in series.counts.items():
+            count = values[i]
+            if not count:
+                continue
+            h = plot_h * count / top
+            base -= h
+            bars.append(
+                Bar(
+                    x=round(PAD_LEFT + i * slot + gap / 2, 2),
+                    y=round(base, 2),
+                    width=round(slot - gap, 2),
+                    height=round(max(h, 0.5), 2),
+                    tone=COLOURS.get(verdict, "allow"),
+                    title=f"{start:{label_format}}: {count} {LABELS.get(verdict, verdict)}",
+                )
+            )
+    ticks = [
+        {"x": round(PAD_LEFT + i * slot, 2), "label": f"{series.starts[i]:{label_format}}"}
+        for i in range(0, n, max(1, n // 6))
+    ]
+    grid = [
+        {"y": round(HEIGHT - PAD_BOTTOM - plot_h * f, 2), "label": f"{top * f:g}"}
+        for f in (0, 0.5, 1)
+    ]
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "bars": bars,
+        "ticks": ticks,
+        "grid": grid,
+        "left": PAD_LEFT,
+        "baseline": HEIGHT - PAD_BOTTOM,
+        "total": sum(totals),
+        "totals": {LABELS[k]: v for k, v in series.totals.items() if k in LABELS},
+    }
+
+
+def horizontal_bars(rows: list[dict], *, label: str, value: str, tone: str) -> dict:
+    """One bar per row, longest first, for rankings (business units, risky agents)."""
+    row_h, label_w, width = 26, 170, 460
+    top = max((r[value] for r in rows), default=0) or 1
+    bars = [
+        {
+            "y": i * row_h,
+            "text_y": i * row_h + 17,
+            "width": round(max((width - label_w - 60) * r[value] / top, 1), 2),
+            "label": r[label],
+            "value": r[value],
+            "tone": tone,
+        }
+        for i, r in enumerate(rows)
+    ]
+    return {
+        "width": width,
+        "height": max(row_h * len(rows), row_h),
+        "label_w": label_w,
+        "bars": bars,
+        "value_x": label_w + 8,
+    }

@@ -1,0 +1,50 @@
+"""One action's trace page: why it was allowed or not, who approved it, what it did, when."""
+
+import json
+from datetime import timedelta
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from autonomy.observability.trace import action_trace
+from autonomy.views_activity import watcher_required
+
+
+def duration_text(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _pretty(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@watcher_required
+@require_GET
+def action_trace_page(request: HttpRequest, action_id) -> HttpResponse:
+    trace = action_trace(action_id=action_id)
+    if trace is None:
+        raise Http404("No such action.")
+    action = trace.action
+    return render(
+        request,
+        "portal/trace.html",
+        {
+            "trace": trace,
+            "action": action,
+            "timings": [(label, duration_text(delta)) for label, delta in trace.timings],
+            "params_json": _pretty(action.params),
+            "outcome_json": _pretty(action.outcome) if action.outcome is not None else "",
+            "error_json": _pretty(action.error) if action.error is not None else "",
+            "receipt_json": _pretty(trace.receipt.result) if trace.receipt else "",
+        },
+    )
