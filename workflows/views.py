@@ -128,6 +128,9 @@ def _timeline_context(request: HttpRequest, run_id) -> dict:
             (name, RUN_CONTROLS[name][1]) for name in timeline.controls if may_control
         ],
         "step_control_labels": {name: spec[1] for name, spec in STEP_CONTROLS.items()},
+        "redirectable": [str(status) for status in services.REDIRECTABLE]
+        if timeline.run.status in (RunStatus.RUNNING, RunStatus.PAUSED)
+        else [],
         "context_json": json.dumps(
             timeline.run.context, indent=2, sort_keys=True, ensure_ascii=False, default=str
         ),

@@ -243,3 +243,20 @@ def test_skipping_a_succeeded_step_shows_why_and_changes_nothing(eager, world, c
     assert "refused" in flashes(response)[0]
     b.refresh_from_db()
     assert b.status == StepStatus.SUCCEEDED
+
+
+def test_an_officer_redirects_a_waiting_task_from_the_timeline(eager, world, client):
+    clerk, other = world.agents
+    run = services.run_start(template=published("redirect", [step("t", None)]), by=world.officer)
+    task = StepRun.objects.get(run=run)
+    signed_in(client, person("ita", PortalRole.IT_ADMIN))
+    page = client.get(f"/workflows/runs/{run.pk}/")
+    assert f'action="/interventions/steps/{task.pk}/redirect/"' in page.content.decode()
+    response = client.post(
+        f"/interventions/steps/{task.pk}/redirect/",
+        {"to_agent": other.slug, "reason": "clerk-0 is on leave",
+         "next": f"/workflows/runs/{run.pk}/"},
+    )  # fmt: skip
+    assert response.status_code == 302 and response["Location"] == f"/workflows/runs/{run.pk}/"
+    assert services.task_next(agent=clerk) is None
+    assert services.task_next(agent=other).pk == task.pk
