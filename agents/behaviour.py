@@ -169,19 +169,20 @@ def _findings(baseline: AgentBaseline, rows: list[dict]) -> list[Finding]:
 
     found: list[Finding] = []
     window = int(LOOKBACK.total_seconds() // 60)
-    for slug, count in sorted(by_connector.items()):
+    # A baseline of a few actions (a new agent) says nothing about what is new or unusual.
+    enough = baseline.sample_size >= MIN_SAMPLE
+    for slug, count in sorted(by_connector.items()) if enough else ():
         if slug not in known_connectors:
             found.append(Finding(DriftKind.FIRST_CONNECTOR, slug, {
                 "connector": slug, "actions": count, "window_minutes": window,
                 "baseline_connectors": sorted(baseline.connectors),
             }))  # fmt: skip
-    for dclass, count in sorted(by_class.items()):
+    for dclass, count in sorted(by_class.items()) if enough else ():
         if DATA_CLASS_RANK.get(dclass, 3) > top_rank:
             found.append(Finding(DriftKind.DATA_CLASS_ESCALATION, dclass, {
                 "data_class": dclass, "actions": count, "window_minutes": window,
                 "baseline_max_data_class": baseline.max_data_class or None,
             }))  # fmt: skip
-    enough = baseline.sample_size >= MIN_SAMPLE
     if enough:
         for hour, count in sorted(by_hour.items()):
             share = baseline.hours[hour] / baseline.sample_size if baseline.hours else 0.0
@@ -227,10 +228,13 @@ def drift_check(*, agent: Agent, now: datetime | None = None) -> list[DriftFlag]
     findings = _findings(baseline, rows)
     if not findings:
         return []
-    # Still open, or raised within the hour (then reviewed): the same thing is not raised again.
+    # Open, confirmed (a person knows), or raised within the hour: not raised again.
     seen = set(
         DriftFlag.objects.filter(agent=agent)
-        .filter(Q(status=FlagStatus.OPEN) | Q(created_at__gte=now - LOOKBACK))
+        .filter(
+            Q(status__in=[FlagStatus.OPEN, FlagStatus.CONFIRMED])
+            | Q(created_at__gte=now - LOOKBACK)
+        )
         .values_list("kind", "subject")
     )
     raised = []

@@ -57,3 +57,13 @@ PERMISSIONS: dict[str, list[str]] = {
     + ["auth.view_user"],
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }
+
+
+def is_portal_person(user) -> bool:
+    """A person of the portal: a superuser, or staff holding any portal role. Never an agent's
+    service user. The one check behind the pages that show what agents do."""
+    if not getattr(user, "is_authenticated", False) or hasattr(user, "agent"):
+        return False
+    if user.is_superuser:
+        return True
+    return user.is_staff and user.groups.filter(name__startswith="Portal: ").exists()

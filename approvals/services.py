@@ -175,6 +175,13 @@ def approval_override(
         )
     if verdict not in (Verdict.APPROVE, Verdict.REJECT):
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Override with approve or reject.")
+    if verdict == Verdict.APPROVE and by.pk == request.agent.owner_id:
+        # Separation of duties holds for overrides too: an owner never approves alone.
+        raise DomainError(
+            ErrorCode.NOT_AN_APPROVER,
+            "The agent's owner cannot approve its action by override.",
+            status_code=403,
+        )
     comment = f"Override: {reason}"[:5000]
     if not request.decisions.filter(approver=by).exists():
         Decision.objects.create(

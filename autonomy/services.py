@@ -211,11 +211,15 @@ def actions_redispatch(*, now=None) -> int:
 
 
 @tracing.traced_execute
-def action_execute(*, action_id) -> ActionRequest | None:
+def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
     """Run an approved action through its connector, once.
 
     Safe to call again for the same action (a redelivered task): a finished action is left
-    alone, and the connector's idempotency key (the action id) prevents a second side effect.
+    alone, and one already executing is left to the worker executing it, unless that started
+    longer than ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` ago or the caller knows its worker
+    died (``recover``); then the connector's idempotency key (the action id) keeps it to one
+    side effect. An agent stopped since the decision (paused, quarantined, killed, an
+    emergency stop) has its approved action cancelled instead: a stop takes effect at once.
     """
     with transaction.atomic():
         action = (
@@ -226,6 +230,12 @@ def action_execute(*, action_id) -> ActionRequest | None:
         )
         if action is None or action.status not in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
             return action
+        if action.status == ActionStatus.EXECUTING and not recover:
+            lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
+            if action.started_at and action.started_at > timezone.now() - lease:
+                return action  # another delivery is executing it right now
+        if action.status == ActionStatus.APPROVED and not action.agent.is_active:
+            return _cancel_for_stopped_agent(action)
         action.status = ActionStatus.EXECUTING
         action.started_at = action.started_at or timezone.now()
         action.attempts += 1
@@ -256,6 +266,29 @@ def action_execute(*, action_id) -> ActionRequest | None:
             payload={"status": status, "outcome": outcome, "error": error},
         )
         signals.action_settled.send(sender=ActionRequest, action=action)
+    return action
+
+
+def _cancel_for_stopped_agent(action: ActionRequest) -> ActionRequest:
+    action.status = ActionStatus.CANCELLED
+    action.finished_at = timezone.now()
+    action.reasons = [
+        *action.reasons,
+        {
+            "code": str(gate.STATUS_CODES.get(action.agent.status, ErrorCode.AGENT_PAUSED)),
+            "message": f"{action.agent} is {action.agent.status}; the approved action was not run.",
+            "details": {},
+        },
+    ]
+    action.save(update_fields=["status", "finished_at", "reasons"])
+    audit.append(
+        kind="action_outcome",
+        actor="worker",
+        agent_id=action.agent_id,
+        action_id=action.pk,
+        payload={"status": action.status, "outcome": None, "error": action.reasons[-1]},
+    )
+    signals.action_settled.send(sender=ActionRequest, action=action)
     return action
 
 

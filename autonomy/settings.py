@@ -276,6 +276,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # An approved action no worker has started this long after its decision is sent again (its
 # publish, made after commit off the request thread, was lost).
 AUTONOMY_ACTION_REDISPATCH_SECONDS = env.int("AUTONOMY_ACTION_REDISPATCH_SECONDS", default=30)
+# An executing action whose worker has said nothing for this long may be executed again (the
+# connector's idempotency key keeps it to one side effect); a younger one is left alone.
+AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = env.int(
+    "AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS", default=300
+)
 # How long the MCP gateway holds a tool call open for its action to run or be decided.
 AUTONOMY_MCP_WAIT_SECONDS = env.float("AUTONOMY_MCP_WAIT_SECONDS", default=30.0)
 

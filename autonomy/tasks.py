@@ -1,11 +1,19 @@
 """Thin Celery tasks of the kernel."""
 
 from celery import shared_task
+from django.db import DatabaseError
 
 from autonomy import services
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, max_retries=None)
+# A database error (a failover, a deadlock victim) is retried: the action is not lost.
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=8,
+)
 def action_execute(action_id: str) -> None:
     """Execute an approved action. Idempotent by action id: redelivery is harmless."""
     services.action_execute(action_id=action_id)

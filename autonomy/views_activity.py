@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from agents.models import BusinessUnit
+from agents.portal_roles import is_portal_person
 from autonomy.models import Connector, Verdict
 from autonomy.observability import activity
 
@@ -36,10 +37,8 @@ TRACE_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"  # the script puts th
 
 
 def may_watch(*, user) -> bool:
-    """Staff people (every portal role, viewers too) watch the fleet; agents never do."""
-    if not getattr(user, "is_authenticated", False) or hasattr(user, "agent"):
-        return False
-    return bool(user.is_superuser or user.is_staff)
+    """People of the portal (every portal role, viewers too) watch the fleet; agents never."""
+    return is_portal_person(user)
 
 
 def watcher_required(view):

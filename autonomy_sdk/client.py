@@ -177,15 +177,16 @@ class _Calls:
 
     # workflow tasks
     def next_task(self, *, claim: bool = True) -> Task | None:
-        """The oldest task offered to this agent (claimed for it); None when there is none."""
-        return self._run(
-            _Call(
-                "GET",
-                "/api/v1/tasks/next/",
-                Task.of,
-                params={"claim": "true" if claim else "false"},
+        """The oldest task offered to this agent (claimed for it); None when there is none.
+
+        Claiming changes state, so it is a POST that is not retried blindly: a lost answer
+        would otherwise claim a second task and leave the first waiting for its lease.
+        """
+        if not claim:
+            return self._run(
+                _Call("GET", "/api/v1/tasks/next/", Task.of, params={"claim": "false"})
             )
-        )
+        return self._run(_Call("POST", "/api/v1/tasks/next/", Task.of, retry_safe=False))
 
     def claim_task(self, task_id: str) -> Task:
         return self._run(_Call("POST", f"/api/v1/tasks/{task_id}/claim/", Task.of))

@@ -12,11 +12,12 @@ connector with the action id as its key, so a redelivered task never causes a se
 """
 
 import logging
+import threading
 from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, FilteredRelation, Q
 from django.utils import timezone
 
@@ -42,6 +43,13 @@ from workflows.models import (
 from workflows.transitions import run_controls, step_controls
 
 log = logging.getLogger(__name__)
+ACTION_FINISHED = (
+    ActionStatus.SUCCEEDED,
+    ActionStatus.FAILED,
+    ActionStatus.DENIED,
+    ActionStatus.CANCELLED,
+)
+_inline = threading.local()  # the action a step task is executing right now, in this thread
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -144,15 +152,34 @@ def run_start(
                 {"errors": [e.message for e in errors[:20]]},
             )
     if idempotency_key:
-        existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+        existing = _run_for_key(idempotency_key, template)
         if existing is not None:
             return existing
+    try:
+        return _run_create(template=template, context=context, by=by, key=idempotency_key)
+    except IntegrityError:
+        existing = _run_for_key(idempotency_key, template) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing  # a concurrent start with the same key won
+
+
+def _run_for_key(key: str, template: Template) -> Run | None:
+    existing = Run.objects.filter(idempotency_key=key).first()
+    if existing is not None and existing.template_id != template.pk:
+        raise DomainError(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key started a run of another template.",
+            {"run_id": str(existing.pk)},
+            status_code=409,
+        )
+    return existing
+
+
+def _run_create(*, template: Template, context: dict, by, key: str) -> Run:
     with transaction.atomic():
         run = Run.objects.create(
-            template=template,
-            context=context,
-            started_by=_actor(by),
-            idempotency_key=idempotency_key or None,
+            template=template, context=context, started_by=_actor(by), idempotency_key=key or None
         )
         StepRun.objects.bulk_create(
             StepRun(run=run, step=step, position=step.position) for step in template.steps.all()
@@ -184,6 +211,8 @@ def advance(*, run: Run) -> None:
     while changed:
         changed = False
         for sr in step_runs:
+            if run.status != RunStatus.RUNNING:
+                return  # a step just failed the run: its siblings were cancelled
             if sr.status != StepStatus.PENDING:
                 continue
             if not all(status.get(dep) in STEP_DONE for dep in sr.step.depends_on):
@@ -202,7 +231,7 @@ def advance(*, run: Run) -> None:
                 _make_ready(run=run, step_run=sr)
             status[sr.step.key] = sr.status
             changed = True
-    if all(sr.status in STEP_DONE for sr in step_runs):
+    if run.status == RunStatus.RUNNING and all(sr.status in STEP_DONE for sr in step_runs):
         run.status = RunStatus.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
@@ -253,23 +282,38 @@ def step_execute(*, step_run_id) -> StepRun | None:
     attempt); a running step whose action is approved or executing is executed again, which
     the connector's idempotency key makes harmless; anything else is left alone.
     """
-    execute_action = None
+    execute_action, recover = None, False
     with transaction.atomic():
         step_run, run = _lock(step_run_id)
         if step_run is None:
             return None
         if run.status != RunStatus.RUNNING or step_run.step.kind != StepKind.OPERATION:
             return step_run
-        if step_run.status == StepStatus.RUNNING and step_run.action_id:
+        waiting = (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+        if step_run.status in waiting and step_run.action_id:
             action = step_run.action
-            if action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
-                execute_action = action.pk
-            elif action.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
+            if step_run.status == StepStatus.RUNNING and action.status in (
+                ActionStatus.APPROVED,
+                ActionStatus.EXECUTING,
+            ):
+                # Sent again after its lease ran out (the worker died): execute once more;
+                # the connector's idempotency key keeps it to one side effect.
+                execute_action, recover = action.pk, action.status == ActionStatus.EXECUTING
+            elif action.status in ACTION_FINISHED:
                 _on_action_settled(step_run=step_run, run=run, action=action)
         elif step_run.status == StepStatus.READY:
             execute_action = _request_action(run=run, step_run=step_run)
     if execute_action is not None:
-        kernel.action_execute(action_id=execute_action)  # settles the step via the signal
+        _inline.action_id = execute_action
+        try:
+            kernel.action_execute(action_id=execute_action, recover=recover)
+        finally:
+            _inline.action_id = None
+        with transaction.atomic():
+            step_run, run = _lock(step_run_id)
+            action = ActionRequest.objects.get(pk=execute_action)
+            if run.status == RunStatus.RUNNING and action.status in ACTION_FINISHED:
+                _on_action_settled(step_run=step_run, run=run, action=action)
     return step_run
 
 
@@ -339,15 +383,18 @@ def _request_action(*, run: Run, step_run: StepRun):
 
 
 def on_action_settled(*, action: ActionRequest) -> None:
-    """Signal receiver: an action reached its end; move the step it belongs to.
+    """Signal receiver: an action reached its end; its step moves on in a task.
 
-    Runs inside the transaction that settled the action.
+    It runs inside the transaction that settled the action (a person's decision, an expiry, a
+    kill), which holds the approval and action rows; locking the run here would take locks in
+    the opposite order to a run being cancelled. So the step is only sent to ``step_execute``
+    after commit. A step executing its action inline settles it itself.
     """
-    step_run_id = StepRun.objects.filter(action_id=action.pk).values_list("pk", flat=True).first()
-    if step_run_id is None:
+    if getattr(_inline, "action_id", None) == action.pk:
         return
-    step_run, run = _lock(step_run_id)
-    _on_action_settled(step_run=step_run, run=run, action=action)
+    step_run_id = StepRun.objects.filter(action_id=action.pk).values_list("pk", flat=True).first()
+    if step_run_id is not None:
+        transaction.on_commit(lambda: _send(step_run_id))
 
 
 def _on_action_settled(*, step_run: StepRun, run: Run, action: ActionRequest) -> None:
@@ -506,10 +553,17 @@ def _cancel_open_steps(*, run: Run, reason: str) -> None:
 
     now = timezone.now()
     open_steps = list(
-        run.step_runs.select_for_update().filter(status__in=[StepStatus.PENDING, *STEP_ACTIVE])
+        run.step_runs.select_for_update(of=("self",))
+        .select_related("step")
+        .filter(status__in=[StepStatus.PENDING, *STEP_ACTIVE])
     )
     action_ids = [sr.action_id for sr in open_steps if sr.action_id]
-    waiting = ActionRequest.objects.filter(pk__in=action_ids, status=ActionStatus.PENDING_APPROVAL)
+    # Waiting for people, or approved and not yet started: neither will run now. An action
+    # already executing finishes (its connector call is in flight); compensation does not
+    # undo it, which the run's events say.
+    waiting = ActionRequest.objects.filter(pk__in=action_ids).filter(
+        Q(status=ActionStatus.PENDING_APPROVAL) | Q(status=ActionStatus.APPROVED, started_at=None)
+    )
     ApprovalRequest.objects.filter(action__in=waiting, status=ApprovalStatus.PENDING).update(
         status=ApprovalStatus.CANCELLED, decided_at=now
     )
@@ -538,15 +592,29 @@ def run_compensate(*, run_id) -> Run:
         .select_related("step__compensation_operation__connector", "assignee")
         .order_by("-finished_at", "-position")
     )
+    failed = 0
     for step_run in done:
         step = step_run.step
+        # The agent that did the step undoes it; if it was stopped since, someone of its role
+        # (or the escalation target) does, so a kill never leaves a payment un-voided.
+        undoer = step_run.assignee
+        if undoer is None or not undoer.is_active:
+            undoer = (
+                (
+                    _pick_agent(step_run.assignee_role or step.assignee_role)
+                    if (step_run.assignee_role_id or step.assignee_role_id)
+                    else None
+                )
+                or (step.escalate_to_agent if step.escalate_to_agent_id else None)
+                or undoer
+            )
         params = conditions.resolve(
             step.compensation_input_map, {**run.context, "output": step_run.output or {}}
         )
         with transaction.atomic():
             try:
                 action, _ = kernel.action_request(
-                    agent=step_run.assignee,
+                    agent=undoer,
                     operation_key=step.compensation_operation.key,
                     params=params,
                     reason=f"Compensate {step.name} of run {run.pk}",
@@ -559,11 +627,13 @@ def run_compensate(*, run_id) -> Run:
             if action is not None:
                 StepRun.objects.filter(pk=step_run.pk).update(compensation_action=action)
         if action is not None and action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
-            action = kernel.action_execute(action_id=action.pk)
+            # A redelivered compensation: the earlier attempt's worker is gone.
+            action = kernel.action_execute(action_id=action.pk, recover=True)
         with transaction.atomic():
             run = _lock_run(run.pk)
             step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
             ok = action is not None and action.status == ActionStatus.SUCCEEDED
+            failed += 0 if ok else 1
             if ok:
                 step_run.status = StepStatus.COMPENSATED
                 step_run.save(update_fields=["status"])
@@ -581,7 +651,14 @@ def run_compensate(*, run_id) -> Run:
             run.status = RunStatus.FAILED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
-            _event(run, "run_failed", "The run failed; completed steps were compensated.")
+            _event(
+                run,
+                "run_failed",
+                "The run failed; completed steps were compensated."
+                if not failed
+                else f"The run failed; {failed} compensation(s) did not succeed — see above.",
+                compensations_failed=failed,
+            )
             audit.append(
                 kind="run_finished",
                 actor="system",
@@ -796,8 +873,12 @@ def run_resume(*, run: Run, by, reason: str = "") -> Run:
             "pk", flat=True
         ):
             _dispatch(step_run_id)
-        for step_run in run.step_runs.filter(status=StepStatus.RUNNING, action__isnull=False):
-            _dispatch(step_run.pk)  # finishes a step whose action settled while paused
+        settled = run.step_runs.filter(
+            status__in=[StepStatus.RUNNING, StepStatus.WAITING_APPROVAL],
+            action__status__in=ACTION_FINISHED,
+        )
+        for step_run_id in settled.values_list("pk", flat=True):
+            _dispatch(step_run_id)  # its action ended while the run was paused
         advance(run=run)
     return run
 
@@ -818,7 +899,7 @@ def run_cancel(*, run: Run, by, reason: str = "") -> Run:
 
 def _own_step(run: Run, step_run_id) -> StepRun:
     step_run = (
-        StepRun.objects.select_for_update()
+        StepRun.objects.select_for_update(of=("self",))
         .select_related("step")
         .filter(pk=step_run_id, run=run)
         .first()
@@ -833,11 +914,7 @@ def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
     with transaction.atomic():
         run = _lock_run(step_run.run_id)
         step_run = _own_step(run, step_run.pk)
-        if (
-            step_run.status not in (StepStatus.ESCALATED, StepStatus.FAILED)
-            or run.status in (RUN_FINISHED)
-            or run.status == RunStatus.COMPENSATING
-        ):
+        if "retry" not in step_controls(run=run, step_run=step_run):
             raise DomainError(
                 ErrorCode.STEP_NOT_ACTIONABLE,
                 f"A {step_run.status} step of a {run.status} run cannot be retried.",
@@ -850,6 +927,14 @@ def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
             step_run.status = StepStatus.WAITING_AGENT
             step_run.save()
         else:
+            if step_run.assignee is None or not step_run.assignee.is_active:
+                step_run.assignee = _pick_agent(step_run.assignee_role) or step_run.assignee
+            if step_run.assignee is None:
+                raise DomainError(
+                    ErrorCode.STEP_NOT_ACTIONABLE,
+                    f"Nobody active in {step_run.assignee_role} can take {step_run.step.name}.",
+                    status_code=409,
+                )
             step_run.status = StepStatus.READY
             step_run.dispatched_at = timezone.now()
             step_run.save()
@@ -914,7 +999,7 @@ def agent_steps_cancel(*, agent: Agent, by, reason: str) -> int:
         run = _lock_run(run_id)
         now = timezone.now()
         for step_run in (
-            run.step_runs.select_for_update()
+            run.step_runs.select_for_update(of=("self",))
             .select_related("step")
             .filter(assignee=agent, status__in=STEP_ACTIVE)
         ):

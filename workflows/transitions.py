@@ -13,8 +13,6 @@ def run_controls(*, run: Run) -> list[str]:
         return ["pause", "cancel"]
     if run.status == RunStatus.PAUSED:
         return ["resume", "cancel"]
-    if run.status == RunStatus.COMPENSATING:
-        return ["cancel"]
     return []
 
 

@@ -33,8 +33,9 @@ def load(document: dict | str | bytes) -> dict:
         except ValueError:
             try:
                 document = yaml.safe_load(document)
-            except yaml.YAMLError as exc:
-                raise OpenAPIError(f"Neither JSON nor YAML: {exc}") from None
+            except yaml.YAMLError:
+                # Not the parser's text: it would quote what an URL fetch returned.
+                raise OpenAPIError("The document is neither JSON nor YAML.") from None
     if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3"):
         raise OpenAPIError("Not an OpenAPI 3 document (no 'openapi: 3.x' field).")
     if not isinstance(document.get("paths"), dict):
@@ -47,7 +48,11 @@ def fetch(url: str, *, timeout: float = 10.0) -> str:
     if not url.startswith(("http://", "https://")):
         raise OpenAPIError("Only http:// and https:// URLs can be imported.")
     try:
-        with requests.get(url, timeout=timeout, stream=True) as response:
+        session = requests.Session()
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+            if response.is_redirect:
+                raise OpenAPIError("The URL redirects; give the document's final URL.")
             response.raise_for_status()
             content = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
     except requests.RequestException as exc:

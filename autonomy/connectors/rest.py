@@ -119,7 +119,9 @@ def _send(system: str, method: str, url: str, *, retries: int, backoff: float, *
         if attempt:
             time.sleep(min(backoff * 2 ** (attempt - 1), 30.0))
         try:
-            response = _session().request(method, url, stream=True, **kwargs)
+            # Never follow a redirect: it would carry the auth header (and a re-sent body) to
+            # whatever host the answer names. A 3xx is an error the operator must look at.
+            response = _session().request(method, url, stream=True, allow_redirects=False, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             failure = type(exc).__name__
             log.warning("%s: %s %s failed (%s), attempt %d", system, method, url, failure, attempt)

@@ -47,11 +47,9 @@ class Dashboard:
 
 def may_view_dashboard(*, user) -> bool:
     """People of the portal: superusers, and staff in any portal role. Agents never."""
-    if not getattr(user, "is_authenticated", False) or hasattr(user, "agent"):
-        return False
-    if user.is_superuser:
-        return True
-    return user.is_staff and user.groups.filter(name__startswith="Portal: ").exists()
+    from agents.portal_roles import is_portal_person
+
+    return is_portal_person(user)
 
 
 def _floor(moment: datetime, bucket: timedelta) -> datetime:

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from autonomy.models import ActivityRollup, Intervention, Verdict
+from autonomy.models import ActivityRollup, Intervention, InterventionKind, Verdict
 
 WINDOW = timedelta(minutes=5)
 
@@ -56,8 +56,10 @@ class FleetCollector:
         yield _by_status("autonomy_agents", "Agents by status.", Agent, AgentStatus.values)
         yield GaugeMetricFamily(
             "autonomy_interventions_open",
-            "Interventions in force (not lifted).",
-            value=Intervention.objects.filter(lifted_at__isnull=True).count(),
+            "Emergency stops in force (not lifted).",
+            value=Intervention.objects.filter(
+                kind=InterventionKind.EMERGENCY_STOP, lifted_at__isnull=True
+            ).count(),
         )
         yield _by_status(
             "autonomy_workflow_runs", "Workflow runs by status.", Run, RunStatus.values

@@ -31,12 +31,13 @@ from tests.workflows.conftest import eager  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
-# Session, user, "is it an agent?", the nav's two permission reads; then the page's own reads:
-# head, the records, their agents and actions, the two filter menus.
-PAGE_MAX_QUERIES = 11
-# The same five around it; the action with its relations, decisions, step runs, records and
+# Session, user, "is it an agent?", "does it hold a portal role?", the nav's two permission
+# reads; then the page's own reads: head, the records, their agents and actions, the two
+# filter menus.
+PAGE_MAX_QUERIES = 12
+# The same six around it; the action with its relations, decisions, step runs, records and
 # connector receipt.
-TRACE_MAX_QUERIES = 10
+TRACE_MAX_QUERIES = 11
 
 
 @dataclass
@@ -324,10 +325,14 @@ def test_an_agents_service_user_is_refused(registry, client):
     assert client.get(f"/actions/{action.pk}/trace/").status_code == 403
 
 
-def test_a_signed_in_person_without_a_portal_role_is_refused(client):
-    client.force_login(UserFactory(username="nobody"))
+def test_a_signed_in_person_without_a_portal_role_is_refused(client, registry):
+    client.force_login(UserFactory(username="nobody", is_staff=True))  # staff, but no role
+    action, _ = services.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}, reason="look"
+    )
 
     assert client.get("/activity/").status_code == 403
+    assert client.get(f"/actions/{action.pk}/trace/").status_code == 403
 
 
 # --- the trace ------------------------------------------------------------------------------

@@ -37,8 +37,18 @@ def fleet(db):
 @pytest.mark.django_db
 @override_settings(DEBUG=True)
 def test_metrics_are_open_in_development_and_count_the_fleet(fleet, client):
+    # A stop in force counts; a pause (never lifted: it is not a stop) and a lifted stop do not.
     Intervention.objects.create(
-        kind=list(InterventionKind)[0], scope=list(InterventionScope)[0], reason="drill"
+        kind=InterventionKind.PAUSE, scope=InterventionScope.AGENT, reason="one agent"
+    )
+    Intervention.objects.create(
+        kind=InterventionKind.EMERGENCY_STOP,
+        scope=InterventionScope.FLEET,
+        reason="old drill",
+        lifted_at=timezone.now(),
+    )
+    Intervention.objects.create(
+        kind=InterventionKind.EMERGENCY_STOP, scope=InterventionScope.FLEET, reason="drill"
     )
     response = client.get(METRICS)
     assert response.status_code == 200

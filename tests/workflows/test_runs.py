@@ -206,3 +206,39 @@ def test_cancelled_run_cancels_its_waiting_approval(eager, world):
     assert post.status == StepStatus.CANCELLED and post.action.status == "cancelled"
     assert post.action.approval.status == "cancelled"
     assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
+
+
+def test_a_step_that_fails_the_run_cancels_its_parallel_siblings(eager, world):
+    from tests.factories import make_role
+
+    kernel.grant(target=world.ops["extract"], to=make_role("nobody-role"))  # but no agents
+    template = published("siblings", [step("a", role="nobody-role"), step("b", None)])
+    run = services.run_start(template=template)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert statuses(run) == {"a": "failed", "b": "cancelled"}
+
+
+def test_a_killed_agents_completed_step_is_still_compensated_by_its_role(eager, world):
+    from autonomy import intervention
+
+    clerk = world.agents[0]
+    template = published(
+        "undo",
+        [step("post", "post-invoice", input_map={"amount": "$.amount"},
+              compensation_operation="erp.void-invoice",
+              compensation_input_map={"amount": "$.amount"}),
+         step("wait", None, after=["post"])],
+    )  # fmt: skip
+    run = services.run_start(template=template, context={"amount": 9})
+    post = StepRun.objects.get(run=run, step__key="post")
+    assert post.status == StepStatus.SUCCEEDED
+    intervention.agent_kill(agent=post.assignee, by=world.officer, reason="compromised")
+    task = services.task_next(agent=world.agents[1] if post.assignee == clerk else clerk)
+    services.task_fail(agent=task.assignee, step_run_id=task.pk, message="no", retryable=False)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    void = ConnectorCall.objects.get(operation__slug="void-invoice")
+    assert void.params == {"amount": 9}
+    post.refresh_from_db()
+    assert post.status == StepStatus.COMPENSATED
