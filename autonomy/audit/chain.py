@@ -104,6 +104,9 @@ def append(
         )
     returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
     sql = _statements(connection)
+    # Everything that can refuse the record is checked before the head moves, so a refused
+    # record never leaves a gap in the sequence.
+    payload, agent_id, action_id = plain(payload), _uuid(agent_id), _uuid(action_id)
     with connection.cursor() as cursor:
         row = None
         if returning:
@@ -118,9 +121,9 @@ def append(
             created_at=timezone.now(),
             kind=kind,
             actor=actor or "",
-            agent_id=_uuid(agent_id),
-            action_id=_uuid(action_id),
-            payload=plain(payload),
+            agent_id=agent_id,
+            action_id=action_id,
+            payload=payload,
             prev_hash=prev_hash,
         )
         record.hash = record_hash(record)

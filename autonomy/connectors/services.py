@@ -114,7 +114,14 @@ def connector_import_mcp_tools(*, connector: Connector, by) -> list[Operation]:
             annotations = tool.get("annotations") or {}
             operation.name = (tool.get("title") or annotations.get("title") or tool["name"])[:160]
             operation.description = tool.get("description") or ""
-            operation.effect = Effect.READ if annotations.get("readOnlyHint") else Effect.WRITE
+            # The remote server's "read-only" hint is its claim, not ours: a new operation is a
+            # write until a person says otherwise, and a person's choice is never overwritten.
+            if operation.pk is None:
+                operation.effect = Effect.WRITE
+            operation.config = {
+                **(operation.config or {}),
+                "read_only_hint": bool(annotations.get("readOnlyHint")),
+            }
             operation.params_schema = tool.get("inputSchema") or {"type": "object"}
             operation.config = {**(operation.config or {}), "tool": tool["name"]}
             operation.save()
