@@ -909,17 +909,23 @@ def _own_step(run: Run, step_run_id) -> StepRun:
     return step_run
 
 
+def _controlled(step_run: StepRun, control: str, verb: str) -> tuple[StepRun, Run]:
+    """Lock the step's run and the step, and refuse a control its state does not allow."""
+    run = _lock_run(step_run.run_id)
+    step_run = _own_step(run, step_run.pk)
+    if control not in step_controls(run=run, step_run=step_run):
+        raise DomainError(
+            ErrorCode.STEP_NOT_ACTIONABLE,
+            f"A {step_run.status} step of a {run.status} run cannot be {verb}.",
+            status_code=409,
+        )
+    return step_run, run
+
+
 def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
     """A person sends an escalated or failed step round again, with fresh retries."""
     with transaction.atomic():
-        run = _lock_run(step_run.run_id)
-        step_run = _own_step(run, step_run.pk)
-        if "retry" not in step_controls(run=run, step_run=step_run):
-            raise DomainError(
-                ErrorCode.STEP_NOT_ACTIONABLE,
-                f"A {step_run.status} step of a {run.status} run cannot be retried.",
-                status_code=409,
-            )
+        step_run, run = _controlled(step_run, "retry", "retried")
         step_run.attempt = 0
         step_run.generation += 1
         step_run.error = None
@@ -1017,14 +1023,7 @@ def agent_steps_cancel(*, agent: Agent, by, reason: str) -> int:
 def step_skip(*, step_run: StepRun, by, reason: str = "") -> StepRun:
     """A person decides the step is not needed; the run goes on without its output."""
     with transaction.atomic():
-        run = _lock_run(step_run.run_id)
-        step_run = _own_step(run, step_run.pk)
-        if "skip" not in step_controls(run=run, step_run=step_run):
-            raise DomainError(
-                ErrorCode.STEP_NOT_ACTIONABLE,
-                f"A {step_run.status} step of a {run.status} run cannot be skipped.",
-                status_code=409,
-            )
+        step_run, run = _controlled(step_run, "skip", "skipped")
         step_run.status = StepStatus.SKIPPED
         step_run.finished_at = timezone.now()
         step_run.save(update_fields=["status", "finished_at"])
@@ -1036,14 +1035,7 @@ def step_skip(*, step_run: StepRun, by, reason: str = "") -> StepRun:
 def step_fail(*, step_run: StepRun, by, reason: str = "") -> StepRun:
     """A person gives up on an escalated step: the run fails and compensates."""
     with transaction.atomic():
-        run = _lock_run(step_run.run_id)
-        step_run = _own_step(run, step_run.pk)
-        if "fail" not in step_controls(run=run, step_run=step_run):
-            raise DomainError(
-                ErrorCode.STEP_NOT_ACTIONABLE,
-                f"A {step_run.status} step of a {run.status} run cannot be failed by hand.",
-                status_code=409,
-            )
+        step_run, run = _controlled(step_run, "fail", "failed by hand")
         step_run.status = StepStatus.FAILED
         step_run.finished_at = timezone.now()
         step_run.save(update_fields=["status", "finished_at"])

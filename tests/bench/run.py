@@ -4,6 +4,7 @@ Prints one ``name: value`` line per figure and writes them all, as one JSON obje
 ``var/bench.json`` (or ``$BENCH_JSON``).
 """
 
+import importlib
 import json
 import os
 import statistics
@@ -171,14 +172,13 @@ def bench_approvals() -> bool:
     return True
 
 
-def bench_workflows() -> bool:
-    """Workflows (``tests.bench.workflows``) in a process of its own, with real workers: the
-    engine's cost per step against a raw Celery chain, runs per minute, queries per step.
-    Its ``# ...`` notes (stderr) pass through."""
-    from tests.bench.workflows import REQUIRED
-
+def bench_module(module: str) -> bool:
+    """Run ``tests.bench.<module>`` in a process of its own (its own throwaway database and
+    workers), take its ``name: value`` lines and check every name it requires is there. Its
+    ``# ...`` notes (stderr) pass through."""
+    required = importlib.import_module(f"tests.bench.{module}").REQUIRED
     done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.workflows"],
+        [sys.executable, "-m", f"tests.bench.{module}"],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
@@ -188,84 +188,19 @@ def bench_workflows() -> bool:
         name, sep, value = line.partition(": ")
         if sep:
             emit(name, float(value) if "." in value else int(value))
-    missing = [name for name in REQUIRED if name not in FIGURES]
+    missing = [name for name in required if name not in FIGURES]
     if done.returncode != 0 or missing:
-        print(f"# workflows bench failed (exit {done.returncode}, missing {missing})",
+        print(f"# {module} bench failed (exit {done.returncode}, missing {missing})",
               file=sys.stderr)  # fmt: skip
         return False
     return True
 
 
-def bench_intervention() -> bool:
-    """Intervention (``tests.bench.intervention``) in a process of its own: kill committed →
-    the agent's next request refused."""
-    from tests.bench.intervention import REQUIRED
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.intervention"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for line in done.stdout.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep:
-            emit(name, float(value) if "." in value else int(value))
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if done.returncode != 0 or missing:
-        print(f"# intervention bench failed (exit {done.returncode}, missing {missing})",
-              file=sys.stderr)  # fmt: skip
-        return False
-    return True
-
-
-def bench_activity() -> bool:
-    """The activity stream (``tests.bench.activity``) in a process of its own: delivery lag
-    of server-sent events at 200 events/s, and nothing lost."""
-    from tests.bench.activity import REQUIRED
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.activity"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for line in done.stdout.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep:
-            emit(name, float(value) if "." in value else int(value))
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if done.returncode != 0 or missing:
-        print(f"# activity bench failed (exit {done.returncode}, missing {missing})",
-              file=sys.stderr)  # fmt: skip
-        return False
-    return True
-
-
-def bench_dashboard() -> bool:
-    """Dashboard (``tests.bench.dashboard``) in a process of its own: every number of the
-    dashboard page at 1,000,000 action records, against 10,000 in the same run."""
-    from tests.bench.dashboard import REQUIRED
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.dashboard"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for line in done.stdout.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep:
-            emit(name, float(value) if "." in value else int(value))
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if done.returncode != 0 or missing:
-        print(f"# dashboard bench failed (exit {done.returncode}, missing {missing})",
-              file=sys.stderr)  # fmt: skip
-        return False
-    return True
+# Each in a process of its own: the engine's cost per step against a raw Celery chain, runs
+# per minute and queries per step (real workers); kill committed → the agent's next request
+# refused; server-sent events' lag at 200 events/s with nothing lost; the dashboard at
+# 1,000,000 actions against 10,000 in the same run.
+MODULES = ["workflows", "intervention", "activity", "dashboard"]
 
 
 def write_json() -> Path:
@@ -279,11 +214,8 @@ if __name__ == "__main__":
     bench_brokers()
     gate_ok = bench_gate()
     approvals_ok = bench_approvals()
-    workflows_ok = bench_workflows()
-    intervention_ok = bench_intervention()
-    activity_ok = bench_activity()
-    dashboard_ok = bench_dashboard()
+    modules_ok = [bench_module(module) for module in MODULES]
     bench_api()
     print(f"# figures written to {write_json()}", file=sys.stderr, flush=True)
-    ok = [gate_ok, approvals_ok, workflows_ok, intervention_ok, activity_ok, dashboard_ok]
+    ok = [gate_ok, approvals_ok, *modules_ok]
     sys.exit(0 if all(ok) else 1)
