@@ -147,6 +147,7 @@ def _cancel_pending_actions(*, agent: Agent, reason: str) -> list[str]:
 def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
     """Stop an agent for good until someone looks: quarantine it, revoke every credential,
     cancel its waiting actions and the workflow steps assigned to it."""
+    from workflows import coordination
     from workflows import services as workflows
 
     _require(by)
@@ -163,6 +164,7 @@ def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
         )
         cancelled = _cancel_pending_actions(agent=locked, reason=reason)
         steps = workflows.agent_steps_cancel(agent=locked, by=by, reason=f"agent killed: {reason}")
+        claims = coordination.claims_release_all(agent=locked)
         intervention = _record(
             kind=InterventionKind.KILL,
             by=by,
@@ -172,6 +174,7 @@ def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
                 "credentials_revoked": revoked,
                 "actions_cancelled": cancelled,
                 "steps_cancelled": steps,
+                "claims_released": claims,
             },
         )
     return intervention

@@ -398,9 +398,23 @@ def _withdraw_yield(resource_key: str) -> None:
             holder.save(update_fields=["yield_requested"])
 
 
+def claims_release_all(*, agent: Agent) -> int:
+    """Give back every key a stopped agent holds or waits for, so nobody waits on it for its
+    whole lease. Returns how many claims ended."""
+    ids = list(
+        Claim.objects.filter(
+            agent=agent, status__in=[ClaimStatus.HELD, ClaimStatus.WAITING]
+        ).values_list("pk", flat=True)
+    )
+    for claim_id in ids:
+        claim_release(agent=agent, claim_id=claim_id)
+    return len(ids)
+
+
 def claim_renew(*, agent: Agent, claim_id) -> Claim:
     """Extend the holder's lease by its length. A lapsed lease is renewed only if nobody
     waits; otherwise it expires now, the next waiter takes over and the renew is refused."""
+    require_active(agent)
     claim = _own(agent, claim_id)
     with transaction.atomic():
         claim = (

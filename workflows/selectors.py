@@ -448,11 +448,12 @@ def run_timeline(*, run_id, events_limit: int = EVENTS_SHOWN) -> RunTimeline | N
     claims = list(
         Claim.objects.filter(run=run).select_related("agent").order_by("resource_key", "-pk")
     )
+    # The newest ones, shown oldest first: a busy run's new messages must not fall off.
     messages = list(
         Message.objects.filter(run=run)
         .select_related("sender", "recipient", "step_run__step")
-        .order_by("id")[:EVENTS_SHOWN]
-    )
+        .order_by("-id")[:EVENTS_SHOWN]
+    )[::-1]
     version = _version(
         run.status, newest[0].pk if newest else None, [_step_state(sr) for sr in step_runs]
     )

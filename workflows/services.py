@@ -791,6 +791,7 @@ def task_handoff(*, agent: Agent, step_run_id, to: Agent, reason: str = "") -> S
     with transaction.atomic():
         step_run, run = _own_running(agent, step_run_id)
         step_run.assignee = to
+        step_run.generation += 1  # chosen by a person or an agent: kept if its lease runs out
         step_run.status = StepStatus.WAITING_AGENT
         step_run.claimed_at = None
         step_run.lease_until = None
@@ -1084,7 +1085,11 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
                 continue
             if step_run.step.kind == StepKind.TASK:
                 step_run.status = StepStatus.WAITING_AGENT
-                step_run.assignee = step_run.step.assignee_agent
+                # A task someone sent to this agent (hand-off, escalation, redirect) stays
+                # with it while it is active; otherwise it goes back to whom the step names.
+                chosen = step_run.generation > 0 or step_run.escalations > 0
+                if not (chosen and step_run.assignee and step_run.assignee.is_active):
+                    step_run.assignee = step_run.step.assignee_agent
                 step_run.claimed_at = None
                 step_run.lease_until = None
                 step_run.save()

@@ -416,3 +416,27 @@ def test_sixteen_simultaneous_requests_for_a_free_key_make_one_holder(postgres, 
     assert not errors, errors[:3]
     assert sorted(outcomes) == [ClaimStatus.HELD] + [ClaimStatus.WAITING] * 15
     assert Claim.objects.filter(resource_key=KEY, status=ClaimStatus.HELD).count() == 1
+
+
+def test_a_killed_holder_gives_its_keys_to_the_next_waiter_at_once(agents):
+    from autonomy import intervention
+    from tests.factories import UserFactory
+
+    holder, waiter = agents[0], agents[1]
+    held = claim_acquire(agent=holder, resource_key=KEY)
+    waiting = claim_acquire(agent=waiter, resource_key=KEY)
+    assert held.status == ClaimStatus.HELD and waiting.status == ClaimStatus.WAITING
+    boss = UserFactory(username="claims-boss", is_staff=True, is_superuser=True)
+
+    intervention.agent_kill(agent=holder, by=boss, reason="compromised")
+
+    assert fresh(held).status == ClaimStatus.RELEASED
+    assert fresh(waiting).status == ClaimStatus.HELD
+    with pytest.raises(DomainError) as refused:
+        claim_renew(agent=fresh_agent(holder), claim_id=held.pk)
+    assert refused.value.code == ErrorCode.AGENT_QUARANTINED
+
+
+def fresh_agent(agent):
+    agent.refresh_from_db()
+    return agent

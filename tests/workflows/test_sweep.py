@@ -33,3 +33,16 @@ def test_a_claimed_task_whose_agent_went_away_is_offered_again(world):
         again = services.task_next(agent=other)
     assert again.pk == task.pk and again.assignee == other
     assert "task_lease_expired" in set(run.events.values_list("kind", flat=True))
+
+
+def test_a_handed_off_task_whose_lease_runs_out_stays_with_the_agent_it_was_given_to(world):
+    clerk, other = world.agents
+    run = services.run_start(template=published("kept", [step("t", None, timeout_seconds=30)]))
+    task = services.task_next(agent=clerk)
+    services.task_handoff(agent=clerk, step_run_id=task.pk, to=other, reason="French")
+    services.task_claim(agent=other, step_run_id=task.pk)
+    with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+        assert services.workflows_sweep()["tasks_reoffered"] == 1
+        assert services.task_next(agent=clerk) is None  # not back to the role
+        assert services.task_next(agent=other).pk == task.pk
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
