@@ -4,13 +4,12 @@ Only that every figure comes out, printed and in the JSON, as a positive number:
 on a toy registry (and on a busy test machine) say nothing, so no target is asserted here.
 """
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 
-from tests.bench import workflows
-from tests.bench.gate import REQUIRED
 from tests.realparts import ROOT
 
 TOY = {
@@ -26,25 +25,33 @@ TOY = {
 }
 
 
-def test_gate_bench_prints_and_writes_every_figure(tmp_path):
-    out = tmp_path / "gate.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_GATE_")}
-    env.pop("DATABASE_URL", None)  # a throwaway SQLite: no database created on any server
-    args = [str(a) for pair in TOY.items() for a in pair]
+def run_bench(tmp_path, module: str, args: list, *, drop, timeout: int = 120):
+    """Run ``tests.bench.<module>`` on a throwaway SQLite (the broker is the configured one),
+    with ``drop(name)`` environment variables removed; check it printed and wrote the same
+    figures, every required one among them. Returns (figures, printed)."""
+    out = tmp_path / f"{module}.json"
+    env = {k: v for k, v in os.environ.items() if not drop(k) and k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.gate", *args, "--json", str(out)],
+        [sys.executable, "-m", f"tests.bench.{module}", *map(str, args), "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-4000:]
 
     printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
     figures = json.loads(out.read_text())
-    assert set(REQUIRED) <= set(figures)
+    required = importlib.import_module(f"tests.bench.{module}").REQUIRED
+    assert set(required) <= set(figures)
     assert set(printed) == set(figures)
+    return figures, printed
+
+
+def test_gate_bench_prints_and_writes_every_figure(tmp_path):
+    args = [a for pair in TOY.items() for a in pair]
+    figures, printed = run_bench(tmp_path, "gate", args, drop=lambda k: k.startswith("BENCH_GATE_"))
     for name, value in figures.items():
         assert isinstance(value, int | float) and value > 0, (name, value)
         assert float(printed[name]) == value, name
@@ -62,24 +69,10 @@ WORKFLOWS_TOY = {
 
 
 def test_workflows_bench_prints_and_writes_every_figure(tmp_path):
-    out = tmp_path / "workflows.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_WORKFLOWS_")}
-    env.pop("DATABASE_URL", None)  # a throwaway SQLite; the broker is the configured one
-    args = [str(a) for pair in WORKFLOWS_TOY.items() for a in pair]
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.workflows", *args, "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    args = [a for pair in WORKFLOWS_TOY.items() for a in pair]
+    figures, printed = run_bench(
+        tmp_path, "workflows", args, drop=lambda k: k.startswith("BENCH_WORKFLOWS_"), timeout=180
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    figures = json.loads(out.read_text())
-    assert set(workflows.REQUIRED) <= set(figures)
-    assert set(printed) == set(figures)
     for name, value in figures.items():
         assert isinstance(value, int | float), (name, value)
         assert float(printed[name]) == value, name
@@ -90,74 +83,30 @@ def test_workflows_bench_prints_and_writes_every_figure(tmp_path):
 
 
 def test_intervention_bench_prints_and_writes_every_figure(tmp_path):
-    from tests.bench import intervention
-
-    out = tmp_path / "intervention.json"
-    env = {k: v for k, v in os.environ.items() if k != "BENCH_KILLS"}
-    env.pop("DATABASE_URL", None)  # a throwaway SQLite
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.intervention", "--kills", "3", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    figures, _ = run_bench(
+        tmp_path, "intervention", ["--kills", 3], drop=lambda k: k == "BENCH_KILLS"
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    figures = json.loads(out.read_text())
-    assert set(intervention.REQUIRED) <= set(figures)
-    assert set(printed) == set(figures)
     assert figures["kill_rounds"] == 3
     assert all(value > 0 for value in figures.values()), figures
 
 
 def test_activity_bench_prints_and_writes_every_figure(tmp_path):
-    from tests.bench import activity
-
-    out = tmp_path / "activity.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_STREAM_")}
-    env.pop("DATABASE_URL", None)  # a throwaway SQLite
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.activity", "--rate", "40", "--seconds", "1",
-         "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    figures = json.loads(out.read_text())
-    assert set(activity.REQUIRED) <= set(figures)
-    assert set(printed) == set(figures)
+    figures, _ = run_bench(
+        tmp_path,
+        "activity",
+        ["--rate", 40, "--seconds", 1],
+        drop=lambda k: k.startswith("BENCH_STREAM_"),
+    )
     assert figures["stream_events_received"] == figures["stream_events_sent"] == 40
     assert figures["stream_lag_p99_ms"] >= figures["stream_lag_p50_ms"]
 
 
 def test_dashboard_bench_prints_and_writes_every_figure(tmp_path):
-    from tests.bench import dashboard
-
-    out = tmp_path / "dashboard.json"
-    env = {k: v for k, v in os.environ.items() if k != "BENCH_DASHBOARD_ROWS"}
-    env.pop("DATABASE_URL", None)  # a throwaway SQLite
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.dashboard", "--rows", "12000", "--calls", "3",
-         "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    figures = json.loads(out.read_text())
-    assert set(dashboard.REQUIRED) <= set(figures)
-    assert set(printed) == set(figures)
+    figures, _ = run_bench(
+        tmp_path,
+        "dashboard",
+        ["--rows", 12000, "--calls", 3],
+        drop=lambda k: k == "BENCH_DASHBOARD_ROWS",
+    )
     assert figures["dashboard_rows"] == 12000 and figures["dashboard_window_rows"] == 400
     assert all(value > 0 for value in figures.values()), figures
