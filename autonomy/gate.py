@@ -106,7 +106,10 @@ def decide(
     if not (operation.enabled and operation.connector.enabled):
         reasons.append(_reason(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
 
-    grant, behaviour = selectors.gate_facts(agent=agent, operation=operation, at=at)
+    per_minute, daily_spend = _limits(agent)
+    grant, behaviour = selectors.gate_facts(
+        agent=agent, operation=operation, at=at, rate_limit=per_minute
+    )
     if grant is None:
         reasons.append(
             _reason(
@@ -122,7 +125,6 @@ def decide(
         amount = Decimal(str(amount_value)).quantize(Decimal("0.01")) if amount_value else None
     except InvalidOperation:
         amount = None
-    per_minute, daily_spend = _limits(agent)
     if behaviour.actions_last_minute >= per_minute:
         reasons.append(
             _reason(

@@ -155,7 +155,11 @@ class ActionRequest(models.Model):
     """One thing an agent asked to do, the gate's decision, and what happened."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="actions")
+    # No index of its own: ``action_agent_time`` (agent, created_at) leads with it, and every
+    # index is one more write on the gate's path.
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.PROTECT, related_name="actions", db_index=False
+    )
     credential = models.ForeignKey(
         "agents.Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -191,15 +195,37 @@ class ActionRequest(models.Model):
             )
         ]
         indexes = [
-            # Covers the gate's behaviour sums (count and spend per agent since a time), so
-            # every decision reads the index alone, never the wide action rows.
-            models.Index(
-                fields=["agent", "created_at", "verdict", "amount"], name="action_agent_behaviour"
-            )
+            # An agent's actions by time: its page, its API list, and the gate's exact count
+            # of the last minute, which reads this index alone (hence ``verdict``).
+            models.Index(fields=["agent", "created_at", "verdict"], name="action_agent_time")
         ]
 
     def __str__(self) -> str:
         return f"{self.operation} by {self.agent} ({self.status})"
+
+
+class AgentUsage(models.Model):
+    """One agent's denials and allowed spend in one minute: what the gate's denial count and
+    daily budget read (``autonomy.usage``), so that a decision costs the same for an agent's
+    thousandth action of the day as for its first. Written in the transaction that records
+    each action; rows older than ``AUTONOMY_USAGE_KEEP_DAYS`` are pruned by beat."""
+
+    # No index of its own: the unique (agent, minute) constraint leads with it.
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    minute = models.DateTimeField()
+    denials = models.PositiveIntegerField(default=0)
+    spend = models.DecimalField(
+        max_digits=20, decimal_places=2, default=0, help_text="amounts of allowed actions"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "minute"], name="one_usage_row")]
+        indexes = [models.Index(fields=["minute"], name="usage_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.minute:%H:%M} {self.actions}/{self.denials}"
 
 
 class ConnectorSecret(models.Model):

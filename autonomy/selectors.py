@@ -10,9 +10,11 @@ from django.db import connection
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from agents.models import DriftFlag
-from autonomy.models import ActionRequest, ActionStatus, Operation
+from autonomy import usage
+from autonomy.models import ActionRequest, ActionStatus, AgentUsage, Operation
 from autonomy.risk import Behaviour
 
+CENTS = Decimal("0.01")
 _operations: tuple[int | None, dict[str, Operation]] = (None, {})
 
 
@@ -67,6 +69,7 @@ def _sql_names() -> dict[str, str]:
         "perm": quote(Permission._meta.db_table),
         "ct": quote(ContentType._meta.db_table),
         "act": quote(ActionRequest._meta.db_table),
+        "usage": quote(AgentUsage._meta.db_table),
         "flag": quote(DriftFlag._meta.db_table),
         # The open flags' kinds, comma-joined, in the same round trip.
         "kinds": "string_agg(kind, ',')"
@@ -95,24 +98,27 @@ _FACTS_SQL = (
     "  WHERE g.user_id = %s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1),"
     " (SELECT c.model FROM {gop} g JOIN {ct} c ON g.content_type_id = c.id"
     "  WHERE g.group_id = %s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1),"
-    " (SELECT COUNT(*) FROM {act} WHERE agent_id = %s AND created_at >= %s"
-    "  AND verdict IN ('allow', 'needs_approval')),"
-    " (SELECT COUNT(*) FROM {act} WHERE agent_id = %s AND created_at >= %s AND verdict = 'deny'),"
-    " (SELECT SUM(amount) FROM {act} WHERE agent_id = %s AND created_at >= %s"
-    "  AND verdict = 'allow'),"
+    " (SELECT COUNT(*) FROM (SELECT 1 FROM {act} WHERE agent_id = %s AND created_at >= %s"
+    "  AND verdict IN ('allow', 'needs_approval') LIMIT %s) recent),"
+    " (SELECT SUM(denials) FROM {usage} WHERE agent_id = %s AND minute >= %s),"
+    " (SELECT SUM(spend) FROM {usage} WHERE agent_id = %s AND minute >= %s),"
     " (SELECT {kinds} FROM {flag} WHERE agent_id = %s AND status = 'open')"
 )
 
 
-def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | None, Behaviour]:
-    """Grant and recent behaviour in ONE round trip: what ``grant_for`` and
-    ``agent_behaviour`` answer, in raw SQL because this runs on every decision and building
-    the ORM's five queries cost more than running them (measured with ``make bench``)."""
+def gate_facts(
+    *, agent, operation: Operation, at: datetime, rate_limit: int
+) -> tuple[dict | None, Behaviour]:
+    """Grant and recent behaviour in ONE round trip, in raw SQL because this runs on every
+    decision and building the ORM's queries cost more than running them (measured with
+    ``make bench``). Its cost does not grow with the agent's history: the actions of the last
+    60 seconds are counted exactly but never past ``rate_limit`` (the gate needs no more), and
+    denials and spend come from the agent's minute counters (``autonomy.usage``)."""
     ops = connection.ops
     agent_id = ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
         agent.pk, connection
     )
-    day_start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    bounds = usage.window_bounds(at)
 
     def when(value):
         return ops.adapt_datetimefield_value(value)
@@ -121,9 +127,9 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
     params = [
         agent.service_user_id, *target,
         agent.role.group_id, *target,
-        agent_id, when(at - timedelta(minutes=1)),
-        agent_id, when(at - timedelta(hours=1)),
-        agent_id, when(day_start),
+        agent_id, when(at - timedelta(minutes=1)), rate_limit,
+        agent_id, when(bounds["hour_start"]),
+        agent_id, when(bounds["day_start"]),
         agent_id,
     ]  # fmt: skip
     with connection.cursor() as cursor:
@@ -137,7 +143,7 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
     behaviour = Behaviour(
         actions_last_minute=last_minute or 0,
         denials_last_hour=denials or 0,
-        spend_today=Decimal(str(spend)) if spend is not None else Decimal(0),
+        spend_today=Decimal(str(spend or 0)).quantize(CENTS),
         open_flags=tuple(sorted(flags.split(","))) if flags else (),
     )
     return grant, behaviour

@@ -259,6 +259,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "approvals-sweep": {"task": "approvals.tasks.approvals_sweep", "schedule": 30.0},
     "actions-redispatch": {"task": "autonomy.tasks.actions_redispatch", "schedule": 15.0},
+    "usage-prune": {"task": "autonomy.tasks.usage_prune", "schedule": 3600.0},
     "workflows-sweep": {
         "task": "workflows.tasks.workflows_sweep",
         "schedule": env.float("AUTONOMY_WORKFLOW_SWEEP_SECONDS", default=10.0),
@@ -276,6 +277,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # An approved action no worker has started this long after its decision is sent again (its
 # publish, made after commit off the request thread, was lost).
 AUTONOMY_ACTION_REDISPATCH_SECONDS = env.int("AUTONOMY_ACTION_REDISPATCH_SECONDS", default=30)
+# Per-agent minute counters the gate reads (``autonomy.usage``) are kept this many days.
+AUTONOMY_USAGE_KEEP_DAYS = env.int("AUTONOMY_USAGE_KEEP_DAYS", default=2)
+# Under load, the publisher thread waits this long after an approved action before
+# publishing, so that the actions decided meanwhile go out as one message; after a quiet
+# spell it publishes at once (0: always at once). See autonomy/dispatch.py.
+AUTONOMY_PUBLISH_LINGER_MS = env.int("AUTONOMY_PUBLISH_LINGER_MS", default=25)
 # An executing action whose worker has said nothing for this long may be executed again (the
 # connector's idempotency key keeps it to one side effect); a younger one is left alone.
 AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = env.int(

@@ -19,7 +19,24 @@ def action_execute(action_id: str) -> None:
     services.action_execute(action_id=action_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def actions_fan_out(entries: list) -> None:
+    """Several approved actions the web process published as one message: send each its own
+    ``action_execute``. A lost fan-out is covered by ``actions_redispatch``."""
+    from autonomy import dispatch
+
+    dispatch.fan_out(entries)
+
+
 @shared_task
 def actions_redispatch() -> int:
     """Celery beat: resend approved actions whose publish was lost."""
     return services.actions_redispatch()
+
+
+@shared_task
+def usage_prune() -> int:
+    """Celery beat: delete per-agent minute counters no gate window reads any more."""
+    from autonomy import usage
+
+    return usage.usage_prune()

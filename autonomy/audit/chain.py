@@ -48,19 +48,22 @@ def canonical_json(value: Any) -> str:
     return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def record_hash(record: AuditRecord) -> str:
-    """The hash a record must carry, computed from its content and ``prev_hash``."""
+def record_hash(record: AuditRecord, *, payload_is_plain: bool = False) -> str:
+    """The hash a record must carry, computed from its content and ``prev_hash``.
+    ``payload_is_plain``: the payload already went through ``plain`` (``append`` did), so it
+    is not walked a second time."""
     content = {
         "seq": record.seq,
         "created_at": record.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "kind": record.kind,
         "actor": record.actor,
-        "agent_id": record.agent_id,
-        "action_id": record.action_id,
-        "payload": record.payload,
+        "agent_id": None if record.agent_id is None else str(record.agent_id),
+        "action_id": None if record.action_id is None else str(record.action_id),
+        "payload": record.payload if payload_is_plain else plain(record.payload),
         "prev_hash": record.prev_hash,
     }
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ def append(
             payload=payload,
             prev_hash=prev_hash,
         )
-        record.hash = record_hash(record)
+        record.hash = record_hash(record, payload_is_plain=True)
         if returning:
             values = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in _INSERTED]
             cursor.execute(sql["insert"], values)

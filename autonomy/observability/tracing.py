@@ -81,6 +81,20 @@ def attached(ctx) -> Iterator[None]:
             otel_context.detach(token)
 
 
+def carrier(ctx) -> dict[str, str]:
+    """The W3C headers of ``ctx`` (empty when nothing is traced), to carry in a message body
+    when one message carries several actions (``autonomy.dispatch``)."""
+    headers: dict[str, str] = {}
+    if ctx is not None:
+        propagate.inject(headers, context=ctx)
+    return headers
+
+
+def from_carrier(headers: dict | None):
+    """The context ``carrier`` wrote, for ``attached``; None when there was none."""
+    return propagate.extract(headers) if headers else None
+
+
 def connect_celery_signals() -> None:
     from celery.signals import before_task_publish, task_postrun, task_prerun
 

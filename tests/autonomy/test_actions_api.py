@@ -240,6 +240,42 @@ def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_actions_decided_together_go_out_as_one_message_and_each_executes_once(
+    postgres, celery_worker, settings, monkeypatch
+):
+    from autonomy import dispatch, tasks
+
+    settings.AUTONOMY_PUBLISH_LINGER_MS = 1500  # all but the first POST land in one batch
+    monkeypatch.setattr(dispatch, "publisher", dispatch.Publisher())
+    sent, fan_out = [], tasks.actions_fan_out.delay
+    monkeypatch.setattr(
+        tasks.actions_fan_out, "delay", lambda entries: (sent.append(entries), fan_out(entries))
+    )
+    api = agent_api(build_registry().token)
+    ids = []
+    for n in range(6):
+        body = {**GOOD, "params": {"invoice_id": f"INV-{n}", "amount": 10 + n}}
+        response = api.post(ACTIONS, body, format="json")
+        assert response.status_code == 201 and response.json()["decision"] == "allow"
+        ids.append(response.json()["id"])
+
+    wait_for(
+        lambda: (
+            ActionRequest.objects.filter(pk__in=ids, status=ActionStatus.SUCCEEDED).count()
+            == len(ids)
+        ),
+        timeout=30,
+        what="the worker to execute every action of the batch",
+    )
+    # The first went out at once (nothing was published before it); the rest came while the
+    # thread lingered and went out as one fan-out message.
+    assert len(sent) == 1 and len(sent[0]) >= 4
+    assert [entry[0] for entry in sent[0]] == ids[-len(sent[0]) :]
+    for action_id in ids:
+        assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_warm_allowed_post_costs_a_constant_number_of_queries(
     django_assert_num_queries, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -253,7 +289,8 @@ def test_a_warm_allowed_post_costs_a_constant_number_of_queries(
     # RETURNING, record INSERT, head UPDATE (the publish happens after commit, off-thread);
     # plus the transaction's BEGIN and COMMIT. It was 10 (operation lookup, a second version
     # read, the head locked by SELECT ... FOR UPDATE). Plus one: the dashboard's per-minute
-    # rollup upsert (INSERT ... ON CONFLICT DO UPDATE), 9 -> 10.
-    with django_capture_on_commit_callbacks(), django_assert_num_queries(10):
+    # rollup upsert (INSERT ... ON CONFLICT DO UPDATE), 9 -> 10. Plus one: the agent's
+    # minute counter upsert (``autonomy.usage``), which replaced scanning its actions, 10 -> 11.
+    with django_capture_on_commit_callbacks(), django_assert_num_queries(11):
         response = api.post(ACTIONS, body, format="json")
     assert response.status_code == 201 and response.json()["decision"] == "allow"

@@ -111,6 +111,39 @@ def test_the_publisher_thread_sends_the_task_in_the_requests_trace(spans, monkey
     assert published == [span.get_span_context().trace_id]
 
 
+@pytest.mark.django_db
+def test_a_batch_keeps_each_actions_trace_and_request_id_through_the_fan_out(
+    spans, settings, monkeypatch
+):
+    from autonomy import tasks
+    from autonomy.observability.request_id import request_id_var
+
+    settings.AUTONOMY_PUBLISH_LINGER_MS = 500
+    batches, executed = [], []
+    monkeypatch.setattr(tasks.actions_fan_out, "delay", batches.append)
+    monkeypatch.setattr(
+        tasks.action_execute,
+        "delay",
+        lambda action_id: executed.append(
+            (action_id, request_id_var.get(), trace.get_current_span().get_span_context().trace_id)
+        ),
+    )
+    publisher, expected = dispatch.Publisher(), []
+    for n in range(3):
+        token = request_id_var.set(f"req-{n}")
+        with tracing.tracer.start_as_current_span(f"api {n}") as span:
+            publisher.submit(f"action-{n}")
+            expected.append((f"action-{n}", f"req-{n}", span.get_span_context().trace_id))
+        request_id_var.reset(token)
+    publisher.flush()
+
+    # The first may go out alone at once (nothing was published before it); the others
+    # arrive while the thread lingers and go out as one message.
+    assert len(batches) == 1 and len(executed) + len(batches[0]) == 3
+    dispatch.fan_out(batches[0])  # what the worker's actions_fan_out does
+    assert executed == expected
+
+
 def test_a_published_task_carries_the_traceparent_header(spans):
     from celery.signals import before_task_publish
 
