@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from agents import services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
+from autonomy import intervention
 from autonomy.errors import DomainError
 
 
@@ -87,8 +88,6 @@ _bulk_revoke.allowed_permissions = ("change",)
 
 
 def _bulk_kill(modeladmin, request, queryset):
-    from autonomy import intervention
-
     done, refused = 0, []
     for agent in queryset:
         try:
@@ -124,9 +123,10 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     actions = [
-        _bulk(services.agent_pause, "pause"),
-        _bulk(services.agent_resume, "resume"),
-        _bulk(services.agent_quarantine, "quarantine"),
+        # Interventions: each writes an Intervention row besides the audit record.
+        _bulk(intervention.agent_pause, "pause"),
+        _bulk(intervention.agent_resume, "resume"),
+        _bulk(intervention.agent_quarantine, "quarantine"),
         _bulk_revoke,
         _bulk_kill,
     ]

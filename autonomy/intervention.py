@@ -26,18 +26,21 @@ AUTHORITY_PERM = "agents.change_agent"
 STOP_REASON_PREFIX = "emergency stop #"
 
 
-def may_intervene(*, user) -> bool:
-    """Superusers, IT admins and risk officers (whose roles may change agents); never an
+def may_intervene(*, user, agent: Agent | None = None) -> bool:
+    """Superusers, IT admins and risk officers (whose roles may change agents), and, for one
+    ``agent``, whoever may change that agent (a django-guardian object permission); never an
     agent's service user."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
     if hasattr(user, "agent"):
         return False
-    return user.is_superuser or user.has_perm(AUTHORITY_PERM)
+    if user.is_superuser or user.has_perm(AUTHORITY_PERM):
+        return True
+    return agent is not None and user.has_perm(AUTHORITY_PERM, agent)
 
 
-def _require(by) -> None:
-    if not may_intervene(user=by):
+def _require(by, agent: Agent | None = None) -> None:
+    if not may_intervene(user=by, agent=agent):
         raise DomainError(
             ErrorCode.PERMISSION_DENIED,
             "Only IT admins, risk officers and superusers may intervene.",
@@ -86,7 +89,7 @@ def _record(
 
 
 def _lifecycle(*, kind: str, service, agent: Agent, by, reason: str) -> Agent:
-    _require(by)
+    _require(by, agent)
     with transaction.atomic():
         agent = service(agent=agent, by=by, reason=reason)
         _record(kind=kind, by=by, reason=reason, agent=agent, details={"status": agent.status})

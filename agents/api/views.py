@@ -94,20 +94,28 @@ class AgentViewSet(
         agent = service(agent=agent, by=request.user, reason=data.validated_data["reason"])
         return Response(s.AgentSerializer(agent).data)
 
+    # Pause, resume and quarantine are interventions: each also writes an Intervention row
+    # (the agent page's history) besides the audit record.
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        return self._lifecycle(request, services.agent_pause)
+        from autonomy import intervention
+
+        return self._lifecycle(request, intervention.agent_pause)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._lifecycle(request, services.agent_resume)
+        from autonomy import intervention
+
+        return self._lifecycle(request, intervention.agent_resume)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def quarantine(self, request, pk=None):
-        return self._lifecycle(request, services.agent_quarantine)
+        from autonomy import intervention
+
+        return self._lifecycle(request, intervention.agent_quarantine)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])

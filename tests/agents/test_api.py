@@ -135,6 +135,11 @@ def test_pause_through_the_api_records_who_and_why(admin_api, agent, it_admin):
     assert response.json()["status"] == "paused"
     agent.refresh_from_db()
     assert agent.status == AgentStatus.PAUSED and agent.status_reason == "audit week"
+    # An intervention like any other: the agent page's history shows it.
+    from autonomy.models import Intervention
+
+    (pause,) = Intervention.objects.filter(agent=agent)
+    assert (pause.kind, pause.by, pause.reason) == ("pause", it_admin, "audit week")
 
 
 def test_agents_may_not_use_the_registry_endpoints(api, agent):
