@@ -86,6 +86,7 @@ def action_request(
     idempotency_key: str | None = None,
     approval_gate: str = "",
     dispatch: bool = True,
+    operation: Operation | None = None,
 ) -> tuple[ActionRequest, bool]:
     """Decide and record one action. Returns (action, replayed).
 
@@ -94,12 +95,14 @@ def action_request(
     ``approval_gate`` (a reason) sends an action the gate allows to people anyway, as a
     workflow's approval step asks; it never turns a denial into anything else. With
     ``dispatch=False`` the caller executes an allowed action itself (a workflow step does,
-    on the worker it already runs on).
+    on the worker it already runs on). A caller that read ``operation`` (with its connector)
+    in its own transaction passes it, and it is not looked up again (a workflow step does).
     """
     # One version read for the whole request: the operation and the policies it is decided
     # on come from the same registry state, and neither is read again.
     version = policy_engine.store_version()
-    operation = resolve_operation(key=operation_key, version=version)
+    if operation is None or operation.key != operation_key:
+        operation = resolve_operation(key=operation_key, version=version)
     params = validate_params(operation=operation, params=params)
     request_hash = hashlib.sha256(
         _canonical({"op": operation.key, "params": params, "reason": reason}).encode()
@@ -199,19 +202,23 @@ def _insert_action(action: ActionRequest) -> None:
 
 
 def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
-    existing = (
-        ActionRequest.objects.select_related("operation__connector")
-        .filter(agent=agent, idempotency_key=key)
+    # A narrow probe first: a key is usually new (every workflow step's is), and a miss then
+    # costs one index lookup, not the joined row.
+    found = (
+        ActionRequest.objects.filter(agent=agent, idempotency_key=key)
+        .values_list("pk", "request_hash")
         .first()
     )
-    if existing is not None and existing.request_hash != request_hash:
+    if found is None:
+        return None
+    if found[1] != request_hash:
         raise DomainError(
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was used for a different request.",
-            {"action_id": str(existing.pk)},
+            {"action_id": str(found[0])},
             status_code=409,
         )
-    return existing
+    return ActionRequest.objects.select_related("operation__connector").get(pk=found[0])
 
 
 def dispatch_on_commit(action_id) -> None:
@@ -250,12 +257,14 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
     emergency stop) has its approved action cancelled instead: a stop takes effect at once.
     """
     with transaction.atomic():
-        action = (
-            ActionRequest.objects.select_for_update(of=("self",))
-            .select_related("operation__connector", "agent__service_user")
-            .filter(pk=action_id)
-            .first()
-        )
+        try:  # get(), not first(): no ORDER BY (the model orders by -created_at) to build
+            action = (
+                ActionRequest.objects.select_for_update(of=("self",))
+                .select_related("operation__connector", "agent__service_user")
+                .get(pk=action_id)
+            )
+        except ActionRequest.DoesNotExist:
+            action = None
         if action is None or action.status not in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
             return action
         if action.status == ActionStatus.EXECUTING and not recover:
@@ -278,14 +287,16 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
         status, outcome, error = ActionStatus.FAILED, None, {"message": str(exc)}
 
     with transaction.atomic():
-        action = ActionRequest.objects.select_for_update().get(pk=action.pk)
-        if action.status != ActionStatus.EXECUTING:
-            return action
-        action.status = status
-        action.outcome = outcome
-        action.error = error
-        action.finished_at = timezone.now()
-        action.save(update_fields=["status", "outcome", "error", "finished_at"])
+        # Settle only an action still executing (a stop may have cancelled it meanwhile):
+        # one conditional UPDATE, which also takes the row's lock.
+        finished_at = timezone.now()
+        settled = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.EXECUTING).update(
+            status=status, outcome=outcome, error=error, finished_at=finished_at
+        )
+        if not settled:
+            return ActionRequest.objects.select_related("operation__connector").get(pk=action.pk)
+        action.status, action.outcome, action.error = status, outcome, error
+        action.finished_at = finished_at
         audit.append(
             kind="action_outcome",
             actor="worker",

@@ -417,6 +417,7 @@ def _request_action(*, run: Run, step_run: StepRun):
         action, _ = kernel.action_request(
             agent=step_run.assignee,
             operation_key=step.operation.key,
+            operation=step.operation,  # read with its connector by _lock: not looked up again
             params=step_run.input,
             reason=f"{run.template.name}: {step.name} (run {run.pk})",
             idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
