@@ -284,13 +284,12 @@ def credential_authenticate(*, token: str) -> Credential:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Malformed token.", status_code=401)
-    credential = (
-        Credential.objects.select_related(
+    try:  # get(), not first(): no ORDER BY (credentials order by -created_at) to build
+        credential = Credential.objects.select_related(
             "agent__service_user", "agent__business_unit", "agent__owner", "agent__role__group"
-        )
-        .filter(prefix=parts[1])
-        .first()
-    )
+        ).get(prefix=parts[1])
+    except Credential.DoesNotExist:
+        credential = None
     # Compare even when nothing was found, so timing does not tell which prefixes exist.
     expected = credential.token_hash if credential else _digest("")
     if not hmac.compare_digest(expected, _digest(token)) or credential is None:

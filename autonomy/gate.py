@@ -76,6 +76,19 @@ def _limits(agent) -> tuple[int, Decimal | None]:
     return per_minute, spend
 
 
+class VersionMoved(Exception):
+    """The policy store moved past the version a decision was asked to confirm."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+def _confirm(guess: int | None, seen: int) -> None:
+    if (guess or 0) != seen:
+        raise VersionMoved(seen)
+
+
 def decide(
     *,
     agent,
@@ -86,13 +99,21 @@ def decide(
     draft_text: str | None = None,
     draft_replaces: int | None = None,
     version: int | None = None,
+    confirm_version: bool = False,
 ) -> Decision:
     """``version``: the policy-store version the caller read for this request (see
-    ``autonomy.policy.engine.store_version``), so the decision does not read it again."""
+    ``autonomy.policy.engine.store_version``), so the decision does not read it again. With
+    ``confirm_version`` it is a guess (the one ``selectors.cached_version`` gives): the
+    decision checks it against what its own read sees and raises ``VersionMoved`` when the
+    store moved, so the caller resolves its operation again and asks again."""
     at = at or timezone.now()
     reasons: list[dict] = []
 
-    if agent.status != AgentStatus.ACTIVE:
+    stopped = agent.status != AgentStatus.ACTIVE
+    if confirm_version and (stopped or (credential and credential.state(at) != "active")):
+        # These answers come before the one read that would confirm the guess.
+        _confirm(version, policy_engine.store_version())
+    if stopped:
         code = STATUS_CODES[agent.status]
         return Decision(
             verdict=Verdict.DENY,
@@ -107,9 +128,9 @@ def decide(
         reasons.append(_reason(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
 
     per_minute, daily_spend = _limits(agent)
-    grant, behaviour = selectors.gate_facts(
-        agent=agent, operation=operation, at=at, rate_limit=per_minute
-    )
+    grant, behaviour, seen = selectors.gate_facts(agent=agent, operation=operation, at=at)
+    if confirm_version:
+        _confirm(version, seen)
     if grant is None:
         reasons.append(
             _reason(

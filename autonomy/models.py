@@ -195,9 +195,9 @@ class ActionRequest(models.Model):
             )
         ]
         indexes = [
-            # An agent's actions by time: its page, its API list, and the gate's exact count
-            # of the last minute, which reads this index alone (hence ``verdict``).
-            models.Index(fields=["agent", "created_at", "verdict"], name="action_agent_time")
+            # An agent's actions by time: its page, its API list, drift baselines. The gate
+            # reads ``AgentUsage`` instead.
+            models.Index(fields=["agent", "created_at"], name="action_agent_time")
         ]
 
     def __str__(self) -> str:
@@ -205,16 +205,17 @@ class ActionRequest(models.Model):
 
 
 class AgentUsage(models.Model):
-    """One agent's denials and allowed spend in one minute: what the gate's denial count and
-    daily budget read (``autonomy.usage``), so that a decision costs the same for an agent's
-    thousandth action of the day as for its first. Written in the transaction that records
-    each action; rows older than ``AUTONOMY_USAGE_KEEP_DAYS`` are pruned by beat."""
+    """One agent's decided actions in one minute: what the gate's rate limit, denial count
+    and daily budget read (``autonomy.usage``), so that a decision costs the same for an
+    agent's thousandth action of the day as for its first. Written in the transaction that
+    records each action; rows older than ``AUTONOMY_USAGE_KEEP_DAYS`` are pruned by beat."""
 
     # No index of its own: the unique (agent, minute) constraint leads with it.
     agent = models.ForeignKey(
         "agents.Agent", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     minute = models.DateTimeField()
+    actions = models.PositiveIntegerField(default=0, help_text="allowed or sent to approval")
     denials = models.PositiveIntegerField(default=0)
     spend = models.DecimalField(
         max_digits=20, decimal_places=2, default=0, help_text="amounts of allowed actions"

@@ -1,7 +1,7 @@
 """Reads the gate needs, each a constant number of queries whatever the registry's size."""
 
 import copy
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import Permission
@@ -11,7 +11,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from agents.models import DriftFlag
 from autonomy import usage
-from autonomy.models import ActionRequest, ActionStatus, AgentUsage, Operation
+from autonomy.models import ActionRequest, ActionStatus, AgentUsage, Operation, PolicyStoreState
 from autonomy.risk import Behaviour
 
 CENTS = Decimal("0.01")
@@ -68,8 +68,8 @@ def _sql_names() -> dict[str, str]:
         "gop": quote(GroupObjectPermission._meta.db_table),
         "perm": quote(Permission._meta.db_table),
         "ct": quote(ContentType._meta.db_table),
-        "act": quote(ActionRequest._meta.db_table),
         "usage": quote(AgentUsage._meta.db_table),
+        "state": quote(PolicyStoreState._meta.db_table),
         "flag": quote(DriftFlag._meta.db_table),
         # The open flags' kinds, comma-joined, in the same round trip.
         "kinds": "string_agg(kind, ',')"
@@ -98,22 +98,21 @@ _FACTS_SQL = (
     "  WHERE g.user_id = %s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1),"
     " (SELECT c.model FROM {gop} g JOIN {ct} c ON g.content_type_id = c.id"
     "  WHERE g.group_id = %s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1),"
-    " (SELECT COUNT(*) FROM (SELECT 1 FROM {act} WHERE agent_id = %s AND created_at >= %s"
-    "  AND verdict IN ('allow', 'needs_approval') LIMIT %s) recent),"
+    " (SELECT actions FROM {usage} WHERE agent_id = %s AND minute = %s),"
+    " (SELECT actions FROM {usage} WHERE agent_id = %s AND minute = %s),"
     " (SELECT SUM(denials) FROM {usage} WHERE agent_id = %s AND minute >= %s),"
     " (SELECT SUM(spend) FROM {usage} WHERE agent_id = %s AND minute >= %s),"
-    " (SELECT {kinds} FROM {flag} WHERE agent_id = %s AND status = 'open')"
+    " (SELECT {kinds} FROM {flag} WHERE agent_id = %s AND status = 'open'),"
+    " (SELECT version FROM {state} WHERE id = 1)"
 )
 
 
-def gate_facts(
-    *, agent, operation: Operation, at: datetime, rate_limit: int
-) -> tuple[dict | None, Behaviour]:
+def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | None, Behaviour, int]:
     """Grant and recent behaviour in ONE round trip, in raw SQL because this runs on every
     decision and building the ORM's queries cost more than running them (measured with
-    ``make bench``). Its cost does not grow with the agent's history: the actions of the last
-    60 seconds are counted exactly but never past ``rate_limit`` (the gate needs no more), and
-    denials and spend come from the agent's minute counters (``autonomy.usage``)."""
+    ``make bench``). Behaviour comes from the agent's minute counters (``autonomy.usage``):
+    a few small rows, however many actions the agent asked for. Also returns the policy-store
+    version as this read saw it, so a caller that guessed it can check (``gate.decide``)."""
     ops = connection.ops
     agent_id = ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
         agent.pk, connection
@@ -127,26 +126,36 @@ def gate_facts(
     params = [
         agent.service_user_id, *target,
         agent.role.group_id, *target,
-        agent_id, when(at - timedelta(minutes=1)), rate_limit,
+        agent_id, when(bounds["this_minute"]),
+        agent_id, when(bounds["last_minute"]),
         agent_id, when(bounds["hour_start"]),
         agent_id, when(bounds["day_start"]),
         agent_id,
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_FACTS_SQL.format(**_sql_names()), params)
-        direct, via_role, last_minute, denials, spend, flags = cursor.fetchone()
+        row = cursor.fetchone()
+    direct, via_role, this_minute, last_minute, denials, spend, flags, version = row
     grant = None
     if direct is not None:
         grant = {"to": "agent", "on": direct}
     elif via_role is not None:
         grant = {"to": f"role:{agent.role.slug}", "on": via_role}
     behaviour = Behaviour(
-        actions_last_minute=last_minute or 0,
+        actions_last_minute=usage.actions_last_minute(
+            at=at, this_minute=this_minute or 0, last_minute=last_minute or 0
+        ),
         denials_last_hour=denials or 0,
         spend_today=Decimal(str(spend or 0)).quantize(CENTS),
         open_flags=tuple(sorted(flags.split(","))) if flags else (),
     )
-    return grant, behaviour
+    return grant, behaviour, version or 0
+
+
+def cached_version() -> int | None:
+    """The policy-store version the operation cache holds (a committed one), or None: a
+    guess a request may start from, confirmed by ``gate_facts``'s read."""
+    return _operations[0]
 
 
 def actions_not_started(*, decided_before: datetime, limit: int = 1000) -> list:

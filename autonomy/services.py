@@ -4,6 +4,7 @@
 and its audit record in one transaction, and hand allowed work to a worker after commit.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,13 @@ def _canonical(data) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+@functools.lru_cache(maxsize=512)
+def _validator(schema_text: str) -> jsonschema.Draft202012Validator:
+    """One validator per distinct schema, built once (building one per request cost more
+    than validating)."""
+    return jsonschema.Draft202012Validator(json.loads(schema_text))
+
+
 def validate_params(*, operation: Operation, params) -> dict:
     """Parameters must be a JSON object within size and satisfy the operation's schema."""
     if not isinstance(params, dict):
@@ -48,7 +56,7 @@ def validate_params(*, operation: Operation, params) -> dict:
             status_code=413,
         )
     if operation.params_schema:
-        validator = jsonschema.Draft202012Validator(operation.params_schema)
+        validator = _validator(_canonical(operation.params_schema))
         errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
         if errors:
             raise DomainError(
@@ -98,9 +106,13 @@ def action_request(
     on the worker it already runs on). A caller that read ``operation`` (with its connector)
     in its own transaction passes it, and it is not looked up again (a workflow step does).
     """
-    # One version read for the whole request: the operation and the policies it is decided
-    # on come from the same registry state, and neither is read again.
-    version = policy_engine.store_version()
+    # The operation and the policies a request is decided on come from one registry state.
+    # An agent's request starts from the version the operation cache holds, and the gate's
+    # one read confirms it (a round trip saved on every request); when the store moved, the
+    # operation is resolved again on the version that read saw. A caller with its own
+    # transaction reads the version first.
+    guess = selectors.cached_version() if operation is None else None
+    version = guess if guess is not None else policy_engine.store_version()
     if operation is None or operation.key != operation_key:
         operation = resolve_operation(key=operation_key, version=version)
     params = validate_params(operation=operation, params=params)
@@ -113,9 +125,19 @@ def action_request(
             return existing, True
 
     now = timezone.now()
-    decision = gate.decide(
-        agent=agent, operation=operation, params=params, credential=credential, version=version
-    )
+    try:
+        decision = gate.decide(
+            agent=agent, operation=operation, params=params, credential=credential,
+            version=version, confirm_version=guess is not None,
+        )  # fmt: skip
+    except gate.VersionMoved as moved:
+        version = moved.version
+        operation = resolve_operation(key=operation_key, version=version)
+        params = validate_params(operation=operation, params=params)
+        decision = gate.decide(
+            agent=agent, operation=operation, params=params, credential=credential,
+            version=version,
+        )  # fmt: skip
     if approval_gate and decision.verdict == Verdict.ALLOW:
         decision.verdict = Verdict.NEEDS_APPROVAL
         decision.reasons.append(

@@ -1,4 +1,4 @@
-"""Per-agent minute counters: what the gate's denial count and daily budget read.
+"""Per-agent minute counters: what the gate's rate limit, denial count and daily budget read.
 
 Each decided action adds itself to its agent's row for the minute (``usage_record``: one
 upsert, in the transaction that records the action, so a counter can never disagree with the
@@ -9,13 +9,16 @@ slower after 3,000 actions of one agent).
 
 The windows read from minute rows (``window_bounds``):
 
+- *actions in the last minute* (the rate limit, and the ``recent_rate`` risk factor): the
+  sliding-window estimate rate limiters commonly use, this minute's count plus the last
+  minute's weighted by the share of it still inside the 60-second window, rounded up. It
+  never lets an agent past its limit within one calendar minute (UTC); a burst at the very
+  end of one minute is only partly counted against the next (``actions_last_minute``);
 - *denials in the last hour*: the current minute and the 59 before it;
 - *spend today*: allowed amounts since 00:00 UTC.
-
-The rate limit stays exact: the gate counts the agent's actions of the last 60 seconds
-itself, never past the agent's limit (``selectors.gate_facts``).
 """
 
+import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -33,12 +36,14 @@ def minute_of(moment: datetime) -> datetime:
 def _upsert_sql() -> str:
     meta, q = AgentUsage._meta, connection.ops.quote_name
     table = q(meta.db_table)
-    agent, minute, denials, spend = (
-        q(meta.get_field(name).column) for name in ("agent", "minute", "denials", "spend")
+    agent, minute, actions, denials, spend = (
+        q(meta.get_field(name).column)
+        for name in ("agent", "minute", "actions", "denials", "spend")
     )
     return (
-        f"INSERT INTO {table} ({agent}, {minute}, {denials}, {spend})"
-        f" VALUES (%s, %s, %s, %s) ON CONFLICT ({agent}, {minute}) DO UPDATE SET"
+        f"INSERT INTO {table} ({agent}, {minute}, {actions}, {denials}, {spend})"
+        f" VALUES (%s, %s, %s, %s, %s) ON CONFLICT ({agent}, {minute}) DO UPDATE SET"
+        f" {actions} = {table}.{actions} + excluded.{actions},"
         f" {denials} = {table}.{denials} + excluded.{denials},"
         f" {spend} = {table}.{spend} + excluded.{spend}"
     )
@@ -46,12 +51,10 @@ def _upsert_sql() -> str:
 
 def usage_record(*, action: ActionRequest) -> None:
     """Count one decided action in its agent's minute: one statement, in the caller's
-    transaction; none when there is nothing to count (no denial, no spend)."""
+    transaction."""
     ops = connection.ops
     denied = action.verdict == Verdict.DENY
     spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)
-    if not denied and not spend:
-        return
     with connection.cursor() as cursor:
         cursor.execute(
             _upsert_sql(),
@@ -60,6 +63,7 @@ def usage_record(*, action: ActionRequest) -> None:
                     action.agent_id, connection
                 ),
                 ops.adapt_datetimefield_value(minute_of(action.created_at)),
+                0 if denied else 1,
                 1 if denied else 0,
                 ops.adapt_decimalfield_value(spend, 20, 2),
             ],
@@ -70,9 +74,17 @@ def window_bounds(at: datetime) -> dict[str, datetime]:
     """The minute rows each window reads, by their ``minute``."""
     this_minute = minute_of(at)
     return {
+        "this_minute": this_minute,
+        "last_minute": this_minute - timedelta(minutes=1),
         "hour_start": this_minute - timedelta(minutes=59),
         "day_start": at.replace(hour=0, minute=0, second=0, microsecond=0),
     }
+
+
+def actions_last_minute(*, at: datetime, this_minute: int, last_minute: int) -> int:
+    """The sliding 60-second estimate from two minute counts (see the module's docstring)."""
+    elapsed = at.second + at.microsecond / 1e6
+    return this_minute + math.ceil(last_minute * (60 - elapsed) / 60)
 
 
 def usage_prune(*, now: datetime | None = None) -> int:

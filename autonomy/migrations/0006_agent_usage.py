@@ -5,8 +5,8 @@ from django.db import migrations, models
 
 
 def backfill(apps, schema_editor):
-    """Count the denials and spend the gate's windows still look at (today and the last
-    hour) into usage rows, so that limits hold across the upgrade."""
+    """Count the actions the gate's windows still look at (today and the last hour) into
+    usage rows, so that limits hold across the upgrade."""
     from datetime import timedelta
 
     from django.db.models import Count, Q, Sum
@@ -22,6 +22,7 @@ def backfill(apps, schema_editor):
         .annotate(bucket=TruncMinute("created_at"))
         .values("agent_id", "bucket")
         .annotate(
+            actions=Count("pk", filter=Q(verdict__in=["allow", "needs_approval"])),
             denials=Count("pk", filter=Q(verdict="deny")),
             spend=Sum("amount", filter=Q(verdict="allow")),
         )
@@ -31,6 +32,7 @@ def backfill(apps, schema_editor):
             AgentUsage(
                 agent_id=g["agent_id"],
                 minute=g["bucket"],
+                actions=g["actions"],
                 denials=g["denials"],
                 spend=g["spend"] or 0,
             )
@@ -53,6 +55,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('minute', models.DateTimeField()),
+                ('actions', models.PositiveIntegerField(default=0, help_text='allowed or sent to approval')),
                 ('denials', models.PositiveIntegerField(default=0)),
                 ('spend', models.DecimalField(decimal_places=2, default=0, help_text='amounts of allowed actions', max_digits=20)),
             ],
@@ -68,7 +71,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='actionrequest',
-            index=models.Index(fields=['agent', 'created_at', 'verdict'], name='action_agent_time'),
+            index=models.Index(fields=['agent', 'created_at'], name='action_agent_time'),
         ),
         migrations.AddField(
             model_name='agentusage',

@@ -291,6 +291,60 @@ def test_a_warm_allowed_post_costs_a_constant_number_of_queries(
     # read, the head locked by SELECT ... FOR UPDATE). Plus one: the dashboard's per-minute
     # rollup upsert (INSERT ... ON CONFLICT DO UPDATE), 9 -> 10. Plus one: the agent's
     # minute counter upsert (``autonomy.usage``), which replaced scanning its actions, 10 -> 11.
-    with django_capture_on_commit_callbacks(), django_assert_num_queries(11):
+    # Minus one: the store version is no longer read first; the gate's one read confirms the
+    # version the operation cache holds, 11 -> 10.
+    with django_capture_on_commit_callbacks(), django_assert_num_queries(10):
         response = api.post(ACTIONS, body, format="json")
     assert response.status_code == 201 and response.json()["decision"] == "allow"
+
+
+# --- the version a request starts from ------------------------------------------------------
+# A request starts from the policy-store version the operation cache holds and the gate's one
+# read confirms it; these change the store between two requests of a warm process.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_enabled_between_two_requests_decides_the_second():
+    from autonomy.policy import services as policy_services
+
+    reg = build_registry()
+    api = agent_api(reg.token)
+    assert api.post(ACTIONS, GOOD, format="json").json()["decision"] == "allow"  # warm
+    policy_services.policy_save(
+        name="stop", enabled=True, by=reg.officer, text="forbid (principal, action, resource);"
+    )
+    body = {**GOOD, "params": {"invoice_id": "INV-2", "amount": 120}}
+    second = api.post(ACTIONS, body, format="json").json()
+    assert second["decision"] == "deny"
+    assert "policy_forbid" in [r["code"] for r in second["reasons"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operation_disabled_between_two_requests_is_refused_on_the_second():
+    reg = build_registry()
+    api = agent_api(reg.token)
+    assert api.post(ACTIONS, GOOD, format="json").json()["decision"] == "allow"  # warm
+    reg.post.enabled = False
+    reg.post.save()  # moves the store version
+    body = {**GOOD, "params": {"invoice_id": "INV-2", "amount": 120}}
+    second = api.post(ACTIONS, body, format="json").json()
+    assert second["decision"] == "deny"
+    assert "operation_disabled" in [r["code"] for r in second["reasons"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paused_agent_after_a_store_change_is_denied_on_the_current_operation():
+    """The denial comes before the gate's read; it still records today's operation."""
+    from autonomy.models import Operation
+
+    reg = build_registry()
+    api = agent_api(reg.token)
+    assert api.post(ACTIONS, GOOD, format="json").json()["decision"] == "allow"  # warm
+    reg.post.slug = "post-invoice-v1"
+    reg.post.save()  # the key the agent asks for now names another operation
+    current = Operation.objects.create(connector=reg.erp, slug="post-invoice", name="Post v2")
+    agent_services.agent_pause(agent=reg.agent, by=reg.officer, reason="audit")
+    body = {**GOOD, "params": {"invoice_id": "INV-2", "amount": 120}}
+    response = api.post(ACTIONS, body, format="json")
+    assert response.status_code == 201 and response.json()["decision"] == "deny"
+    assert ActionRequest.objects.get(pk=response.json()["id"]).operation_id == current.pk
