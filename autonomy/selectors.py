@@ -31,7 +31,7 @@ def operation_by_key(*, key: str, version: int | None = None) -> Operation | Non
     if not connector_slug or not slug:
         return None
     cached_version, cache = _operations
-    if version is not None and cached_version == version and key in cache:
+    if version and cached_version == version and key in cache:
         return _copy(cache[key])
     operation = (
         Operation.objects.select_related("connector")
@@ -40,7 +40,9 @@ def operation_by_key(*, key: str, version: int | None = None) -> Operation | Non
     )
     # Only a committed version is never issued again (a rolled-back bump can be), and outside
     # a transaction only committed versions are read: remember only what was read there.
-    if operation is not None and version is not None and not connection.in_atomic_block:
+    # Version 0 is a database without its store row (a flushed test database): it never
+    # moves, so nothing read there may be kept.
+    if operation is not None and version and not connection.in_atomic_block:
         _remember(version, key, operation)
         return _copy(operation)
     return operation

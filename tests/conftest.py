@@ -38,6 +38,21 @@ def pytest_runtest_makereport(item, call):
 # --- people, agents, API clients ------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _fresh_registry_caches():
+    """Each test starts with empty process caches of operations and compiled policies.
+
+    Both are keyed by the policy-store version, which never repeats in one database's life;
+    but tests flush the database and travel in time (``time_machine``), and the version is
+    time-based, so a later test can see an earlier test's version number with other content.
+    """
+    from autonomy import selectors
+    from autonomy.policy import engine
+
+    selectors._operations = (None, {})
+    engine._compiled = None
+
+
 @pytest.fixture
 def it_admin(db):
     from django.contrib.auth.models import Group

@@ -244,10 +244,11 @@ def _compiled_for(version: int | None) -> CompiledStore:
     global _compiled
     version = version or 0  # no row (a flushed test database) reads as version 0
     compiled = _compiled
-    if compiled is not None and compiled.version == version:
+    # Version 0 never moves, whatever changes: compile again rather than trust it.
+    if compiled is not None and compiled.version == version and version:
         return compiled
     with _lock:
-        if _compiled is None or _compiled.version != version:
+        if _compiled is None or _compiled.version != version or not version:
             _compiled = CompiledStore(version)
         return _compiled
 
