@@ -3,7 +3,9 @@
 
 Connector ``config``: ``host``, ``port`` (25), ``tls`` (``"starttls"``, ``"ssl"`` or
 ``"none"``), ``username``, ``password_secret`` (a secret name), ``from`` and
-``timeout_seconds`` (10); ``allowed_domains`` restricts recipients when set.
+``timeout_seconds`` (10); ``allowed_domains`` restricts recipients when set. A password is
+never sent in the clear: logging in with ``tls`` ``"none"`` is refused unless the server is
+on this machine (a loopback address) or ``allow_plaintext_login`` is set.
 
 At most once. SMTP has no idempotency key a server honours, so "check the receipt, send,
 then record it" would send twice if a worker dies between the send and the record (the
@@ -17,6 +19,7 @@ duplicate.
 """
 
 import functools
+import ipaddress
 import smtplib
 import socket
 import ssl
@@ -98,12 +101,31 @@ def _fqdn() -> str:
     return socket.getfqdn()
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _open(connector) -> smtplib.SMTP:
     config = connector.config
     helo = config.get("helo") or _fqdn()
     host, port = config["host"], int(config.get("port") or 25)
     timeout = float(config.get("timeout_seconds") or 10)
     tls = config.get("tls", "none")
+    if (
+        config.get("username")
+        and tls not in ("ssl", "starttls")
+        and not _loopback(host)
+        and not config.get("allow_plaintext_login")
+    ):
+        raise ConnectorError(
+            f'{connector.name} would send its password unencrypted: set tls to "starttls" '
+            'or "ssl" (or allow_plaintext_login, knowingly).'
+        )
     context = ssl.create_default_context()
     try:
         if tls == "ssl":

@@ -121,3 +121,13 @@ def test_the_password_secret_logs_in_and_appears_in_no_log_or_error(caplog):
     assert PASSWORD not in str(caught.value)
     assert not ConnectorCall.objects.filter(idempotency_key="act-8").exists()  # free to retry
     assert PASSWORD not in caplog.text
+
+
+def test_a_password_is_never_sent_unencrypted_to_another_machine():
+    send = mail_connector(25, username="bot", password_secret="smtp")
+    send.connector.config["host"] = "192.0.2.10"  # TEST-NET: nothing may even be tried
+    send.connector.save()
+    with pytest.raises(connectors.ConnectorError) as caught:
+        connectors.call(operation=send, params=PARAMS, idempotency_key="act-9")
+    assert "unencrypted" in str(caught.value)
+    assert not ConnectorCall.objects.filter(idempotency_key="act-9").exists()  # free to retry
