@@ -9,6 +9,8 @@ import re
 import uuid
 from contextvars import ContextVar
 
+from autonomy.observability import tracing
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 HEADER = "X-Request-ID"
@@ -28,10 +30,13 @@ class RequestIdMiddleware:
         value = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(value)
         request.request_id = value
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # An agent that traces its own work sends a W3C ``traceparent``: the gate's spans
+        # continue that trace instead of starting one of their own.
+        with tracing.attached(tracing.incoming(request.headers)):
+            try:
+                response = self.get_response(request)
+            finally:
+                request_id_var.reset(token)
         response[HEADER] = value
         return response
 

@@ -95,6 +95,18 @@ def from_carrier(headers: dict | None):
     return propagate.extract(headers) if headers else None
 
 
+def incoming(headers) -> object | None:
+    """The caller's trace context from its W3C ``traceparent`` / ``tracestate`` request
+    headers, for ``attached``; None without one."""
+    parent = headers.get(TRACEPARENT)
+    if not parent:
+        return None
+    carried = {TRACEPARENT: parent}
+    if state := headers.get("tracestate"):
+        carried["tracestate"] = state
+    return propagate.extract(carried)
+
+
 def connect_celery_signals() -> None:
     from celery.signals import before_task_publish, task_postrun, task_prerun
 

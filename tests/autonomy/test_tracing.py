@@ -242,3 +242,19 @@ def test_the_workers_execute_span_joins_the_api_requests_trace(
     assert executed["trace_id"] == trace_id(api_span)
     assert executed["parent_span_id"] == format(api_span.context.span_id, "016x")
     assert executed["attributes"]["autonomy.decision"] == "allow"
+
+
+@pytest.mark.django_db
+def test_an_agents_traceparent_makes_the_decision_part_of_its_trace(spans, monkeypatch):
+    from rest_framework.test import APIClient
+
+    monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)
+    registry = build_registry()
+    agent_trace, agent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = bearer(APIClient(), registry.token).post(
+        ACTIONS, GOOD, format="json", HTTP_TRACEPARENT=f"00-{agent_trace}-{agent_span}-01"
+    )
+    assert response.status_code == 201, response.content
+    (span,) = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert trace_id(span) == agent_trace
+    assert format(span.parent.span_id, "016x") == agent_span
