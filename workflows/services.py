@@ -1165,6 +1165,17 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
             ):
                 continue
             if step_run.step.kind == StepKind.TASK:
+                if step_run.attempt > step_run.step.max_retries:
+                    # Claimed as often as retries allow and never finished: a lapsed lease
+                    # is a failed attempt too, so the task escalates (or fails) instead of
+                    # going round agents that take it and go away, for ever.
+                    _attempt_failed(run=run, step_run=step_run, kind="timeout", error={
+                        "code": "task_timeout",
+                        "message": f"Claimed {step_run.attempt} times; no result within "
+                        f"any lease.",
+                    })  # fmt: skip
+                    counts["timed_out"] += 1
+                    continue
                 step_run.status = StepStatus.WAITING_AGENT
                 # A task someone sent to this agent (hand-off, escalation, redirect) stays
                 # with it while it is active; otherwise it goes back to whom the step names.

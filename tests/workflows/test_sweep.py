@@ -46,3 +46,23 @@ def test_a_handed_off_task_whose_lease_runs_out_stays_with_the_agent_it_was_give
         assert services.task_next(agent=clerk) is None  # not back to the role
         assert services.task_next(agent=other).pk == task.pk
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+def test_a_task_whose_leases_keep_running_out_stops_being_offered_and_fails(world):
+    clerk, other = world.agents
+    run = services.run_start(
+        template=published("flaky", [step("t", None, timeout_seconds=30, max_retries=1)])
+    )
+    started = timezone.now()
+    assert services.task_next(agent=clerk).attempt == 1
+    with time_machine.travel(started + timedelta(seconds=31)):
+        assert services.workflows_sweep()["tasks_reoffered"] == 1  # the retry
+        assert services.task_next(agent=other).attempt == 2
+    with time_machine.travel(started + timedelta(seconds=62)):
+        counts = services.workflows_sweep()
+        assert counts["tasks_reoffered"] == 0 and counts["timed_out"] == 1
+        assert services.task_next(agent=clerk) is None
+    step_run = StepRun.objects.get(run=run)
+    assert step_run.status == StepStatus.FAILED and step_run.error["code"] == "task_timeout"
+    # The run fails: it compensates what its done steps did (none here), then ends failed.
+    assert Run.objects.get(pk=run.pk).status in {RunStatus.COMPENSATING, RunStatus.FAILED}
