@@ -26,27 +26,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from autonomy import counters
+from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, AgentUsage, Verdict
 
-
-def minute_of(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _upsert_sql() -> str:
-    meta, q = AgentUsage._meta, connection.ops.quote_name
-    table = q(meta.db_table)
-    agent, minute, actions, denials, spend = (
-        q(meta.get_field(name).column)
-        for name in ("agent", "minute", "actions", "denials", "spend")
-    )
-    return (
-        f"INSERT INTO {table} ({agent}, {minute}, {actions}, {denials}, {spend})"
-        f" VALUES (%s, %s, %s, %s, %s) ON CONFLICT ({agent}, {minute}) DO UPDATE SET"
-        f" {actions} = {table}.{actions} + excluded.{actions},"
-        f" {denials} = {table}.{denials} + excluded.{denials},"
-        f" {spend} = {table}.{spend} + excluded.{spend}"
-    )
+_KEYS = ("agent", "minute")
+_ADDS = ("actions", "denials", "spend")
 
 
 def usage_record(*, action: ActionRequest) -> None:
@@ -57,7 +42,7 @@ def usage_record(*, action: ActionRequest) -> None:
     spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)
     with connection.cursor() as cursor:
         cursor.execute(
-            _upsert_sql(),
+            counters.add_sql(AgentUsage, _KEYS, _ADDS),
             [
                 ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
                     action.agent_id, connection

@@ -11,40 +11,27 @@ from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
 
+from autonomy import counters
+from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, ActivityRollup
 
-
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _upsert_sql() -> str:
-    meta, q = ActivityRollup._meta, connection.ops.quote_name
-    table = q(meta.db_table)
-    columns = [
-        q(meta.get_field(name).column)
-        for name in ("minute", "business_unit", "operation", "verdict", "count", "risk_sum")
-    ]
-    count, risk_sum = columns[4], columns[5]
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES (%s, %s, %s, %s, 1, %s) "
-        f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET "
-        f"{count} = {table}.{count} + 1, {risk_sum} = {table}.{risk_sum} + excluded.{risk_sum}"
-    )
+_KEYS = ("minute", "business_unit", "operation", "verdict")
+_ADDS = ("count", "risk_sum")
 
 
 def rollup_record(*, action: ActionRequest) -> None:
     """Count one decided action in its minute's row: one statement, in the caller's
     transaction."""
-    minute = connection.ops.adapt_datetimefield_value(_minute(action.created_at))
+    minute = connection.ops.adapt_datetimefield_value(minute_of(action.created_at))
     with connection.cursor() as cursor:
         cursor.execute(
-            _upsert_sql(),
+            counters.add_sql(ActivityRollup, _KEYS, _ADDS),
             [
                 minute,
                 action.agent.business_unit_id,
                 action.operation_id,
                 action.verdict,
+                1,
                 action.risk_score,
             ],
         )
@@ -56,7 +43,7 @@ def rollup_rebuild(*, since: datetime | None = None) -> int:
     actions = ActionRequest.objects.all()
     rollups = ActivityRollup.objects.all()
     if since is not None:
-        since = _minute(since)
+        since = minute_of(since)
         actions = actions.filter(created_at__gte=since)
         rollups = rollups.filter(minute__gte=since)
     groups = (
