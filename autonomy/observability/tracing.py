@@ -95,16 +95,16 @@ def from_carrier(headers: dict | None):
     return propagate.extract(headers) if headers else None
 
 
+def _w3c(get) -> object | None:
+    """The trace context in W3C ``traceparent`` / ``tracestate`` values ``get(name)``
+    returns, for ``attached``; None without a ``traceparent``."""
+    carried = {key: value for key in (TRACEPARENT, "tracestate") if (value := get(key))}
+    return propagate.extract(carried) if TRACEPARENT in carried else None
+
+
 def incoming(headers) -> object | None:
-    """The caller's trace context from its W3C ``traceparent`` / ``tracestate`` request
-    headers, for ``attached``; None without one."""
-    parent = headers.get(TRACEPARENT)
-    if not parent:
-        return None
-    carried = {TRACEPARENT: parent}
-    if state := headers.get("tracestate"):
-        carried["tracestate"] = state
-    return propagate.extract(carried)
+    """The caller's trace context from its request headers; None without one."""
+    return _w3c(headers.get)
 
 
 def connect_celery_signals() -> None:
@@ -120,13 +120,9 @@ def connect_celery_signals() -> None:
 
     @task_prerun.connect(weak=False)
     def _extract(task=None, **_kwargs):
-        carrier = {
-            key: value
-            for key in (TRACEPARENT, "tracestate")
-            if (value := getattr(task.request, key, None))
-        }
-        if carrier:
-            task.request._otel_token = otel_context.attach(propagate.extract(carrier))
+        ctx = _w3c(lambda key: getattr(task.request, key, None))
+        if ctx is not None:
+            task.request._otel_token = otel_context.attach(ctx)
 
     @task_postrun.connect(weak=False)
     def _detach(task=None, **_kwargs):
