@@ -110,7 +110,8 @@ def decide(
     reasons: list[dict] = []
 
     stopped = agent.status != AgentStatus.ACTIVE
-    if confirm_version and (stopped or (credential and credential.state(at) != "active")):
+    credential_dead = credential is not None and credential.state(at) != "active"
+    if confirm_version and (stopped or credential_dead):
         # These answers come before the one read that would confirm the guess.
         _confirm(version, policy_engine.store_version())
     if stopped:
@@ -119,7 +120,7 @@ def decide(
             verdict=Verdict.DENY,
             reasons=[_reason(code, f"The agent is {agent.status}.", reason=agent.status_reason)],
         )
-    if credential is not None and credential.state(at) != "active":
+    if credential_dead:
         return Decision(
             verdict=Verdict.DENY,
             reasons=[_reason(ErrorCode.CREDENTIAL_REVOKED, "The credential is not active.")],
