@@ -13,9 +13,11 @@ def minute_of(moment: datetime) -> datetime:
 
 
 def add_sql(model, keys: tuple[str, ...], adds: tuple[str, ...]) -> str:
-    """``INSERT (keys, adds) VALUES (%s, ...) ON CONFLICT (keys) DO UPDATE`` adding each of
-    ``adds`` to the row's current value (SQLite 3.24+ and PostgreSQL), for the current
-    connection; built once per database alias."""
+    """``INSERT (keys, adds) VALUES (%(name)s, ...) ON CONFLICT (keys) DO UPDATE`` adding
+    each of ``adds`` to the row's current value (SQLite 3.24+ and PostgreSQL), for the
+    current connection; built once per database alias. Parameters are named after the
+    fields (a dict): Django's SQLite backend rewrites positional ones with a regular
+    expression on every call."""
     return _add_sql(connection.alias, model._meta.label, keys, adds)
 
 
@@ -30,6 +32,6 @@ def _add_sql(alias: str, label: str, keys: tuple[str, ...], adds: tuple[str, ...
     increments = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in add_columns)
     return (
         f"INSERT INTO {table} ({', '.join(key_columns + add_columns)})"
-        f" VALUES ({', '.join(['%s'] * (len(keys) + len(adds)))})"
+        f" VALUES ({', '.join(f'%({name})s' for name in keys + adds)})"
         f" ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {increments}"
     )

@@ -43,15 +43,15 @@ def usage_record(*, action: ActionRequest) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             counters.add_sql(AgentUsage, _KEYS, _ADDS),
-            [
-                ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
+            {
+                "agent": ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
                     action.agent_id, connection
                 ),
-                ops.adapt_datetimefield_value(minute_of(action.created_at)),
-                0 if denied else 1,
-                1 if denied else 0,
-                ops.adapt_decimalfield_value(spend, 20, 2),
-            ],
+                "minute": ops.adapt_datetimefield_value(minute_of(action.created_at)),
+                "actions": 0 if denied else 1,
+                "denials": 1 if denied else 0,
+                "spend": ops.adapt_decimalfield_value(spend, 20, 2),
+            },
         )
 
 

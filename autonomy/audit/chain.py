@@ -45,25 +45,36 @@ def plain(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _dumps(plain(value))
 
 
-def record_hash(record: AuditRecord, *, payload_is_plain: bool = False) -> str:
+def record_hash(record: AuditRecord, *, payload_json: str | None = None) -> str:
     """The hash a record must carry, computed from its content and ``prev_hash``.
-    ``payload_is_plain``: the payload already went through ``plain`` (``append`` did), so it
-    is not walked a second time."""
-    content = {
-        "seq": record.seq,
-        "created_at": record.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "kind": record.kind,
+    ``payload_json``: the payload's ``canonical_json``, when the caller already has it
+    (``append`` does), so it is not built a second time.
+
+    The hashed text is the canonical JSON (sorted keys, no spaces) of the record's fields;
+    JSON's encoding is compositional, so splicing the payload's canonical text in gives the
+    same bytes as encoding the whole object at once."""
+    fields = {
+        "action_id": None if record.action_id is None else str(record.action_id),
         "actor": record.actor,
         "agent_id": None if record.agent_id is None else str(record.agent_id),
-        "action_id": None if record.action_id is None else str(record.action_id),
-        "payload": record.payload if payload_is_plain else plain(record.payload),
+        "created_at": record.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "kind": record.kind,
+        "payload": None,  # spliced in below, in its sorted place
         "prev_hash": record.prev_hash,
+        "seq": record.seq,
     }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if payload_json is None:
+        payload_json = canonical_json(record.payload)
+    head, tail = _dumps(fields).split('"payload":null', 1)
+    text = f'{head}"payload":{payload_json}{tail}'
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -110,10 +121,11 @@ def append(
     # Everything that can refuse the record is checked before the head moves, so a refused
     # record never leaves a gap in the sequence.
     payload, agent_id, action_id = plain(payload), _uuid(agent_id), _uuid(action_id)
+    payload_json = _dumps(payload)  # once: for the hash and for the column
     with connection.cursor() as cursor:
         row = None
         if returning:
-            cursor.execute(sql["advance"], [HEAD_PK])
+            cursor.execute(sql["advance"], {"head": HEAD_PK})
             row = cursor.fetchone()
         if row is None:  # no head row (a flushed database) or an old SQLite: the ORM's way
             head = _locked_head()
@@ -129,16 +141,40 @@ def append(
             payload=payload,
             prev_hash=prev_hash,
         )
-        record.hash = record_hash(record, payload_is_plain=True)
+        record.hash = record_hash(record, payload_json=payload_json)
         if returning:
-            values = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in _INSERTED]
+            values = {
+                f.attname: f.get_db_prep_save(getattr(record, f.attname), connection)
+                for f in _INSERTED
+                if f.attname != "payload"
+            }
+            values["payload"] = connection.ops.adapt_json_value(
+                _Encoded(payload_json), _PassEncoded
+            )
             cursor.execute(sql["insert"], values)
             record.pk = cursor.fetchone()[0]
             record._state.adding, record._state.db = False, connection.alias
         else:
             record.save(force_insert=True)
-        cursor.execute(sql["head"], [record.seq, record.hash, HEAD_PK])
+        cursor.execute(sql["head"], {"seq": record.seq, "hash": record.hash, "head": HEAD_PK})
     return record
+
+
+class _Encoded:
+    """JSON text already encoded, handed to the JSON column as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _PassEncoded(json.JSONEncoder):
+    """The encoder Django's JSON adaptation calls (``adapt_json_value``, on SQLite and on
+    PostgreSQL alike): passes ``_Encoded`` text through instead of encoding again."""
+
+    def encode(self, o) -> str:
+        return o.text if isinstance(o, _Encoded) else super().encode(o)
 
 
 _INSERTED = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
@@ -146,7 +182,9 @@ _SQL: dict[str, dict[str, str]] = {}
 
 
 def _statements(connection) -> dict[str, str]:
-    """The three statements, quoted for this connection's database (built once per alias)."""
+    """The three statements, quoted for this connection's database (built once per alias),
+    with named parameters: Django's SQLite backend rewrites positional ones with a regular
+    expression on every call."""
     sql = _SQL.get(connection.alias)
     if sql is None:
         quote = connection.ops.quote_name
@@ -155,11 +193,13 @@ def _statements(connection) -> dict[str, str]:
         seq, hash_ = quote(head.get_field("seq").column), quote(head.get_field("hash").column)
         columns = ", ".join(quote(f.column) for f in _INSERTED)
         sql = _SQL[connection.alias] = {
-            "advance": f"UPDATE {head_table} SET {seq} = {seq} + 1 WHERE {head_pk} = %s"
+            "advance": f"UPDATE {head_table} SET {seq} = {seq} + 1 WHERE {head_pk} = %(head)s"
             f" RETURNING {seq}, {hash_}",
             "insert": f"INSERT INTO {quote(record.db_table)} ({columns})"
-            f" VALUES ({', '.join(['%s'] * len(_INSERTED))}) RETURNING {quote(record.pk.column)}",
-            "head": f"UPDATE {head_table} SET {seq} = %s, {hash_} = %s WHERE {head_pk} = %s",
+            f" VALUES ({', '.join(f'%({f.attname})s' for f in _INSERTED)})"
+            f" RETURNING {quote(record.pk.column)}",
+            "head": f"UPDATE {head_table} SET {seq} = %(seq)s, {hash_} = %(hash)s"
+            f" WHERE {head_pk} = %(head)s",
         }
     return sql
 

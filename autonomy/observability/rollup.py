@@ -26,14 +26,14 @@ def rollup_record(*, action: ActionRequest) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             counters.add_sql(ActivityRollup, _KEYS, _ADDS),
-            [
-                minute,
-                action.agent.business_unit_id,
-                action.operation_id,
-                action.verdict,
-                1,
-                action.risk_score,
-            ],
+            {
+                "minute": minute,
+                "business_unit": action.agent.business_unit_id,
+                "operation": action.operation_id,
+                "verdict": action.verdict,
+                "count": 1,
+                "risk_sum": action.risk_score,
+            },
         )
 
 
