@@ -160,8 +160,15 @@ class ActionRequest(models.Model):
     agent = models.ForeignKey(
         "agents.Agent", on_delete=models.PROTECT, related_name="actions", db_index=False
     )
+    # No index either: nothing looks actions up by credential, and credentials are revoked,
+    # never deleted (the admin refuses), so SET_NULL never has to find their actions.
     credential = models.ForeignKey(
-        "agents.Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "agents.Credential",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="actions")
     params = models.JSONField(default=dict)
