@@ -16,6 +16,12 @@ class AutonomyConfig(AppConfig):
             if folder:
                 os.makedirs(folder, exist_ok=True)
 
+        from django.db.backends.signals import connection_created
+
+        from autonomy import sqlite
+
+        connection_created.connect(sqlite.connection_created, dispatch_uid="autonomy-sqlite")
+
         from autonomy.audit import receivers
         from autonomy.policy import receivers as policy_receivers
 

@@ -98,6 +98,12 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'autonomy.sqlite3'}")
 }
+# SQLite only: how often each process checkpoints the write-ahead log beside the requests
+# (0: never, commits do it), and the log size (pages of 4 KiB) at which a commit does it.
+AUTONOMY_SQLITE_CHECKPOINT_SECONDS = env.float("AUTONOMY_SQLITE_CHECKPOINT_SECONDS", default=1.0)
+AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES = env.int(
+    "AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES", default=10_000
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one file: WAL lets readers run beside a writer,
     # IMMEDIATE transactions and a busy timeout turn lock contention into a short wait.
@@ -105,7 +111,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # Commits checkpoint the log themselves only as a backstop: a thread does it
+            # beside them (``autonomy.sqlite``).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+            f" PRAGMA wal_autocheckpoint={AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES};",
         }
     )
     # Tests use a file too, so that a real Celery worker process can see the test database.
