@@ -62,6 +62,8 @@ EVENT_LOOK: dict[str, tuple[str, str]] = {
     "escalated": ("Escalated to an agent", "warn"),
     "escalated_to_person": ("Escalated to a person", "bad"),
     "step_retried": ("Step retried by a person", "info"),
+    "compensating_after_cancel": ("Succeeded after cancel: undoing", "warn"),
+    "effect_not_compensated": ("Succeeded after cancel: not undone", "bad"),
 }
 
 

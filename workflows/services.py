@@ -344,6 +344,8 @@ def step_execute(*, step_run_id) -> StepRun | None:
         if step_run is None:
             return None
         if run.status != RunStatus.RUNNING or step_run.step.kind != StepKind.OPERATION:
+            if run.status == RunStatus.CANCELLED:
+                _effect_after_cancel(run=run, step_run=step_run)
             return step_run
         waiting = (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
         if step_run.status in waiting and step_run.action_id:
@@ -372,6 +374,8 @@ def step_execute(*, step_run_id) -> StepRun | None:
                 action = ActionRequest.objects.get(pk=execute_action)
             if run.status == RunStatus.RUNNING and action.status in ACTION_FINISHED:
                 _on_action_settled(step_run=step_run, run=run, action=action)
+            elif run.status == RunStatus.CANCELLED:
+                _effect_after_cancel(run=run, step_run=step_run)
     return step_run
 
 
@@ -632,8 +636,8 @@ def _cancel_open_steps(*, run: Run, reason: str) -> None:
     )
     action_ids = [sr.action_id for sr in open_steps if sr.action_id]
     # Waiting for people, or approved and not yet started: neither will run now. An action
-    # already executing finishes (its connector call is in flight); compensation does not
-    # undo it, which the run's events say.
+    # already executing finishes (its connector call is in flight); if it succeeds, its
+    # step's compensation undoes it (``_effect_after_cancel``), which the run's events say.
     waiting = ActionRequest.objects.filter(pk__in=action_ids).filter(
         Q(status=ActionStatus.PENDING_APPROVAL) | Q(status=ActionStatus.APPROVED, started_at=None)
     )
@@ -667,57 +671,7 @@ def run_compensate(*, run_id) -> Run:
     )
     failed = 0
     for step_run in done:
-        step = step_run.step
-        # The agent that did the step undoes it; if it was stopped since, someone of its role
-        # (or the escalation target) does, so a kill never leaves a payment un-voided.
-        undoer = step_run.assignee
-        if undoer is None or not undoer.is_active:
-            undoer = (
-                (
-                    _pick_agent(step_run.assignee_role or step.assignee_role)
-                    if (step_run.assignee_role_id or step.assignee_role_id)
-                    else None
-                )
-                or (step.escalate_to_agent if step.escalate_to_agent_id else None)
-                or undoer
-            )
-        params = conditions.resolve(
-            step.compensation_input_map, {**run.context, "output": step_run.output or {}}
-        )
-        with transaction.atomic():
-            try:
-                action, _ = kernel.action_request(
-                    agent=undoer,
-                    operation_key=step.compensation_operation.key,
-                    params=params,
-                    reason=f"Compensate {step.name} of run {run.pk}",
-                    idempotency_key=f"compensate:{step_run.pk}",
-                    dispatch=False,
-                )
-            except DomainError as exc:
-                action = None
-                _event(run, "compensation_failed", f"{step.name}: {exc.message}", step_run=step_run)
-            if action is not None:
-                StepRun.objects.filter(pk=step_run.pk).update(compensation_action=action)
-        if action is not None and action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
-            # A redelivered compensation: the earlier attempt's worker is gone.
-            action = kernel.action_execute(action_id=action.pk, recover=True)
-        with transaction.atomic():
-            run = _lock_run(run.pk)
-            step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
-            ok = action is not None and action.status == ActionStatus.SUCCEEDED
-            failed += 0 if ok else 1
-            if ok:
-                step_run.status = StepStatus.COMPENSATED
-                step_run.save(update_fields=["status"])
-            _event(
-                run,
-                "step_compensated" if ok else "compensation_failed",
-                f"{step.name}: {step.compensation_operation.key} "
-                + ("done." if ok else f"ended {getattr(action, 'status', 'unrequested')}."),
-                step_run=step_run,
-                action_id=str(action.pk) if action else None,
-            )
+        failed += 0 if _compensate_step(run=run, step_run=step_run) else 1
     with transaction.atomic():
         run = _lock_run(run.pk)
         if run.status == RunStatus.COMPENSATING:
@@ -738,6 +692,68 @@ def run_compensate(*, run_id) -> Run:
                 payload={"run_id": str(run.pk), "status": run.status},
             )
     return run
+
+
+def _compensate_step(*, run: Run, step_run: StepRun) -> bool:
+    """Undo one step's side effect with its compensation operation, through the gate; True
+    when undone. Idempotent: the compensation action is keyed by the step run.
+
+    Call outside a transaction, with the step run read with its step, its compensation
+    operation and its assignee: the connector call happens in between two of its own.
+    """
+    step = step_run.step
+    # The agent that did the step undoes it; if it was stopped since, someone of its role
+    # (or the escalation target) does, so a kill never leaves a payment un-voided.
+    undoer = step_run.assignee
+    if undoer is None or not undoer.is_active:
+        undoer = (
+            (
+                _pick_agent(step_run.assignee_role or step.assignee_role)
+                if (step_run.assignee_role_id or step.assignee_role_id)
+                else None
+            )
+            or (step.escalate_to_agent if step.escalate_to_agent_id else None)
+            or undoer
+        )
+    params = conditions.resolve(
+        step.compensation_input_map, {**run.context, "output": step_run.output or {}}
+    )
+    with transaction.atomic():
+        try:
+            action, _ = kernel.action_request(
+                agent=undoer,
+                operation_key=step.compensation_operation.key,
+                params=params,
+                reason=f"Compensate {step.name} of run {run.pk}",
+                idempotency_key=f"compensate:{step_run.pk}",
+                dispatch=False,
+            )
+        except DomainError as exc:
+            action = None
+            _event(run, "compensation_failed", f"{step.name}: {exc.message}", step_run=step_run)
+        if action is not None:
+            StepRun.objects.filter(pk=step_run.pk).update(compensation_action=action)
+    if action is not None and action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
+        # A redelivered compensation: the earlier attempt's worker is gone.
+        action = kernel.action_execute(action_id=action.pk, recover=True)
+    with transaction.atomic():
+        run = _lock_run(run.pk)
+        step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
+        if step_run.status == StepStatus.COMPENSATED:
+            return True  # undone already, by an earlier delivery
+        ok = action is not None and action.status == ActionStatus.SUCCEEDED
+        if ok:
+            step_run.status = StepStatus.COMPENSATED
+            step_run.save(update_fields=["status"])
+        _event(
+            run,
+            "step_compensated" if ok else "compensation_failed",
+            f"{step.name}: {step.compensation_operation.key} "
+            + ("done." if ok else f"ended {getattr(action, 'status', 'unrequested')}."),
+            step_run=step_run,
+            action_id=str(action.pk) if action else None,
+        )
+    return ok
 
 
 # --- agent tasks ----------------------------------------------------------------------------
@@ -916,10 +932,16 @@ def task_fail(*, agent: Agent, step_run_id, message: str, retryable: bool = True
 # --- people's controls ----------------------------------------------------------------------
 
 
-def _control(run: Run, by, kind: str, reason: str) -> None:
-    _event(run, kind, f"{_actor(by)}: {reason}" if reason else _actor(by), actor=_actor(by))
+def _control(run: Run, by, kind: str, reason: str, *, step_run=None, **data) -> None:
+    _event(
+        run, kind, f"{_actor(by)}: {reason}" if reason else _actor(by), actor=_actor(by),
+        step_run=step_run, **data,
+    )  # fmt: skip
     audit.append(
-        kind=f"run_{kind}", actor=_actor(by), payload={"run_id": str(run.pk), "reason": reason}
+        kind=f"run_{kind}",
+        actor=_actor(by),
+        payload={"run_id": str(run.pk), "reason": reason, **data}
+        | ({"step_run": str(step_run.pk)} if step_run is not None else {}),
     )
 
 
@@ -958,7 +980,9 @@ def run_resume(*, run: Run, by, reason: str = "") -> Run:
 
 
 def run_cancel(*, run: Run, by, reason: str = "") -> Run:
-    """Stop the run: open steps and waiting approvals are cancelled; nothing is undone."""
+    """Stop the run: open steps and waiting approvals are cancelled. Completed steps are not
+    undone; an action that still succeeds (it was executing) is, by its step's compensation.
+    """
     with transaction.atomic():
         run = _lock_run(run.pk)
         if "cancel" not in run_controls(run=run):
@@ -968,7 +992,62 @@ def run_cancel(*, run: Run, by, reason: str = "") -> Run:
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
         _control(run, by, "cancelled", reason)
+        # A step whose action ended well while the run was paused, before its worker moved
+        # it on: its worker says what happened and undoes it (``_effect_after_cancel``).
+        for step_run_id in run.step_runs.filter(
+            status=StepStatus.CANCELLED, action__status=ActionStatus.SUCCEEDED
+        ).values_list("pk", flat=True):
+            _dispatch(step_run_id)
     return run
+
+
+AFTER_CANCEL = ("compensating_after_cancel", "effect_not_compensated")
+
+
+def _effect_after_cancel(*, run: Run, step_run: StepRun) -> None:
+    """The step's action succeeded although its run was cancelled (it was executing when the
+    cancel came, or ended while the run was paused): its side effect happened. Say so on the
+    run and undo it with the step's compensation after commit, on this worker, as a failed
+    run would; without one, say that the effect stays.
+
+    Call with the run and the step run locked. Safe to repeat: it records once, and the
+    compensation action is keyed by the step run.
+    """
+    if step_run.status != StepStatus.CANCELLED or not step_run.action_id:
+        return
+    action = ActionRequest.objects.get(pk=step_run.action_id)
+    if action.status != ActionStatus.SUCCEEDED:
+        return
+    step = step_run.step
+    undo = step.compensation_operation if step.compensation_operation_id else None
+    if not run.events.filter(step_run=step_run, kind__in=AFTER_CANCEL).exists():
+        step_run.output = action.outcome or {}  # what the compensation's input may name
+        step_run.save(update_fields=["output"])
+        done = f"{step.name}: {step.operation.key} succeeded after the run was cancelled"
+        details = {"action_id": str(action.pk), "operation": step.operation.key}
+        if undo is not None:
+            _event(run, AFTER_CANCEL[0], f"{done}; undoing it with {undo.key}.",
+                   step_run=step_run, compensation=undo.key, **details)  # fmt: skip
+        else:
+            _event(run, AFTER_CANCEL[1], f"{done}; it has no compensation, so its effect stays.",
+                   step_run=step_run, **details)  # fmt: skip
+            audit.append(
+                kind="run_effect_not_compensated",
+                actor="system",
+                action_id=action.pk,
+                payload={"run_id": str(run.pk), "step_run": str(step_run.pk)},
+            )
+    if undo is not None:
+        step_run_id = step_run.pk
+        transaction.on_commit(lambda: _compensate_after_cancel(step_run_id))
+
+
+def _compensate_after_cancel(step_run_id) -> None:
+    step_run = StepRun.objects.select_related(
+        "run", "step__compensation_operation__connector", "assignee"
+    ).get(pk=step_run_id)
+    if step_run.status == StepStatus.CANCELLED:
+        _compensate_step(run=step_run.run, step_run=step_run)
 
 
 def _own_step(run: Run, step_run_id) -> StepRun:
@@ -997,18 +1076,17 @@ def _controlled(step_run: StepRun, control: str, verb: str) -> tuple[StepRun, Ru
 
 
 def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
-    """A person sends an escalated or failed step round again, with fresh retries."""
+    """A person sends an escalated or failed step round again as if it had just become ready:
+    to the assignee its template names, with every retry and escalation level once more."""
     with transaction.atomic():
         step_run, run = _controlled(step_run, "retry", "retried")
-        step_run.attempt = 0
-        step_run.generation += 1
-        step_run.error = None
+        spent = {"attempts": step_run.attempt, "escalations": step_run.escalations,
+                 "from": getattr(step_run.assignee, "slug", None)}  # fmt: skip
+        _restart(step_run)
         if step_run.step.kind == StepKind.TASK:
             step_run.status = StepStatus.WAITING_AGENT
             step_run.save()
         else:
-            if step_run.assignee is None or not step_run.assignee.is_active:
-                step_run.assignee = _pick_agent(step_run.assignee_role) or step_run.assignee
             if step_run.assignee is None:
                 raise DomainError(
                     ErrorCode.STEP_NOT_ACTIONABLE,
@@ -1019,8 +1097,27 @@ def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
             step_run.dispatched_at = timezone.now()
             step_run.save()
             _dispatch(step_run.pk)
-        _control(run, by, "step_retried", f"{step_run.step.name}. {reason}".strip())
+        _control(run, by, "step_retried", f"{step_run.step.name}. {reason}".strip(),
+                 step_run=step_run, spent=spent)  # fmt: skip
     return step_run
+
+
+def _restart(step_run: StepRun) -> None:
+    """Give a step a person sends round again the budget it started with: attempts and
+    escalations count from zero (else it could not escalate as its template says), under a
+    new generation, so its actions get keys of their own, and back with its own assignee."""
+    step = step_run.step
+    step_run.attempt = step_run.escalations = 0
+    step_run.generation += 1
+    step_run.error = step_run.finished_at = None
+    step_run.claimed_at = step_run.lease_until = step_run.next_attempt_at = None
+    if step.kind == StepKind.TASK:
+        step_run.assignee_id = step.assignee_agent_id  # none: offered to its role again
+        return
+    own = step.assignee_agent if step.assignee_agent_id else None
+    if own is None or not own.is_active:
+        own = _pick_agent(step_run.assignee_role)
+    step_run.assignee = own or step_run.assignee  # nobody active in the role: as it was
 
 
 REDIRECTABLE = (StepStatus.READY, StepStatus.WAITING_AGENT, StepStatus.ESCALATED)
