@@ -136,6 +136,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         "status_reason",
         "status_changed_at",
         "service_user",
+        "tokens_valid_after",
         "created_at",
         "updated_at",
     ]
@@ -154,7 +155,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Identity", {"fields": ["service_user", "oidc_client_id"]}),
+        ("Identity", {"fields": ["service_user", "oidc_client_id", "tokens_valid_after"]}),
         (
             "Status",
             {

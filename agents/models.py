@@ -88,6 +88,14 @@ class Agent(models.Model):
     )
     # The IdP client id an agent uses for OIDC bearer tokens (client credentials grant).
     oidc_client_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    # Set when every credential is revoked (kill, revoke-all, retire): the IdP knows nothing of
+    # that revocation, so its tokens are refused by their issue time instead.
+    tokens_valid_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="IdP tokens valid after",
+        help_text="IdP bearer tokens issued at or before this time are refused.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,7 +3,8 @@
 Humans: the authorization-code flow (mozilla-django-oidc); the IdP's group claim decides the
 portal roles, and someone whose groups map to no role is refused.
 Agents: a bearer access token from the IdP (client-credentials grant) is validated by token
-introspection (RFC 7662) and mapped to the agent whose ``oidc_client_id`` issued it.
+introspection (RFC 7662) and mapped to the agent whose ``oidc_client_id`` issued it; one
+issued at or before the agent's ``tokens_valid_after`` (its credentials were revoked) is refused.
 """
 
 import logging
@@ -14,7 +15,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.contrib.drf import OIDCAuthentication
 
 from agents import selectors, services
-from agents.models import AgentStatus
+from agents.models import Agent, AgentStatus
 from autonomy.api.errors import CodedAuthenticationFailed
 from autonomy.errors import ErrorCode
 
@@ -87,7 +88,35 @@ class AgentOIDCBackend(OIDCAuthenticationBackend):
             )
         if agent.status == AgentStatus.RETIRED:
             raise CodedAuthenticationFailed(ErrorCode.AGENT_RETIRED, "This agent is retired.")
+        _refuse_if_issued_before_revocation(agent=agent, iat=info.get("iat"))
         return agent.service_user
+
+
+def _refuse_if_issued_before_revocation(*, agent: Agent, iat) -> None:
+    """Refuse an IdP token issued at or before the agent's credentials were all revoked.
+
+    The IdP never heard of that revocation, so the token's ``iat`` is compared with
+    ``agent.tokens_valid_after``; a token without a usable ``iat`` is refused (fail closed).
+    """
+    cutoff = agent.tokens_valid_after
+    if cutoff is None:
+        return
+    revoked_at = cutoff.isoformat(timespec="seconds")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        raise CodedAuthenticationFailed(
+            ErrorCode.CREDENTIAL_REVOKED,
+            f"This agent's tokens were revoked at {revoked_at}, and the identity provider "
+            "gave no issue time for this token. Fetch a new token from the identity provider.",
+        )
+    # iat has whole seconds only, so compare whole seconds, and refuse the revocation's own
+    # second (<=): a token issued in it may predate the revocation. An IdP clock running ahead
+    # of ours would let tokens from just before the revocation through; NTP keeps that small.
+    if int(iat) <= int(cutoff.timestamp()):
+        raise CodedAuthenticationFailed(
+            ErrorCode.CREDENTIAL_REVOKED,
+            f"This agent's tokens were revoked at {revoked_at}; this token was issued at or "
+            "before then. Fetch a new token from the identity provider.",
+        )
 
 
 class AgentOIDCAuthentication(OIDCAuthentication):

@@ -256,10 +256,21 @@ def credential_revoke(*, credential: Credential, by=None, reason: str = "") -> C
 
 
 def _revoke_all(*, agent: Agent, reason: str) -> int:
+    """Revoke the agent's own tokens and cut off its IdP tokens issued until now.
+
+    The IdP cannot be told to revoke what it issued, so ``tokens_valid_after`` is the cutoff
+    ``agents.oidc`` checks each IdP token's ``iat`` against. It moves even when no credential
+    was live: an agent may authenticate with IdP tokens only.
+    """
+    now = timezone.now()
+    locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    locked.tokens_valid_after = now
+    locked.save(update_fields=["tokens_valid_after", "updated_at"])
+    agent.tokens_valid_after = now
     # Each credential is saved on its own so that auditlog records every revocation.
     count = 0
     for credential in Credential.objects.select_for_update().filter(agent=agent, revoked_at=None):
-        credential.revoked_at = timezone.now()
+        credential.revoked_at = now
         credential.revoked_reason = reason
         credential.save(update_fields=["revoked_at", "revoked_reason"])
         count += 1
@@ -267,7 +278,10 @@ def _revoke_all(*, agent: Agent, reason: str) -> int:
 
 
 def agent_credentials_revoke(*, agent: Agent, by=None, reason: str = "") -> int:
-    """Revoke every live credential of an agent. Returns how many were revoked."""
+    """Revoke every live credential of an agent, IdP tokens issued so far included.
+
+    Returns how many of the agent's own credentials were revoked.
+    """
     with transaction.atomic(), set_actor(by):
         return _revoke_all(agent=agent, reason=reason[:500])
 

@@ -129,6 +129,25 @@ def test_retired_agent_token_is_refused(api, agent):
     assert error_code(response) == "credential_revoked"
 
 
+@pytest.mark.parametrize("revoke", ["revoke_all", "retire"])
+def test_revoking_every_credential_sets_the_idp_token_cutoff(agent, revoke):
+    # Even with no credential of its own: the agent may use IdP bearer tokens only.
+    before = timezone.now()
+    if revoke == "retire":
+        services.agent_retire(agent=agent, by=agent.owner, reason="replaced")
+    else:
+        assert services.agent_credentials_revoke(agent=agent, reason="leaked") == 0
+    agent.refresh_from_db()
+    assert before <= agent.tokens_valid_after <= timezone.now()
+
+
+def test_revoking_one_credential_leaves_idp_tokens_alone(agent):
+    credential, _ = services.credential_issue(agent=agent)
+    services.credential_revoke(credential=credential, reason="leaked")
+    agent.refresh_from_db()
+    assert agent.tokens_valid_after is None
+
+
 def test_person_calling_me_is_told_it_is_for_agents(api, it_admin):
     api.force_authenticate(it_admin)
     response = api.get(ME)
