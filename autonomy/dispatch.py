@@ -117,7 +117,11 @@ def _publish(batch: list) -> None:
                 [action_id, request_id, tracing.carrier(trace_context)]
                 for action_id, request_id, trace_context in batch
             ]
-            tasks.actions_fan_out.delay(entries)
+            # The headers' readable form of the arguments, given: Celery's safe repr of a
+            # batch cost a fifth of the publish.
+            tasks.actions_fan_out.apply_async(
+                (entries,), argsrepr=f"({len(entries)} actions)", kwargsrepr="{}"
+            )
     except Exception:
         log.exception("publishing %d actions failed; the redispatch sweep resends them", len(batch))
 
@@ -126,7 +130,7 @@ def _send(task, action_id: str, request_id: str, trace_context) -> None:
     token = request_id_var.set(request_id)  # the id travels with the task
     try:
         with tracing.attached(trace_context):
-            task.delay(action_id)
+            task.apply_async((action_id,), argsrepr=f"('{action_id}',)", kwargsrepr="{}")
     finally:
         request_id_var.reset(token)
 

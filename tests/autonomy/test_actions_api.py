@@ -247,9 +247,11 @@ def test_actions_decided_together_go_out_as_one_message_and_each_executes_once(
 
     settings.AUTONOMY_PUBLISH_LINGER_MS = 1500  # all but the first POST land in one batch
     monkeypatch.setattr(dispatch, "publisher", dispatch.Publisher())
-    sent, fan_out = [], tasks.actions_fan_out.delay
+    sent, fan_out = [], tasks.actions_fan_out.apply_async
     monkeypatch.setattr(
-        tasks.actions_fan_out, "delay", lambda entries: (sent.append(entries), fan_out(entries))
+        tasks.actions_fan_out,
+        "apply_async",
+        lambda args, **options: (sent.append(args[0]), fan_out(args, **options)),
     )
     api = agent_api(build_registry().token)
     ids = []
@@ -348,3 +350,39 @@ def test_a_paused_agent_after_a_store_change_is_denied_on_the_current_operation(
     response = api.post(ACTIONS, body, format="json")
     assert response.status_code == 201 and response.json()["decision"] == "deny"
     assert ActionRequest.objects.get(pk=response.json()["id"]).operation_id == current.pk
+
+
+@pytest.mark.django_db
+def test_the_gates_answer_is_the_action_serializers_body_field_by_field(registry):
+    """``ActionSerializer.represent`` builds the body directly for speed; the serializer
+    stays its definition (and the OpenAPI schema's), so the two must agree exactly."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from autonomy.api.actions import ActionSerializer
+
+    api = agent_api(registry.token)
+    ids = [
+        api.post(ACTIONS, GOOD, format="json").json()["id"],  # allowed, with an amount
+        api.post(ACTIONS, {"operation": "erp.read-invoice"}, format="json").json()["id"],
+        api.post(ACTIONS, GOOD, format="json", HTTP_IDEMPOTENCY_KEY="k-1").json()["id"],
+    ]
+    ActionRequest.objects.filter(pk=ids[0]).update(
+        status=ActionStatus.SUCCEEDED,
+        started_at=timezone.now(),
+        finished_at=timezone.now() + timedelta(microseconds=1),
+        attempts=1,
+        outcome={"ok": True, "receipt": 7},
+        amount=Decimal("1234.5"),
+    )
+    ActionRequest.objects.filter(pk=ids[2]).update(
+        status=ActionStatus.FAILED, error={"message": "ERP down"}, amount=None
+    )
+    actions = list(ActionRequest.objects.select_related("agent", "operation__connector"))
+    assert len(actions) == 3
+    for action in actions:
+        assert ActionSerializer.represent(action) == ActionSerializer(action).data
+    with timezone.override("Europe/Berlin"):  # DRF writes the current time zone
+        for action in actions:
+            assert ActionSerializer.represent(action) == ActionSerializer(action).data

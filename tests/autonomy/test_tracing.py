@@ -101,8 +101,10 @@ def test_the_publisher_thread_sends_the_task_in_the_requests_trace(spans, monkey
     published = []
     monkeypatch.setattr(
         tasks.action_execute,
-        "delay",
-        lambda action_id: published.append(trace.get_current_span().get_span_context().trace_id),
+        "apply_async",
+        lambda args, **options: published.append(
+            trace.get_current_span().get_span_context().trace_id
+        ),
     )
     publisher = dispatch.Publisher()
     with tracing.tracer.start_as_current_span("api") as span:
@@ -120,12 +122,14 @@ def test_a_batch_keeps_each_actions_trace_and_request_id_through_the_fan_out(
 
     settings.AUTONOMY_PUBLISH_LINGER_MS = 500
     batches, executed = [], []
-    monkeypatch.setattr(tasks.actions_fan_out, "delay", batches.append)
+    monkeypatch.setattr(
+        tasks.actions_fan_out, "apply_async", lambda args, **options: batches.append(args[0])
+    )
     monkeypatch.setattr(
         tasks.action_execute,
-        "delay",
-        lambda action_id: executed.append(
-            (action_id, request_id_var.get(), trace.get_current_span().get_span_context().trace_id)
+        "apply_async",
+        lambda args, **options: executed.append(
+            (args[0], request_id_var.get(), trace.get_current_span().get_span_context().trace_id)
         ),
     )
     publisher, expected = dispatch.Publisher(), []
