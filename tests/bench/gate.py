@@ -21,13 +21,18 @@ this one process, on throwaway databases on one server, in this order:
    entities and context the engine built for that request, the policy set parsed once.
 4. (b) at 10,000 agents, requests/s of ``POST /api/v1/actions/`` and of a baseline endpoint
    (agent-token authentication and one INSERT, ``tests.bench.baseline``), same token, same
-   client, in alternating blocks.
+   client, in alternating blocks. ``gate_throughput_ratio`` is the median, over the pairs of
+   neighbouring blocks, of baseline time / gate time per request: a burst of load from
+   elsewhere on the machine lands in one block and moves one pair, not the figure (on a
+   shared 2-core VM the pooled ratio of total times swung 0.46-0.55 between runs of the
+   same code). The pooled ratio is printed too (``gate_throughput_ratio_pooled``), and the
+   pairs as a ``#`` line.
 
 The databases are SQLite files in a temporary directory, or, when ``DATABASE_URL`` names a
 PostgreSQL server, fresh databases on it (created here, dropped at the end). ``DEBUG`` is
 off (no query log), as in production.
 
-Celery: allowed actions dispatch ``action_execute.delay`` after commit. The bench points
+Celery: allowed actions are published after commit (``autonomy.dispatch``). The bench points
 ``CELERY_BROKER_URL`` at kombu's in-process ``memory://`` transport (override with
 ``BENCH_CELERY_BROKER_URL``) with ``CELERY_TASK_ALWAYS_EAGER`` off: the publish is measured,
 nothing executes, and no broker's network or disk latency is charged to the gate.
@@ -127,9 +132,9 @@ class Sizes:
     policies_large: int = 1_000
     rounds: int = 800  # per series
     series: int = 7
-    requests: int = 1_000
+    requests: int = 2_000
     warmup: int = 300
-    blocks: int = 10
+    blocks: int = 40
 
 
 @dataclass
@@ -710,10 +715,11 @@ def throughput(world: World, sizes: Sizes) -> tuple[float, float]:
     baseline_body = json.dumps({"operation_id": world.operation_pk})
     elapsed = {"gate": 0, "baseline": 0}
     done = {"gate": 0, "baseline": 0}
+    pairs: list[float] = []  # per block pair: baseline ms per request / gate ms per request
     with override_settings(ROOT_URLCONF="tests.bench.urls"):
         client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {world.token}")
 
-        def run(kind: str, n: int, timed: bool) -> None:
+        def run(kind: str, n: int, timed: bool) -> int:
             path = "/api/v1/actions/" if kind == "gate" else BASELINE_PATH
             bodies = [gate_body() if kind == "gate" else baseline_body for _ in range(n)]
             responses = []
@@ -730,15 +736,19 @@ def throughput(world: World, sizes: Sizes) -> tuple[float, float]:
             if timed:
                 elapsed[kind] += took
                 done[kind] += n
+            return took
 
         for kind in ("gate", "baseline"):
             run(kind, min(50, per_block), timed=False)
         for _ in range(sizes.blocks):
-            for kind in ("gate", "baseline"):
-                run(kind, per_block, timed=True)
+            gate_ns = run("gate", per_block, timed=True)
+            baseline_ns = run("baseline", per_block, timed=True)
+            pairs.append(baseline_ns / gate_ns)
+    note("gate throughput ratio per block pair: " + ", ".join(f"{r:.3f}" for r in pairs))
     return (
         done["gate"] / (elapsed["gate"] / 1e9),
         done["baseline"] / (elapsed["baseline"] / 1e9),
+        statistics.median(pairs),
     )
 
 
@@ -804,11 +814,12 @@ def bench(sizes: Sizes) -> dict:
 
     # (b) the API, at 10,000 agents and 1,000 policies.
     use_database(large)
-    gate_rps, baseline_rps = throughput(world, sizes)
+    gate_rps, baseline_rps, paired = throughput(world, sizes)
     emit(figures, "gate_requests_per_s", round(gate_rps, 1))
     emit(figures, "baseline_requests_per_s", round(baseline_rps, 1))
+    emit(figures, "gate_throughput_ratio_pooled", round(gate_rps / baseline_rps, 3))
 
-    emit(figures, "gate_throughput_ratio", round(gate_rps / baseline_rps, 3))
+    emit(figures, "gate_throughput_ratio", round(paired, 3))
     emit(figures, "decision_p99_growth", round(p99_large / p99_small, 3))
     # Medians: the ratio of typical costs. Our decision includes its database reads and
     # Python; cedarpy only evaluates 1,000 already-parsed policies on ready entities.
