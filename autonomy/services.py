@@ -13,6 +13,7 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -290,7 +291,6 @@ def actions_redispatch(*, now=None) -> int:
     return sent
 
 
-@tracing.traced_execute
 def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
     """Run an approved action through its connector, once.
 
@@ -323,33 +323,63 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
         action.attempts += 1
         action.save(update_fields=["status", "started_at", "attempts"])
 
+    action = action_perform(action_id=action.pk, action=action)
+    with transaction.atomic():
+        return action_settle(action=action)
+
+
+def action_claim(*, action: ActionRequest) -> bool:
+    """Mark an action approved in the caller's transaction as executing, in that same
+    transaction: a workflow step executes the action it was just allowed at once, on its
+    own worker, and a transaction of its own for this cost a step more than the gate
+    decision. False when the action is no longer approved."""
+    now = timezone.now()
+    claimed = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.APPROVED).update(
+        status=ActionStatus.EXECUTING, started_at=now, attempts=F("attempts") + 1
+    )
+    if claimed:
+        action.status, action.started_at = ActionStatus.EXECUTING, now
+        action.attempts += 1
+    return bool(claimed)
+
+
+@tracing.traced_execute
+def action_perform(*, action_id, action: ActionRequest) -> ActionRequest:
+    """The connector call of an action claimed as executing, outside any transaction (it
+    may take seconds). The result is set on ``action`` in memory; ``action_settle``
+    records it. ``action_id`` names the span."""
     try:
         result = connectors.call(
             operation=action.operation, params=action.params, idempotency_key=str(action.pk)
         )
-        status, outcome, error = ActionStatus.SUCCEEDED, result, None
+        action.status, action.outcome, action.error = ActionStatus.SUCCEEDED, result, None
     except connectors.ConnectorError as exc:
-        status, outcome, error = ActionStatus.FAILED, None, {"message": str(exc)}
+        action.status, action.outcome = ActionStatus.FAILED, None
+        action.error = {"message": str(exc)}
+    return action
 
-    with transaction.atomic():
-        # Settle only an action still executing (a stop may have cancelled it meanwhile):
-        # one conditional UPDATE, which also takes the row's lock.
-        finished_at = timezone.now()
-        settled = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.EXECUTING).update(
-            status=status, outcome=outcome, error=error, finished_at=finished_at
-        )
-        if not settled:
-            return ActionRequest.objects.select_related("operation__connector").get(pk=action.pk)
-        action.status, action.outcome, action.error = status, outcome, error
-        action.finished_at = finished_at
-        audit.append(
-            kind="action_outcome",
-            actor="worker",
-            agent_id=action.agent_id,
-            action_id=action.pk,
-            payload={"status": status, "outcome": outcome, "error": error},
-        )
-        signals.action_settled.send(sender=ActionRequest, action=action)
+
+def action_settle(*, action: ActionRequest) -> ActionRequest:
+    """Record what ``action_perform`` set on ``action``, inside the caller's transaction:
+    only on an action still executing (a stop may have cancelled it meanwhile), with one
+    conditional UPDATE that also takes the row's lock, and its audit record. Returns the
+    action as it now stands."""
+    finished_at = timezone.now()
+    status, outcome, error = action.status, action.outcome, action.error
+    settled = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.EXECUTING).update(
+        status=status, outcome=outcome, error=error, finished_at=finished_at
+    )
+    if not settled:
+        return ActionRequest.objects.select_related("operation__connector").get(pk=action.pk)
+    action.finished_at = finished_at
+    audit.append(
+        kind="action_outcome",
+        actor="worker",
+        agent_id=action.agent_id,
+        action_id=action.pk,
+        payload={"status": status, "outcome": outcome, "error": error},
+    )
+    signals.action_settled.send(sender=ActionRequest, action=action)
     return action
 
 

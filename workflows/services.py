@@ -338,7 +338,7 @@ def step_execute(*, step_run_id) -> StepRun | None:
     attempt); a running step whose action is approved or executing is executed again, which
     the connector's idempotency key makes harmless; anything else is left alone.
     """
-    execute_action, recover = None, False
+    execute_action, recover, claimed = None, False, None
     with transaction.atomic():
         step_run, run = _lock(step_run_id)
         if step_run is None:
@@ -360,23 +360,38 @@ def step_execute(*, step_run_id) -> StepRun | None:
             elif action.status in ACTION_FINISHED:
                 _on_action_settled(step_run=step_run, run=run, action=action)
         elif step_run.status == StepStatus.READY:
-            execute_action = _request_action(run=run, step_run=step_run)
-    if execute_action is not None:
-        _inline.action_id = execute_action
-        try:
-            action = kernel.action_execute(action_id=execute_action, recover=recover)
-        finally:
-            _inline.action_id = None
+            # Allowed: claimed as executing in this transaction, so it runs here at once.
+            claimed = _request_action(run=run, step_run=step_run)
+    if claimed is None and execute_action is None:
+        return step_run
+    _inline.action_id = claimed.pk if claimed is not None else execute_action
+    try:
+        if claimed is not None:
+            # The connector call, then in one transaction: the action's outcome and the
+            # step's, locked in the usual order (run, step run, then the action).
+            action = kernel.action_perform(action_id=claimed.pk, action=claimed)
+            with transaction.atomic():
+                step_run, run = _relock(step_run=step_run, run=run)
+                action = kernel.action_settle(action=action)
+                _after_execution(step_run=step_run, run=run, action=action)
+            return step_run
+        action = kernel.action_execute(action_id=execute_action, recover=recover)
         with transaction.atomic():
             step_run, run = _relock(step_run=step_run, run=run)
             if action is None or action.status not in ACTION_FINISHED:
                 # Left to another delivery that is executing it: see where it is now.
                 action = ActionRequest.objects.get(pk=execute_action)
-            if run.status == RunStatus.RUNNING and action.status in ACTION_FINISHED:
-                _on_action_settled(step_run=step_run, run=run, action=action)
-            elif run.status == RunStatus.CANCELLED:
-                _effect_after_cancel(run=run, step_run=step_run)
+            _after_execution(step_run=step_run, run=run, action=action)
+    finally:
+        _inline.action_id = None
     return step_run
+
+
+def _after_execution(*, step_run: StepRun, run: Run, action: ActionRequest) -> None:
+    if run.status == RunStatus.RUNNING and action.status in ACTION_FINISHED:
+        _on_action_settled(step_run=step_run, run=run, action=action)
+    elif run.status == RunStatus.CANCELLED:
+        _effect_after_cancel(run=run, step_run=step_run)
 
 
 def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
@@ -393,7 +408,9 @@ def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
 ATTEMPT_FIELDS = ["attempt", "status", "started_at", "lease_until", "next_attempt_at", "input"]
 
 
-def _request_action(*, run: Run, step_run: StepRun):
+def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
+    """Ask the gate as the step's assignee. Returns the action when it was allowed, claimed
+    as executing in the caller's transaction for this worker to run at once."""
     step = step_run.step
     now = timezone.now()
     step_run.attempt += 1
@@ -443,7 +460,7 @@ def _request_action(*, run: Run, step_run: StepRun):
         risk_score=action.risk_score,
     )
     if action.status == ActionStatus.APPROVED:
-        return action.pk
+        return action if kernel.action_claim(action=action) else None
     if action.status == ActionStatus.PENDING_APPROVAL:
         step_run.status = StepStatus.WAITING_APPROVAL
         step_run.save(update_fields=["status"])
