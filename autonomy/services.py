@@ -13,7 +13,6 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -96,6 +95,7 @@ def action_request(
     approval_gate: str = "",
     dispatch: bool = True,
     operation: Operation | None = None,
+    claim: bool = False,
 ) -> tuple[ActionRequest, bool]:
     """Decide and record one action. Returns (action, replayed).
 
@@ -104,8 +104,11 @@ def action_request(
     ``approval_gate`` (a reason) sends an action the gate allows to people anyway, as a
     workflow's approval step asks; it never turns a denial into anything else. With
     ``dispatch=False`` the caller executes an allowed action itself (a workflow step does,
-    on the worker it already runs on). A caller that read ``operation`` (with its connector)
-    in its own transaction passes it, and it is not looked up again (a workflow step does).
+    on the worker it already runs on); with ``claim`` too, an allowed action is recorded as
+    executing straight away, in the caller's transaction, for the caller to run now
+    (``action_perform``, then ``action_settle``). A caller that read ``operation`` (with its
+    connector) in its own transaction passes it, and it is not looked up again (a workflow
+    step does).
     """
     # The operation and the policies a request is decided on come from one registry state.
     # An agent's request starts from the version the operation cache holds, and the gate's
@@ -165,6 +168,11 @@ def action_request(
                 created_at=now,
                 decided_at=timezone.now(),
             )
+            if claim and action.status == ActionStatus.APPROVED and not dispatch:
+                # Its caller runs it now: executing from the start, one write fewer.
+                action.status, action.started_at, action.attempts = (
+                    ActionStatus.EXECUTING, action.decided_at, 1
+                )  # fmt: skip
             _insert_action(action)
             rollup.rollup_record(action=action)
             usage.usage_record(action=action)
@@ -326,21 +334,6 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
     action = action_perform(action_id=action.pk, action=action)
     with transaction.atomic():
         return action_settle(action=action)
-
-
-def action_claim(*, action: ActionRequest) -> bool:
-    """Mark an action approved in the caller's transaction as executing, in that same
-    transaction: a workflow step executes the action it was just allowed at once, on its
-    own worker, and a transaction of its own for this cost a step more than the gate
-    decision. False when the action is no longer approved."""
-    now = timezone.now()
-    claimed = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.APPROVED).update(
-        status=ActionStatus.EXECUTING, started_at=now, attempts=F("attempts") + 1
-    )
-    if claimed:
-        action.status, action.started_at = ActionStatus.EXECUTING, now
-        action.attempts += 1
-    return bool(claimed)
 
 
 @tracing.traced_execute

@@ -436,6 +436,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
             idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
             approval_gate=gate_reason,
             dispatch=False,
+            claim=True,  # allowed: recorded as executing, for this worker to run at once
         )
     except DomainError as exc:
         step_run.save(update_fields=ATTEMPT_FIELDS)
@@ -459,8 +460,8 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
         attempt=step_run.attempt,
         risk_score=action.risk_score,
     )
-    if action.status == ActionStatus.APPROVED:
-        return action if kernel.action_claim(action=action) else None
+    if action.status == ActionStatus.EXECUTING:
+        return action
     if action.status == ActionStatus.PENDING_APPROVAL:
         step_run.status = StepStatus.WAITING_APPROVAL
         step_run.save(update_fields=["status"])
