@@ -14,6 +14,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.portal_roles import PortalRole, group_name
+from approvals import selectors
 from approvals.models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -148,6 +149,40 @@ def approval_decide(
             status_code=409,
         ) from exc
     return request
+
+
+BULK_MAX_RISK = 40  # a request at or above this risk is decided on its own page, never in bulk
+
+
+def approvals_decide_bulk(
+    *, approver, ids, verdict: str, comment: str = "", channel: str
+) -> tuple[int, list[str]]:
+    """One verdict and comment for several low-risk requests of ``approver``'s inbox, each
+    decided on its own (``approval_decide``: its own transaction, quorum and audit record).
+    Returns how many were decided and, for each refused one, why."""
+    mine = {r.pk: r for r in selectors.inbox_for_user(user=approver).filter(pk__in=ids)}
+    done, refused = 0, []
+    for pk in ids:
+        approval = mine.get(pk)
+        if approval is None:
+            refused.append(f"{pk}: not pending in your inbox.")
+            continue
+        if approval.risk_score >= BULK_MAX_RISK:
+            refused.append(
+                f"“{approval.subject}”: risk {approval.risk_score} is too high for a bulk "
+                "decision; open it and decide it on its own."
+            )
+            continue
+        try:
+            approval_decide(
+                request_id=pk, approver=approver, verdict=verdict, channel=channel,
+                comment=comment,
+            )  # fmt: skip
+        except DomainError as exc:
+            refused.append(f"“{approval.subject}”: {exc.message}")
+            continue
+        done += 1
+    return done, refused
 
 
 def approval_override(

@@ -23,7 +23,7 @@ from autonomy.errors import DomainError, ErrorCode
 
 PAGE_SIZE = 50
 # Below this risk score a request may be decided together with others, without opening it.
-BULK_MAX_RISK = 40
+BULK_MAX_RISK = services.BULK_MAX_RISK
 
 RISK_FACTOR_LABELS = {
     "sensitivity": "Operation sensitivity",
@@ -252,32 +252,13 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
             messages.error(request, " ".join(errors))
         return redirect("approvals:inbox")
     verdict, comment = form.cleaned_data["verdict"], form.cleaned_data["comment"]
-    ids = form.cleaned_data["ids"]
-    mine = {r.pk: r for r in selectors.inbox_for_user(user=request.user).filter(pk__in=ids)}
-    done, refused = 0, []
-    for pk in ids:
-        approval = mine.get(pk)
-        if approval is None:
-            refused.append(f"{pk}: not pending in your inbox.")
-            continue
-        if approval.risk_score >= BULK_MAX_RISK:
-            refused.append(
-                f"“{approval.subject}”: risk {approval.risk_score} is too high for a bulk "
-                "decision; open it and decide it on its own."
-            )
-            continue
-        try:
-            services.approval_decide(
-                request_id=pk,
-                approver=request.user,
-                verdict=verdict,
-                channel=Channel.INBOX,
-                comment=comment,
-            )
-        except DomainError as exc:
-            refused.append(f"“{approval.subject}”: {exc.message}")
-            continue
-        done += 1
+    done, refused = services.approvals_decide_bulk(
+        approver=request.user,
+        ids=form.cleaned_data["ids"],
+        verdict=verdict,
+        comment=comment,
+        channel=Channel.INBOX,
+    )
     if done:
         word = "Approved" if verdict == Verdict.APPROVE else "Rejected"
         messages.success(request, f"{word} {done} request{'s' if done != 1 else ''}.")
