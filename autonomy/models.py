@@ -184,6 +184,9 @@ class ActionRequest(models.Model):
     policy_ids = models.JSONField(default=dict)
     amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # The W3C trace the decision belongs to (the agent's, when it sent a traceparent), so
+    # the trace page and the API lead to the same trace in the tracing backend.
+    trace_id = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

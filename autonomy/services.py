@@ -165,6 +165,7 @@ def action_request(
                 policy_ids=decision.policies,
                 amount=decision.amount,
                 request_id=current_request_id(),
+                trace_id=tracing.current_trace_id(),
                 created_at=now,
                 decided_at=timezone.now(),
             )

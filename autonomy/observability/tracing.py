@@ -154,6 +154,13 @@ def _trace_id(span) -> str:
     return format(span.get_span_context().trace_id, "032x")
 
 
+def current_trace_id() -> str:
+    """The current W3C trace id (32 hex digits), or "" outside any trace. Also set without
+    a tracer provider when the request carried a ``traceparent`` (``incoming``)."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
 @contextmanager
 def _span(name: str, attributes: dict) -> Iterator:
     with tracer.start_as_current_span(

@@ -262,3 +262,20 @@ def test_an_agents_traceparent_makes_the_decision_part_of_its_trace(spans, monke
     (span,) = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool")]
     assert trace_id(span) == agent_trace
     assert format(span.parent.span_id, "016x") == agent_span
+    # The action keeps the trace id: the API and the trace page lead to the same trace.
+    assert response.json()["trace_id"] == agent_trace
+    assert ActionRequest.objects.get(pk=response.json()["id"]).trace_id == agent_trace
+
+
+@pytest.mark.django_db
+def test_an_agents_traceparent_is_kept_on_its_action_without_a_tracer_provider(monkeypatch):
+    from rest_framework.test import APIClient
+
+    monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)
+    registry = build_registry()
+    agent_trace = "0af7651916cd43dd8448eb211c80319c"
+    response = bearer(APIClient(), registry.token).post(
+        ACTIONS, GOOD, format="json", HTTP_TRACEPARENT=f"00-{agent_trace}-b7ad6b7169203331-01"
+    )
+    assert response.status_code == 201, response.content
+    assert ActionRequest.objects.get(pk=response.json()["id"]).trace_id == agent_trace
