@@ -29,7 +29,7 @@ class ActionCreateSerializer(StrictSerializer):
         checked here directly, as these fields would check it: building a serializer cost
         more than the gate's SQL on the hot path. Anything else goes through the serializer,
         which accepts it or says exactly what is wrong (tested to agree:
-        ``test_actions_api``)."""
+        ``test_actions_body``)."""
         fast = _plain_body(data)
         if fast is not None:
             return fast
@@ -59,8 +59,14 @@ def _plain_text(value, *, max_length: int, allow_blank: bool) -> str | None:
 def _plain_body(data) -> dict | None:
     if type(data) is not dict or not data.keys() <= _BODY_KEYS:
         return None
-    operation = _plain_text(data.get("operation"), max_length=150, allow_blank=False)
-    reason = _plain_text(data.get("reason", ""), max_length=2000, allow_blank=True)
+    # The bounds are the serializer's own, read from its declared fields.
+    fields = ActionCreateSerializer._declared_fields
+    operation = _plain_text(
+        data.get("operation"), max_length=fields["operation"].max_length, allow_blank=False
+    )
+    reason = _plain_text(
+        data.get("reason", ""), max_length=fields["reason"].max_length, allow_blank=True
+    )
     params = data.get("params", {})
     if operation is None or reason is None or type(params) is not dict:
         return None
