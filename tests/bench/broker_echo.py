@@ -8,6 +8,11 @@ from kombu import Connection
 def main(url: str, options: str, count: int) -> None:
     import json
 
+    from autonomy import broker
+
+    # filesystem:// as the product uses it: kombu's own transport can hand a reader a file
+    # its writer has not filled yet, which stopped this echo (and the figure) now and then.
+    broker.install()
     with Connection(url, transport_options=json.loads(options)) as conn:
         ping = conn.SimpleQueue("bench-ping")
         pong = conn.SimpleQueue("bench-pong")
