@@ -213,12 +213,24 @@ def write_json() -> Path:
     return path
 
 
+def timed(name: str, part):
+    """Run one part; its wall time goes to stderr (the issue bounds the whole run)."""
+    started = time.monotonic()
+    try:
+        return part()
+    finally:
+        took = time.monotonic() - started
+        print(f"# {name} took {took:.0f} s", file=sys.stderr, flush=True)
+
+
 if __name__ == "__main__":
-    bench_brokers()
-    gate_ok = bench_gate()
-    approvals_ok = bench_approvals()
-    modules_ok = [bench_module(module) for module in MODULES]
-    bench_api()
+    began = time.monotonic()
+    timed("brokers", bench_brokers)
+    gate_ok = timed("gate", bench_gate)
+    approvals_ok = timed("approvals", bench_approvals)
+    modules_ok = [timed(module, lambda m=module: bench_module(m)) for module in MODULES]
+    timed("api", bench_api)
     print(f"# figures written to {write_json()}", file=sys.stderr, flush=True)
+    print(f"# make bench took {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     ok = [gate_ok, approvals_ok, *modules_ok]
     sys.exit(0 if all(ok) else 1)
