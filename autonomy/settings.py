@@ -283,6 +283,10 @@ CELERY_BEAT_SCHEDULE = {
     "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
     "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
 }
+# A worker that finishes a step which made exactly one next step of its run ready executes
+# that one at once, up to this many in a row, instead of sending it through the broker
+# (workflows.services.step_work); 0 sends every step.
+AUTONOMY_WORKFLOW_INLINE_STEPS = env.int("AUTONOMY_WORKFLOW_INLINE_STEPS", default=50)
 # A ready step whose message has not started it after this long is dispatched again.
 AUTONOMY_WORKFLOW_REDISPATCH_SECONDS = env.int("AUTONOMY_WORKFLOW_REDISPATCH_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

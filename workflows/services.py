@@ -95,6 +95,11 @@ def _lock(step_run_id) -> tuple[StepRun | None, Run | None]:
 def _dispatch(step_run_id, *, countdown: float | None = None) -> None:
     from workflows import tasks
 
+    ready = getattr(_inline, "ready", None)
+    if ready is not None and not countdown:
+        ready.append(step_run_id)  # the worker's step task sends it, or runs it (step_work)
+        return
+
     def send():
         if countdown:
             tasks.step_execute.apply_async((str(step_run_id),), countdown=countdown)
@@ -336,6 +341,46 @@ def _make_ready(*, run: Run, step_run: StepRun) -> None:
 
 
 # --- executing an operation step (on a worker) ----------------------------------------------
+
+
+def step_work(*, step_run_id) -> None:
+    """A worker's step task: execute the step; then, while that made exactly one operation
+    step of the run ready, execute that one too, at once, in this task.
+
+    A linear stretch of a run then goes step after step on the worker that finished the
+    step before, without a broker round trip in between, and a run under load finishes in
+    its turn instead of all runs finishing together at the end. Each step is still its own
+    transactions through the gate, exactly as when sent: a worker that dies between steps
+    leaves the next one ready, and ``workflows_sweep`` sends it again as it does any ready
+    step whose message was lost. Two or more steps made ready at once (parallel branches)
+    are sent, to run in parallel; so is everything after ``AUTONOMY_WORKFLOW_INLINE_STEPS``
+    steps in a row, so that other runs' steps get their turn.
+    """
+    budget = settings.AUTONOMY_WORKFLOW_INLINE_STEPS
+    while step_run_id is not None:
+        ready: list = []
+        _inline.ready = ready
+        try:
+            step_execute(step_run_id=step_run_id)
+        except BaseException:
+            _inline.ready = None
+            _send_all(ready)  # made ready in a transaction that committed, maybe
+            raise
+        _inline.ready = None
+        step_run_id = None
+        if len(ready) == 1 and budget > 0 and not connection.in_atomic_block:
+            step_run_id, budget = ready[0], budget - 1
+        else:
+            _send_all(ready)
+
+
+def _send_all(step_run_ids: list) -> None:
+    """Send steps made ready (after commit when the caller's transaction is still open)."""
+    for step_run_id in step_run_ids:
+        if connection.in_atomic_block:
+            transaction.on_commit(lambda i=step_run_id: _send(i))
+        else:
+            _send(step_run_id)
 
 
 def step_execute(*, step_run_id) -> StepRun | None:

@@ -7,8 +7,9 @@ from workflows import coordination, services
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def step_execute(step_run_id: str) -> None:
-    """Run one operation step. Idempotent by step run id: a redelivery is harmless."""
-    services.step_execute(step_run_id=step_run_id)
+    """Run one operation step (and the run's next ones, while the run is a chain: see
+    ``services.step_work``). Idempotent by step run id: a redelivery is harmless."""
+    services.step_work(step_run_id=step_run_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -1,0 +1,81 @@
+"""A worker runs a run's next step at once when it is the only one made ready, and sends
+parallel branches (and everything past its budget) through the broker."""
+
+import pytest
+
+from tests.workflows.fixtures import diamond, published, step
+from workflows import services
+from workflows.models import RunStatus, StepStatus
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Step runs sent to the broker (not published: the test plays the worker)."""
+    ids = []
+    monkeypatch.setattr(services, "_send", lambda step_run_id: ids.append(step_run_id))
+    monkeypatch.setattr(services, "_dispatch", _recording(services._dispatch, ids))
+    return ids
+
+
+def _recording(dispatch, ids):
+    def record(step_run_id, *, countdown=None):
+        if getattr(services._inline, "ready", None) is not None and not countdown:
+            return dispatch(step_run_id, countdown=countdown)  # collected by step_work
+        ids.append(step_run_id)
+
+    return record
+
+
+def chain(key: str, steps: int):
+    keys = [f"s{n}" for n in range(steps)]
+    return published(key, [step(k, after=keys[n - 1 : n]) for n, k in enumerate(keys)])
+
+
+def test_a_chain_runs_to_its_end_in_one_task(world, sent):
+    run = services.run_start(template=chain("chain", 4))
+    first = run.step_runs.get(position=0)
+    assert sent == [first.pk]  # run_start sends the first step
+    services.step_work(step_run_id=first.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert sent == [first.pk]  # steps 2-4 ran at once, nothing else was sent
+    assert set(run.step_runs.values_list("status", flat=True)) == {StepStatus.SUCCEEDED}
+    assert run.step_runs.filter(action__status="succeeded").count() == 4  # each through the gate
+
+
+def test_parallel_branches_are_sent_not_run_inline(world, sent):
+    run = services.run_start(template=diamond(), context={"amount": 120})
+    a = run.step_runs.get(step__key="a")
+    services.step_work(step_run_id=a.pk)
+    b, c = run.step_runs.get(step__key="b"), run.step_runs.get(step__key="c")
+    assert sent == [a.pk, b.pk, c.pk]
+    assert b.status == c.status == StepStatus.READY
+    services.step_work(step_run_id=b.pk)
+    services.step_work(step_run_id=c.pk)  # d: the only step this made ready, run at once
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert len(sent) == 3
+
+
+def test_past_its_budget_the_next_step_is_sent(world, sent, settings):
+    settings.AUTONOMY_WORKFLOW_INLINE_STEPS = 1
+    run = services.run_start(template=chain("budget", 4))
+    first = run.step_runs.get(position=0)
+    services.step_work(step_run_id=first.pk)
+    third = run.step_runs.get(position=2)
+    assert third.status == StepStatus.READY
+    assert sent == [first.pk, third.pk]
+    assert run.step_runs.get(position=1).status == StepStatus.SUCCEEDED
+
+
+def test_inside_a_callers_transaction_nothing_runs_before_commit(world, sent):
+    from django.db import transaction
+
+    run = services.run_start(template=chain("atomic", 3))
+    first = run.step_runs.get(position=0)
+    with transaction.atomic():
+        services.step_work(step_run_id=first.pk)
+        assert sent == [first.pk]  # the second step waits for the commit
+    second = run.step_runs.get(position=1)
+    assert second.status == StepStatus.READY
+    assert sent == [first.pk, second.pk]
