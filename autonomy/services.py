@@ -16,7 +16,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from autonomy import audit, connectors, dispatch, gate, selectors, signals, usage
+from autonomy import audit, connectors, dispatch, gate, rows, selectors, signals, usage
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus, Connector, Operation, Verdict
 from autonomy.observability import rollup, tracing
@@ -174,7 +174,7 @@ def action_request(
                 action.status, action.started_at, action.attempts = (
                     ActionStatus.EXECUTING, action.decided_at, 1
                 )  # fmt: skip
-            _insert_action(action)
+            rows.insert(action)  # no signal listens to ActionRequest saves
             rollup.rollup_record(action=action)
             usage.usage_record(action=action)
             audit.append(
@@ -205,34 +205,6 @@ def action_request(
             raise
         return existing, True
     return action, False
-
-
-_ACTION_FIELDS = ActionRequest._meta.concrete_fields
-_ACTION_INSERT: dict[str, str] = {}
-
-
-def _insert_action(action: ActionRequest) -> None:
-    """INSERT one new action with a statement built once: on the gate's path the ORM's
-    ``save()`` machinery cost four times the statement itself (measured with ``make bench``).
-    Named parameters: Django's SQLite backend rewrites positional ones with a regular
-    expression on every call. No signal listens to ``ActionRequest`` saves; a unique-key
-    clash raises IntegrityError as ``create()`` would."""
-    connection = transaction.get_connection()
-    sql = _ACTION_INSERT.get(connection.alias)
-    if sql is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in _ACTION_FIELDS)
-        values = ", ".join(f"%({field.attname})s" for field in _ACTION_FIELDS)
-        sql = _ACTION_INSERT[connection.alias] = (
-            f"INSERT INTO {quote(ActionRequest._meta.db_table)} ({columns}) VALUES ({values})"
-        )
-    values = {
-        field.attname: field.get_db_prep_save(field.pre_save(action, True), connection)
-        for field in _ACTION_FIELDS
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-    action._state.adding, action._state.db = False, connection.alias
 
 
 _AGENT_FK = ActionRequest._meta.get_field("agent").target_field

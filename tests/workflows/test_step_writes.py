@@ -1,8 +1,9 @@
-"""The step path's prepared writes do what save() and create() did."""
+"""The step path's prepared writes (autonomy.rows) do what save() and create() did."""
 
 import pytest
 from django.db import DatabaseError
 
+from autonomy import rows
 from tests.workflows.fixtures import published, step
 from workflows import services
 from workflows.models import Run, StepRun, StepStatus
@@ -13,7 +14,7 @@ def test_update_writes_only_the_named_fields_and_refuses_a_missing_row(world):
     step_run = run.step_runs.get()
     step_run.status, step_run.output = StepStatus.SUCCEEDED, {"ok": True, "n": [1, 2]}
     step_run.attempt = 99  # not named: stays as stored
-    services._update(step_run, ["status", "output"])
+    rows.update(step_run, ["status", "output"])
     stored = StepRun.objects.get(pk=step_run.pk)
     assert (stored.status, stored.output, stored.attempt) == (
         "succeeded",
@@ -22,12 +23,12 @@ def test_update_writes_only_the_named_fields_and_refuses_a_missing_row(world):
     )
 
     run.context = {"n": 2, "nested": {"é": None}}
-    services._update(run, ["context"])
+    rows.update(run, ["context"])
     assert Run.objects.get(pk=run.pk).context == {"n": 2, "nested": {"é": None}}
 
     StepRun.objects.filter(pk=step_run.pk).delete()
     with pytest.raises(DatabaseError):
-        services._update(step_run, ["status"])
+        rows.update(step_run, ["status"])
 
 
 def test_event_is_stored_with_its_time_and_data(world):
