@@ -120,7 +120,11 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def mails(self) -> list[str]:
-        return [p.read_text() for p in sorted(self.mail_dir.glob("*.log"))]
+        """The mails the worker has finished writing. Django's file backend creates a mail's
+        file before it writes the message, and ends each message with a line of 79 dashes:
+        a file without that end is still being written (reading it early failed CI twice)."""
+        texts = (p.read_text() for p in sorted(self.mail_dir.glob("*.log")))
+        return [text for text in texts if text.endswith("-" * 79 + "\n")]
 
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
