@@ -88,16 +88,20 @@ def template_steps(template: Template) -> dict[int, Step]:
     Keyed by id and publication time, so a database that reuses an id (a test's, rolled back)
     never sees another version's steps. A draft's are read every time."""
     if template.status == TemplateStatus.DRAFT or template.published_at is None:
-        return {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
+        return _steps_of(template)
     key = (template.pk, template.published_at)
     steps = _published.get(key)
     if steps is None:
-        steps = {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
+        steps = _steps_of(template)
         with _published_lock:
             if len(_published) >= PUBLISHED_CACHED:
                 _published.clear()
             _published[key] = steps
     return steps
+
+
+def _steps_of(template: Template) -> dict[int, Step]:
+    return {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
 
 
 def step_copy(step: Step) -> Step:

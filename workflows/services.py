@@ -262,16 +262,14 @@ def advance(*, run: Run) -> None:
     # done (publishing refuses a dependency that names no step of the template). Plain rows
     # and the version's steps from the process's cache: the ORM's joined, deferred-field read
     # of the same cost 3.4x as much (measured on a 30-step run).
-    rows = (
+    open_rows = (
         run.step_runs.exclude(status__in=STEP_DONE)
         .order_by("position")
         .values_list(*ADVANCE_COLUMNS)
     )
     db = run._state.db or "default"
-    step_runs = [StepRun.from_db(db, ADVANCE_COLUMNS, row) for row in rows]
+    step_runs = [StepRun.from_db(db, ADVANCE_COLUMNS, row) for row in open_rows]
     steps = selectors.template_steps(run.template)
-    if any(sr.step_id not in steps for sr in step_runs):  # cannot happen: read them afresh
-        steps = {step.pk: step for step in run.template.steps.all()}
     for sr in step_runs:
         sr.run = run
     status = {steps[sr.step_id].key: sr.status for sr in step_runs}
@@ -367,10 +365,10 @@ def step_work(*, step_run_id) -> None:
         try:
             step_execute(step_run_id=step_run_id)
         except BaseException:
-            _inline.ready = None
             _send_all(ready)  # made ready in a transaction that committed, maybe
             raise
-        _inline.ready = None
+        finally:
+            _inline.ready = None
         step_run_id = None
         if len(ready) == 1 and budget > 0 and not connection.in_atomic_block:
             step_run_id, budget = ready[0], budget - 1
