@@ -48,14 +48,7 @@ def test_a_stale_notice_is_dropped_when_the_status_moved_on(celery_worker, owned
         services.agent_resume(agent=owned_agent, by=it_admin)
     # One worker takes the queue in order: once the "active" mail exists, the "paused"
     # notice before it has been handled, and must have been dropped.
-    # Wait for the mail's text, not only its file: the worker's file backend creates the file
-    # before it writes the message into it.
-    wait_for(
-        lambda: any("is now active" in mail for mail in celery_worker.mails()),
-        timeout=30,
-        what="the 'active' notice",
-    )
-    mails = celery_worker.mails()
+    mails = wait_for(celery_worker.mails, timeout=30, what="the 'active' notice")
     assert len(mails) == 1 and "is now active" in mails[0], celery_worker.log()
     assert f"status notice for {owned_agent.pk} skipped" in celery_worker.log()
     owned_agent.refresh_from_db()

@@ -630,7 +630,7 @@ def decider(world: World, sizes: Sizes, warmup: int | None = None):
             raise SystemExit(f"the measured request is not allowed: {decision.reasons}")
 
     warm(sizes.warmup if warmup is None else warmup)
-    return decide, warm
+    return decide
 
 
 def raw_cedarpy(world: World, figures: dict):
@@ -807,12 +807,12 @@ def bench(sizes: Sizes) -> dict:
     def at_100_agents(samples: list, enabled: bool) -> None:
         use_database(small)
         set_enabled(rest, enabled)
-        decide, _ = decider(world, sizes, SERIES_WARMUP)
+        decide = decider(world, sizes, SERIES_WARMUP)
         samples.append(timed(decide, sizes.rounds))
 
     def at_10000_agents() -> None:
         use_database(large)
-        decide, _ = decider(world, sizes, SERIES_WARMUP)
+        decide = decider(world, sizes, SERIES_WARMUP)
         grown.append(timed(decide, sizes.rounds))
 
     steps = [
