@@ -95,19 +95,22 @@ class Select:
         if len(at) != 1:
             raise ValueError(f"The key appears {len(at)} times in {sql!r}: use one filter.")
         select, klass_info = compiler.select, compiler.klass_info
+        converters = compiler.get_converters([column[0] for column in select[: compiler.col_count]])
+        locks = queryset.query.select_for_update
+        if klass_info is None:  # values_list(): rows only
+            return sql, list(params), at[0], compiler, converters, None, 0, 0, [], [], locks
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
         init = [column[0].target.attname for column in select[start:end]]
-        converters = compiler.get_converters([column[0] for column in select[: compiler.col_count]])
         populators = get_related_populators(klass_info, select, connection.alias)
-        locks = queryset.query.select_for_update
+        model = klass_info["model"]
         return (
             sql,
             list(params),
             at[0],
             compiler,
             converters,
-            klass_info["model"],
+            model,
             start,
             end,
             init,
@@ -115,13 +118,12 @@ class Select:
             locks,
         )
 
-    def get(self, key):
-        """The one object the queryset finds for ``key``, or None."""
+    def _run(self, key, fetch):
         connection = transaction.get_connection()
         compiled = self._compiled.get(connection.alias)
         if compiled is None:
             compiled = self._compiled[connection.alias] = self._compile(connection)
-        sql, params, at, compiler, converters, model, start, end, init, populators, locks = compiled
+        sql, params, at, compiler, converters, *_, locks = compiled
         if locks and not connection.in_atomic_block:
             raise transaction.TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
@@ -130,12 +132,25 @@ class Select:
         params[at] = self._field.get_db_prep_value(key, connection)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
+            found = [cursor.fetchone()] if fetch == "one" else cursor.fetchall()
+        if found == [None]:
+            return [], compiled, connection.alias
         if converters:
-            row = next(iter(compiler.apply_converters([row], converters)))
-        obj = model.from_db(connection.alias, init, row[start:end])
+            found = [tuple(row) for row in compiler.apply_converters(found, converters)]
+        return found, compiled, connection.alias
+
+    def rows(self, key) -> list[tuple]:
+        """Every row the queryset (a ``values_list()``) finds for ``key``, as tuples."""
+        return self._run(key, "all")[0]
+
+    def get(self, key):
+        """The one object the queryset finds for ``key``, or None."""
+        found, compiled, alias = self._run(key, "one")
+        if not found:
+            return None
+        row = found[0]
+        model, start, end, init, populators = compiled[5:10]
+        obj = model.from_db(alias, init, row[start:end])
         for populator in populators:
             populator.populate(row, obj)
         return obj

@@ -87,3 +87,24 @@ def test_select_for_update_needs_a_transaction_and_the_key_once(world):
     twice = rows.Select(lambda key: Run.objects.filter(pk=key, step_runs__run_id=key), Run._meta.pk)
     with pytest.raises(ValueError, match="2 times"):
         twice.get(run.pk)
+
+
+def test_select_rows_returns_converted_tuples_in_the_querysets_order(world):
+    template = published("rows", [step("a"), step("b", after=["a"]), step("c", after=["b"])])
+    run = services.run_start(template=template, context={"n": 1})
+    values = rows.Select(
+        lambda key: (
+            StepRun.objects.filter(run_id=key)
+            .order_by("-position")
+            .values_list("position", "status", "input", "dispatched_at")
+        ),
+        Run._meta.pk,
+    )
+    expected = list(
+        StepRun.objects.filter(run=run)
+        .order_by("-position")
+        .values_list("position", "status", "input", "dispatched_at")
+    )
+    assert values.rows(run.pk) == expected
+    assert expected[-1][3] is not None  # a datetime, converted as the ORM converts it
+    assert values.rows("7d8b5a4e-0000-4000-8000-000000000000") == []
