@@ -25,46 +25,69 @@ def _statement(key: tuple, build) -> tuple[str, list]:
 
 
 def insert(instance) -> None:
-    """``instance.save()`` of a new row: every concrete field but a database-generated key
-    (which is not read back). A unique clash raises IntegrityError as ``create()`` would."""
+    """``instance.save()`` of a new row: every concrete field but a database-generated key,
+    which is read back (``RETURNING``) where the database can. A unique clash raises
+    IntegrityError as ``create()`` would."""
     model, connection = type(instance), transaction.get_connection()
     meta = model._meta
+    returning = connection.features.can_return_columns_from_insert
 
     def build():
         fields = [f for f in meta.concrete_fields if not f.db_returning]
+        generated = [f for f in meta.concrete_fields if f.db_returning] if returning else []
         quote = connection.ops.quote_name
         columns = ", ".join(quote(f.column) for f in fields)
         values = ", ".join(f"%({f.attname})s" for f in fields)
-        return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})", fields
+        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
+        if generated:
+            sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
+        return sql, (fields, generated)
 
-    sql, fields = _statement((connection.alias, model), build)
+    sql, (fields, generated) = _statement((connection.alias, model), build)
     values = {f.attname: f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields}
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
+        if generated:
+            for field, value in zip(generated, cursor.fetchone(), strict=True):
+                setattr(instance, field.attname, field.to_python(value))
     instance._state.adding, instance._state.db = False, connection.alias
 
 
 def update(instance, names: list[str]) -> None:
     """``instance.save(update_fields=names)``; raises as that does when the row is gone."""
+    if not update_if(instance, names):
+        raise DatabaseError(
+            f"{type(instance).__name__} {instance.pk} is gone: nothing was updated."
+        )
+
+
+def update_if(instance, names: list[str], **conditions) -> bool:
+    """Write the named fields of ``instance`` to its row if the row still has the values
+    ``conditions`` name (``QuerySet.filter(pk=..., **conditions).update(...)``, which sends
+    no signal either). Returns whether it did."""
     model, connection = type(instance), transaction.get_connection()
     meta = model._meta
+    when = sorted(conditions)
 
     def build():
         fields = [meta.get_field(name) for name in names]
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(f.column)} = %({f.attname})s" for f in fields)
         table, pk = quote(meta.db_table), quote(meta.pk.column)
-        return f"UPDATE {table} SET {sets} WHERE {pk} = %(pk__)s", fields
+        tests = "".join(f" AND {quote(meta.get_field(n).column)} = %(when__{n})s" for n in when)
+        return f"UPDATE {table} SET {sets} WHERE {pk} = %(pk__)s{tests}", fields
 
-    sql, fields = _statement((connection.alias, model, tuple(names)), build)
+    sql, fields = _statement((connection.alias, model, tuple(names), tuple(when)), build)
     values = {
         f.attname: f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields
     }
     values["pk__"] = meta.pk.get_db_prep_value(instance.pk, connection)
+    for name in when:
+        field = meta.get_field(name)
+        values[f"when__{name}"] = field.get_db_prep_value(conditions[name], connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        if cursor.rowcount != 1:
-            raise DatabaseError(f"{model.__name__} {instance.pk} is gone: nothing was updated.")
+        return cursor.rowcount == 1
 
 
 class Select:

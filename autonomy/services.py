@@ -330,14 +330,13 @@ def action_settle(*, action: ActionRequest) -> ActionRequest:
     only on an action still executing (a stop may have cancelled it meanwhile), with one
     conditional UPDATE that also takes the row's lock, and its audit record. Returns the
     action as it now stands."""
-    finished_at = timezone.now()
     status, outcome, error = action.status, action.outcome, action.error
-    settled = ActionRequest.objects.filter(pk=action.pk, status=ActionStatus.EXECUTING).update(
-        status=status, outcome=outcome, error=error, finished_at=finished_at
+    action.finished_at = timezone.now()
+    settled = rows.update_if(
+        action, ["status", "outcome", "error", "finished_at"], status=ActionStatus.EXECUTING
     )
     if not settled:
         return ActionRequest.objects.select_related("operation__connector").get(pk=action.pk)
-    action.finished_at = finished_at
     audit.append(
         kind="action_outcome",
         actor="worker",

@@ -108,3 +108,28 @@ def test_select_rows_returns_converted_tuples_in_the_querysets_order(world):
     assert values.rows(run.pk) == expected
     assert expected[-1][3] is not None  # a datetime, converted as the ORM converts it
     assert values.rows("7d8b5a4e-0000-4000-8000-000000000000") == []
+
+
+def test_insert_reads_back_a_generated_key_and_update_if_checks_its_conditions(world):
+    from autonomy.models import ActionRequest, ActionStatus, ConnectorCall, Operation
+
+    operation = Operation.objects.first()
+    first = ConnectorCall(idempotency_key="k-1", operation=operation, result={"n": 1})
+    second = ConnectorCall(idempotency_key="k-2", operation=operation)
+    rows.insert(first)
+    rows.insert(second)
+    assert first.pk is not None and second.pk > first.pk
+    assert ConnectorCall.objects.get(pk=first.pk).result == {"n": 1}
+
+    run = services.run_start(template=published("settles", [step("a")]))
+    services.step_execute(step_run_id=run.step_runs.get().pk)
+    action = ActionRequest.objects.get()
+    assert action.status == ActionStatus.SUCCEEDED
+    action.status, action.error = ActionStatus.FAILED, {"message": "late"}
+    assert not rows.update_if(action, ["status", "error"], status=ActionStatus.EXECUTING)
+    assert ActionRequest.objects.get().status == ActionStatus.SUCCEEDED
+    assert rows.update_if(action, ["status", "error"], status=ActionStatus.SUCCEEDED)
+    assert ActionRequest.objects.values_list("status", "error").get() == (
+        "failed",
+        {"message": "late"},
+    )
