@@ -370,29 +370,23 @@ def step_work(*, step_run_id) -> None:
 
     A linear stretch of a run then goes step after step on the worker that finished the
     step before, without a broker round trip in between, and a run under load finishes in
-    its turn instead of all runs finishing together at the end. Each step is still its own
-    transactions through the gate, exactly as when sent: a worker that dies between steps
-    leaves the next one ready, and ``workflows_sweep`` sends it again as it does any ready
-    step whose message was lost. Two or more steps made ready at once (parallel branches)
-    are sent, to run in parallel; so is everything after ``AUTONOMY_WORKFLOW_INLINE_STEPS``
-    steps in a row, so that other runs' steps get their turn.
+    its turn instead of all runs finishing together at the end. The next step is claimed
+    (its request through the gate) in the transaction that records the step before it, so
+    the run stays locked from one to the next. A worker that dies between steps leaves the
+    next one ready, or its action claimed as executing, and ``workflows_sweep`` sends it
+    again as it does any ready step whose message was lost or running step whose lease ran
+    out. Two or more steps made ready at once (parallel branches) are sent, to run in
+    parallel; so is everything after ``AUTONOMY_WORKFLOW_INLINE_STEPS`` steps in a row, so
+    that other runs' steps get their turn.
     """
-    budget = settings.AUTONOMY_WORKFLOW_INLINE_STEPS
-    while step_run_id is not None:
-        ready: list = []
-        _inline.ready = ready
-        try:
-            step_execute(step_run_id=step_run_id)
-        except BaseException:
-            _send_all(ready)  # made ready in a transaction that committed, maybe
-            raise
-        finally:
-            _inline.ready = None
-        step_run_id = None
-        if len(ready) == 1 and budget > 0 and not connection.in_atomic_block:
-            step_run_id, budget = ready[0], budget - 1
-        else:
-            _send_all(ready)
+    chain = 0 if connection.in_atomic_block else settings.AUTONOMY_WORKFLOW_INLINE_STEPS
+    ready: list = []
+    _inline.ready = ready
+    try:
+        step_execute(step_run_id=step_run_id, chain=chain)
+    finally:
+        _inline.ready = None
+        _send_all(ready)  # made ready in a transaction that committed (maybe, on an error)
 
 
 def _send_all(step_run_ids: list) -> None:
@@ -402,14 +396,18 @@ def _send_all(step_run_ids: list) -> None:
             transaction.on_commit(lambda i=step_run_id: _send(i))
         else:
             _send(step_run_id)
+    step_run_ids.clear()
 
 
-def step_execute(*, step_run_id) -> StepRun | None:
+def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
     """Request the step's action through the gate as its assignee and, if allowed, execute it.
 
     Idempotent: a ready step makes its request once per attempt (keyed by step run and
     attempt); a running step whose action is approved or executing is executed again, which
     the connector's idempotency key makes harmless; anything else is left alone.
+
+    With ``chain`` (from ``step_work``), up to that many following steps that the run makes
+    ready one at a time are claimed and executed here too. Returns the last step run.
     """
     execute_action, recover, claimed = None, False, None
     with transaction.atomic():
@@ -435,29 +433,58 @@ def step_execute(*, step_run_id) -> StepRun | None:
         elif step_run.status == StepStatus.READY:
             # Allowed: claimed as executing in this transaction, so it runs here at once.
             claimed = _request_action(run=run, step_run=step_run)
-    if claimed is None and execute_action is None:
-        return step_run
-    _inline.action_id = claimed.pk if claimed is not None else execute_action
-    try:
-        if claimed is not None:
+    while claimed is not None or execute_action is not None:
+        _inline.action_id = claimed.pk if claimed is not None else execute_action
+        try:
             # The connector call, then in one transaction: the action's outcome and the
             # step's, locked in the usual order (run, step run, then the action).
-            action = kernel.action_perform(action_id=claimed.pk, action=claimed)
+            if claimed is not None:
+                action = kernel.action_perform(action_id=claimed.pk, action=claimed)
+            else:
+                action = kernel.action_execute(action_id=execute_action, recover=recover)
+            following = None
             with transaction.atomic():
                 step_run, run = _relock(step_run=step_run, run=run)
-                action = kernel.action_settle(action=action)
+                if claimed is not None:
+                    action = kernel.action_settle(action=action)
+                elif action is None or action.status not in ACTION_FINISHED:
+                    # Left to another delivery that is executing it: see where it is now.
+                    action = ActionRequest.objects.get(pk=execute_action)
                 _after_execution(step_run=step_run, run=run, action=action)
-            return step_run
-        action = kernel.action_execute(action_id=execute_action, recover=recover)
-        with transaction.atomic():
-            step_run, run = _relock(step_run=step_run, run=run)
-            if action is None or action.status not in ACTION_FINISHED:
-                # Left to another delivery that is executing it: see where it is now.
-                action = ActionRequest.objects.get(pk=execute_action)
-            _after_execution(step_run=step_run, run=run, action=action)
-    finally:
-        _inline.action_id = None
+                if chain > 0:
+                    following = _claim_next(run=run)
+        finally:
+            _inline.action_id = None
+        if following is None:
+            break
+        step_run, claimed, execute_action, chain = following[0], following[1], None, chain - 1
     return step_run
+
+
+def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
+    """In the transaction that just finished a step of ``run`` (locked): when that made
+    exactly one operation step ready, lock it and ask the gate for its action. Returns the
+    step run and its action when allowed (claimed as executing, for the caller to run);
+    otherwise the step is left to be sent, as any ready step is. In a savepoint: a failure
+    here never undoes the step just recorded."""
+    ready = getattr(_inline, "ready", None)
+    if not ready or len(ready) != 1 or run.status != RunStatus.RUNNING:
+        return None
+    step_run_id = ready.pop()
+    try:
+        with transaction.atomic():
+            step_run = _LOCK_STEP_RUN.one(step_run_id)
+            if step_run.status != StepStatus.READY or step_run.step.kind != StepKind.OPERATION:
+                ready.append(step_run_id)
+                return None
+            claimed = _request_action(run=run, step_run=step_run)
+    except Exception:
+        log.exception(
+            "could not claim step run %s after the step before it; sending it", step_run_id
+        )
+        ready.append(step_run_id)
+        return None
+    return (step_run, claimed) if claimed is not None else None
 
 
 def _after_execution(*, step_run: StepRun, run: Run, action: ActionRequest) -> None:

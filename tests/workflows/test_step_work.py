@@ -79,3 +79,43 @@ def test_inside_a_callers_transaction_nothing_runs_before_commit(world, sent):
     second = run.step_runs.get(position=1)
     assert second.status == StepStatus.READY
     assert sent == [first.pk, second.pk]
+
+
+def test_a_step_held_for_approval_ends_the_chain_and_is_not_sent(world, sent):
+    template = published(
+        "held",
+        [step("a"), step("b", after=["a"], approval="always"), step("c", after=["b"])],
+    )
+    run = services.run_start(template=template)
+    first = run.step_runs.get(position=0)
+    services.step_work(step_run_id=first.pk)
+    held = run.step_runs.get(position=1)
+    assert held.status == StepStatus.WAITING_APPROVAL
+    assert held.action.status == "pending_approval"
+    assert run.step_runs.get(position=2).status == StepStatus.PENDING
+    assert sent == [first.pk]  # a person decides; nothing waits in the broker
+
+
+def test_a_failure_claiming_the_next_step_keeps_the_step_before_and_sends_the_next(
+    world, sent, monkeypatch
+):
+    run = services.run_start(template=chain("claim-fails", 3))
+    first = run.step_runs.get(position=0)
+    request = services._request_action
+
+    def failing(*, run, step_run):
+        if step_run.position == 1:
+            raise RuntimeError("the gate's database went away")
+        return request(run=run, step_run=step_run)
+
+    monkeypatch.setattr(services, "_request_action", failing)
+    services.step_work(step_run_id=first.pk)
+    second = run.step_runs.get(position=1)
+    assert run.step_runs.get(position=0).status == StepStatus.SUCCEEDED
+    assert (second.status, second.attempt, second.action_id) == (StepStatus.READY, 0, None)
+    assert sent == [first.pk, second.pk]  # sent, to be tried again by a worker
+
+    monkeypatch.setattr(services, "_request_action", request)
+    services.step_work(step_run_id=second.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
