@@ -139,7 +139,7 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         "group": agent.role.group_id,
         "operation": str(operation.pk),
         "connector": str(operation.connector_id),
-        "agent": _AGENT_FK.get_db_prep_value(agent.pk, connection),
+        "agent": AGENT_KEY.get_db_prep_value(agent.pk, connection),
         "this_minute": ops.adapt_datetimefield_value(bounds["this_minute"]),
         "last_minute": ops.adapt_datetimefield_value(bounds["last_minute"]),
         "hour": ops.adapt_datetimefield_value(bounds["hour_start"]),
@@ -165,7 +165,8 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
     return grant, behaviour, version or 0
 
 
-_AGENT_FK = ActionRequest._meta.get_field("agent").target_field
+# How an agent id goes into the raw SQL of the gate's reads (also ``services._replay``).
+AGENT_KEY = ActionRequest._meta.get_field("agent").target_field
 
 
 def cached_version() -> int | None:

@@ -207,7 +207,6 @@ def action_request(
     return action, False
 
 
-_AGENT_FK = ActionRequest._meta.get_field("agent").target_field
 _ACTION_PK = ActionRequest._meta.pk
 
 
@@ -232,7 +231,7 @@ def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
     with connection.cursor() as cursor:
         cursor.execute(
             _replay_sql(connection.alias),
-            {"agent": _AGENT_FK.get_db_prep_value(agent.pk, connection), "key": key},
+            {"agent": selectors.AGENT_KEY.get_db_prep_value(agent.pk, connection), "key": key},
         )
         found = cursor.fetchone()
     if found is None:
