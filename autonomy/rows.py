@@ -1,4 +1,5 @@
-"""One-row writes with a statement built once, for the hot paths (the gate, workflow steps).
+"""One-row writes and one-key reads with statements built once, for the hot paths (the gate,
+workflow steps).
 
 On those paths the ORM's ``save()`` and ``create()`` machinery cost several times the
 statement itself (measured: the gate's action insert 4x with ``make bench``; a step run's
@@ -6,10 +7,12 @@ update ~0.4 ms against ~0.1 ms). These build each statement once per database, m
 field set, with named parameters (Django's SQLite backend rewrites positional ones with a
 regular expression on every call), and prepare values exactly as ``save()`` does
 (``pre_save``: ``auto_now`` stamps; ``get_db_prep_save``). They send no signals: use them
-only for models no signal receiver listens to.
+only for models no signal receiver listens to. ``Select`` runs a queryset's own compiled
+SQL again with another key, and builds its objects as the ORM does.
 """
 
 import uuid
+from typing import NamedTuple
 
 from django.db import DatabaseError, transaction
 from django.db.models.query import get_related_populators
@@ -90,6 +93,20 @@ def update_if(instance, names: list[str], **conditions) -> bool:
         return cursor.rowcount == 1
 
 
+class _Compiled(NamedTuple):
+    sql: str
+    params: list
+    at: int  # where the key goes in ``params``
+    compiler: object
+    converters: dict
+    locks: bool
+    model: type | None = None  # None for a values_list() queryset
+    start: int = 0  # the model's columns in a row: row[start:end]
+    end: int = 0
+    init: tuple = ()  # their attribute names, for ``Model.from_db``
+    populators: tuple = ()  # the ``select_related`` objects, Django's own
+
+
 class Select:
     """A queryset of one key, compiled once per database and run with another key each time.
 
@@ -97,10 +114,10 @@ class Select:
     ``select_for_update`` and all); ``field`` is the field the key is compared with. The first
     call compiles ``build`` of a probe key and remembers the SQL, where the key goes in its
     parameters, and how a row becomes objects (Django's own populators and converters);
-    ``get(key)`` then only prepares the key, runs the statement and builds the objects,
-    which is what the ORM does after compiling. Compiling is most of a small query's cost:
-    a workflow step's locking reads (one of them joins nine models) took 2.2 ms of a 6.9 ms
-    step more than these do (measured in one process on a 30-step run).
+    later calls only prepare the key, run the statement and build the objects, which is what
+    the ORM does after compiling. Compiling is most of a small query's cost: a workflow step
+    went from 6.9 to 4.7 ms when its two locking reads (one joins nine models) used this
+    (measured in one process on a 30-step run).
     """
 
     _PROBES = {"UUIDField": uuid.UUID("5eed5eed-5eed-4eed-8eed-5eed5eed5eed"), "default": -7315239}
@@ -108,7 +125,7 @@ class Select:
     def __init__(self, build, field):
         self._build, self._field, self._compiled = build, field, {}
 
-    def _compile(self, connection):
+    def _compile(self, connection) -> _Compiled:
         probe = self._PROBES.get(self._field.get_internal_type(), self._PROBES["default"])
         queryset = self._build(probe).using(connection.alias)
         compiler = queryset.query.get_compiler(using=connection.alias)
@@ -119,62 +136,54 @@ class Select:
             raise ValueError(f"The key appears {len(at)} times in {sql!r}: use one filter.")
         select, klass_info = compiler.select, compiler.klass_info
         converters = compiler.get_converters([column[0] for column in select[: compiler.col_count]])
-        locks = queryset.query.select_for_update
+        plain = _Compiled(
+            sql, list(params), at[0], compiler, converters, bool(queryset.query.select_for_update)
+        )
         if klass_info is None:  # values_list(): rows only
-            return sql, list(params), at[0], compiler, converters, None, 0, 0, [], [], locks
+            return plain
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
-        init = [column[0].target.attname for column in select[start:end]]
-        populators = get_related_populators(klass_info, select, connection.alias)
-        model = klass_info["model"]
-        return (
-            sql,
-            list(params),
-            at[0],
-            compiler,
-            converters,
-            model,
-            start,
-            end,
-            init,
-            populators,
-            locks,
+        return plain._replace(
+            model=klass_info["model"],
+            start=start,
+            end=end,
+            init=tuple(column[0].target.attname for column in select[start:end]),
+            populators=tuple(get_related_populators(klass_info, select, connection.alias)),
         )
 
-    def _run(self, key, fetch):
+    def _run(self, key, many: bool) -> tuple[list, _Compiled, str]:
         connection = transaction.get_connection()
         compiled = self._compiled.get(connection.alias)
         if compiled is None:
             compiled = self._compiled[connection.alias] = self._compile(connection)
-        sql, params, at, compiler, converters, *_, locks = compiled
-        if locks and not connection.in_atomic_block:
+        if compiled.locks and not connection.in_atomic_block:
             raise transaction.TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        params = list(params)
-        params[at] = self._field.get_db_prep_value(key, connection)
+        params = list(compiled.params)
+        params[compiled.at] = self._field.get_db_prep_value(key, connection)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            found = [cursor.fetchone()] if fetch == "one" else cursor.fetchall()
+            cursor.execute(compiled.sql, params)
+            found = cursor.fetchall() if many else [cursor.fetchone()]
         if found == [None]:
             return [], compiled, connection.alias
-        if converters:
-            found = [tuple(row) for row in compiler.apply_converters(found, converters)]
+        if compiled.converters:
+            converted = compiled.compiler.apply_converters(found, compiled.converters)
+            found = [tuple(row) for row in converted]
         return found, compiled, connection.alias
 
     def rows(self, key) -> list[tuple]:
         """Every row the queryset (a ``values_list()``) finds for ``key``, as tuples."""
-        return self._run(key, "all")[0]
+        return self._run(key, many=True)[0]
 
     def get(self, key):
         """The one object the queryset finds for ``key``, or None."""
-        found, compiled, alias = self._run(key, "one")
+        found, compiled, alias = self._run(key, many=False)
         if not found:
             return None
         row = found[0]
-        model, start, end, init, populators = compiled[5:10]
-        obj = model.from_db(alias, init, row[start:end])
-        for populator in populators:
+        obj = compiled.model.from_db(alias, compiled.init, row[compiled.start : compiled.end])
+        for populator in compiled.populators:
             populator.populate(row, obj)
         return obj
 
