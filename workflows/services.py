@@ -473,10 +473,8 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     step_run_id = ready.pop()
     try:
         with transaction.atomic():
+            # Made ready by this transaction, which holds the run: an operation step, ready.
             step_run = _LOCK_STEP_RUN.one(step_run_id)
-            if step_run.status != StepStatus.READY or step_run.step.kind != StepKind.OPERATION:
-                ready.append(step_run_id)
-                return None
             claimed = _request_action(run=run, step_run=step_run)
     except Exception:
         log.exception(

@@ -36,7 +36,7 @@ def execute(*, operation: Operation, params: dict, idempotency_key: str) -> dict
                 )
                 rows.insert(receipt)  # no signal listens to ConnectorCall saves
     except IntegrityError:  # a concurrent delivery of the same action won the insert
-        receipt, created = ConnectorCall.objects.get(idempotency_key=idempotency_key), False
+        receipt, created = _RECEIPT.one(idempotency_key), False
     # A demo system's response time (connector config ``latency_ms``), after the side effect:
     # the window in which a killed worker leaves a call done but not yet recorded as done.
     latency_ms = operation.connector.config.get("latency_ms") or 0
