@@ -35,6 +35,47 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under AUTONOMY_REQUIRE_ALL=1: {report.longrepr}"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test databases; before they are dropped, no other session may be left
+    on this process's PostgreSQL test database, or the drop fails with "is being accessed by
+    other users" and the database is left behind (seen twice in CI, from an unknown holder).
+
+    A session that is still there a few seconds after the last test (a killed worker's
+    backend exits on its own shortly after) is named in a warning, to find its holder by,
+    and ended."""
+    yield
+    with django_db_blocker.unblock():
+        left = _other_sessions(wait=5.0)
+    if left:
+        import warnings
+
+        warnings.warn(f"sessions still open on the test database, ended: {left}", stacklevel=1)
+
+
+def _other_sessions(*, wait: float) -> list[tuple]:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return []
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = time.monotonic() + wait
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT pid, application_name, client_port, backend_start, state,"
+                f" left(query, 120) {others}"
+            )
+            left = cursor.fetchall()
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if left:
+            cursor.execute(f"SELECT pg_terminate_backend(pid) {others}")
+    connection.close()
+    return left
+
+
 # --- people, agents, API clients ------------------------------------------------------------
 
 
