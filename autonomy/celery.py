@@ -20,3 +20,13 @@ _request_id.connect_celery_signals()
 from autonomy.observability import tracing as _tracing  # noqa: E402
 
 _tracing.connect_celery_signals()
+
+
+# A worker freezes what it built to start (``autonomy.process``): the solo and threads
+# pools' process once ready, and each prefork child once forked.
+from celery.signals import worker_process_init, worker_ready  # noqa: E402
+
+from autonomy.process import freeze_startup_objects  # noqa: E402
+
+worker_ready.connect(freeze_startup_objects, weak=False)
+worker_process_init.connect(freeze_startup_objects, weak=False)

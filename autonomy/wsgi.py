@@ -4,3 +4,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
 application = get_wsgi_application()
+
+from autonomy.process import freeze_startup_objects  # noqa: E402
+
+freeze_startup_objects()  # Django is set up: its models, settings and apps
