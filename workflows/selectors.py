@@ -71,10 +71,7 @@ EVENT_LOOK: dict[str, tuple[str, str]] = {
 }
 
 
-# --- who may do what ------------------------------------------------------------------------
-
-
-# --- the engine's reads ------------------------------------------------------------------
+# --- the engine's reads ---------------------------------------------------------------------
 
 _published: dict[tuple, dict[int, Step]] = {}
 _published_lock = threading.Lock()
@@ -108,6 +105,9 @@ def step_copy(step: Step) -> Step:
     """A step of ``template_steps`` of the caller's own: related rows it loads later (an
     agent to escalate to, a role) are read fresh and never stay on the shared one."""
     return copy.copy(step)
+
+
+# --- who may do what ------------------------------------------------------------------------
 
 
 def may_read_runs(*, user) -> bool:
