@@ -409,8 +409,10 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
     With ``chain`` (from ``step_work``), up to that many following steps that the run makes
     ready one at a time are claimed and executed here too. Returns the last step run.
     """
+    # Audit records are written at the end of each transaction (``audit.deferred``): the
+    # chain's head is locked last, after the run, the step and the gate's usage rows.
     execute_action, recover, claimed = None, False, None
-    with transaction.atomic():
+    with transaction.atomic(), audit.deferred():
         step_run, run = _lock(step_run_id)
         if step_run is None:
             return None
@@ -443,7 +445,7 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
             else:
                 action = kernel.action_execute(action_id=execute_action, recover=recover)
             following = None
-            with transaction.atomic():
+            with transaction.atomic(), audit.deferred():
                 step_run, run = _relock(step_run=step_run, run=run)
                 if claimed is not None:
                     action = kernel.action_settle(action=action)

@@ -7,6 +7,7 @@ hash, so editing, removing, inserting or moving any record breaks the chain at t
 import hashlib
 import json
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -105,9 +106,10 @@ def append(
 ) -> AuditRecord:
     """Chain one record onto the trail, inside the caller's transaction.
 
-    The head row stays locked until that transaction ends, so append as late as you can.
-    Three statements, raw SQL because every gate decision appends (the ORM's query building
-    cost more than the statements, measured with ``make bench``): move and lock the head
+    The head row stays locked until that transaction ends, so append as late as you can, or
+    inside ``deferred()``, which writes the block's records together at its end. Three
+    statements, raw SQL because every gate decision appends (the ORM's query building cost
+    more than the statements, measured with ``make bench``): move and lock the head
     (``UPDATE ... RETURNING``: concurrent writers queue on its row lock on PostgreSQL, on
     the database write lock on SQLite), insert the record, store its hash in the head.
     """
@@ -116,48 +118,120 @@ def append(
         raise transaction.TransactionManagementError(
             "audit.append() must run inside the transaction that makes the change it records"
         )
-    returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
-    sql = _statements(connection)
     # Everything that can refuse the record is checked before the head moves, so a refused
     # record never leaves a gap in the sequence.
-    payload, agent_id, action_id = plain(payload), _uuid(agent_id), _uuid(action_id)
-    payload_json = _dumps(payload)  # once: for the hash and for the column
+    payload = plain(payload)
+    record = AuditRecord(
+        kind=kind,
+        actor=actor or "",
+        agent_id=_uuid(agent_id),
+        action_id=_uuid(action_id),
+        payload=payload,
+    )
+    entry = _Entry(record, _dumps(payload))  # the payload's JSON once: hash and column
+    pending = getattr(connection, _PENDING, None)
+    if pending is None:
+        _write(connection, [entry])
+    else:
+        # Registered with Django's commit hooks only so that Django's own bookkeeping drops
+        # it when a savepoint it was appended in is rolled back; ``deferred`` writes what is
+        # left. After the commit the entry is called and does nothing.
+        transaction.on_commit(entry)
+        pending.append(entry)
+    return record
+
+
+_PENDING = "autonomy_audit_pending"
+
+
+@contextmanager
+def deferred():
+    """Inside the caller's transaction: records appended in this block are chained and
+    written together when it ends (three statements for all of them). If the block raises,
+    none is written and the innermost transaction around it is marked to roll back.
+
+    The head row is then locked at the end of the block, not at the first append, so a
+    transaction that appends and then locks other rows (a workflow step's outcome, then the
+    next step's gate request and its usage rows) never holds the head while it waits for
+    them. Holding it while waiting made two workers deadlock: one held the head and waited
+    for the usage row the other held while it waited for the head. End the block at the end
+    of the transaction. A record appended in a savepoint that is rolled back is not written.
+    Nested blocks leave the writing to the outermost one.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "audit.deferred() must run inside a transaction"
+        )
+    if getattr(connection, _PENDING, None) is not None:
+        yield
+        return
+    pending: list[_Entry] = []
+    setattr(connection, _PENDING, pending)
+    try:
+        yield
+    except BaseException:
+        # Nothing appended here is written, so nothing changed here may commit either.
+        transaction.set_rollback(True)
+        raise
+    finally:
+        setattr(connection, _PENDING, None)
+    registered = {id(hook[1]) for hook in connection.run_on_commit}
+    alive = [entry for entry in pending if id(entry) in registered]
+    if alive:
+        _write(connection, alive)
+
+
+class _Entry:
+    """A record to chain, with its payload's canonical JSON."""
+
+    __slots__ = ("record", "payload_json")
+
+    def __init__(self, record: AuditRecord, payload_json: str) -> None:
+        self.record, self.payload_json = record, payload_json
+
+    def __call__(self) -> None:  # as a commit hook: nothing to do (see ``append``)
+        pass
+
+
+def _write(connection, entries: list[_Entry]) -> None:
+    """Chain ``entries`` onto the head, in order, and write them: the head moved by all of
+    them at once, one INSERT of every record, the new head stored."""
+    returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
+    sql = _statements(connection)
     with connection.cursor() as cursor:
         row = None
         if returning:
-            cursor.execute(sql["advance"], {"head": HEAD_PK})
+            cursor.execute(sql["advance"], {"head": HEAD_PK, "count": len(entries)})
             row = cursor.fetchone()
         if row is None:  # no head row (a flushed database) or an old SQLite: the ORM's way
             head = _locked_head()
-            row = (head.seq + 1, head.hash)
-        seq, prev_hash = row
-        record = AuditRecord(
-            seq=seq,
-            created_at=timezone.now(),
-            kind=kind,
-            actor=actor or "",
-            agent_id=agent_id,
-            action_id=action_id,
-            payload=payload,
-            prev_hash=prev_hash,
-        )
-        record.hash = record_hash(record, payload_json=payload_json)
+            row = (head.seq + len(entries), head.hash)
+        last_seq, prev_hash = row
+        now = timezone.now()
+        values = {}
+        for n, entry in enumerate(entries):
+            record = entry.record
+            record.seq, record.created_at, record.prev_hash = (
+                last_seq - len(entries) + 1 + n, now, prev_hash
+            )  # fmt: skip
+            record.hash = prev_hash = record_hash(record, payload_json=entry.payload_json)
+            if returning:
+                for f in _INSERTED:
+                    if f.attname != "payload":
+                        value = f.get_db_prep_save(getattr(record, f.attname), connection)
+                        values[f"{f.attname}_{n}"] = value
+                values[f"payload_{n}"] = connection.ops.adapt_json_value(
+                    _Encoded(entry.payload_json), _PassEncoded
+                )
+            else:
+                record.save(force_insert=True)
         if returning:
-            values = {
-                f.attname: f.get_db_prep_save(getattr(record, f.attname), connection)
-                for f in _INSERTED
-                if f.attname != "payload"
-            }
-            values["payload"] = connection.ops.adapt_json_value(
-                _Encoded(payload_json), _PassEncoded
-            )
-            cursor.execute(sql["insert"], values)
-            record.pk = cursor.fetchone()[0]
-            record._state.adding, record._state.db = False, connection.alias
-        else:
-            record.save(force_insert=True)
-        cursor.execute(sql["head"], {"seq": record.seq, "hash": record.hash, "head": HEAD_PK})
-    return record
+            cursor.execute(_insert_sql(connection, len(entries)), values)
+            for entry, (pk,) in zip(entries, cursor.fetchall(), strict=True):
+                entry.record.pk = pk
+                entry.record._state.adding, entry.record._state.db = False, connection.alias
+        cursor.execute(sql["head"], {"seq": last_seq, "hash": prev_hash, "head": HEAD_PK})
 
 
 class _Encoded:
@@ -182,7 +256,7 @@ _SQL: dict[str, dict[str, str]] = {}
 
 
 def _statements(connection) -> dict[str, str]:
-    """The three statements, quoted for this connection's database (built once per alias),
+    """The statements, quoted for this connection's database (built once per alias),
     with named parameters: Django's SQLite backend rewrites positional ones with a regular
     expression on every call."""
     sql = _SQL.get(connection.alias)
@@ -193,15 +267,31 @@ def _statements(connection) -> dict[str, str]:
         seq, hash_ = quote(head.get_field("seq").column), quote(head.get_field("hash").column)
         columns = ", ".join(quote(f.column) for f in _INSERTED)
         sql = _SQL[connection.alias] = {
-            "advance": f"UPDATE {head_table} SET {seq} = {seq} + 1 WHERE {head_pk} = %(head)s"
-            f" RETURNING {seq}, {hash_}",
-            "insert": f"INSERT INTO {quote(record.db_table)} ({columns})"
-            f" VALUES ({', '.join(f'%({f.attname})s' for f in _INSERTED)})"
-            f" RETURNING {quote(record.pk.column)}",
+            "advance": f"UPDATE {head_table} SET {seq} = {seq} + %(count)s"
+            f" WHERE {head_pk} = %(head)s RETURNING {seq}, {hash_}",
+            "insert": f"INSERT INTO {quote(record.db_table)} ({columns}) VALUES",
+            "returning": f" RETURNING {quote(record.pk.column)}",
             "head": f"UPDATE {head_table} SET {seq} = %(seq)s, {hash_} = %(hash)s"
             f" WHERE {head_pk} = %(head)s",
         }
     return sql
+
+
+def _insert_sql(connection, count: int) -> str:
+    """``INSERT`` of ``count`` records, with named parameters ``<field>_<n>`` (built once
+    per alias and count)."""
+    key = (connection.alias, count)
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        statements = _statements(connection)
+        rows = ", ".join(
+            "(" + ", ".join(f"%({f.attname}_{n})s" for f in _INSERTED) + ")" for n in range(count)
+        )
+        sql = _INSERT_SQL[key] = f"{statements['insert']} {rows}{statements['returning']}"
+    return sql
+
+
+_INSERT_SQL: dict[tuple[str, int], str] = {}
 
 
 # --- verifying ------------------------------------------------------------------------------

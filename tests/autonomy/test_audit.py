@@ -4,11 +4,12 @@ import csv
 import io
 import json
 import threading
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.urls import reverse
@@ -392,3 +393,120 @@ def test_concurrent_appends_make_one_gapless_verifiable_chain(postgres):
     report = audit.verify_chain(batch_size=50)
     assert report.ok and report.checked == total
     assert AuditHead.objects.get(pk=1).seq == total
+
+
+# --- deferred appends -----------------------------------------------------------------------
+
+
+def test_deferred_appends_are_written_together_at_the_end_of_the_block_in_order():
+    before = last_seq()
+    with transaction.atomic():
+        with audit.deferred():
+            records = [audit.append(kind="test", payload={"n": n}) for n in range(3)]
+            assert last_seq() == before  # nothing written yet, the head not locked
+            assert all(r.pk is None for r in records)
+        assert last_seq() == before + 3
+    stored = list(AuditRecord.objects.filter(seq__gt=before).order_by("seq"))
+    assert [r.payload["n"] for r in stored] == [0, 1, 2]
+    assert [r.pk for r in records] == [r.pk for r in stored]
+    assert [r.hash for r in records] == [r.hash for r in stored]
+    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
+    head = AuditHead.objects.get(pk=1)
+    assert (head.seq, head.hash) == (stored[2].seq, stored[2].hash)
+    assert audit.verify_chain().ok
+
+
+def test_a_deferred_append_in_a_savepoint_rolled_back_is_not_written():
+    before = last_seq()
+    with transaction.atomic(), audit.deferred():
+        audit.append(kind="test", payload={"n": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.append(kind="test", payload={"n": "rolled back"})
+            raise RuntimeError("the savepoint goes")
+        with transaction.atomic():  # released: its record stays
+            audit.append(kind="test", payload={"n": "kept too"})
+    stored = list(AuditRecord.objects.filter(seq__gt=before).order_by("seq"))
+    assert [r.payload["n"] for r in stored] == ["kept", "kept too"]
+    assert [r.seq for r in stored] == [before + 1, before + 2]
+    assert audit.verify_chain().ok
+
+
+def test_a_deferred_block_that_raises_writes_nothing_and_its_changes_roll_back():
+    before, agents = last_seq(), Agent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic(), audit.deferred():
+        make_agent(slug="never-made")
+        audit.append(kind="test", payload={})
+        raise RuntimeError("boom")
+    assert (last_seq(), Agent.objects.count()) == (before, agents)
+
+
+def test_a_nested_deferred_block_leaves_the_writing_to_the_outer_one():
+    before = last_seq()
+    with transaction.atomic(), audit.deferred():
+        with audit.deferred():
+            audit.append(kind="test", payload={"n": 1})
+        assert last_seq() == before
+        audit.append(kind="test", payload={"n": 2})
+    assert last_seq() == before + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deferred_needs_a_transaction():
+    with pytest.raises(transaction.TransactionManagementError), audit.deferred():
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "immediate"])
+def test_a_deferred_append_never_holds_the_head_while_its_transaction_waits_for_a_row(
+    postgres, deferred
+):
+    """One transaction appends, then locks a row; another locks that row, then appends.
+    Appending at once, the first holds the chain's head while it waits for the row, and the
+    second holds the row while it waits for the head: PostgreSQL finds a deadlock. Deferred,
+    the head is taken at the end, and both commit."""
+    user = UserFactory()
+    locked, appended = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def lock_row():
+        User.objects.select_for_update().get(pk=user.pk)
+
+    def first() -> None:  # append, then lock the row
+        try:
+            assert locked.wait(10)
+            with transaction.atomic(), audit.deferred() if deferred else nullcontext():
+                audit.append(kind="test", payload={"who": "first"})
+                appended.set()
+                lock_row()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            appended.set()
+            connection.close()
+
+    def second() -> None:  # lock the row, then append
+        try:
+            with transaction.atomic():
+                lock_row()
+                locked.set()
+                assert appended.wait(10)
+                audit.append(kind="test", payload={"who": "second"})
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            locked.set()
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if deferred:
+        assert errors == []
+        who = AuditRecord.objects.filter(kind="test").order_by("seq")
+        assert [r.payload["who"] for r in who] == ["second", "first"]
+        assert audit.verify_chain().ok
+    else:  # the choreography does make the deadlock this guards against
+        assert len(errors) == 1 and "deadlock" in str(errors[0]), errors
