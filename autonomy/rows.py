@@ -27,10 +27,13 @@ def _statement(key: tuple, build) -> tuple[str, list]:
     return found
 
 
-def insert(instance) -> None:
+def insert(instance, *, unless_taken: bool = False) -> bool:
     """``instance.save()`` of a new row: every concrete field but a database-generated key,
     which is read back (``RETURNING``) where the database can. A unique clash raises
-    IntegrityError as ``create()`` would."""
+    IntegrityError as ``create()`` would; with ``unless_taken`` it inserts nothing instead
+    (``ON CONFLICT DO NOTHING``, after waiting for a clashing row's transaction to end, as
+    the unique index does) and returns False, so the caller's transaction needs no
+    savepoint to go on. Returns whether the row was inserted."""
     model, connection = type(instance), transaction.get_connection()
     meta = model._meta
     returning = connection.features.can_return_columns_from_insert
@@ -42,18 +45,26 @@ def insert(instance) -> None:
         columns = ", ".join(quote(f.column) for f in fields)
         values = ", ".join(f"%({f.attname})s" for f in fields)
         sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
+        if unless_taken:
+            sql += " ON CONFLICT DO NOTHING"
         if generated:
             sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
         return sql, (fields, generated)
 
-    sql, (fields, generated) = _statement((connection.alias, model), build)
+    sql, (fields, generated) = _statement((connection.alias, model, unless_taken), build)
     values = {f.attname: f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields}
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         if generated:
-            for field, value in zip(generated, cursor.fetchone(), strict=True):
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            for field, value in zip(generated, row, strict=True):
                 setattr(instance, field.attname, field.to_python(value))
+        elif cursor.rowcount != 1:
+            return False
     instance._state.adding, instance._state.db = False, connection.alias
+    return True
 
 
 def update(instance, names: list[str]) -> None:

@@ -147,63 +147,63 @@ def action_request(
         decision.reasons.append(
             {"code": str(ErrorCode.APPROVAL_GATE), "message": approval_gate, "details": {}}
         )
-    try:
-        with transaction.atomic():
-            action = ActionRequest(
-                agent=agent,
-                credential=credential,
-                operation=operation,
-                params=params,
-                reason=reason,
-                idempotency_key=idempotency_key or None,
-                request_hash=request_hash,
-                verdict=decision.verdict,
-                status=STATUS_FOR_VERDICT[decision.verdict],
-                risk_score=decision.risk_score,
-                risk_factors=decision.risk_factors,
-                reasons=decision.reasons,
-                policy_ids=decision.policies,
-                amount=decision.amount,
-                request_id=current_request_id(),
-                trace_id=tracing.current_trace_id(),
-                created_at=now,
-                decided_at=timezone.now(),
-            )
-            if claim and action.status == ActionStatus.APPROVED and not dispatch:
-                # Its caller runs it now: executing from the start, one write fewer.
-                action.status, action.started_at, action.attempts = (
-                    ActionStatus.EXECUTING, action.decided_at, 1
-                )  # fmt: skip
-            rows.insert(action)  # no signal listens to ActionRequest saves
-            rollup.rollup_record(action=action)
-            usage.usage_record(action=action)
-            audit.append(
-                kind="action_decision",
-                actor=agent.service_user.username,
-                agent_id=agent.pk,
-                action_id=action.pk,
-                payload={
-                    "operation": operation.key,
-                    "params": params,
-                    "reason": reason,
-                    "decision": decision.as_dict(),
-                    "request_id": action.request_id,
-                },
-            )
-            if action.status == ActionStatus.APPROVED and dispatch:
-                dispatch_on_commit(action.pk)
-            elif action.status == ActionStatus.PENDING_APPROVAL:
-                from approvals import services as approvals
+    # No savepoint (one round trip each way, on every step of every workflow): a request
+    # that loses a race for its idempotency key inserts nothing and answers with the
+    # winner's action.
+    with transaction.atomic(savepoint=False):
+        action = ActionRequest(
+            agent=agent,
+            credential=credential,
+            operation=operation,
+            params=params,
+            reason=reason,
+            idempotency_key=idempotency_key or None,
+            request_hash=request_hash,
+            verdict=decision.verdict,
+            status=STATUS_FOR_VERDICT[decision.verdict],
+            risk_score=decision.risk_score,
+            risk_factors=decision.risk_factors,
+            reasons=decision.reasons,
+            policy_ids=decision.policies,
+            amount=decision.amount,
+            request_id=current_request_id(),
+            trace_id=tracing.current_trace_id(),
+            created_at=now,
+            decided_at=timezone.now(),
+        )
+        if claim and action.status == ActionStatus.APPROVED and not dispatch:
+            # Its caller runs it now: executing from the start, one write fewer.
+            action.status, action.started_at, action.attempts = (
+                ActionStatus.EXECUTING, action.decided_at, 1
+            )  # fmt: skip
+        # No signal listens to ActionRequest saves.
+        if not rows.insert(action, unless_taken=bool(idempotency_key)):
+            # A concurrent request with the same key committed first: answer with its action.
+            existing = _replay(agent=agent, key=idempotency_key, request_hash=request_hash)
+            if existing is None:
+                raise IntegrityError(f"action {action.pk} clashed with a row that is gone")
+            return existing, True
+        rollup.rollup_record(action=action)
+        usage.usage_record(action=action)
+        audit.append(
+            kind="action_decision",
+            actor=agent.service_user.username,
+            agent_id=agent.pk,
+            action_id=action.pk,
+            payload={
+                "operation": operation.key,
+                "params": params,
+                "reason": reason,
+                "decision": decision.as_dict(),
+                "request_id": action.request_id,
+            },
+        )
+        if action.status == ActionStatus.APPROVED and dispatch:
+            dispatch_on_commit(action.pk)
+        elif action.status == ActionStatus.PENDING_APPROVAL:
+            from approvals import services as approvals
 
-                approvals.approval_open(action=action)
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer with its action.
-        if not idempotency_key:
-            raise
-        existing = _replay(agent=agent, key=idempotency_key, request_hash=request_hash)
-        if existing is None:
-            raise
-        return existing, True
+            approvals.approval_open(action=action)
     return action, False
 
 

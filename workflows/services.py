@@ -436,25 +436,25 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
             # Allowed: claimed as executing in this transaction, so it runs here at once.
             claimed = _request_action(run=run, step_run=step_run)
     while claimed is not None or execute_action is not None:
-        _inline.action_id = claimed.pk if claimed is not None else execute_action
+        action_id = _inline.action_id = claimed.pk if claimed is not None else execute_action
         try:
             # The connector call, then in one transaction: the action's outcome and the
-            # step's, locked in the usual order (run, step run, then the action).
+            # step's, and the next step's claim.
             if claimed is not None:
                 action = kernel.action_perform(action_id=claimed.pk, action=claimed)
             else:
                 action = kernel.action_execute(action_id=execute_action, recover=recover)
-            following = None
-            with transaction.atomic(), audit.deferred():
-                step_run, run = _relock(step_run=step_run, run=run)
-                if claimed is not None:
-                    action = kernel.action_settle(action=action)
-                elif action is None or action.status not in ACTION_FINISHED:
-                    # Left to another delivery that is executing it: see where it is now.
-                    action = ActionRequest.objects.get(pk=execute_action)
-                _after_execution(step_run=step_run, run=run, action=action)
-                if chain > 0:
-                    following = _claim_next(run=run)
+            record = {"step_run": step_run, "run": run, "action": action, "action_id": action_id}
+            record["settle"] = claimed is not None
+            try:
+                step_run, run, following = _record(**record, chain=chain)
+            except Exception:
+                if chain <= 0:
+                    raise
+                # Rolled back whole, the step's outcome with the claim. Record the step
+                # alone; the step it made ready is sent, as any ready step is.
+                log.exception("could not record step run %s with the next; alone", step_run.pk)
+                step_run, run, following = _record(**record, chain=0)
         finally:
             _inline.action_id = None
         if following is None:
@@ -463,27 +463,44 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
     return step_run
 
 
+def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, chain: int):
+    """One transaction after a step's connector call: the action's outcome (``settle``: the
+    action this worker claimed and performed) and the step's, locked in the usual order (run,
+    step run, then the action); with ``chain``, the claim of the one step that made ready
+    (``_claim_next``). Returns the step run, the run and that claim. Steps made ready by a
+    transaction that rolls back are not sent."""
+    ready = getattr(_inline, "ready", None)
+    saved = list(ready) if ready is not None else None
+    try:
+        with transaction.atomic(), audit.deferred():
+            step_run, run = _relock(step_run=step_run, run=run)
+            if settle:
+                action = kernel.action_settle(action=action)
+            elif action is None or action.status not in ACTION_FINISHED:
+                # Left to another delivery that is executing it: see where it is now.
+                action = ActionRequest.objects.get(pk=action_id)
+            _after_execution(step_run=step_run, run=run, action=action)
+            following = _claim_next(run=run) if chain > 0 else None
+    except BaseException:
+        if ready is not None:
+            ready[:] = saved
+        raise
+    return step_run, run, following
+
+
 def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     """In the transaction that just finished a step of ``run`` (locked): when that made
     exactly one operation step ready, lock it and ask the gate for its action. Returns the
     step run and its action when allowed (claimed as executing, for the caller to run);
-    otherwise the step is left to be sent, as any ready step is. In a savepoint: a failure
-    here never undoes the step just recorded."""
+    otherwise the step is left to be sent, as any ready step is. No savepoint (two round
+    trips a step): if this fails, the whole transaction goes, and ``step_execute`` records
+    the step before it again, without the claim."""
     ready = getattr(_inline, "ready", None)
     if not ready or len(ready) != 1 or run.status != RunStatus.RUNNING:
         return None
-    step_run_id = ready.pop()
-    try:
-        with transaction.atomic():
-            # Made ready by this transaction, which holds the run: an operation step, ready.
-            step_run = _LOCK_STEP_RUN.one(step_run_id)
-            claimed = _request_action(run=run, step_run=step_run)
-    except Exception:
-        log.exception(
-            "could not claim step run %s after the step before it; sending it", step_run_id
-        )
-        ready.append(step_run_id)
-        return None
+    # Made ready by this transaction, which holds the run: an operation step, ready.
+    step_run = _LOCK_STEP_RUN.one(ready.pop())
+    claimed = _request_action(run=run, step_run=step_run)
     return (step_run, claimed) if claimed is not None else None
 
 
