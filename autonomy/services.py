@@ -96,6 +96,7 @@ def action_request(
     dispatch: bool = True,
     operation: Operation | None = None,
     claim: bool = False,
+    fresh_key: bool = False,
 ) -> tuple[ActionRequest, bool]:
     """Decide and record one action. Returns (action, replayed).
 
@@ -108,14 +109,20 @@ def action_request(
     executing straight away, in the caller's transaction, for the caller to run now
     (``action_perform``, then ``action_settle``). A caller that read ``operation`` (with its
     connector) in its own transaction passes it, and it is not looked up again (a workflow
-    step does).
+    step does). ``fresh_key``: the caller knows that no action has ``idempotency_key`` yet
+    (a workflow step's names its attempt, counted under the step's lock), so the probe for
+    a replay is skipped; a clash would still be answered with the action that has it.
     """
     # The operation and the policies a request is decided on come from one registry state.
-    # An agent's request starts from the version the operation cache holds, and the gate's
-    # one read confirms it (a round trip saved on every request); when the store moved, the
-    # operation is resolved again on the version that read saw. A caller with its own
-    # transaction reads the version first.
-    guess = selectors.cached_version() if operation is None else None
+    # A request starts from a guess of the version, and the gate's one read confirms it (a
+    # round trip saved on every request); when the store moved, the operation is resolved
+    # again on the version that read saw. An agent's request guesses the version the
+    # operation cache holds; a caller that read the operation itself (a workflow step), the
+    # version the policies were last compiled for.
+    if operation is None:
+        guess = selectors.cached_version()
+    else:
+        guess = policy_engine.compiled_version()
     version = guess if guess is not None else policy_engine.store_version()
     if operation is None or operation.key != operation_key:
         operation = resolve_operation(key=operation_key, version=version)
@@ -123,7 +130,7 @@ def action_request(
     request_hash = hashlib.sha256(
         _canonical({"op": operation.key, "params": params, "reason": reason}).encode()
     ).hexdigest()
-    if idempotency_key:
+    if idempotency_key and not fresh_key:
         existing = _replay(agent=agent, key=idempotency_key, request_hash=request_hash)
         if existing is not None:
             return existing, True

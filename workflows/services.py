@@ -554,6 +554,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
             approval_gate=gate_reason,
             dispatch=False,
             claim=True,  # allowed: recorded as executing, for this worker to run at once
+            fresh_key=True,  # its attempt was counted just now, under the step run's lock
         )
     except DomainError as exc:
         step_run.save(update_fields=ATTEMPT_FIELDS)

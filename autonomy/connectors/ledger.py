@@ -7,8 +7,6 @@ id, means a redelivered task never performs the side effect twice.
 
 import time
 
-from django.db import IntegrityError, transaction
-
 from autonomy import rows
 from autonomy.models import ConnectorCall, Operation
 
@@ -22,21 +20,16 @@ _RECEIPT = rows.Select(
 
 
 def execute(*, operation: Operation, params: dict, idempotency_key: str) -> dict:
-    try:
-        with transaction.atomic():
-            receipt = _RECEIPT.get(idempotency_key)
-            created = receipt is None
-            if created:
-                result = {"ok": True, "operation": operation.key, "accepted": params}
-                receipt = ConnectorCall(
-                    idempotency_key=idempotency_key,
-                    operation=operation,
-                    params=params,
-                    result=result,
-                )
-                rows.insert(receipt)  # no signal listens to ConnectorCall saves
-    except IntegrityError:  # a concurrent delivery of the same action won the insert
-        receipt, created = _RECEIPT.one(idempotency_key), False
+    # Insert first, one statement that commits on its own: a redelivered action (or a
+    # concurrent delivery, once its transaction ends) finds the key taken and reads the
+    # receipt instead.
+    result = {"ok": True, "operation": operation.key, "accepted": params}
+    receipt = ConnectorCall(
+        idempotency_key=idempotency_key, operation=operation, params=params, result=result
+    )
+    created = rows.insert(receipt, unless_taken=True)  # no signal listens to its saves
+    if not created:
+        receipt = _RECEIPT.one(idempotency_key)
     # A demo system's response time (connector config ``latency_ms``), after the side effect:
     # the window in which a killed worker leaves a call done but not yet recorded as done.
     latency_ms = operation.connector.config.get("latency_ms") or 0

@@ -235,6 +235,13 @@ def _read(selects: list[str], params: list, version: int | None = None) -> tuple
     return row if version is None else (version, *row[1:])
 
 
+def compiled_version() -> int | None:
+    """The version this process last compiled the store for (never 0), or None: a guess a
+    request may start from, as ``selectors.cached_version`` is, confirmed by the gate."""
+    compiled = _compiled
+    return compiled.version if compiled is not None and compiled.version else None
+
+
 def store_version() -> int:
     """The policy-store version, in one query: read it once per request and pass it on."""
     return _read([], [])[0] or 0

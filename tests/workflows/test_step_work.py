@@ -119,3 +119,27 @@ def test_a_failure_claiming_the_next_step_keeps_the_step_before_and_sends_the_ne
     services.step_work(step_run_id=second.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
+
+
+def test_a_policy_published_by_another_process_decides_the_next_step(world, sent):
+    """A step's request starts from the policy version this process last compiled and has
+    the gate's read confirm it: a store that moved meanwhile decides the step on its new
+    policies, not on the old ones."""
+    from autonomy.policy import engine
+    from autonomy.policy import services as policy_services
+
+    first_run = services.run_start(template=chain("before", 1))
+    services.step_work(step_run_id=first_run.step_runs.get().pk)
+    assert first_run.step_runs.get().action.verdict == "allow"
+    stale = engine._compiled
+    assert engine.compiled_version() == stale.version
+
+    run = services.run_start(template=chain("after", 1))
+    policy_services.policy_save(
+        name="stop", enabled=True, by=world.officer, text="forbid (principal, action, resource);"
+    )
+    engine._compiled = stale  # as in a worker that has not decided anything since
+    services.step_work(step_run_id=run.step_runs.get().pk)
+    action = run.step_runs.get().action
+    assert action.verdict == "deny"
+    assert engine.compiled_version() > stale.version
