@@ -13,7 +13,11 @@ drives real ``celery worker`` processes on a throwaway database:
    step inside a transaction that is rolled back afterwards, so no task is dispatched. On a
    5-step run among a few runs (``queries_per_step_small``), then on a ``--query-steps`` run
    among ``--query-runs`` other running runs (``queries_per_step_large``): the same number.
-   ``--profile`` prints a cProfile of those in-process steps to stderr.
+   ``--profile`` prints a cProfile of those in-process steps to stderr. Then where a step's
+   time goes: five runs of the long template executed here by ``step_work``, with their
+   statements per step and the time spent in statements and commits
+   (``chain_statements_per_step``, ``chain_step_in_process_ms``, ``chain_step_database_ms``),
+   and one database round trip (``db_round_trip_us``, a ``SELECT 1``) to compare machines.
 3. Dispatch overhead, on one worker (``--pool=solo``, which also imports
    ``tests.bench.noop``): in alternating series, one run of the long linear template and a
    raw Celery ``chain`` of as many ``noop`` tasks on the same queue.
@@ -223,6 +227,72 @@ def bench_queries(templates: dict, sizes: Sizes, profile: bool) -> None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
         print(out.getvalue(), file=sys.stderr, flush=True)
+
+
+def bench_chain_in_process(templates: dict, sizes: Sizes) -> None:
+    """Where a step's time goes, in this process: runs of the long template executed by
+    ``step_work`` here (the message ``run_start`` sends finds its step done when a worker
+    starts, and does nothing). Statements and their time are counted with an
+    ``execute_wrapper``, commits by timing ``commit()``; ``db_round_trip_us`` is a plain
+    ``SELECT 1`` on the same connection, so figures from machines whose loopback differs
+    can be compared."""
+    from django.db import connection
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from workflows import services
+
+    with connection.cursor() as cursor:
+        trips = []
+        for _ in range(300):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            trips.append((time.perf_counter() - started) * 1e6)
+    spent = {"statements": 0, "statement_s": 0.0, "commit_s": 0.0}
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent["statements"] += 1
+            spent["statement_s"] += time.perf_counter() - started
+
+    commit = BaseDatabaseWrapper.commit
+
+    def timed_commit(self):
+        started = time.perf_counter()
+        try:
+            return commit(self)
+        finally:
+            spent["commit_s"] += time.perf_counter() - started
+
+    def chain_once() -> None:
+        run = services.run_start(template=templates["long"])
+        services.step_work(step_run_id=first_step(run).pk)
+
+    chain_once()  # warm: prepared statements, caches
+    steps, total = sizes.chain_steps * 5, 0.0
+    BaseDatabaseWrapper.commit = timed_commit
+    try:
+        with connection.execute_wrapper(timed):
+            for _ in range(5):
+                started = time.perf_counter()
+                chain_once()
+                total += time.perf_counter() - started
+    finally:
+        BaseDatabaseWrapper.commit = commit
+    database = spent["statement_s"] + spent["commit_s"]
+    emit("db_round_trip_us", round(statistics.median(trips), 1))
+    emit("chain_statements_per_step", round(spent["statements"] / steps, 1))
+    emit("chain_step_in_process_ms", round(total * 1000 / steps, 2))
+    emit("chain_step_database_ms", round(database * 1000 / steps, 2))
+    note(
+        f"a step of a {sizes.chain_steps}-step chain in this process, with its run's start: "
+        f"{total * 1000 / steps:.2f} ms, of which {spent['statement_s'] * 1000 / steps:.2f} "
+        f"in {spent['statements'] / steps:.1f} statements and "
+        f"{spent['commit_s'] * 1000 / steps:.2f} in commits"
+    )
 
 
 # --- real workers ---------------------------------------------------------------------------
@@ -500,6 +570,7 @@ def bench(sizes: Sizes, tmp: str, profile: bool) -> None:
 
     freeze_startup_objects()
     bench_queries(templates, sizes, profile)
+    bench_chain_in_process(templates, sizes)
     workers = [start_worker("one", tmp)]
     try:
         bench_dispatch(templates, sizes, tmp)
