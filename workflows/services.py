@@ -26,7 +26,7 @@ from autonomy import audit, rows
 from autonomy import services as kernel
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
-from workflows import conditions, selectors
+from workflows import conditions, liveness, selectors
 from workflows.models import (
     RUN_FINISHED,
     STEP_ACTIVE,
@@ -39,6 +39,7 @@ from workflows.models import (
     StepRun,
     StepStatus,
     Template,
+    WorkerBeat,
 )
 from workflows.transitions import run_controls, step_controls
 
@@ -427,9 +428,13 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
                 ActionStatus.APPROVED,
                 ActionStatus.EXECUTING,
             ):
-                # Sent again after its lease ran out (the worker died): execute once more;
-                # the connector's idempotency key keeps it to one side effect.
+                # Sent again after its lease ran out or its worker stopped beating (the
+                # worker died): execute once more; the connector's idempotency key keeps it
+                # to one side effect. This worker now answers for it.
                 execute_action, recover = action.pk, action.status == ActionStatus.EXECUTING
+                if step_run.worker != liveness.current_worker():
+                    step_run.worker = liveness.current_worker()
+                    rows.update(step_run, ["worker"])
             elif action.status in ACTION_FINISHED:
                 _on_action_settled(step_run=step_run, run=run, action=action)
         elif step_run.status == StepStatus.READY:
@@ -522,7 +527,9 @@ def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
 
 
 # What starting an attempt changes on its step run.
-ATTEMPT_FIELDS = ["attempt", "status", "started_at", "lease_until", "next_attempt_at", "input"]
+ATTEMPT_FIELDS = [
+    "attempt", "status", "started_at", "lease_until", "next_attempt_at", "input", "worker"
+]  # fmt: skip
 
 
 def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
@@ -536,6 +543,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
     step_run.lease_until = now + timedelta(seconds=step.timeout_seconds)
     step_run.next_attempt_at = None
     step_run.input = conditions.resolve(step.input_map, run.context)
+    step_run.worker = liveness.current_worker()
     gate_reason = ""
     if step.approval == Approval.ALWAYS or (
         step.approval == Approval.WHEN and conditions.holds(step.approval_when, run.context)
@@ -1358,15 +1366,16 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
     """Recover work the broker or a worker lost; runs on Celery beat, safe to run twice.
 
     - ready steps whose message never arrived are dispatched again;
-    - running operation steps past their lease are dispatched again (the worker died; the
-      action's idempotency makes re-execution harmless);
+    - running operation steps past their lease, or whose worker stopped beating
+      (``workflows.liveness``), are dispatched again (the worker died; the action's
+      idempotency makes re-execution harmless);
     - claimed tasks past their lease are offered again (the agent went away);
     - compensating runs whose task was lost are compensated again.
     """
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.AUTONOMY_WORKFLOW_REDISPATCH_SECONDS)
-    counts = {"redispatched": 0, "lease_expired": 0, "timed_out": 0, "tasks_reoffered": 0,
-              "compensations": 0}  # fmt: skip
+    counts = {"redispatched": 0, "lease_expired": 0, "worker_lost": 0, "timed_out": 0,
+              "tasks_reoffered": 0, "compensations": 0}  # fmt: skip
     ready = StepRun.objects.filter(status=StepStatus.READY, run__status=RunStatus.RUNNING).filter(
         Q(next_attempt_at__isnull=True, dispatched_at__lte=stale) | Q(next_attempt_at__lte=stale)
     )
@@ -1376,16 +1385,27 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
         ):
             transaction.on_commit(lambda i=step_run_id: _send(i))
             counts["redispatched"] += 1
+    lost_before = now - timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    alive = set(selectors.live_workers(since=lost_before))
+    WorkerBeat.objects.filter(beat_at__lte=lost_before).delete()  # the dead: not needed
+    worker_lost = Q(step__kind=StepKind.OPERATION) & ~Q(worker="") & ~Q(worker__in=alive)
     expired = StepRun.objects.filter(
-        status=StepStatus.RUNNING, lease_until__lte=now, run__status=RunStatus.RUNNING
+        Q(lease_until__lte=now) | worker_lost,
+        status=StepStatus.RUNNING,
+        run__status=RunStatus.RUNNING,
     ).select_related("step")
     for step_run in expired[:1000]:
         with transaction.atomic():
             step_run, run = _lock(step_run.pk)
+            lost = (
+                step_run is not None
+                and step_run.step.kind == StepKind.OPERATION
+                and step_run.worker not in alive | {""}
+            )
             if (
                 step_run.status != StepStatus.RUNNING
                 or not step_run.lease_until
-                or (step_run.lease_until > now)
+                or (step_run.lease_until > now and not lost)
                 or run.status != RunStatus.RUNNING
             ):
                 continue
@@ -1429,15 +1449,25 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
                 counts["timed_out"] += 1
                 continue
             step_run.lease_until = now + timedelta(seconds=step_run.step.timeout_seconds)
-            step_run.save(update_fields=["lease_until"])
-            _event(
-                run,
-                "lease_expired",
-                f"{step_run.step.name} ran past its lease; dispatched again.",
-                step_run=step_run,
-            )
+            worker, step_run.worker = step_run.worker, ""  # the next execution names its own
+            step_run.save(update_fields=["lease_until", "worker"])
+            if lost:
+                _event(
+                    run,
+                    "worker_lost",
+                    f"{step_run.step.name}: its worker {worker} stopped; dispatched again.",
+                    step_run=step_run,
+                    worker=worker,
+                )
+            else:
+                _event(
+                    run,
+                    "lease_expired",
+                    f"{step_run.step.name} ran past its lease; dispatched again.",
+                    step_run=step_run,
+                )
             _dispatch(step_run.pk)
-            counts["lease_expired"] += 1
+            counts["worker_lost" if lost else "lease_expired"] += 1
     from workflows import tasks
 
     lost = Run.objects.filter(status=RunStatus.COMPENSATING).exclude(events__created_at__gt=stale)
@@ -1445,6 +1475,18 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
         transaction.on_commit(lambda i=str(run_id): tasks.run_compensate.delay(i))
         counts["compensations"] += 1
     return counts
+
+
+def worker_beat(*, name: str, now=None) -> None:
+    """A worker process says it is alive (``workflows.liveness``)."""
+    now = now or timezone.now()
+    if not WorkerBeat.objects.filter(pk=name).update(beat_at=now):
+        WorkerBeat.objects.get_or_create(name=name, defaults={"started_at": now, "beat_at": now})
+
+
+def worker_gone(*, name: str) -> None:
+    """A worker process stopped cleanly: nothing of its own runs any more."""
+    WorkerBeat.objects.filter(pk=name).delete()
 
 
 def _send(step_run_id) -> None:

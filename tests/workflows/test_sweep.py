@@ -1,13 +1,16 @@
 """The clock's work (Celery beat): lost dispatches and expired task leases are recovered."""
 
+import os
 from datetime import timedelta
 
 import time_machine
+from django.db import transaction
 from django.utils import timezone
 
+from tests.conftest import wait_for
 from tests.workflows.fixtures import published, step
 from workflows import services
-from workflows.models import Run, RunStatus, StepRun, StepStatus
+from workflows.models import Run, RunStatus, StepRun, StepStatus, WorkerBeat
 
 
 def test_a_ready_step_whose_message_was_lost_is_dispatched_again(world, eager):
@@ -66,3 +69,73 @@ def test_a_task_whose_leases_keep_running_out_stops_being_offered_and_fails(worl
     assert step_run.status == StepStatus.FAILED and step_run.error["code"] == "task_timeout"
     # The run fails: it compensates what its done steps did (none here), then ends failed.
     assert Run.objects.get(pk=run.pk).status in {RunStatus.COMPENSATING, RunStatus.FAILED}
+
+
+# --- steps whose worker died (workflows.liveness) --------------------------------------------
+
+
+def claimed_by(worker: str, key: str) -> StepRun:
+    """A run whose one operation step a worker claimed (its action executing) and never
+    finished: what a worker killed in the middle of the step leaves."""
+    from autonomy.celery import app
+    from autonomy.models import ActionStatus
+
+    app.conf.task_always_eager = False  # the first dispatch goes to a broker nobody reads
+    try:
+        run = services.run_start(template=published(key, [step("a", timeout_seconds=300)]))
+    finally:
+        app.conf.task_always_eager = True
+    with transaction.atomic():
+        step_run, run = services._lock(StepRun.objects.get(run=run).pk)
+        action = services._request_action(run=run, step_run=step_run)
+    assert action.status == ActionStatus.EXECUTING
+    StepRun.objects.filter(pk=step_run.pk).update(worker=worker)
+    return StepRun.objects.get(pk=step_run.pk)
+
+
+def test_a_step_whose_worker_stopped_beating_is_taken_back_before_its_lease_ends(world, eager):
+    step_run = claimed_by("host-a:101", "lost-worker")
+    services.worker_beat(name="host-a:101")
+    assert services.workflows_sweep()["worker_lost"] == 0  # it beats: left alone
+    later = timezone.now() + timedelta(seconds=21)  # no beat for longer than the window
+    with time_machine.travel(later):
+        counts = services.workflows_sweep()
+    assert (counts["worker_lost"], counts["lease_expired"]) == (1, 0)
+    step_run.refresh_from_db()
+    assert step_run.status == StepStatus.SUCCEEDED  # executed again (eager here)
+    assert step_run.action.attempts == 2
+    lost = step_run.run.events.get(kind="worker_lost")
+    assert lost.data["worker"] == "host-a:101" and "host-a:101 stopped" in lost.message
+    assert not WorkerBeat.objects.filter(pk="host-a:101").exists()  # pruned
+
+
+def test_a_step_whose_worker_has_no_heartbeat_row_is_taken_back_at_once(world, eager):
+    step_run = claimed_by("host-b:202", "no-row")  # killed before the sweep ever saw it
+    assert services.workflows_sweep()["worker_lost"] == 1
+    assert Run.objects.get(pk=step_run.run_id).status == RunStatus.SUCCEEDED
+
+
+def test_a_step_no_worker_named_waits_for_its_lease(world, eager):
+    step_run = claimed_by("", "no-worker")  # claimed outside a worker (tests, eager mode)
+    assert services.workflows_sweep()["worker_lost"] == 0
+    assert StepRun.objects.get(pk=step_run.pk).status == StepStatus.RUNNING
+    with time_machine.travel(timezone.now() + timedelta(seconds=301)):
+        assert services.workflows_sweep()["lease_expired"] == 1
+    assert Run.objects.get(pk=step_run.run_id).status == RunStatus.SUCCEEDED
+
+
+def test_a_worker_process_beats_while_it_runs_and_its_row_goes_when_it_stops(world, settings):
+    from workflows import liveness
+
+    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
+    assert liveness.current_worker() == ""
+    liveness.start()
+    try:
+        name = liveness.current_worker()
+        assert name.endswith(f":{os.getpid()}")
+        first = WorkerBeat.objects.get(pk=name).beat_at  # written before start() returned
+        wait_for(lambda: WorkerBeat.objects.get(pk=name).beat_at > first, what="a second beat")
+    finally:
+        liveness.stop()
+    assert liveness.current_worker() == ""
+    assert not WorkerBeat.objects.filter(pk=name).exists()

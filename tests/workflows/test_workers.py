@@ -3,6 +3,7 @@ mid-step, an approval gate inside a run."""
 
 import os
 import signal
+from datetime import timedelta
 
 import pytest
 
@@ -58,11 +59,15 @@ def test_diamond_branches_run_in_parallel_on_two_workers(workers):
 
 
 def test_a_worker_killed_mid_step_leaves_one_side_effect_and_the_run_finishes(workers):
+    """The killed step is the second of a chain, claimed by the worker in the transaction
+    that recorded the first: no message of its own. Its lease (the step's timeout) is 300 s;
+    the run finishes within seconds because the worker stopped beating."""
     build_world(latency_ms=2500)  # the ERP answers 2.5 s after it has done the work
-    fast_sweep = {"AUTONOMY_WORKFLOW_SWEEP_SECONDS": "1"}
-    victim = workers("victim")
-    template = published("killed", [step("post", "post-invoice", timeout_seconds=3,
-                                         input_map={"amount": "$.amount"}),
+    beat = {"AUTONOMY_WORKER_BEAT_SECONDS": "0.5"}
+    victim = workers("victim", env=beat)
+    template = published("killed", [step("first", "extract"),
+                                    step("post", "post-invoice", after=["first"],
+                                         timeout_seconds=300, input_map={"amount": "$.amount"}),
                                     step("after", "notify", after=["post"])])  # fmt: skip
     run = services.run_start(template=template, context={"amount": 42})
     post = StepRun.objects.get(run=run, step__key="post")
@@ -71,10 +76,12 @@ def test_a_worker_killed_mid_step_leaves_one_side_effect_and_the_run_finishes(wo
              timeout=30, what=f"the side effect\n{victim.log()}")  # fmt: skip
     post.refresh_from_db()
     assert post.status == StepStatus.RUNNING
+    assert post.worker.endswith(f":{victim.proc.pid}")  # solo pool: the worker's own process
     os.killpg(victim.proc.pid, signal.SIGKILL)
     victim.proc.wait(timeout=10)
     rescuer = workers("rescuer", args=["-B", "-s", str(victim.log_path.parent / "beat")],
-                      env=fast_sweep)  # fmt: skip
+                      env={**beat, "AUTONOMY_WORKFLOW_SWEEP_SECONDS": "1",
+                           "AUTONOMY_WORKER_LOST_SECONDS": "3"})  # fmt: skip
     run = wait_for(lambda: finished(run.pk), timeout=60,
                    what=f"the run to finish after the kill\n{rescuer.log()}")  # fmt: skip
     assert run.status == RunStatus.SUCCEEDED
@@ -85,7 +92,9 @@ def test_a_worker_killed_mid_step_leaves_one_side_effect_and_the_run_finishes(wo
         ActionRequest.objects.filter(idempotency_key__startswith=f"step-run:{post.pk}:").count()
         == 1
     )
-    assert "lease_expired" in set(run.events.values_list("kind", flat=True))
+    kinds = set(run.events.values_list("kind", flat=True))
+    assert "worker_lost" in kinds and "lease_expired" not in kinds
+    assert post.finished_at - post.started_at < timedelta(seconds=60)  # not the 300 s lease
 
 
 def approval_run():

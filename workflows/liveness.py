@@ -1,0 +1,76 @@
+"""Worker liveness: each Celery worker process that executes steps says every
+``AUTONOMY_WORKER_BEAT_SECONDS`` that it is alive (a ``WorkerBeat`` row, written by a thread
+of its own), and names itself on each step it claims (``StepRun.worker``). So
+``workflows_sweep`` takes back the steps of a worker that died in the middle of one within
+``AUTONOMY_WORKER_LOST_SECONDS``, instead of when their lease (the step's timeout, 300 s by
+default) runs out. Steps run elsewhere (tests, eager mode) name no worker and keep the
+lease alone.
+"""
+
+import logging
+import os
+import socket
+import threading
+
+from django.conf import settings
+from django.db import connections
+
+log = logging.getLogger(__name__)
+
+# This process's heartbeat, by pid: a prefork child inherits its parent's entry, and starts
+# its own.
+_beats: dict[int, tuple[str, threading.Event, threading.Thread]] = {}
+
+
+def current_worker() -> str:
+    """This process's worker name (host:pid) while its heartbeat runs, else ''."""
+    beat = _beats.get(os.getpid())
+    return beat[0] if beat else ""
+
+
+def start(**kwargs) -> None:
+    """Signal receiver (``worker_ready``: the solo and threads pools' process;
+    ``worker_process_init``: each prefork child): start this process's heartbeat. Returns
+    once the first beat is written, so no step is claimed in the name of a worker that has
+    not beaten yet."""
+    interval = settings.AUTONOMY_WORKER_BEAT_SECONDS
+    pid = os.getpid()
+    if interval <= 0 or pid in _beats:
+        return
+    name = f"{socket.gethostname()}:{pid}"[:200]
+    stop_event, first = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=_beat, args=(name, interval, stop_event, first), name="worker-beat", daemon=True
+    )
+    _beats[pid] = (name, stop_event, thread)
+    thread.start()
+    if not first.wait(10):
+        log.warning("worker %s: no first heartbeat within 10 s", name)
+
+
+def stop(**kwargs) -> None:
+    """Signal receiver (``worker_process_shutdown``, ``worker_shutdown``): the process stops
+    cleanly, nothing of its own runs any more; its row goes."""
+    beat = _beats.pop(os.getpid(), None)
+    if beat is not None:
+        beat[1].set()
+        beat[2].join(5)
+
+
+def _beat(name: str, interval: float, stop_event: threading.Event, first) -> None:
+    from workflows import services
+
+    try:
+        while True:
+            try:
+                services.worker_beat(name=name)
+            except Exception:  # noqa: BLE001 (the next beat tries again; the sweep decides)
+                log.exception("worker %s could not write its heartbeat", name)
+            first.set()
+            if stop_event.wait(interval):
+                break
+        services.worker_gone(name=name)
+    except Exception:  # noqa: BLE001 (a thread's last words go to the log)
+        log.exception("worker %s: heartbeat stopped", name)
+    finally:
+        connections.close_all()  # this thread's own
