@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from agents.models import BusinessUnit
 from autonomy.errors import DomainError
 from workflows import authoring, services, yaml_io
-from workflows.models import Run, RunEvent, Step, StepRun, Template, TemplateStatus
+from workflows.models import Run, RunEvent, Step, StepRun, Template, TemplateStatus, WorkerBeat
 
 PORTAL_RUN_PATH = "/workflows/runs/{}/"
 
@@ -621,3 +621,25 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="Context")
     def context_view(self, obj):
         return _pretty(obj.context)
+
+
+@admin.register(WorkerBeat)
+class WorkerBeatAdmin(admin.ModelAdmin):
+    """The worker processes that execute steps, by their last heartbeat: what is running
+    the workflows right now. Written by the workers themselves (``workflows.liveness``)."""
+
+    list_display = ["name", "started_at", "beat_at", "alive"]
+    ordering = ["-beat_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(boolean=True, description="Alive")
+    def alive(self, obj):
+        return services.worker_alive(beat_at=obj.beat_at)

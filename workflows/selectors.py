@@ -53,6 +53,7 @@ EVENT_LOOK: dict[str, tuple[str, str]] = {
     "task_claimed": ("Task claimed", "info"),
     "task_lease_expired": ("Lease expired", "warn"),
     "lease_expired": ("Lease expired", "warn"),
+    "worker_lost": ("Worker lost", "warn"),
     "handoff": ("Handed off", "info"),
     "action_requested": ("Action requested", "info"),
     "waiting_approval": ("Waiting for approval", "wait"),

@@ -1484,6 +1484,12 @@ def worker_beat(*, name: str, now=None) -> None:
         WorkerBeat.objects.get_or_create(name=name, defaults={"started_at": now, "beat_at": now})
 
 
+def worker_alive(*, beat_at, now=None) -> bool:
+    """Whether a worker whose last beat was at ``beat_at`` counts as alive."""
+    lost_before = (now or timezone.now()) - timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    return beat_at > lost_before
+
+
 def worker_gone(*, name: str) -> None:
     """A worker process stopped cleanly: nothing of its own runs any more."""
     WorkerBeat.objects.filter(pk=name).delete()

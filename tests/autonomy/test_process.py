@@ -8,10 +8,12 @@ import sys
 from tests.realparts import ROOT
 
 
-def test_a_worker_freezes_its_startup_objects_when_ready_and_in_each_forked_child():
+def test_a_worker_freezes_its_startup_objects_when_ready_and_in_each_forked_child(settings):
     from celery.signals import worker_process_init, worker_ready
 
     import autonomy.celery  # noqa: F401 (connects the receivers)
+
+    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0  # no heartbeat thread in the test process
 
     try:
         for signal in (worker_ready, worker_process_init):
