@@ -15,6 +15,7 @@ from django.db.models import Count
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.models import BusinessUnit
@@ -628,7 +629,7 @@ class WorkerBeatAdmin(admin.ModelAdmin):
     """The worker processes that execute steps, by their last heartbeat: what is running
     the workflows right now. Written by the workers themselves (``workflows.liveness``)."""
 
-    list_display = ["name", "started_at", "beat_at", "alive"]
+    list_display = ["name", "started_at", "last_beat", "alive"]
     ordering = ["-beat_at"]
 
     def has_add_permission(self, request):
@@ -639,6 +640,11 @@ class WorkerBeatAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Last beat", ordering="beat_at")
+    def last_beat(self, obj):
+        seconds = (timezone.now() - obj.beat_at).total_seconds()
+        return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
     @admin.display(boolean=True, description="Alive")
     def alive(self, obj):

@@ -271,7 +271,7 @@ def test_the_workers_list_shows_each_worker_and_whether_it_still_beats(staff):
     response = staff.get(reverse("admin:workflows_workerbeat_changelist"))
     assert response.status_code == 200
     page = response.content.decode()
-    assert "host-a:11" in page and "host-b:22" in page
+    assert "host-a:11" in page and "host-b:22" in page and "5 min ago" in page
     assert page.count('alt="True"') == 1 and page.count('alt="False"') == 1
     beat = WorkerBeat.objects.get(pk="host-a:11")
     change = reverse("admin:workflows_workerbeat_change", args=[beat.pk])
