@@ -2,7 +2,7 @@
 
 import copy
 import functools
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import Permission
@@ -185,6 +185,19 @@ def actions_not_started(*, decided_before: datetime, limit: int = 1000) -> list:
         .order_by("decided_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def actions_stalled(*, now: datetime, lease: timedelta, limit: int = 1000) -> list:
+    """Ids of actions executing longer than ``lease`` for each execution they had, oldest
+    first: their worker died with the message (a killed process; a broker that does not
+    redeliver, as the filesystem one, or not for an hour, as Redis). One re-send per lease
+    per execution, so a slow connector call is not piled on every sweep."""
+    rows = (
+        ActionRequest.objects.filter(status=ActionStatus.EXECUTING, started_at__lt=now - lease)
+        .order_by("started_at")
+        .values_list("pk", "started_at", "attempts")[:limit]
+    )
+    return [pk for pk, started, tries in rows if started < now - lease * max(tries, 1)]
 
 
 def operations_granted(*, agent) -> list[Operation]:

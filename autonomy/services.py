@@ -263,19 +263,27 @@ def dispatch_on_commit(action_id) -> None:
 def actions_redispatch(*, now=None) -> int:
     """Send again every approved action that has not started ``AUTONOMY_ACTION_REDISPATCH_
     SECONDS`` after its decision: its publish was lost (a crash, a broker outage) or its task
-    was. Run by Celery beat; harmless when the first delivery still arrives, because
-    ``action_execute`` runs an action once. Returns how many were sent."""
+    was. And every action still executing ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` after
+    it started (per execution): its worker died in the middle, and its message with it
+    (``selectors.actions_stalled``); ``action_execute`` runs it again, and the connector's
+    idempotency key (the action id) keeps it to one side effect. Run by Celery beat;
+    harmless when the first delivery still arrives, because ``action_execute`` runs an
+    action once. Returns how many were sent."""
     from autonomy import tasks
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AUTONOMY_ACTION_REDISPATCH_SECONDS)
-    sent = 0
-    for action_id in selectors.actions_not_started(decided_before=cutoff):
+    lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
+    not_started = selectors.actions_not_started(decided_before=cutoff)
+    stalled = selectors.actions_stalled(now=now, lease=lease)
+    for action_id in [*not_started, *stalled]:
         tasks.action_execute.delay(str(action_id))
-        sent += 1
-    if sent:
-        log.warning("re-dispatched %d approved actions that had not started", sent)
-    return sent
+    if not_started or stalled:
+        log.warning(
+            "re-dispatched %d approved actions that had not started and %d whose execution "
+            "stalled", len(not_started), len(stalled),
+        )  # fmt: skip
+    return len(not_started) + len(stalled)
 
 
 def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:

@@ -30,7 +30,8 @@ def actions_fan_out(entries: list) -> None:
 
 @shared_task
 def actions_redispatch() -> int:
-    """Celery beat: resend approved actions whose publish was lost."""
+    """Celery beat: resend approved actions whose publish was lost, and executing ones
+    whose worker died."""
     return services.actions_redispatch()
 
 

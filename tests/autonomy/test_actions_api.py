@@ -240,6 +240,86 @@ def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_the_sweep(
+    postgres, tmp_path, settings
+):
+    """The worker dies after the system did the work and before the action was recorded:
+    the broker does not hand its message back (the filesystem one never, Redis after an
+    hour), so the sweep sends the stalled action again, and the connector's idempotency key
+    keeps it to one side effect."""
+    import os
+    import signal
+    import time
+
+    from autonomy import services
+    from autonomy.models import Connector
+    from tests.conftest import start_celery_worker, stop_celery_worker
+
+    reg = build_registry()
+    Connector.objects.filter(pk=reg.erp.pk).update(config={"latency_ms": 2500})
+    lease = {"AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS": "2"}
+    settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = 2
+    victim = start_celery_worker(tmp_path / "victim.log")
+    rescuer = None
+    try:
+        response = agent_api(reg.token).post(ACTIONS, GOOD, format="json")
+        assert response.status_code == 201, response.content
+        action_id = response.json()["id"]
+        wait_for(lambda: ConnectorCall.objects.filter(idempotency_key=action_id).exists(),
+                 timeout=30, what=f"the side effect\n{victim.log()}")  # fmt: skip
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        victim.proc.wait(timeout=10)
+        action = ActionRequest.objects.get(pk=action_id)
+        assert (action.status, action.attempts) == (ActionStatus.EXECUTING, 1)
+
+        # This module's clock is set (time_machine); the workers' is not: the sweep is
+        # told the time, on the worker's clock, and real time passes for the rescuer's.
+        within = action.started_at + timedelta(seconds=1)
+        assert services.actions_redispatch(now=within) == 0  # maybe still running
+        rescuer = start_celery_worker(tmp_path / "rescuer.log", env=lease)
+        time.sleep(max(0.0, 3 - (time.monotonic() - killed)))  # the 2 s lease has run out
+        later = action.started_at + timedelta(seconds=3)
+        assert services.actions_redispatch(now=later) == 1
+        action = wait_for(
+            lambda: ActionRequest.objects.filter(
+                pk=action_id, status=ActionStatus.SUCCEEDED
+            ).first(),
+            timeout=30,
+            what=f"the rescuer to execute it\n{rescuer.log()}",
+        )
+        assert action.attempts == 2 and action.outcome["replayed"] is True
+        assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
+        assert services.actions_redispatch(now=later) == 0  # finished: never sent again
+    finally:
+        for worker in (victim, rescuer):
+            if worker is not None:
+                stop_celery_worker(worker)
+
+
+def test_a_stalled_action_is_sent_again_once_per_lease_for_each_execution(registry):
+    from autonomy import selectors, services
+
+    action, _ = services.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    )
+    started = datetime(2030, 1, 1, tzinfo=UTC)
+    ActionRequest.objects.filter(pk=action.pk).update(
+        status=ActionStatus.EXECUTING, started_at=started, attempts=1
+    )
+    lease = timedelta(seconds=60)
+    assert selectors.actions_stalled(now=started + timedelta(seconds=59), lease=lease) == []
+    assert selectors.actions_stalled(now=started + timedelta(seconds=61), lease=lease) == [
+        action.pk
+    ]
+    ActionRequest.objects.filter(pk=action.pk).update(attempts=2)  # executed again since
+    assert selectors.actions_stalled(now=started + timedelta(seconds=61), lease=lease) == []
+    assert selectors.actions_stalled(now=started + timedelta(seconds=121), lease=lease) == [
+        action.pk
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_actions_decided_together_go_out_as_one_message_and_each_executes_once(
     postgres, celery_worker, settings, monkeypatch
 ):
