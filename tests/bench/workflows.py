@@ -1,6 +1,6 @@
 """The workflow benchmark: what the engine adds to a Celery task, and runs completed per minute.
 
-    python -m tests.bench.workflows [--chain-steps 30 --series 5 --runs 1000 --deadline 150
+    python -m tests.bench.workflows [--chain-steps 30 --series 11 --runs 1000 --deadline 150
                                      --query-steps 50 --query-runs 100] [--profile] [--json PATH]
 
 (each size also from ``BENCH_WORKFLOWS_<NAME>``, e.g. ``BENCH_WORKFLOWS_RUNS``). One process
@@ -71,7 +71,7 @@ STALL_SECONDS = 20  # the throughput run stops waiting when no step finished for
 @dataclass
 class Sizes:
     chain_steps: int = 30
-    series: int = 5
+    series: int = 11  # odd: the median is one of them; each pair takes ~0.2 s
     runs: int = 1000
     deadline: int = 150  # seconds after the workers start that the throughput run may take
     query_steps: int = 50
