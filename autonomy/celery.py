@@ -30,3 +30,14 @@ from autonomy.process import freeze_startup_objects  # noqa: E402
 
 worker_ready.connect(freeze_startup_objects, weak=False)
 worker_process_init.connect(freeze_startup_objects, weak=False)
+
+# ... and says it is alive while it runs (``autonomy.liveness``), so that the actions and
+# steps it was executing are taken back soon after it dies.
+from celery.signals import worker_process_shutdown, worker_shutdown  # noqa: E402
+
+from autonomy import liveness  # noqa: E402
+
+worker_ready.connect(liveness.start, weak=False)
+worker_process_init.connect(liveness.start, weak=False)
+worker_process_shutdown.connect(liveness.stop, weak=False)
+worker_shutdown.connect(liveness.stop, weak=False)

@@ -192,6 +192,11 @@ class ActionRequest(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The worker process (host:pid) executing it, when a worker with a heartbeat runs it
+    # (``autonomy.liveness``): the sweep sends it again as soon as that worker stops
+    # beating, not only when its execution lease runs out. A workflow step's action names
+    # none: the step is what its sweep takes back.
+    worker = models.CharField(max_length=200, blank=True, default="")
     outcome = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
 
@@ -379,3 +384,16 @@ class ActivityRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%H:%M} {self.verdict} {self.count}"
+
+
+class WorkerBeat(models.Model):
+    """A worker process that executes actions and workflow steps, and when it last said it
+    was alive (``autonomy.liveness``). A row whose beat is older than
+    ``AUTONOMY_WORKER_LOST_SECONDS`` is a worker that died or hangs."""
+
+    name = models.CharField(max_length=200, primary_key=True)  # host:pid
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -8,11 +8,19 @@ from decimal import Decimal
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections
+from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from agents.models import DriftFlag
 from autonomy import usage
-from autonomy.models import ActionRequest, ActionStatus, AgentUsage, Operation, PolicyStoreState
+from autonomy.models import (
+    ActionRequest,
+    ActionStatus,
+    AgentUsage,
+    Operation,
+    PolicyStoreState,
+    WorkerBeat,
+)
 from autonomy.risk import Behaviour
 
 CENTS = Decimal("0.01")
@@ -187,17 +195,29 @@ def actions_not_started(*, decided_before: datetime, limit: int = 1000) -> list:
     )
 
 
-def actions_stalled(*, now: datetime, lease: timedelta, limit: int = 1000) -> list:
-    """Ids of actions executing longer than ``lease`` for each execution they had, oldest
-    first: their worker died with the message (a killed process; a broker that does not
-    redeliver, as the filesystem one, or not for an hour, as Redis). One re-send per lease
-    per execution, so a slow connector call is not piled on every sweep."""
+def actions_stalled(*, now: datetime, lease: timedelta, alive: set[str], limit: int = 1000) -> list:
+    """Ids of executing actions whose worker died with the message (a killed process; a
+    broker that does not redeliver, as the filesystem one, or not for an hour, as Redis),
+    oldest first: those whose worker (``autonomy.liveness``) is not in ``alive``, and those
+    naming none that have executed longer than ``lease`` for each execution they had (one
+    re-send per lease per execution, so a slow connector call is not piled on every sweep).
+    """
     rows = (
-        ActionRequest.objects.filter(status=ActionStatus.EXECUTING, started_at__lt=now - lease)
+        ActionRequest.objects.filter(status=ActionStatus.EXECUTING)
+        .filter(Q(started_at__lt=now - lease) | (~Q(worker="") & ~Q(worker__in=alive)))
         .order_by("started_at")
-        .values_list("pk", "started_at", "attempts")[:limit]
+        .values_list("pk", "started_at", "attempts", "worker")[:limit]
     )
-    return [pk for pk, started, tries in rows if started < now - lease * max(tries, 1)]
+    return [
+        pk
+        for pk, started, tries, worker in rows
+        if (worker and worker not in alive) or started < now - lease * max(tries, 1)
+    ]
+
+
+def live_workers(*, since: datetime) -> list[str]:
+    """Names of the worker processes that beat after ``since`` (``autonomy.liveness``)."""
+    return list(WorkerBeat.objects.filter(beat_at__gt=since).values_list("name", flat=True))
 
 
 def operations_granted(*, agent) -> list[Operation]:

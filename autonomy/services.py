@@ -16,9 +16,16 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from autonomy import audit, connectors, dispatch, gate, rows, selectors, signals, usage
+from autonomy import audit, connectors, dispatch, gate, liveness, rows, selectors, signals, usage
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import ActionRequest, ActionStatus, Connector, Operation, Verdict
+from autonomy.models import (
+    ActionRequest,
+    ActionStatus,
+    Connector,
+    Operation,
+    Verdict,
+    WorkerBeat,
+)
 from autonomy.observability import rollup, tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.policy import engine as policy_engine
@@ -263,9 +270,10 @@ def dispatch_on_commit(action_id) -> None:
 def actions_redispatch(*, now=None) -> int:
     """Send again every approved action that has not started ``AUTONOMY_ACTION_REDISPATCH_
     SECONDS`` after its decision: its publish was lost (a crash, a broker outage) or its task
-    was. And every action still executing ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` after
-    it started (per execution): its worker died in the middle, and its message with it
-    (``selectors.actions_stalled``); ``action_execute`` runs it again, and the connector's
+    was. And every executing action whose worker died in the middle, and its message with
+    it: its worker stopped beating (``autonomy.liveness``), or it names none and is still
+    executing ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` after it started, per execution
+    (``selectors.actions_stalled``). ``action_execute`` runs it again, and the connector's
     idempotency key (the action id) keeps it to one side effect. Run by Celery beat;
     harmless when the first delivery still arrives, because ``action_execute`` runs an
     action once. Returns how many were sent."""
@@ -275,7 +283,8 @@ def actions_redispatch(*, now=None) -> int:
     cutoff = now - timedelta(seconds=settings.AUTONOMY_ACTION_REDISPATCH_SECONDS)
     lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
     not_started = selectors.actions_not_started(decided_before=cutoff)
-    stalled = selectors.actions_stalled(now=now, lease=lease)
+    stalled = selectors.actions_stalled(now=now, lease=lease, alive=workers_alive(now=now))
+    workers_prune(now=now)
     for action_id in [*not_started, *stalled]:
         tasks.action_execute.delay(str(action_id))
     if not_started or stalled:
@@ -286,13 +295,48 @@ def actions_redispatch(*, now=None) -> int:
     return len(not_started) + len(stalled)
 
 
+# --- worker liveness (autonomy.liveness) ----------------------------------------------------
+
+
+def worker_beat(*, name: str, now=None) -> None:
+    """A worker process says it is alive."""
+    now = now or timezone.now()
+    if not WorkerBeat.objects.filter(pk=name).update(beat_at=now):
+        WorkerBeat.objects.get_or_create(name=name, defaults={"started_at": now, "beat_at": now})
+
+
+def worker_gone(*, name: str) -> None:
+    """A worker process stopped cleanly: nothing of its own runs any more."""
+    WorkerBeat.objects.filter(pk=name).delete()
+
+
+def worker_alive(*, beat_at, now=None) -> bool:
+    """Whether a worker whose last beat was at ``beat_at`` counts as alive."""
+    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    return beat_at > (now or timezone.now()) - lost
+
+
+def workers_alive(*, now=None) -> set[str]:
+    """The workers that beat within ``AUTONOMY_WORKER_LOST_SECONDS``."""
+    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    return set(selectors.live_workers(since=(now or timezone.now()) - lost))
+
+
+def workers_prune(*, now=None) -> int:
+    """Delete the rows of workers silent for longer than ``AUTONOMY_WORKER_LOST_SECONDS``:
+    they count as lost with or without their row."""
+    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    return WorkerBeat.objects.filter(beat_at__lte=(now or timezone.now()) - lost).delete()[0]
+
+
 def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
     """Run an approved action through its connector, once.
 
     Safe to call again for the same action (a redelivered task): a finished action is left
     alone, and one already executing is left to the worker executing it, unless that started
-    longer than ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` ago or the caller knows its worker
-    died (``recover``); then the connector's idempotency key (the action id) keeps it to one
+    longer than ``AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS`` ago, its worker stopped beating
+    (``autonomy.liveness``), or the caller knows its worker died (``recover``); then the
+    connector's idempotency key (the action id) keeps it to one
     side effect. An agent stopped since the decision (paused, quarantined, killed, an
     emergency stop) has its approved action cancelled instead: a stop takes effect at once.
     """
@@ -309,14 +353,17 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
             return action
         if action.status == ActionStatus.EXECUTING and not recover:
             lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
-            if action.started_at and action.started_at > timezone.now() - lease:
+            young = action.started_at and action.started_at > timezone.now() - lease
+            lost = action.worker and action.worker not in workers_alive()
+            if young and not lost:
                 return action  # another delivery is executing it right now
         if action.status == ActionStatus.APPROVED and not action.agent.is_active:
             return _cancel_for_stopped_agent(action)
         action.status = ActionStatus.EXECUTING
         action.started_at = action.started_at or timezone.now()
         action.attempts += 1
-        action.save(update_fields=["status", "started_at", "attempts"])
+        action.worker = liveness.current_worker()
+        action.save(update_fields=["status", "started_at", "attempts", "worker"])
 
     action = action_perform(action_id=action.pk, action=action)
     with transaction.atomic():

@@ -300,9 +300,10 @@ CELERY_BEAT_SCHEDULE = {
 AUTONOMY_WORKFLOW_INLINE_STEPS = env.int("AUTONOMY_WORKFLOW_INLINE_STEPS", default=50)
 # A ready step whose message has not started it after this long is dispatched again.
 AUTONOMY_WORKFLOW_REDISPATCH_SECONDS = env.int("AUTONOMY_WORKFLOW_REDISPATCH_SECONDS", default=60)
-# Each worker process that executes steps writes a heartbeat this often (0: none; a step
-# whose worker died then waits out its lease, the step's timeout); the sweep takes back the
-# running steps of a worker whose last beat is older than AUTONOMY_WORKER_LOST_SECONDS.
+# Each worker process writes a heartbeat this often (autonomy.liveness; 0: none, and the
+# work of a worker that died waits out its lease: the step's timeout, or
+# AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS). The sweeps take back the running actions and
+# steps of a worker whose last beat is older than AUTONOMY_WORKER_LOST_SECONDS.
 AUTONOMY_WORKER_BEAT_SECONDS = env.float("AUTONOMY_WORKER_BEAT_SECONDS", default=5.0)
 AUTONOMY_WORKER_LOST_SECONDS = env.float("AUTONOMY_WORKER_LOST_SECONDS", default=20.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

@@ -15,13 +15,12 @@ from django.db.models import Count
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.models import BusinessUnit
 from autonomy.errors import DomainError
 from workflows import authoring, services, yaml_io
-from workflows.models import Run, RunEvent, Step, StepRun, Template, TemplateStatus, WorkerBeat
+from workflows.models import Run, RunEvent, Step, StepRun, Template, TemplateStatus
 
 PORTAL_RUN_PATH = "/workflows/runs/{}/"
 
@@ -622,30 +621,3 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="Context")
     def context_view(self, obj):
         return _pretty(obj.context)
-
-
-@admin.register(WorkerBeat)
-class WorkerBeatAdmin(admin.ModelAdmin):
-    """The worker processes that execute steps, by their last heartbeat: what is running
-    the workflows right now. Written by the workers themselves (``workflows.liveness``)."""
-
-    list_display = ["name", "started_at", "last_beat", "alive"]
-    ordering = ["-beat_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="Last beat", ordering="beat_at")
-    def last_beat(self, obj):
-        seconds = (timezone.now() - obj.beat_at).total_seconds()
-        return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
-
-    @admin.display(boolean=True, description="Alive")
-    def alive(self, obj):
-        return services.worker_alive(beat_at=obj.beat_at)

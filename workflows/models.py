@@ -245,7 +245,7 @@ class StepRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
     # The worker process (host:pid) that claimed the running attempt, when a worker with a
-    # heartbeat did (``workflows.liveness``): the sweep takes the step back as soon as that
+    # heartbeat did (``autonomy.liveness``): the sweep takes the step back as soon as that
     # worker stops beating, not only when the lease runs out.
     worker = models.CharField(max_length=200, blank=True, default="")
 
@@ -346,16 +346,3 @@ class Claim(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_key} {self.status} by {self.agent_id}"
-
-
-class WorkerBeat(models.Model):
-    """A worker process that executes steps, and when it last said it was alive
-    (``workflows.liveness``). A row whose beat is older than
-    ``AUTONOMY_WORKER_LOST_SECONDS`` is a worker that died or hangs."""
-
-    name = models.CharField(max_length=200, primary_key=True)  # host:pid
-    started_at = models.DateTimeField()
-    beat_at = models.DateTimeField(db_index=True)
-
-    def __str__(self) -> str:
-        return self.name

@@ -30,7 +30,6 @@ from workflows.models import (
     StepStatus,
     Template,
     TemplateStatus,
-    WorkerBeat,
 )
 from workflows.transitions import run_controls, step_controls
 
@@ -101,11 +100,6 @@ def template_steps(template: Template) -> dict[int, Step]:
 
 def _steps_of(template: Template) -> dict[int, Step]:
     return {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
-
-
-def live_workers(*, since):
-    """Names of the worker processes that beat after ``since`` (``workflows.liveness``)."""
-    return WorkerBeat.objects.filter(beat_at__gt=since).values_list("name", flat=True)
 
 
 def step_copy(step: Step) -> Step:

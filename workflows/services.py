@@ -22,11 +22,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from autonomy import audit, rows
+from autonomy import audit, liveness, rows
 from autonomy import services as kernel
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
-from workflows import conditions, liveness, selectors
+from workflows import conditions, selectors
 from workflows.models import (
     RUN_FINISHED,
     STEP_ACTIVE,
@@ -39,7 +39,6 @@ from workflows.models import (
     StepRun,
     StepStatus,
     Template,
-    WorkerBeat,
 )
 from workflows.transitions import run_controls, step_controls
 
@@ -1367,7 +1366,7 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
 
     - ready steps whose message never arrived are dispatched again;
     - running operation steps past their lease, or whose worker stopped beating
-      (``workflows.liveness``), are dispatched again (the worker died; the action's
+      (``autonomy.liveness``), are dispatched again (the worker died; the action's
       idempotency makes re-execution harmless);
     - claimed tasks past their lease are offered again (the agent went away);
     - compensating runs whose task was lost are compensated again.
@@ -1385,9 +1384,7 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
         ):
             transaction.on_commit(lambda i=step_run_id: _send(i))
             counts["redispatched"] += 1
-    lost_before = now - timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
-    alive = set(selectors.live_workers(since=lost_before))
-    WorkerBeat.objects.filter(beat_at__lte=lost_before).delete()  # the dead: not needed
+    alive = kernel.workers_alive(now=now)
     worker_lost = Q(step__kind=StepKind.OPERATION) & ~Q(worker="") & ~Q(worker__in=alive)
     expired = StepRun.objects.filter(
         Q(lease_until__lte=now) | worker_lost,
@@ -1475,24 +1472,6 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
         transaction.on_commit(lambda i=str(run_id): tasks.run_compensate.delay(i))
         counts["compensations"] += 1
     return counts
-
-
-def worker_beat(*, name: str, now=None) -> None:
-    """A worker process says it is alive (``workflows.liveness``)."""
-    now = now or timezone.now()
-    if not WorkerBeat.objects.filter(pk=name).update(beat_at=now):
-        WorkerBeat.objects.get_or_create(name=name, defaults={"started_at": now, "beat_at": now})
-
-
-def worker_alive(*, beat_at, now=None) -> bool:
-    """Whether a worker whose last beat was at ``beat_at`` counts as alive."""
-    lost_before = (now or timezone.now()) - timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
-    return beat_at > lost_before
-
-
-def worker_gone(*, name: str) -> None:
-    """A worker process stopped cleanly: nothing of its own runs any more."""
-    WorkerBeat.objects.filter(pk=name).delete()
 
 
 def _send(step_run_id) -> None:

@@ -245,21 +245,22 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
 ):
     """The worker dies after the system did the work and before the action was recorded:
     the broker does not hand its message back (the filesystem one never, Redis after an
-    hour), so the sweep sends the stalled action again, and the connector's idempotency key
-    keeps it to one side effect."""
+    hour). The worker stopped beating, so the sweep sends the action again within seconds,
+    long before its 300 s lease, and the connector's idempotency key keeps it to one side
+    effect."""
     import os
     import signal
     import time
 
     from autonomy import services
-    from autonomy.models import Connector
+    from autonomy.models import Connector, WorkerBeat
     from tests.conftest import start_celery_worker, stop_celery_worker
 
     reg = build_registry()
     Connector.objects.filter(pk=reg.erp.pk).update(config={"latency_ms": 2500})
-    lease = {"AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS": "2"}
-    settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = 2
-    victim = start_celery_worker(tmp_path / "victim.log")
+    beat = {"AUTONOMY_WORKER_BEAT_SECONDS": "0.5", "AUTONOMY_WORKER_LOST_SECONDS": "3"}
+    settings.AUTONOMY_WORKER_LOST_SECONDS = 3
+    victim = start_celery_worker(tmp_path / "victim.log", env=beat)
     rescuer = None
     try:
         response = agent_api(reg.token).post(ACTIONS, GOOD, format="json")
@@ -272,14 +273,15 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
         victim.proc.wait(timeout=10)
         action = ActionRequest.objects.get(pk=action_id)
         assert (action.status, action.attempts) == (ActionStatus.EXECUTING, 1)
+        assert action.worker.endswith(f":{victim.proc.pid}")
+        last_beat = WorkerBeat.objects.get(pk=action.worker).beat_at
 
-        # This module's clock is set (time_machine); the workers' is not: the sweep is
-        # told the time, on the worker's clock, and real time passes for the rescuer's.
-        within = action.started_at + timedelta(seconds=1)
-        assert services.actions_redispatch(now=within) == 0  # maybe still running
-        rescuer = start_celery_worker(tmp_path / "rescuer.log", env=lease)
-        time.sleep(max(0.0, 3 - (time.monotonic() - killed)))  # the 2 s lease has run out
-        later = action.started_at + timedelta(seconds=3)
+        # This module's clock is set (time_machine); the workers' is not: the sweep is told
+        # the time on the workers' clock, and real time passes for the rescuer's.
+        assert services.actions_redispatch(now=last_beat + timedelta(seconds=1)) == 0
+        rescuer = start_celery_worker(tmp_path / "rescuer.log", env=beat)
+        time.sleep(max(0.0, 3.5 - (time.monotonic() - killed)))  # silent for 3 s and more
+        later = last_beat + timedelta(seconds=3.5)  # well within the 300 s lease
         assert services.actions_redispatch(now=later) == 1
         action = wait_for(
             lambda: ActionRequest.objects.filter(
@@ -289,6 +291,7 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
             what=f"the rescuer to execute it\n{rescuer.log()}",
         )
         assert action.attempts == 2 and action.outcome["replayed"] is True
+        assert action.worker.endswith(f":{rescuer.proc.pid}")  # the rescuer's name now
         assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
         assert services.actions_redispatch(now=later) == 0  # finished: never sent again
     finally:
@@ -308,15 +311,15 @@ def test_a_stalled_action_is_sent_again_once_per_lease_for_each_execution(regist
         status=ActionStatus.EXECUTING, started_at=started, attempts=1
     )
     lease = timedelta(seconds=60)
-    assert selectors.actions_stalled(now=started + timedelta(seconds=59), lease=lease) == []
-    assert selectors.actions_stalled(now=started + timedelta(seconds=61), lease=lease) == [
-        action.pk
-    ]
+
+    def stalled(**kwargs):  # an action naming no worker: the lease alone
+        return selectors.actions_stalled(alive=set(), **kwargs)
+
+    assert stalled(now=started + timedelta(seconds=59), lease=lease) == []
+    assert stalled(now=started + timedelta(seconds=61), lease=lease) == [action.pk]
     ActionRequest.objects.filter(pk=action.pk).update(attempts=2)  # executed again since
-    assert selectors.actions_stalled(now=started + timedelta(seconds=61), lease=lease) == []
-    assert selectors.actions_stalled(now=started + timedelta(seconds=121), lease=lease) == [
-        action.pk
-    ]
+    assert stalled(now=started + timedelta(seconds=61), lease=lease) == []
+    assert stalled(now=started + timedelta(seconds=121), lease=lease) == [action.pk]
 
 
 @pytest.mark.django_db(transaction=True)

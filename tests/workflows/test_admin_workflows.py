@@ -254,25 +254,3 @@ def test_run_pages_are_read_only(staff, w):
     assert page.status_code == 200 and "run_started" in page.text
     assert 'type="submit"' not in page.text.split('id="content-main"')[1].split("</form>")[0]
     assert staff.post(reverse("admin:workflows_run_delete", args=[run.pk])).status_code == 403
-
-
-# --- workers --------------------------------------------------------------------------------
-
-
-def test_the_workers_list_shows_each_worker_and_whether_it_still_beats(staff):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from workflows.models import WorkerBeat
-
-    services.worker_beat(name="host-a:11")
-    services.worker_beat(name="host-b:22", now=timezone.now() - timedelta(minutes=5))
-    response = staff.get(reverse("admin:workflows_workerbeat_changelist"))
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "host-a:11" in page and "host-b:22" in page and "5 min ago" in page
-    assert page.count('alt="True"') == 1 and page.count('alt="False"') == 1
-    beat = WorkerBeat.objects.get(pk="host-a:11")
-    change = reverse("admin:workflows_workerbeat_change", args=[beat.pk])
-    assert staff.post(change, {"beat_at": "2030-01-01 00:00:00"}).status_code == 403

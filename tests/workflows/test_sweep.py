@@ -1,16 +1,15 @@
 """The clock's work (Celery beat): lost dispatches and expired task leases are recovered."""
 
-import os
 from datetime import timedelta
 
 import time_machine
 from django.db import transaction
 from django.utils import timezone
 
-from tests.conftest import wait_for
+from autonomy import services as kernel
 from tests.workflows.fixtures import published, step
 from workflows import services
-from workflows.models import Run, RunStatus, StepRun, StepStatus, WorkerBeat
+from workflows.models import Run, RunStatus, StepRun, StepStatus
 
 
 def test_a_ready_step_whose_message_was_lost_is_dispatched_again(world, eager):
@@ -71,7 +70,7 @@ def test_a_task_whose_leases_keep_running_out_stops_being_offered_and_fails(worl
     assert Run.objects.get(pk=run.pk).status in {RunStatus.COMPENSATING, RunStatus.FAILED}
 
 
-# --- steps whose worker died (workflows.liveness) --------------------------------------------
+# --- steps whose worker died (autonomy.liveness) ---------------------------------------------
 
 
 def claimed_by(worker: str, key: str) -> StepRun:
@@ -95,7 +94,7 @@ def claimed_by(worker: str, key: str) -> StepRun:
 
 def test_a_step_whose_worker_stopped_beating_is_taken_back_before_its_lease_ends(world, eager):
     step_run = claimed_by("host-a:101", "lost-worker")
-    services.worker_beat(name="host-a:101")
+    kernel.worker_beat(name="host-a:101")
     assert services.workflows_sweep()["worker_lost"] == 0  # it beats: left alone
     later = timezone.now() + timedelta(seconds=21)  # no beat for longer than the window
     with time_machine.travel(later):
@@ -106,7 +105,6 @@ def test_a_step_whose_worker_stopped_beating_is_taken_back_before_its_lease_ends
     assert step_run.action.attempts == 2
     lost = step_run.run.events.get(kind="worker_lost")
     assert lost.data["worker"] == "host-a:101" and "host-a:101 stopped" in lost.message
-    assert not WorkerBeat.objects.filter(pk="host-a:101").exists()  # pruned
 
 
 def test_a_step_whose_worker_has_no_heartbeat_row_is_taken_back_at_once(world, eager):
@@ -122,20 +120,3 @@ def test_a_step_no_worker_named_waits_for_its_lease(world, eager):
     with time_machine.travel(timezone.now() + timedelta(seconds=301)):
         assert services.workflows_sweep()["lease_expired"] == 1
     assert Run.objects.get(pk=step_run.run_id).status == RunStatus.SUCCEEDED
-
-
-def test_a_worker_process_beats_while_it_runs_and_its_row_goes_when_it_stops(world, settings):
-    from workflows import liveness
-
-    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
-    assert liveness.current_worker() == ""
-    liveness.start()
-    try:
-        name = liveness.current_worker()
-        assert name.endswith(f":{os.getpid()}")
-        first = WorkerBeat.objects.get(pk=name).beat_at  # written before start() returned
-        wait_for(lambda: WorkerBeat.objects.get(pk=name).beat_at > first, what="a second beat")
-    finally:
-        liveness.stop()
-    assert liveness.current_worker() == ""
-    assert not WorkerBeat.objects.filter(pk=name).exists()

@@ -1,10 +1,10 @@
-"""Worker liveness: each Celery worker process that executes steps says every
-``AUTONOMY_WORKER_BEAT_SECONDS`` that it is alive (a ``WorkerBeat`` row, written by a thread
-of its own), and names itself on each step it claims (``StepRun.worker``). So
-``workflows_sweep`` takes back the steps of a worker that died in the middle of one within
-``AUTONOMY_WORKER_LOST_SECONDS``, instead of when their lease (the step's timeout, 300 s by
-default) runs out. Steps run elsewhere (tests, eager mode) name no worker and keep the
-lease alone.
+"""Worker liveness: each Celery worker process says every ``AUTONOMY_WORKER_BEAT_SECONDS``
+that it is alive (a ``WorkerBeat`` row, written by a thread of its own), and names itself on
+each action (``ActionRequest.worker``) and workflow step (``StepRun.worker``) it starts
+executing. So ``actions_redispatch`` and ``workflows_sweep`` take back the work of a worker
+that died in the middle within ``AUTONOMY_WORKER_LOST_SECONDS``, instead of when its lease
+(300 s by default) runs out. Work run elsewhere (tests, eager mode) names no worker and
+keeps the lease alone.
 """
 
 import logging
@@ -58,7 +58,7 @@ def stop(**kwargs) -> None:
 
 
 def _beat(name: str, interval: float, stop_event: threading.Event, first) -> None:
-    from workflows import services
+    from autonomy import services
 
     try:
         while True:

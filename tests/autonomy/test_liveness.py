@@ -1,0 +1,91 @@
+"""Worker liveness (``autonomy.liveness``): worker processes beat, name themselves on the
+work they execute, and the sweeps take back the work of a worker that stopped beating."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from autonomy import liveness, selectors, services
+from autonomy.models import ActionRequest, ActionStatus, WorkerBeat
+from tests.conftest import wait_for
+from tests.factories import UserFactory
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_beats_while_it_runs_and_its_row_goes_when_it_stops(settings):
+    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
+    assert liveness.current_worker() == ""
+    liveness.start()
+    try:
+        name = liveness.current_worker()
+        assert name.endswith(f":{os.getpid()}")
+        first = WorkerBeat.objects.get(pk=name).beat_at  # written before start() returned
+        wait_for(lambda: WorkerBeat.objects.get(pk=name).beat_at > first, what="a second beat")
+        assert name in services.workers_alive()
+    finally:
+        liveness.stop()
+    assert liveness.current_worker() == ""
+    assert not WorkerBeat.objects.filter(pk=name).exists()
+
+
+def test_silent_workers_are_not_alive_and_their_rows_are_pruned(db):
+    now = timezone.now()
+    services.worker_beat(name="host-a:1", now=now)
+    services.worker_beat(name="host-b:2", now=now - timedelta(seconds=21))
+    assert services.workers_alive(now=now) == {"host-a:1"}
+    assert services.workers_prune(now=now) == 1
+    assert set(WorkerBeat.objects.values_list("name", flat=True)) == {"host-a:1"}
+
+
+def test_an_action_whose_worker_stopped_beating_is_stalled_before_its_lease(registry):
+    action, _ = services.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    )
+    started = datetime(2030, 1, 1, tzinfo=UTC)
+    ActionRequest.objects.filter(pk=action.pk).update(
+        status=ActionStatus.EXECUTING, started_at=started, attempts=1, worker="host-a:1"
+    )
+    lease, soon = timedelta(seconds=300), started + timedelta(seconds=5)
+    stalled = selectors.actions_stalled
+    assert stalled(now=soon, lease=lease, alive={"host-a:1"}) == []  # its worker beats
+    assert stalled(now=soon, lease=lease, alive={"host-b:2"}) == [action.pk]  # it does not
+
+
+def test_an_action_executed_again_names_the_worker_executing_it(registry):
+    action, _ = services.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    )
+    ActionRequest.objects.filter(pk=action.pk).update(
+        status=ActionStatus.EXECUTING, started_at=timezone.now(), attempts=1, worker="gone:1"
+    )
+    # Young, but its worker is not alive: executed again, now in this process's name ('').
+    done = services.action_execute(action_id=action.pk)
+    assert (done.status, done.attempts, done.worker) == (ActionStatus.SUCCEEDED, 2, "")
+
+
+def test_a_young_action_whose_worker_beats_is_left_to_it(registry):
+    action, _ = services.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    )
+    services.worker_beat(name="host-a:1")
+    ActionRequest.objects.filter(pk=action.pk).update(
+        status=ActionStatus.EXECUTING, started_at=timezone.now(), attempts=1, worker="host-a:1"
+    )
+    left = services.action_execute(action_id=action.pk)
+    assert (left.status, left.attempts) == (ActionStatus.EXECUTING, 1)
+
+
+def test_the_workers_list_shows_each_worker_and_whether_it_still_beats(client, db):
+    client.force_login(UserFactory(username="it-admin", is_staff=True, is_superuser=True))
+    services.worker_beat(name="host-a:11")
+    services.worker_beat(name="host-b:22", now=timezone.now() - timedelta(minutes=5))
+    response = client.get(reverse("admin:autonomy_workerbeat_changelist"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "host-a:11" in page and "host-b:22" in page and "5 min ago" in page
+    assert page.count('alt="True"') == 1 and page.count('alt="False"') == 1
+    change = reverse("admin:autonomy_workerbeat_change", args=["host-a:11"])
+    assert client.post(change, {"beat_at": "2030-01-01 00:00:00"}).status_code == 403
