@@ -94,7 +94,7 @@ def fill(*, start: int, stop: int, total: int, agents, operations, now, days: fl
         "credential": None, "params": "{}", "reason": "", "idempotency_key": None,
         "request_hash": "", "risk_factors": "[]", "reasons": "[]", "policy_ids": "{}",
         "amount": None, "request_id": "", "trace_id": "", "started_at": None, "finished_at": None,
-        "attempts": 0, "outcome": None, "error": None,
+        "attempts": 0, "worker": "", "outcome": None, "error": None,
     }  # fmt: skip
     verdicts = [("allow", "succeeded")] * 7 + [("needs_approval", "pending_approval")] * 2
     verdicts += [("deny", "denied")]
