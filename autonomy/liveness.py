@@ -28,14 +28,19 @@ def current_worker() -> str:
     return beat[0] if beat else ""
 
 
-def start(**kwargs) -> None:
+def start(sender=None, **kwargs) -> None:
     """Signal receiver (``worker_ready``: the solo and threads pools' process;
     ``worker_process_init``: each prefork child): start this process's heartbeat. Returns
-    once the first beat is written, so no step is claimed in the name of a worker that has
-    not beaten yet."""
+    once the first beat is written, so no work is claimed in the name of a worker that has
+    not beaten yet.
+
+    Never in a prefork pool's parent (``worker_ready``'s ``sender`` is its consumer): it
+    executes nothing, and it forks a new child whenever one dies. A fork copies only the
+    forking thread, so a lock another thread held at that moment (the beat's database
+    connection's, its logging's) would stay held in the new child for ever."""
     interval = settings.AUTONOMY_WORKER_BEAT_SECONDS
     pid = os.getpid()
-    if interval <= 0 or pid in _beats:
+    if interval <= 0 or pid in _beats or _forks_children(sender):
         return
     name = f"{socket.gethostname()}:{pid}"[:200]
     stop_event, first = threading.Event(), threading.Event()
@@ -46,6 +51,11 @@ def start(**kwargs) -> None:
     thread.start()
     if not first.wait(10):
         log.warning("worker %s: no first heartbeat within 10 s", name)
+
+
+def _forks_children(sender) -> bool:
+    pool = getattr(sender, "pool", None)
+    return type(pool).__module__.startswith("celery.concurrency.prefork")
 
 
 def stop(**kwargs) -> None:

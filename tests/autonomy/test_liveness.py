@@ -31,6 +31,18 @@ def test_a_worker_process_beats_while_it_runs_and_its_row_goes_when_it_stops(set
     assert not WorkerBeat.objects.filter(pk=name).exists()
 
 
+def test_a_prefork_pools_parent_does_not_beat(settings):
+    """It executes nothing and forks children: no thread of ours may run in it."""
+    from types import SimpleNamespace
+
+    from celery.concurrency.prefork import TaskPool
+
+    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
+    consumer = SimpleNamespace(pool=TaskPool.__new__(TaskPool))
+    liveness.start(sender=consumer)
+    assert liveness.current_worker() == ""
+
+
 def test_silent_workers_are_not_alive_and_their_rows_are_pruned(db):
     now = timezone.now()
     services.worker_beat(name="host-a:1", now=now)
