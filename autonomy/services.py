@@ -310,23 +310,26 @@ def worker_gone(*, name: str) -> None:
     WorkerBeat.objects.filter(pk=name).delete()
 
 
+def _lost_before(now=None):
+    """A worker whose last beat is not after this is lost."""
+    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
+    return (now or timezone.now()) - lost
+
+
 def worker_alive(*, beat_at, now=None) -> bool:
     """Whether a worker whose last beat was at ``beat_at`` counts as alive."""
-    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
-    return beat_at > (now or timezone.now()) - lost
+    return beat_at > _lost_before(now)
 
 
 def workers_alive(*, now=None) -> set[str]:
     """The workers that beat within ``AUTONOMY_WORKER_LOST_SECONDS``."""
-    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
-    return set(selectors.live_workers(since=(now or timezone.now()) - lost))
+    return set(selectors.live_workers(since=_lost_before(now)))
 
 
 def workers_prune(*, now=None) -> int:
     """Delete the rows of workers silent for longer than ``AUTONOMY_WORKER_LOST_SECONDS``:
     they count as lost with or without their row."""
-    lost = timedelta(seconds=settings.AUTONOMY_WORKER_LOST_SECONDS)
-    return WorkerBeat.objects.filter(beat_at__lte=(now or timezone.now()) - lost).delete()[0]
+    return WorkerBeat.objects.filter(beat_at__lte=_lost_before(now)).delete()[0]
 
 
 def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:

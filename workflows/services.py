@@ -431,8 +431,9 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
                 # worker died): execute once more; the connector's idempotency key keeps it
                 # to one side effect. This worker now answers for it.
                 execute_action, recover = action.pk, action.status == ActionStatus.EXECUTING
-                if step_run.worker != liveness.current_worker():
-                    step_run.worker = liveness.current_worker()
+                worker = liveness.current_worker()
+                if step_run.worker != worker:
+                    step_run.worker = worker
                     rows.update(step_run, ["worker"])
             elif action.status in ACTION_FINISHED:
                 _on_action_settled(step_run=step_run, run=run, action=action)
