@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from approvals.models import ApprovalRequest, Decision
+from autonomy.admin_view_only import ViewOnly
 
 
 class DecisionInline(admin.TabularInline):
@@ -17,7 +18,7 @@ class DecisionInline(admin.TabularInline):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["subject", "risk_score", "status", "approvals", "quorum", "approver_group",
                     "created_at", "expires_at"]  # fmt: skip
     list_filter = ["status", "business_unit", "approver_group"]
@@ -27,12 +28,3 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     show_full_result_count = False
     inlines = [DecisionInline]
     readonly_fields = [f.name for f in ApprovalRequest._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

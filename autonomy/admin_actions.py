@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from agents.models import Agent
 from autonomy import services
+from autonomy.admin_view_only import ViewOnly
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, Operation, Policy
 
@@ -19,7 +20,7 @@ def _pretty(value) -> str:
 
 
 @admin.register(ActionRequest)
-class ActionRequestAdmin(admin.ModelAdmin):
+class ActionRequestAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["created_at", "agent", "operation", "verdict", "status", "risk_score"]
     list_filter = ["verdict", "status", "operation__connector"]
     list_select_related = ["agent", "operation__connector"]
@@ -33,15 +34,6 @@ class ActionRequestAdmin(admin.ModelAdmin):
         "finished_at", "attempts", "params_view", "reasons_view", "risk_view", "policies_view",
         "outcome_view",
     ]  # fmt: skip
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Parameters")
     def params_view(self, obj):

@@ -7,6 +7,7 @@ from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from autonomy.admin_view_only import ViewOnly
 from autonomy.audit import export_lines
 from autonomy.models import AuditRecord
 
@@ -28,23 +29,14 @@ class ExportForm(forms.Form):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ViewOnly, admin.ModelAdmin):
+    # Append-only: nobody, not even a superuser, adds, edits or deletes records here.
     list_display = ["seq", "created_at", "kind", "actor", "agent_id", "action_id"]
     list_filter = ["kind"]
     date_hierarchy = "created_at"
     search_fields = ["actor", "agent_id", "action_id"]
     show_full_result_count = False
     ordering = ["-seq"]
-
-    # Append-only: nobody, not even a superuser, adds, edits or deletes records here.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)

@@ -5,22 +5,14 @@ from django.contrib import admin
 from django.utils import timezone
 
 from autonomy import services
+from autonomy.admin_view_only import ViewOnly
 from autonomy.models import WorkerBeat
 
 
 @admin.register(WorkerBeat)
-class WorkerBeatAdmin(admin.ModelAdmin):
+class WorkerBeatAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["name", "started_at", "last_beat", "alive"]
     ordering = ["-beat_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Last beat", ordering="beat_at")
     def last_beat(self, obj):

@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from agents.models import BusinessUnit
+from autonomy.admin_view_only import ViewOnly
 from autonomy.errors import DomainError
 from workflows import authoring, services, yaml_io
 from workflows.models import Run, RunEvent, Step, StepRun, Template, TemplateStatus
@@ -535,19 +536,10 @@ class TemplateAdmin(admin.ModelAdmin):
 # --- runs -----------------------------------------------------------------------------------
 
 
-class _ReadOnlyInline(admin.TabularInline):
+class _ReadOnlyInline(ViewOnly, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class StepRunInline(_ReadOnlyInline):
@@ -579,7 +571,8 @@ class RunEventInline(_ReadOnlyInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ViewOnly, admin.ModelAdmin):
+    # Runs start from a published template ("Start run" on its page), never here.
     list_display = [
         "short_id",
         "template",
@@ -600,15 +593,6 @@ class RunAdmin(admin.ModelAdmin):
         "id", "template", "status", "started_by", "idempotency_key", "created_at", "finished_at",
         "portal_link", "context_view",
     ]  # fmt: skip
-
-    def has_add_permission(self, request):
-        return False  # runs start from a published template ("Start run")
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Run", ordering="created_at")
     def short_id(self, obj):
