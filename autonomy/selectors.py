@@ -41,7 +41,7 @@ def operation_by_key(*, key: str, version: int | None = None) -> Operation | Non
         return None
     cached_version, cache = _operations
     if version and cached_version == version and key in cache:
-        return _copy(cache[key])
+        return copy_operation(cache[key])
     operation = (
         Operation.objects.select_related("connector")
         .filter(connector__slug=connector_slug, slug=slug)
@@ -53,7 +53,7 @@ def operation_by_key(*, key: str, version: int | None = None) -> Operation | Non
     # moves, so nothing read there may be kept.
     if operation is not None and version and not connection.in_atomic_block:
         _remember(version, key, operation)
-        return _copy(operation)
+        return copy_operation(operation)
     return operation
 
 
@@ -66,7 +66,7 @@ def _remember(version: int, key: str, operation: Operation) -> None:
     cache[key] = operation
 
 
-def _copy(operation: Operation) -> Operation:
+def copy_operation(operation: Operation) -> Operation:
     copied = copy.copy(operation)
     copied.connector = copy.copy(operation.connector)
     return copied

@@ -18,6 +18,9 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from autonomy import selectors as kernel_selectors
+from autonomy.models import Operation
+from autonomy.policy import engine as policy_engine
 from workflows.models import (
     RUN_FINISHED,
     STEP_DONE,
@@ -106,6 +109,40 @@ def step_copy(step: Step) -> Step:
     """A step of ``template_steps`` of the caller's own: related rows it loads later (an
     agent to escalate to, a role) are read fresh and never stay on the shared one."""
     return copy.copy(step)
+
+
+# The operations (with their connectors) of steps, as a step's request through the gate last
+# saw them, for one policy-store version: every change to an operation or a connector moves
+# that version (``autonomy.policy.receivers``), and the gate confirms in each request's own
+# transaction that the version the request guessed is still the store's.
+_step_operations: tuple[int | None, dict] = (None, {})
+
+
+def step_operation(operation_id: int):
+    """A step's operation with its connector, for a request that guesses the version this
+    process compiled last (``policy_engine.compiled_version``): kept from an earlier request
+    on that version, or read now."""
+    version, cache = _step_operations
+    found = cache.get(operation_id) if version == policy_engine.compiled_version() else None
+    if found is not None:
+        return kernel_selectors.copy_operation(found)
+    return Operation.objects.select_related("connector").get(pk=operation_id)
+
+
+def step_operation_confirmed(*, operation, guess: int | None, action) -> None:
+    """After a step's request: keep ``operation`` for the version ``guess`` when the gate
+    confirmed that guess for it (it decided on this very operation, and compiled no other
+    version meanwhile)."""
+    global _step_operations
+    if not guess or action.operation is not operation:
+        return  # no guess to confirm, or resolved again on a version that moved
+    if policy_engine.compiled_version() != guess:
+        return
+    version, cache = _step_operations
+    if version != guess:
+        cache = {}  # one version at a time
+        _step_operations = (guess, cache)
+    cache[operation.pk] = kernel_selectors.copy_operation(operation)
 
 
 # --- who may do what ------------------------------------------------------------------------

@@ -11,13 +11,14 @@ connector with the action id as its key, so a redelivered task never causes a se
     failure: retry with backoff → escalate (agent / role, then a person) → fail → compensate
 """
 
+import functools
 import logging
 import threading
 from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from autonomy import audit, liveness, rows
 from autonomy import services as kernel
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
+from autonomy.policy import engine as policy_engine
 from workflows import conditions, selectors
 from workflows.models import (
     RUN_FINISHED,
@@ -95,6 +97,12 @@ _LOCK_STEP_RUN = rows.Select(
     ),
     StepRun._meta.pk,
 )
+_ASSIGNEE = rows.Select(
+    lambda key: Agent.objects.select_related("service_user", "role__group", "business_unit").filter(
+        pk=key
+    ),
+    Agent._meta.pk,
+)
 _RELOCK_RUN = rows.Select(lambda key: Run.objects.select_for_update().filter(pk=key), Run._meta.pk)
 _RELOCK_STEP_RUN = rows.Select(
     lambda key: StepRun.objects.select_for_update().filter(pk=key), StepRun._meta.pk
@@ -149,15 +157,23 @@ def _pick_agent(role) -> Agent | None:
     return Agent.objects.select_related("service_user").filter(pk=agent_id).first()
 
 
+# Named parameters: Django's SQLite backend rewrites positional ones with a regular
+# expression on every call.
 _PICK_SQL = (
-    "SELECT a.{id} FROM {agent} a WHERE a.{role} = %s AND a.{status} = %s ORDER BY"
-    " (SELECT COUNT(*) FROM {step_run} s WHERE s.{assignee} = a.{id}"
-    "  AND s.{step_status} IN (" + ", ".join(["%s"] * len(STEP_ACTIVE)) + ")),"
-    " a.{slug} LIMIT 1"
+    "SELECT a.{id} FROM {agent} a WHERE a.{role} = %(role)s AND a.{status} = %(active)s"
+    " ORDER BY (SELECT COUNT(*) FROM {step_run} s WHERE s.{assignee} = a.{id}"
+    "  AND s.{step_status} IN ("
+    + ", ".join(f"%(s{n})s" for n in range(len(STEP_ACTIVE)))
+    + ")), a.{slug} LIMIT 1"
 )
 
 
-def _pick_names() -> dict[str, str]:
+@functools.cache
+def _pick_sql(alias: str) -> str:
+    return _PICK_SQL.format(**_pick_names(connections[alias]))
+
+
+def _pick_names(connection) -> dict[str, str]:
     quote = connection.ops.quote_name
     agent, step_run = Agent._meta, StepRun._meta
     return {
@@ -183,8 +199,12 @@ def _pick_agent_id(role_id):
         return None  # every agent has a role: no role, nobody
     with connection.cursor() as cursor:
         cursor.execute(
-            _PICK_SQL.format(**_pick_names()),
-            [role_id, str(AgentStatus.ACTIVE), *(str(status) for status in STEP_ACTIVE)],
+            _pick_sql(connection.alias),
+            {
+                "role": role_id,
+                "active": str(AgentStatus.ACTIVE),
+                **{f"s{n}": str(status) for n, status in enumerate(STEP_ACTIVE)},
+            },
         )
         row = cursor.fetchone()
     return Agent._meta.pk.to_python(row[0]) if row else None
@@ -259,8 +279,13 @@ def _run_create(*, template: Template, context: dict, by, key: str) -> Run:
 
 
 # What ``advance`` reads of a step run (its step comes from ``selectors.template_steps``), in
-# the model's field order, as ``Model.from_db`` takes them.
-_ADVANCE_WANTED = {"id", "run_id", "step_id", "status", "assignee_id", "assignee_role_id"}
+# the model's field order, as ``Model.from_db`` takes them: with what claiming it inline
+# (``_claim_next``) reads and writes, so that a step made ready is claimed without reading
+# its row again.
+_ADVANCE_WANTED = {
+    "id", "run_id", "step_id", "status", "assignee_id", "assignee_role_id",
+    "attempt", "generation", "escalations", "action_id", "started_at", "worker",
+}  # fmt: skip
 ADVANCE_COLUMNS = [f.attname for f in StepRun._meta.concrete_fields if f.attname in _ADVANCE_WANTED]
 _STEP, _STATUS = ADVANCE_COLUMNS.index("step_id"), ADVANCE_COLUMNS.index("status")
 _OPEN_STEP_RUNS = rows.Select(
@@ -287,7 +312,7 @@ def advance(*, run: Run) -> None:
     # read by a statement compiled once, and the version's steps from the process's cache; a
     # step run becomes an object only when it moves (the ORM's joined, deferred-field read
     # of the same cost 3.4x as much, measured on a 30-step run).
-    open_rows = _OPEN_STEP_RUNS.rows(run.pk)
+    open_rows = _OPEN_STEP_RUNS.rows(run.pk, convert=False)  # a row that moves is converted
     db = run._state.db or "default"
     steps = selectors.template_steps(run.template)
     status = {steps[row[_STEP]].key: row[_STATUS] for row in open_rows}
@@ -303,7 +328,7 @@ def advance(*, run: Run) -> None:
                 status.get(dep, StepStatus.SUCCEEDED) in STEP_DONE for dep in step.depends_on
             ):
                 continue
-            sr = StepRun.from_db(db, ADVANCE_COLUMNS, row)
+            sr = StepRun.from_db(db, ADVANCE_COLUMNS, _OPEN_STEP_RUNS.convert(row))
             sr.run = run
             sr.step = selectors.step_copy(step)
             if not conditions.holds(sr.step.run_when, run.context):
@@ -350,6 +375,9 @@ def _make_ready(*, run: Run, step_run: StepRun) -> None:
     step_run.status = StepStatus.READY
     step_run.dispatched_at = now
     rows.update(step_run, ["status", "input", "assignee", "assignee_role", "dispatched_at"])
+    made_ready = getattr(_inline, "made_ready", None)
+    if made_ready is not None:
+        made_ready[step_run.pk] = step_run  # for _claim_next, in this transaction
     if step_run.assignee_id is None:
         _attempt_failed(
             run=run,
@@ -385,7 +413,7 @@ def step_work(*, step_run_id) -> None:
     try:
         step_execute(step_run_id=step_run_id, chain=chain)
     finally:
-        _inline.ready = None
+        _inline.ready = _inline.made_ready = None
         _send_all(ready)  # made ready in a transaction that committed (maybe, on an error)
 
 
@@ -476,6 +504,8 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
     transaction that rolls back are not sent."""
     ready = getattr(_inline, "ready", None)
     saved = list(ready) if ready is not None else None
+    # The step runs this transaction makes ready, by id, when the next may be claimed here.
+    _inline.made_ready = {} if chain > 0 and ready is not None else None
     try:
         with transaction.atomic(), audit.deferred():
             step_run, run = _relock(step_run=step_run, run=run)
@@ -490,6 +520,8 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
         if ready is not None:
             ready[:] = saved
         raise
+    finally:
+        _inline.made_ready = None
     return step_run, run, following
 
 
@@ -503,8 +535,18 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     ready = getattr(_inline, "ready", None)
     if not ready or len(ready) != 1 or run.status != RunStatus.RUNNING:
         return None
-    # Made ready by this transaction, which holds the run: an operation step, ready.
-    step_run = _LOCK_STEP_RUN.one(ready.pop())
+    # Made ready by this transaction, which holds the run (every change to a step run locks
+    # its run first): the row ``advance`` read, and only its agent read again here, fresh.
+    # The operation is the one this process read last for the policy-store version it
+    # compiled; the gate confirms that version in this transaction, so a changed operation
+    # or connector (which moves the version) is read again (``kernel.action_request``).
+    step_run_id = ready.pop()
+    step_run = (_inline.made_ready or {}).pop(step_run_id, None)
+    if step_run is None:
+        step_run = _LOCK_STEP_RUN.one(step_run_id)
+    else:
+        step_run.assignee = _ASSIGNEE.one(step_run.assignee_id)
+        step_run.step.operation = selectors.step_operation(step_run.step.operation_id)
     claimed = _request_action(run=run, step_run=step_run)
     return (step_run, claimed) if claimed is not None else None
 
@@ -551,11 +593,12 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
         gate_reason = f"The workflow asks for approval at {step.name}" + (
             f" ({step.approval_when})." if step.approval == Approval.WHEN else "."
         )
+    guess = policy_engine.compiled_version()
     try:
         action, _ = kernel.action_request(
             agent=step_run.assignee,
             operation_key=step.operation.key,
-            operation=step.operation,  # read with its connector by _lock: not looked up again
+            operation=step.operation,  # read with its connector: not looked up again
             params=step_run.input,
             reason=f"{run.template.name}: {step.name} (run {run.pk})",
             idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
@@ -573,6 +616,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
             error={"code": str(exc.code), "message": exc.message, "details": exc.details},
         )
         return None
+    selectors.step_operation_confirmed(operation=step.operation, guess=guess, action=action)
     step_run.action = action
     rows.update(step_run, [*ATTEMPT_FIELDS, "action"])
     _event(

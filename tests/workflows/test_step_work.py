@@ -143,3 +143,32 @@ def test_a_policy_published_by_another_process_decides_the_next_step(world, sent
     action = run.step_runs.get().action
     assert action.verdict == "deny"
     assert engine.compiled_version() > stale.version
+
+
+def test_an_operation_disabled_between_two_steps_of_a_chain_is_seen_by_the_next(
+    world, sent, monkeypatch
+):
+    """A step claimed inline takes its operation from what this process saw for the policy
+    version it compiled last; a change to the operation moves that version, which the gate
+    confirms in the step's own transaction, so the next step sees the operation disabled."""
+    from autonomy import services as kernel
+    from autonomy.models import Operation
+
+    run = services.run_start(template=chain("disabled", 3))
+    first = run.step_runs.get(position=0)
+    perform = kernel.action_perform
+
+    def perform_then_disable(*, action_id, action=None):
+        done = perform(action_id=action_id, action=action)
+        if first.pk == run.step_runs.filter(action_id=action_id).values_list("pk").get()[0]:
+            operation = Operation.objects.get(pk=done.operation_id)  # as an officer would
+            operation.enabled = False
+            operation.save()
+        return done
+
+    monkeypatch.setattr(kernel, "action_perform", perform_then_disable)
+    services.step_work(step_run_id=first.pk)
+    first_done, second = run.step_runs.get(position=0), run.step_runs.get(position=1)
+    assert first_done.status == StepStatus.SUCCEEDED
+    assert second.action.verdict == "deny"
+    assert "operation_disabled" in {reason["code"] for reason in second.action.reasons}
