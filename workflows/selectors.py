@@ -142,7 +142,8 @@ def step_operation_confirmed(*, operation, guess: int | None, action) -> None:
     if version != guess:
         cache = {}  # one version at a time
         _step_operations = (guess, cache)
-    cache[operation.pk] = kernel_selectors.copy_operation(operation)
+    if operation.pk not in cache:  # else it is a copy of the one kept
+        cache[operation.pk] = kernel_selectors.copy_operation(operation)
 
 
 # --- who may do what ------------------------------------------------------------------------

@@ -357,7 +357,20 @@ def advance(*, run: Run) -> None:
         )
 
 
+# What making a step ready writes of its step run.
+MADE_READY_FIELDS = ["status", "input", "assignee", "assignee_role", "dispatched_at"]
+
+
+def _write_made_ready() -> None:
+    """Write the step runs made ready whose write was left for their inline claim
+    (``_claim_next``), which is not coming: before anything else reads step runs."""
+    pending = getattr(_inline, "unwritten", None)
+    while pending:
+        rows.update(pending.pop(), MADE_READY_FIELDS)
+
+
 def _make_ready(*, run: Run, step_run: StepRun) -> None:
+    _write_made_ready()  # an earlier one first: the agent pick below counts ready steps
     step = step_run.step
     now = timezone.now()
     step_run.input = conditions.resolve(step.input_map, run.context)
@@ -374,10 +387,14 @@ def _make_ready(*, run: Run, step_run: StepRun) -> None:
         step_run.assignee_id = _pick_agent_id(step_run.assignee_role_id)
     step_run.status = StepStatus.READY
     step_run.dispatched_at = now
-    rows.update(step_run, ["status", "input", "assignee", "assignee_role", "dispatched_at"])
     made_ready = getattr(_inline, "made_ready", None)
-    if made_ready is not None:
-        made_ready[step_run.pk] = step_run  # for _claim_next, in this transaction
+    if made_ready is not None and step_run.assignee_id is not None:
+        # May be claimed inline, in this transaction (``_claim_next``): then the claim's own
+        # write says all of this too, one statement fewer; else ``_write_made_ready``.
+        made_ready[step_run.pk] = step_run
+        _inline.unwritten.append(step_run)
+    else:
+        rows.update(step_run, MADE_READY_FIELDS)
     if step_run.assignee_id is None:
         _attempt_failed(
             run=run,
@@ -504,8 +521,10 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
     transaction that rolls back are not sent."""
     ready = getattr(_inline, "ready", None)
     saved = list(ready) if ready is not None else None
-    # The step runs this transaction makes ready, by id, when the next may be claimed here.
-    _inline.made_ready = {} if chain > 0 and ready is not None else None
+    # The step runs this transaction makes ready, by id, when the next may be claimed here;
+    # those of them not written yet.
+    inline = chain > 0 and ready is not None
+    _inline.made_ready, _inline.unwritten = ({}, []) if inline else (None, None)
     try:
         with transaction.atomic(), audit.deferred():
             step_run, run = _relock(step_run=step_run, run=run)
@@ -516,12 +535,13 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
                 action = ActionRequest.objects.get(pk=action_id)
             _after_execution(step_run=step_run, run=run, action=action)
             following = _claim_next(run=run) if chain > 0 else None
+            _write_made_ready()
     except BaseException:
         if ready is not None:
             ready[:] = saved
         raise
     finally:
-        _inline.made_ready = None
+        _inline.made_ready = _inline.unwritten = None
     return step_run, run, following
 
 
@@ -534,6 +554,7 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     the step before it again, without the claim."""
     ready = getattr(_inline, "ready", None)
     if not ready or len(ready) != 1 or run.status != RunStatus.RUNNING:
+        _write_made_ready()
         return None
     # Made ready by this transaction, which holds the run (every change to a step run locks
     # its run first): the row ``advance`` read, and only its agent read again here, fresh.
@@ -542,12 +563,19 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     # or connector (which moves the version) is read again (``kernel.action_request``).
     step_run_id = ready.pop()
     step_run = (_inline.made_ready or {}).pop(step_run_id, None)
+    also = []  # what making it ready changed, when that is not written yet
     if step_run is None:
+        _write_made_ready()
         step_run = _LOCK_STEP_RUN.one(step_run_id)
     else:
+        unwritten = _inline.unwritten
+        if step_run in unwritten:
+            unwritten.remove(step_run)
+            also = [name for name in MADE_READY_FIELDS if name not in ATTEMPT_FIELDS]
+        _write_made_ready()
         step_run.assignee = _ASSIGNEE.one(step_run.assignee_id)
         step_run.step.operation = selectors.step_operation(step_run.step.operation_id)
-    claimed = _request_action(run=run, step_run=step_run)
+    claimed = _request_action(run=run, step_run=step_run, also=also)
     return (step_run, claimed) if claimed is not None else None
 
 
@@ -574,9 +602,11 @@ ATTEMPT_FIELDS = [
 ]  # fmt: skip
 
 
-def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
+def _request_action(*, run: Run, step_run: StepRun, also=()) -> ActionRequest | None:
     """Ask the gate as the step's assignee. Returns the action when it was allowed, claimed
-    as executing in the caller's transaction for this worker to run at once."""
+    as executing in the caller's transaction for this worker to run at once. ``also``:
+    further fields of the step run to write with the attempt's."""
+    fields = [*ATTEMPT_FIELDS, *also]
     step = step_run.step
     now = timezone.now()
     step_run.attempt += 1
@@ -608,7 +638,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
             fresh_key=True,  # its attempt was counted just now, under the step run's lock
         )
     except DomainError as exc:
-        step_run.save(update_fields=ATTEMPT_FIELDS)
+        step_run.save(update_fields=fields)
         _attempt_failed(
             run=run,
             step_run=step_run,
@@ -618,7 +648,7 @@ def _request_action(*, run: Run, step_run: StepRun) -> ActionRequest | None:
         return None
     selectors.step_operation_confirmed(operation=step.operation, guess=guess, action=action)
     step_run.action = action
-    rows.update(step_run, [*ATTEMPT_FIELDS, "action"])
+    rows.update(step_run, [*fields, "action"])
     _event(
         run,
         "action_requested",
