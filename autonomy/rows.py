@@ -13,6 +13,7 @@ SQL again with another key, and builds its objects as the ORM does.
 
 import re
 import uuid
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from django.db import DatabaseError, transaction
@@ -66,6 +67,108 @@ def insert(instance, *, unless_taken: bool = False) -> bool:
             return False
     instance._state.adding, instance._state.db = False, connection.alias
     return True
+
+
+def _insert_many(connection, instances: list) -> None:
+    """``insert`` of several new rows of one model, in one statement, in order."""
+    model, meta = type(instances[0]), instances[0]._meta
+    returning = connection.features.can_return_columns_from_insert
+    count = len(instances)
+
+    def build():
+        fields = [f for f in meta.concrete_fields if not f.db_returning]
+        generated = [f for f in meta.concrete_fields if f.db_returning] if returning else []
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        rows_sql = ", ".join(
+            "(" + ", ".join(f"%({f.attname}_{n})s" for f in fields) + ")" for n in range(count)
+        )
+        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {rows_sql}"
+        if generated:
+            sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
+        return sql, (fields, generated)
+
+    if not returning and any(f.db_returning for f in meta.concrete_fields):
+        for instance in instances:  # keys it cannot read back: one at a time
+            insert(instance)
+        return
+    sql, (fields, generated) = _statement((connection.alias, model, "many", count), build)
+    values = {
+        f"{f.attname}_{n}": f.get_db_prep_save(f.pre_save(instance, True), connection)
+        for n, instance in enumerate(instances)
+        for f in fields
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        found = cursor.fetchall() if generated else [()] * count
+    for instance, row in zip(instances, found, strict=True):
+        for field, value in zip(generated, row, strict=True):
+            setattr(instance, field.attname, field.to_python(value))
+        instance._state.adding, instance._state.db = False, connection.alias
+
+
+_LATER = "autonomy_rows_later"
+
+
+class _Later:
+    """A row to insert at the end of ``inserts_deferred``. Registered with Django's commit
+    hooks only so that Django's own bookkeeping drops it when a savepoint it was added in
+    rolls back (as ``audit.deferred`` does); called after the commit, it does nothing."""
+
+    __slots__ = ("instance",)
+
+    def __init__(self, instance) -> None:
+        self.instance = instance
+
+    def __call__(self) -> None:
+        pass
+
+
+def insert_later(instance) -> None:
+    """``insert(instance)`` at the end of the ``inserts_deferred()`` block around it, with
+    the rest of that block's rows (now, outside one). For rows nothing reads back in the
+    same transaction: a run's timeline events."""
+    connection = transaction.get_connection()
+    pending = getattr(connection, _LATER, None)
+    if pending is None:
+        insert(instance)
+        return
+    later = _Later(instance)
+    transaction.on_commit(later)
+    pending.append(later)
+
+
+@contextmanager
+def inserts_deferred():
+    """Inside the caller's transaction: rows added by ``insert_later`` in this block are
+    inserted when it ends, one statement per model (a workflow step's transaction adds two
+    run events: one statement fewer a step). If the block raises, none is inserted and the
+    innermost transaction around it is marked to roll back; a row added in a savepoint that
+    rolled back is not inserted. Nested blocks leave the inserting to the outermost one."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "rows.inserts_deferred() must run inside a transaction"
+        )
+    if getattr(connection, _LATER, None) is not None:
+        yield
+        return
+    pending: list[_Later] = []
+    setattr(connection, _LATER, pending)
+    try:
+        yield
+    except BaseException:
+        transaction.set_rollback(True)  # what was added here is lost: nothing here commits
+        raise
+    finally:
+        setattr(connection, _LATER, None)
+    registered = {id(hook[1]) for hook in connection.run_on_commit}
+    by_model: dict[type, list] = {}
+    for later in pending:
+        if id(later) in registered:
+            by_model.setdefault(type(later.instance), []).append(later.instance)
+    for instances in by_model.values():
+        _insert_many(connection, instances)
 
 
 def update(instance, names: list[str]) -> None:

@@ -60,7 +60,7 @@ _inline = threading.local()  # the action a step task is executing right now, in
 def _event(run: Run, kind: str, message: str, *, step_run=None, actor="", **data) -> None:
     # Prepared INSERTs and UPDATEs (autonomy.rows) on the step path: no signal listens to
     # saves of runs, step runs or run events.
-    rows.insert(
+    rows.insert_later(  # with the transaction's other events, in a step's (rows.inserts_deferred)
         RunEvent(
             run=run, step_run=step_run, kind=kind, actor=actor, message=message[:500], data=data
         )
@@ -457,7 +457,7 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
     # Audit records are written at the end of each transaction (``audit.deferred``): the
     # chain's head is locked last, after the run, the step and the gate's usage rows.
     execute_action, recover, claimed = None, False, None
-    with transaction.atomic(), audit.deferred():
+    with transaction.atomic(), audit.deferred(), rows.inserts_deferred():
         step_run, run = _lock(step_run_id)
         if step_run is None:
             return None
@@ -526,7 +526,7 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
     inline = chain > 0 and ready is not None
     _inline.made_ready, _inline.unwritten = ({}, []) if inline else (None, None)
     try:
-        with transaction.atomic(), audit.deferred():
+        with transaction.atomic(), audit.deferred(), rows.inserts_deferred():
             step_run, run = _relock(step_run=step_run, run=run)
             if settle:
                 action = kernel.action_settle(action=action)

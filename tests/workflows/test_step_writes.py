@@ -133,3 +133,51 @@ def test_insert_reads_back_a_generated_key_and_update_if_checks_its_conditions(w
         "failed",
         {"message": "late"},
     )
+
+
+def _kinds(run) -> list[str]:
+    return list(run.events.order_by("id").values_list("kind", flat=True))
+
+
+def test_events_of_a_deferred_block_are_inserted_together_at_its_end_in_order(world):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    run = services.run_start(template=published("later", [step("a")]))
+    before = _kinds(run)
+    with transaction.atomic(), rows.inserts_deferred():
+        with CaptureQueriesContext(connection) as inserted:
+            for n in range(3):
+                services._event(run, f"note-{n}", "m", answer=n)
+        assert inserted.captured_queries == [] and _kinds(run) == before  # not yet
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services._event(run, "rolled-back", "m")
+            raise RuntimeError("the savepoint goes")
+        with CaptureQueriesContext(connection) as at_end, rows.inserts_deferred():
+            services._event(run, "nested", "m")  # the outer block inserts it
+        assert at_end.captured_queries == []
+    assert _kinds(run) == [*before, "note-0", "note-1", "note-2", "nested"]
+    stored = run.events.filter(kind__startswith="note").order_by("id")
+    assert [e.data for e in stored] == [{"answer": 0}, {"answer": 1}, {"answer": 2}]
+    assert all(e.created_at is not None for e in stored)
+
+
+def test_a_deferred_insert_block_that_raises_inserts_nothing_and_rolls_back(world):
+    from django.db import transaction
+
+    run = services.run_start(template=published("later-raise", [step("a")]))
+    before = _kinds(run)
+    with pytest.raises(RuntimeError), transaction.atomic(), rows.inserts_deferred():
+        services._event(run, "never", "m")
+        Run.objects.filter(pk=run.pk).update(started_by="changed")
+        raise RuntimeError("boom")
+    assert _kinds(run) == before
+    assert Run.objects.get(pk=run.pk).started_by != "changed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deferred_inserts_need_a_transaction():
+    from django.db import transaction
+
+    with pytest.raises(transaction.TransactionManagementError), rows.inserts_deferred():
+        pass
