@@ -107,13 +107,66 @@ def _insert_many(connection, instances: list) -> None:
         instance._state.adding, instance._state.db = False, connection.alias
 
 
+# --- work collected in a transaction, done at the end of a block -----------------------------
+
+
+class Collected:
+    """What a ``collecting`` block gathered: ``alive``, after the block, is what is still
+    to be done (added in no savepoint that rolled back); empty in a nested block."""
+
+    __slots__ = ("pending", "alive")
+
+    def __init__(self) -> None:
+        self.pending: list = []
+        self.alive: list = []
+
+
+@contextmanager
+def collecting(attribute: str, name: str):
+    """Inside the caller's transaction: ``collect(attribute, entry)`` in this block gathers
+    ``entry`` for the caller to act on when the block ends (``Collected.alive``). An entry
+    is registered with Django's commit hooks (it must be callable and, called after the
+    commit, do nothing) only so that Django's own bookkeeping drops it when a savepoint it
+    was added in rolls back. If the block raises, the innermost transaction around it is
+    marked to roll back: what was gathered is lost, so nothing done in the block may commit.
+    A nested block leaves everything to the outermost one. Used by ``audit.deferred`` (its
+    records) and ``inserts_deferred`` (rows)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(f"{name} must run inside a transaction")
+    collected = Collected()
+    if getattr(connection, attribute, None) is not None:
+        yield collected
+        return
+    setattr(connection, attribute, collected.pending)
+    try:
+        yield collected
+    except BaseException:
+        transaction.set_rollback(True)
+        raise
+    finally:
+        setattr(connection, attribute, None)
+    registered = {id(hook[1]) for hook in connection.run_on_commit}
+    collected.alive = [entry for entry in collected.pending if id(entry) in registered]
+
+
+def collect(attribute: str, entry) -> bool:
+    """Gather ``entry`` in the ``collecting(attribute, ...)`` block around this call, and say
+    so; False outside one (the caller then acts at once)."""
+    pending = getattr(transaction.get_connection(), attribute, None)
+    if pending is None:
+        return False
+    transaction.on_commit(entry)
+    pending.append(entry)
+    return True
+
+
 _LATER = "autonomy_rows_later"
 
 
 class _Later:
-    """A row to insert at the end of ``inserts_deferred``. Registered with Django's commit
-    hooks only so that Django's own bookkeeping drops it when a savepoint it was added in
-    rolls back (as ``audit.deferred`` does); called after the commit, it does nothing."""
+    """A row to insert at the end of ``inserts_deferred`` (a commit hook that does nothing:
+    see ``collecting``)."""
 
     __slots__ = ("instance",)
 
@@ -128,47 +181,25 @@ def insert_later(instance) -> None:
     """``insert(instance)`` at the end of the ``inserts_deferred()`` block around it, with
     the rest of that block's rows (now, outside one). For rows nothing reads back in the
     same transaction: a run's timeline events."""
-    connection = transaction.get_connection()
-    pending = getattr(connection, _LATER, None)
-    if pending is None:
+    if not collect(_LATER, _Later(instance)):
         insert(instance)
-        return
-    later = _Later(instance)
-    transaction.on_commit(later)
-    pending.append(later)
 
 
 @contextmanager
 def inserts_deferred():
     """Inside the caller's transaction: rows added by ``insert_later`` in this block are
     inserted when it ends, one statement per model (a workflow step's transaction adds two
-    run events: one statement fewer a step). If the block raises, none is inserted and the
-    innermost transaction around it is marked to roll back; a row added in a savepoint that
-    rolled back is not inserted. Nested blocks leave the inserting to the outermost one."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise transaction.TransactionManagementError(
-            "rows.inserts_deferred() must run inside a transaction"
-        )
-    if getattr(connection, _LATER, None) is not None:
+    run events: one statement fewer a step). A row added in a savepoint that rolled back is
+    not inserted; if the block raises, none is (``collecting``)."""
+    with collecting(_LATER, "rows.inserts_deferred()") as collected:
         yield
-        return
-    pending: list[_Later] = []
-    setattr(connection, _LATER, pending)
-    try:
-        yield
-    except BaseException:
-        transaction.set_rollback(True)  # what was added here is lost: nothing here commits
-        raise
-    finally:
-        setattr(connection, _LATER, None)
-    registered = {id(hook[1]) for hook in connection.run_on_commit}
     by_model: dict[type, list] = {}
-    for later in pending:
-        if id(later) in registered:
-            by_model.setdefault(type(later.instance), []).append(later.instance)
-    for instances in by_model.values():
-        _insert_many(connection, instances)
+    for later in collected.alive:
+        by_model.setdefault(type(later.instance), []).append(later.instance)
+    if by_model:
+        connection = transaction.get_connection()
+        for instances in by_model.values():
+            _insert_many(connection, instances)
 
 
 def update(instance, names: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from autonomy import rows
 from autonomy.models import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -129,15 +130,8 @@ def append(
         payload=payload,
     )
     entry = _Entry(record, _dumps(payload))  # the payload's JSON once: hash and column
-    pending = getattr(connection, _PENDING, None)
-    if pending is None:
+    if not rows.collect(_PENDING, entry):  # else written at the end of ``deferred``
         _write(connection, [entry])
-    else:
-        # Registered with Django's commit hooks only so that Django's own bookkeeping drops
-        # it when a savepoint it was appended in is rolled back; ``deferred`` writes what is
-        # left. After the commit the entry is called and does nothing.
-        transaction.on_commit(entry)
-        pending.append(entry)
     return record
 
 
@@ -158,28 +152,10 @@ def deferred():
     of the transaction. A record appended in a savepoint that is rolled back is not written.
     Nested blocks leave the writing to the outermost one.
     """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise transaction.TransactionManagementError(
-            "audit.deferred() must run inside a transaction"
-        )
-    if getattr(connection, _PENDING, None) is not None:
+    with rows.collecting(_PENDING, "audit.deferred()") as collected:
         yield
-        return
-    pending: list[_Entry] = []
-    setattr(connection, _PENDING, pending)
-    try:
-        yield
-    except BaseException:
-        # Nothing appended here is written, so nothing changed here may commit either.
-        transaction.set_rollback(True)
-        raise
-    finally:
-        setattr(connection, _PENDING, None)
-    registered = {id(hook[1]) for hook in connection.run_on_commit}
-    alive = [entry for entry in pending if id(entry) in registered]
-    if alive:
-        _write(connection, alive)
+    if collected.alive:
+        _write(transaction.get_connection(), collected.alive)
 
 
 class _Entry:
@@ -190,7 +166,7 @@ class _Entry:
     def __init__(self, record: AuditRecord, payload_json: str) -> None:
         self.record, self.payload_json = record, payload_json
 
-    def __call__(self) -> None:  # as a commit hook: nothing to do (see ``append``)
+    def __call__(self) -> None:  # as a commit hook: nothing to do (``rows.collecting``)
         pass
 
 
