@@ -81,7 +81,8 @@ def _other_sessions(*, wait: float) -> list[tuple]:
 
 @pytest.fixture(autouse=True)
 def _fresh_registry_caches():
-    """Each test starts with empty process caches of operations and compiled policies.
+    """Each test starts with empty process caches of operations (the gate's and the workflow
+    steps') and compiled policies.
 
     Both are keyed by the policy-store version, which never repeats in one database's life;
     but tests flush the database and travel in time (``time_machine``), and the version is
@@ -89,9 +90,11 @@ def _fresh_registry_caches():
     """
     from autonomy import selectors
     from autonomy.policy import engine
+    from workflows import selectors as workflow_selectors
 
     selectors._operations = (None, {})
     engine._compiled = None
+    workflow_selectors._step_operations = (None, {})
 
 
 @pytest.fixture

@@ -55,7 +55,9 @@ def test_a_prefork_worker_on_the_embedded_broker_survives_its_children_killed_wh
             "control_folder": str(broker / "control"),
         },
     )
-    producer = Celery("pool-test")
+    # Not the current app either: shared tasks sent later in this process would go to its
+    # default broker.
+    producer = Celery("pool-test", set_as_current=False)
 
     def run(name: str) -> Path:
         marker = tmp_path / name
