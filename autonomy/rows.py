@@ -16,10 +16,46 @@ import uuid
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models.query import get_related_populators
+from django.utils.connection import ConnectionProxy
 
 _statements: dict[tuple, tuple[str, list]] = {}
+
+
+class _Kept:
+    """The cursor ``cursor()`` keeps for a connection, as a ``with`` block that leaves it
+    open."""
+
+    __slots__ = ("raw", "cursor")
+
+    def __init__(self, raw, cursor) -> None:
+        self.raw, self.cursor = raw, cursor
+
+    def __enter__(self):
+        return self.cursor
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def cursor(connection):
+    """``connection.cursor()`` for the hot paths' statements, as ``with rows.cursor(c) as
+    cursor:``: one cursor kept per database connection instead of a new one per statement
+    (Django's opens, wraps and closes one each time: 11 us against 4.7 us a statement on
+    SQLite here, twenty-odd statements a workflow step). Statements still go through
+    Django's cursor wrapper, so its error translation and ``execute_wrapper``s see them;
+    while queries are logged (``DEBUG``, ``CaptureQueriesContext``) a logging cursor of
+    the moment's is used. A new connection (after a close) gets a new cursor."""
+    if type(connection) is ConnectionProxy:  # django.db.connection: shared by all threads
+        connection = connections[connection._alias]
+    if connection.queries_logged:
+        return connection.cursor()
+    kept = connection.__dict__.get("_autonomy_kept")
+    if kept is None or kept.raw is None or kept.raw is not connection.connection:
+        opened = connection.cursor()  # connects when needed
+        kept = connection.__dict__["_autonomy_kept"] = _Kept(connection.connection, opened)
+    return kept
 
 
 def _statement(key: tuple, build) -> tuple[str, list]:
@@ -55,15 +91,15 @@ def insert(instance, *, unless_taken: bool = False) -> bool:
 
     sql, (fields, generated) = _statement((connection.alias, model, unless_taken), build)
     values = {f.attname: f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+    with cursor(connection) as opened:
+        opened.execute(sql, values)
         if generated:
-            row = cursor.fetchone()
+            row = opened.fetchone()
             if row is None:
                 return False
             for field, value in zip(generated, row, strict=True):
                 setattr(instance, field.attname, field.to_python(value))
-        elif cursor.rowcount != 1:
+        elif opened.rowcount != 1:
             return False
     instance._state.adding, instance._state.db = False, connection.alias
     return True
@@ -98,9 +134,9 @@ def _insert_many(connection, instances: list) -> None:
         for n, instance in enumerate(instances)
         for f in fields
     }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        found = cursor.fetchall() if generated else [()] * count
+    with cursor(connection) as opened:
+        opened.execute(sql, values)
+        found = opened.fetchall() if generated else [()] * count
     for instance, row in zip(instances, found, strict=True):
         for field, value in zip(generated, row, strict=True):
             setattr(instance, field.attname, field.to_python(value))
@@ -234,9 +270,9 @@ def update_if(instance, names: list[str], **conditions) -> bool:
     for name in when:
         field = meta.get_field(name)
         values[f"when__{name}"] = field.get_db_prep_value(conditions[name], connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.rowcount == 1
+    with cursor(connection) as opened:
+        opened.execute(sql, values)
+        return opened.rowcount == 1
 
 
 # A positional placeholder of the ORM's SQL (as Django's SQLite backend finds them).
@@ -325,9 +361,9 @@ class Select:
             )
         params = dict(compiled.params)
         params[compiled.at] = self._field.get_db_prep_value(key, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            found = cursor.fetchall() if many else [cursor.fetchone()]
+        with cursor(connection) as opened:
+            opened.execute(compiled.sql, params)
+            found = opened.fetchall() if many else [opened.fetchone()]
         if found == [None]:
             return [], compiled, connection.alias
         if compiled.converters and convert:

@@ -12,7 +12,7 @@ from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from agents.models import DriftFlag
-from autonomy import usage
+from autonomy import rows, usage
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
@@ -164,7 +164,7 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         "hour": ops.adapt_datetimefield_value(bounds["hour_start"]),
         "day": ops.adapt_datetimefield_value(bounds["day_start"]),
     }
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(_facts_sql(connection.alias), params)
         row = cursor.fetchone()
     direct, via_role, this_minute, last_minute, denials, spend, flags, version = row

@@ -242,7 +242,7 @@ def _replay(*, agent, key: str, request_hash: str) -> ActionRequest | None:
     # is), and a miss then costs one index lookup, not the ORM's query building (which cost
     # ten times the lookup) nor the joined row.
     connection = transaction.get_connection()
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(
             _replay_sql(connection.alias),
             {"agent": selectors.AGENT_KEY.get_db_prep_value(agent.pk, connection), "key": key},

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from autonomy import counters
+from autonomy import counters, rows
 from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, AgentUsage, Verdict
 
@@ -40,7 +40,7 @@ def usage_record(*, action: ActionRequest) -> None:
     ops = connection.ops
     denied = action.verdict == Verdict.DENY
     spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(
             counters.add_sql(AgentUsage, _KEYS, _ADDS),
             {

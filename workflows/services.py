@@ -197,7 +197,7 @@ def _pick_agent_id(role_id):
     """
     if role_id is None:
         return None  # every agent has a role: no role, nobody
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(
             _pick_sql(connection.alias),
             {

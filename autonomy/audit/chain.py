@@ -175,7 +175,7 @@ def _write(connection, entries: list[_Entry]) -> None:
     them at once, one INSERT of every record, the new head stored."""
     returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
     sql = _statements(connection)
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         row = None
         if returning:
             cursor.execute(sql["advance"], {"head": HEAD_PK, "count": len(entries)})

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
 
-from autonomy import counters
+from autonomy import counters, rows
 from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, ActivityRollup
 
@@ -23,7 +23,7 @@ def rollup_record(*, action: ActionRequest) -> None:
     """Count one decided action in its minute's row: one statement, in the caller's
     transaction."""
     minute = connection.ops.adapt_datetimefield_value(minute_of(action.created_at))
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(
             counters.add_sql(ActivityRollup, _KEYS, _ADDS),
             {

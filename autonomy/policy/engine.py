@@ -30,6 +30,7 @@ import cedarpy
 from django.db import connection
 
 from agents.models import BusinessUnit, Role
+from autonomy import rows
 from autonomy.models import Connector, Operation, Policy, PolicyStoreState
 from autonomy.policy.schema import ACTION, params_types, schema_for
 
@@ -229,7 +230,7 @@ def _read(selects: list[str], params: list, version: int | None = None) -> tuple
         return (version,)
     table, pk = _quoted(PolicyStoreState)
     sql = ", ".join([f"(SELECT version FROM {table} WHERE {pk} = 1)", *selects])
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(f"SELECT {sql}", params)
         row = cursor.fetchone()
     return row if version is None else (version, *row[1:])
