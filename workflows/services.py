@@ -430,7 +430,7 @@ def step_work(*, step_run_id) -> None:
     try:
         step_execute(step_run_id=step_run_id, chain=chain)
     finally:
-        _inline.ready = _inline.made_ready = None
+        _inline.ready = None
         _send_all(ready)  # made ready in a transaction that committed (maybe, on an error)
 
 
