@@ -97,6 +97,22 @@ def _fresh_registry_caches():
     workflow_selectors._step_operations = (None, {})
 
 
+@pytest.fixture(autouse=True)
+def _celery_app_stays_current():
+    """Shared tasks are sent through Celery's *current* app. A test that builds another app
+    without ``set_as_current=False`` makes that one current, and every task the rest of this
+    test process sends goes to its default broker, where no worker listens (it happened:
+    later worker tests waited for runs that never moved). Fail the test that did it."""
+    from celery import current_app
+
+    from autonomy.celery import app
+
+    yield
+    if current_app._get_current_object() is not app:
+        app.set_current()
+        pytest.fail("this test made another Celery app current: pass set_as_current=False")
+
+
 @pytest.fixture
 def it_admin(db):
     from django.contrib.auth.models import Group
