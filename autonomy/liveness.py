@@ -54,8 +54,9 @@ def start(sender=None, **kwargs) -> None:
 
 
 def _forks_children(sender) -> bool:
-    pool = getattr(sender, "pool", None)
-    return type(pool).__module__.startswith("celery.concurrency.prefork")
+    from celery.concurrency.prefork import TaskPool  # autonomy.pool's too: a subclass
+
+    return isinstance(getattr(sender, "pool", None), TaskPool)
 
 
 def stop(**kwargs) -> None:
