@@ -65,6 +65,50 @@ def _statement(key: tuple, build) -> tuple[str, list]:
     return found
 
 
+class _Insert(NamedTuple):
+    sql: str
+    fields: list  # the columns written, in order
+    generated: list  # the database-generated ones read back (RETURNING), where it can
+    params: list  # each row's (parameter name, field) pairs
+
+
+def _insert_statement(connection, model, count: int, unless_taken: bool) -> _Insert:
+    """``INSERT`` of ``count`` rows of ``model``, built once per database, model and count."""
+    meta = model._meta
+    returning = connection.features.can_return_columns_from_insert
+
+    def build():
+        fields = [f for f in meta.concrete_fields if not f.db_returning]
+        generated = [f for f in meta.concrete_fields if f.db_returning] if returning else []
+        params = [[(f"{f.attname}_{n}", f) for f in fields] for n in range(count)]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        rows_sql = ", ".join("(" + ", ".join(f"%({p})s" for p, _ in row) + ")" for row in params)
+        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {rows_sql}"
+        if unless_taken:
+            sql += " ON CONFLICT DO NOTHING"
+        if generated:
+            sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
+        return _Insert(sql, fields, generated, params)
+
+    return _statement((connection.alias, model, "insert", count, unless_taken), build)
+
+
+def _values(statement: _Insert, instances: list, connection) -> dict:
+    """The parameters of ``statement`` for ``instances``, prepared as ``save()`` does."""
+    return {
+        name: f.get_db_prep_save(f.pre_save(instance, True), connection)
+        for instance, params in zip(instances, statement.params, strict=True)
+        for name, f in params
+    }
+
+
+def _inserted(instance, generated: list, row, alias: str) -> None:
+    for field, value in zip(generated, row, strict=True):
+        setattr(instance, field.attname, field.to_python(value))
+    instance._state.adding, instance._state.db = False, alias
+
+
 def insert(instance, *, unless_taken: bool = False) -> bool:
     """``instance.save()`` of a new row: every concrete field but a database-generated key,
     which is read back (``RETURNING``) where the database can. A unique clash raises
@@ -72,75 +116,37 @@ def insert(instance, *, unless_taken: bool = False) -> bool:
     (``ON CONFLICT DO NOTHING``, after waiting for a clashing row's transaction to end, as
     the unique index does) and returns False, so the caller's transaction needs no
     savepoint to go on. Returns whether the row was inserted."""
-    model, connection = type(instance), transaction.get_connection()
-    meta = model._meta
-    returning = connection.features.can_return_columns_from_insert
-
-    def build():
-        fields = [f for f in meta.concrete_fields if not f.db_returning]
-        generated = [f for f in meta.concrete_fields if f.db_returning] if returning else []
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        values = ", ".join(f"%({f.attname})s" for f in fields)
-        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
-        if unless_taken:
-            sql += " ON CONFLICT DO NOTHING"
-        if generated:
-            sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
-        return sql, (fields, generated)
-
-    sql, (fields, generated) = _statement((connection.alias, model, unless_taken), build)
-    values = {f.attname: f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields}
+    connection = transaction.get_connection()
+    statement = _insert_statement(connection, type(instance), 1, unless_taken)
     with cursor(connection) as opened:
-        opened.execute(sql, values)
-        if generated:
+        opened.execute(statement.sql, _values(statement, [instance], connection))
+        if statement.generated:
             row = opened.fetchone()
             if row is None:
                 return False
-            for field, value in zip(generated, row, strict=True):
-                setattr(instance, field.attname, field.to_python(value))
         elif opened.rowcount != 1:
             return False
-    instance._state.adding, instance._state.db = False, connection.alias
+        else:
+            row = ()
+    _inserted(instance, statement.generated, row, connection.alias)
     return True
 
 
 def _insert_many(connection, instances: list) -> None:
     """``insert`` of several new rows of one model, in one statement, in order."""
-    model, meta = type(instances[0]), instances[0]._meta
-    returning = connection.features.can_return_columns_from_insert
-    count = len(instances)
-
-    def build():
-        fields = [f for f in meta.concrete_fields if not f.db_returning]
-        generated = [f for f in meta.concrete_fields if f.db_returning] if returning else []
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        rows_sql = ", ".join(
-            "(" + ", ".join(f"%({f.attname}_{n})s" for f in fields) + ")" for n in range(count)
-        )
-        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {rows_sql}"
-        if generated:
-            sql += " RETURNING " + ", ".join(quote(f.column) for f in generated)
-        return sql, (fields, generated)
-
-    if not returning and any(f.db_returning for f in meta.concrete_fields):
+    meta = instances[0]._meta
+    if not connection.features.can_return_columns_from_insert and any(
+        f.db_returning for f in meta.concrete_fields
+    ):
         for instance in instances:  # keys it cannot read back: one at a time
             insert(instance)
         return
-    sql, (fields, generated) = _statement((connection.alias, model, "many", count), build)
-    values = {
-        f"{f.attname}_{n}": f.get_db_prep_save(f.pre_save(instance, True), connection)
-        for n, instance in enumerate(instances)
-        for f in fields
-    }
+    statement = _insert_statement(connection, type(instances[0]), len(instances), False)
     with cursor(connection) as opened:
-        opened.execute(sql, values)
-        found = opened.fetchall() if generated else [()] * count
+        opened.execute(statement.sql, _values(statement, instances, connection))
+        found = opened.fetchall() if statement.generated else [()] * len(instances)
     for instance, row in zip(instances, found, strict=True):
-        for field, value in zip(generated, row, strict=True):
-            setattr(instance, field.attname, field.to_python(value))
-        instance._state.adding, instance._state.db = False, connection.alias
+        _inserted(instance, statement.generated, row, connection.alias)
 
 
 # --- work collected in a transaction, done at the end of a block -----------------------------
