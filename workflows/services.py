@@ -571,7 +571,7 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
         unwritten = _inline.unwritten
         if step_run in unwritten:
             unwritten.remove(step_run)
-            also = [name for name in MADE_READY_FIELDS if name not in ATTEMPT_FIELDS]
+            also = _READY_NOT_ATTEMPT
         _write_made_ready()
         step_run.assignee = _ASSIGNEE.one(step_run.assignee_id)
         step_run.step.operation = selectors.step_operation(step_run.step.operation_id)
@@ -600,6 +600,10 @@ def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
 ATTEMPT_FIELDS = [
     "attempt", "status", "started_at", "lease_until", "next_attempt_at", "input", "worker"
 ]  # fmt: skip
+
+
+# What making a step ready writes that starting an attempt does not.
+_READY_NOT_ATTEMPT = [name for name in MADE_READY_FIELDS if name not in ATTEMPT_FIELDS]
 
 
 def _request_action(*, run: Run, step_run: StepRun, also=()) -> ActionRequest | None:
