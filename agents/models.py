@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from autonomy.rows import FastLoad
+
 
 class RiskTier(models.IntegerChoices):
     LOW = 1, "Low"
@@ -16,7 +18,7 @@ class RiskTier(models.IntegerChoices):
     CRITICAL = 4, "Critical"
 
 
-class BusinessUnit(models.Model):
+class BusinessUnit(FastLoad):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
@@ -40,7 +42,7 @@ class BusinessUnit(models.Model):
         return self.name
 
 
-class Role(models.Model):
+class Role(FastLoad):
     """An agent role: a Django group (so guardian grants can target it) plus its profile."""
 
     group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="agent_role")
@@ -63,7 +65,7 @@ class AgentStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
-class Agent(models.Model):
+class Agent(FastLoad):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -119,7 +121,7 @@ class Scope(models.TextChoices):
     TASKS_WRITE = "tasks:write", "Pull and complete workflow tasks"
 
 
-class Credential(models.Model):
+class Credential(FastLoad):
     """An API token. Only the prefix is stored in clear; the rest as a SHA-256 digest.
 
     Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching):

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from autonomy.rows import FastLoad
+
 
 class ConnectorKind(models.TextChoices):
     ERP = "erp", "ERP"
@@ -31,7 +33,7 @@ class Effect(models.TextChoices):
     DELETE = "delete", "Delete"
 
 
-class Connector(models.Model):
+class Connector(FastLoad):
     """A system agents may touch. Its secrets live in the connector layer, never in the API."""
 
     slug = models.SlugField(max_length=60, unique=True)
@@ -50,7 +52,7 @@ class Connector(models.Model):
         return self.name
 
 
-class Operation(models.Model):
+class Operation(FastLoad):
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="operations")
     slug = models.SlugField(max_length=80)
     name = models.CharField(max_length=160)
@@ -151,7 +153,7 @@ class Verdict(models.TextChoices):
     NEEDS_APPROVAL = "needs_approval", "Needs approval"
 
 
-class ActionRequest(models.Model):
+class ActionRequest(FastLoad):
     """One thing an agent asked to do, the gate's decision, and what happened."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -268,7 +270,7 @@ class CallState(models.TextChoices):
     DONE = "done", "Done"
 
 
-class ConnectorCall(models.Model):
+class ConnectorCall(FastLoad):
     """A side effect a connector performed, keyed by the action's id: a redelivered task
     finds the receipt and never calls the system twice. ``started`` is an intent recorded
     before a side effect that has no idempotency key of its own (e-mail, SQL writes)."""
@@ -284,7 +286,7 @@ class ConnectorCall(models.Model):
         return self.idempotency_key
 
 
-class AuditRecord(models.Model):
+class AuditRecord(FastLoad):
     """Append-only. Each record's hash covers its content and the previous record's hash."""
 
     seq = models.BigIntegerField(unique=True)

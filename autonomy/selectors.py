@@ -1,6 +1,5 @@
 """Reads the gate needs, each a constant number of queries whatever the registry's size."""
 
-import copy
 import functools
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -68,19 +67,9 @@ def _remember(version: int, key: str, operation: Operation) -> None:
 
 def copy_operation(operation: Operation) -> Operation:
     """A copy of a cached operation and its connector, for one request to set things on."""
-    copied = _shallow(operation)
-    copied.connector = _shallow(operation.connector)
+    copied = rows.copy_model(operation)
+    copied.connector = rows.copy_model(operation.connector)
     return copied
-
-
-def _shallow(instance):
-    # What copy.copy() of a model does, without its pickling protocol (__reduce_ex__,
-    # __getstate__), which cost more than the rest of a step's operation handling.
-    clone = object.__new__(type(instance))
-    clone.__dict__.update(instance.__dict__)
-    clone._state = copy.copy(instance._state)
-    clone._state.fields_cache = dict(instance._state.fields_cache)
-    return clone
 
 
 def _sql_names(alias: str) -> dict[str, str]:

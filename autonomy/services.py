@@ -165,7 +165,7 @@ def action_request(
     # that loses a race for its idempotency key inserts nothing and answers with the
     # winner's action.
     with transaction.atomic(savepoint=False):
-        action = ActionRequest(
+        action = ActionRequest.new(
             agent=agent,
             credential=credential,
             operation=operation,

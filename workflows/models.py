@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from autonomy.rows import FastLoad
+
 
 class TemplateStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -18,7 +20,7 @@ class TemplateStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
-class Template(models.Model):
+class Template(FastLoad):
     """One version of a reusable workflow. ``key`` names the workflow across its versions."""
 
     key = models.SlugField(max_length=80)
@@ -73,7 +75,7 @@ class Approval(models.TextChoices):
     WHEN = "when", "When the condition holds"
 
 
-class Step(models.Model):
+class Step(FastLoad):
     """A node of the template's DAG."""
 
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="steps")
@@ -160,7 +162,7 @@ class RunStatus(models.TextChoices):
 RUN_FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class Run(models.Model):
+class Run(FastLoad):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="runs")
     status = models.CharField(
@@ -204,7 +206,7 @@ STEP_ACTIVE = (
 )
 
 
-class StepRun(models.Model):
+class StepRun(FastLoad):
     """One step of one run. Its id is the idempotency key of the work it does."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -262,7 +264,7 @@ class StepRun(models.Model):
         return f"{self.step.key} ({self.status})"
 
 
-class RunEvent(models.Model):
+class RunEvent(FastLoad):
     """The run's timeline: who did what, waits, approvals, escalations, context changes."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")

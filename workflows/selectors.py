@@ -6,7 +6,6 @@ whatever the number of steps, events, claims or messages, so no page goes N+1.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
@@ -18,6 +17,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from autonomy import rows
 from autonomy import selectors as kernel_selectors
 from autonomy.models import Operation
 from autonomy.policy import engine as policy_engine
@@ -108,7 +108,7 @@ def _steps_of(template: Template) -> dict[int, Step]:
 def step_copy(step: Step) -> Step:
     """A step of ``template_steps`` of the caller's own: related rows it loads later (an
     agent to escalate to, a role) are read fresh and never stay on the shared one."""
-    return copy.copy(step)
+    return rows.copy_model(step)
 
 
 # The operations (with their connectors) of steps, as a step's request through the gate last

@@ -61,7 +61,7 @@ def _event(run: Run, kind: str, message: str, *, step_run=None, actor="", **data
     # Prepared INSERTs and UPDATEs (autonomy.rows) on the step path: no signal listens to
     # saves of runs, step runs or run events.
     rows.insert_later(  # with the transaction's other events, in a step's (rows.inserts_deferred)
-        RunEvent(
+        RunEvent.new(
             run=run, step_run=step_run, kind=kind, actor=actor, message=message[:500], data=data
         )
     )
@@ -329,8 +329,8 @@ def advance(*, run: Run) -> None:
             ):
                 continue
             sr = StepRun.from_db(db, ADVANCE_COLUMNS, _OPEN_STEP_RUNS.convert(row))
-            sr.run = run
-            sr.step = selectors.step_copy(step)
+            rows.attach(sr, "run", run)
+            rows.attach(sr, "step", selectors.step_copy(step))
             if not conditions.holds(sr.step.run_when, run.context):
                 sr.status = StepStatus.SKIPPED
                 sr.finished_at = timezone.now()
@@ -573,8 +573,10 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
             unwritten.remove(step_run)
             also = _READY_NOT_ATTEMPT
         _write_made_ready()
-        step_run.assignee = _ASSIGNEE.one(step_run.assignee_id)
-        step_run.step.operation = selectors.step_operation(step_run.step.operation_id)
+        rows.attach(step_run, "assignee", _ASSIGNEE.one(step_run.assignee_id))
+        rows.attach(
+            step_run.step, "operation", selectors.step_operation(step_run.step.operation_id)
+        )
     claimed = _request_action(run=run, step_run=step_run, also=also)
     return (step_run, claimed) if claimed is not None else None
 
@@ -592,7 +594,8 @@ def _relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
     are reused."""
     template, step = run.template, step_run.step
     run, step_run = _RELOCK_RUN.one(run.pk), _RELOCK_STEP_RUN.one(step_run.pk)
-    run.template, step_run.step = template, step
+    rows.attach(run, "template", template)
+    rows.attach(step_run, "step", step)
     return step_run, run
 
 
@@ -651,7 +654,7 @@ def _request_action(*, run: Run, step_run: StepRun, also=()) -> ActionRequest | 
         )
         return None
     selectors.step_operation_confirmed(operation=step.operation, guess=guess, action=action)
-    step_run.action = action
+    rows.attach(step_run, "action", action)
     rows.update(step_run, [*fields, "action"])
     _event(
         run,

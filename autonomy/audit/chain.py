@@ -122,7 +122,7 @@ def append(
     # Everything that can refuse the record is checked before the head moves, so a refused
     # record never leaves a gap in the sequence.
     payload = plain(payload)
-    record = AuditRecord(
+    record = AuditRecord.new(
         kind=kind,
         actor=actor or "",
         agent_id=_uuid(agent_id),
@@ -193,10 +193,10 @@ def _write(connection, entries: list[_Entry]) -> None:
             )  # fmt: skip
             record.hash = prev_hash = record_hash(record, payload_json=entry.payload_json)
             if returning:
-                for f in _INSERTED:
-                    if f.attname != "payload":
-                        value = f.get_db_prep_save(getattr(record, f.attname), connection)
-                        values[f"{f.attname}_{n}"] = value
+                for how in _prepared(connection):
+                    values[f"{how.name}_{n}"] = rows.prepare_value(
+                        how, getattr(record, how.attname), connection
+                    )
                 values[f"payload_{n}"] = connection.ops.adapt_json_value(
                     _Encoded(entry.payload_json), _PassEncoded
                 )
@@ -228,6 +228,19 @@ class _PassEncoded(json.JSONEncoder):
 
 
 _INSERTED = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+_PREPARED: dict[str, list] = {}
+
+
+def _prepared(connection) -> list:
+    """How each inserted field but the payload (encoded already) is prepared, per alias."""
+    found = _PREPARED.get(connection.alias)
+    if found is None:
+        found = _PREPARED[connection.alias] = [
+            rows.prepared(f.attname, f, connection) for f in _INSERTED if f.attname != "payload"
+        ]
+    return found
+
+
 _SQL: dict[str, dict[str, str]] = {}
 
 

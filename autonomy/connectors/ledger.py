@@ -24,7 +24,7 @@ def execute(*, operation: Operation, params: dict, idempotency_key: str) -> dict
     # concurrent delivery, once its transaction ends) finds the key taken and reads the
     # receipt instead.
     result = {"ok": True, "operation": operation.key, "accepted": params}
-    receipt = ConnectorCall(
+    receipt = ConnectorCall.new(
         idempotency_key=idempotency_key, operation=operation, params=params, result=result
     )
     created = rows.insert(receipt, unless_taken=True)  # no signal listens to its saves

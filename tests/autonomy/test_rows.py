@@ -56,3 +56,53 @@ def test_another_thread_never_gets_this_threads_cursor():
     thread.start()
     thread.join()
     assert seen == {"same": False}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_driver_errors_are_djangos_on_execute_and_on_fetch():
+    from django.db import IntegrityError, transaction
+
+    from agents.models import BusinessUnit
+
+    with transaction.atomic():
+        rows.insert(BusinessUnit(name="Clash", slug="clash"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.insert(BusinessUnit(name="Clash", slug="clash"))
+    # Several rows in one statement: a clash on a later row may surface while fetching.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows._insert_many(
+            connections["default"],
+            [BusinessUnit(name="New", slug="new"), BusinessUnit(name="Clash", slug="clash")],
+        )
+    assert sorted(BusinessUnit.objects.values_list("slug", flat=True)) == ["clash"]
+
+
+@pytest.mark.django_db
+def test_execute_wrappers_see_the_kept_cursors_statements():
+    from agents.models import BusinessUnit
+
+    unit = BusinessUnit(name="Seen", slug="seen")
+    rows.insert(unit)
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    unit.description = "watched"
+    with connection.execute_wrapper(wrapper):
+        rows.update(unit, ["description"])
+        assert select_one(connection) == 1
+    assert len(seen) == 2 and seen[0].startswith("UPDATE")
+    rows.update(unit, ["description"])  # and no longer once it is gone
+    assert len(seen) == 2
+    assert BusinessUnit.objects.get(pk=unit.pk).description == "watched"
+
+
+@pytest.mark.django_db
+def test_positional_parameters_go_through_djangos_cursor():
+    with rows.cursor(connection) as cursor:
+        cursor.execute("SELECT %s + %s", [2, 3])
+        assert cursor.fetchone()[0] == 5
+        cursor.execute("SELECT %(a)s || '%%'", {"a": "50"})  # a literal percent sign, named
+        assert cursor.fetchone()[0] == "50%"
