@@ -11,16 +11,18 @@ only for models no signal receiver listens to. ``Select`` runs a queryset's own 
 SQL again with another key, and builds its objects as the ORM does.
 """
 
+import asyncio
 import copy
 import datetime
 import re
 import sqlite3
+import threading
 import uuid
 from contextlib import contextmanager
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
 from django.db.models.base import ModelState
 from django.db.models.fields.reverse_related import ForeignObjectRel
 from django.db.models.query import get_related_populators
@@ -28,6 +30,28 @@ from django.db.models.signals import post_init, pre_init
 from django.utils.connection import ConnectionProxy
 
 _statements: dict[tuple, tuple[str, list]] = {}
+
+
+# Django keeps each thread's connections in an asgiref ``Local`` whose every read raises and
+# catches an AttributeError and, outside an event loop, a RuntimeError (and reading through
+# ``django.db.connection`` one more AttributeError): ~40 reads a workflow step. In a thread
+# without an event loop that Local is a plain ``threading.local``, read directly here.
+_THREAD_CONNECTIONS = (
+    connections._connections._storage
+    if type(connections._connections).__name__ == "_ThreadCriticalLocal"
+    and isinstance(connections._connections.__dict__.get("_storage"), threading.local)
+    else None
+)
+
+
+def db(alias: str = DEFAULT_DB_ALIAS):
+    """``connections[alias]`` (what ``transaction.get_connection`` returns): this thread's
+    connection to ``alias``, without the asgiref ``Local``'s exceptions where it can."""
+    if _THREAD_CONNECTIONS is not None and asyncio._get_running_loop() is None:
+        found = _THREAD_CONNECTIONS.__dict__.get(alias)
+        if found is not None:
+            return found
+    return connections[alias]
 
 
 class _Named(dict):
@@ -101,7 +125,7 @@ def cursor(connection):
     logged (``DEBUG``, ``CaptureQueriesContext``) a logging cursor of the moment's is used.
     A new connection (after a close) gets a new cursor."""
     if type(connection) is ConnectionProxy:  # django.db.connection: shared by all threads
-        connection = connections[connection._alias]
+        connection = db(connection._alias)
     if connection.queries_logged:
         return connection.cursor()
     kept = connection.__dict__.get("_autonomy_kept")
@@ -383,7 +407,7 @@ def insert(instance, *, unless_taken: bool = False) -> bool:
     (``ON CONFLICT DO NOTHING``, after waiting for a clashing row's transaction to end, as
     the unique index does) and returns False, so the caller's transaction needs no
     savepoint to go on. Returns whether the row was inserted."""
-    connection = transaction.get_connection()
+    connection = db()
     statement = _insert_statement(connection, type(instance), 1, unless_taken)
     with cursor(connection) as opened:
         opened.execute(statement.sql, _values(statement, [instance], connection))
@@ -440,7 +464,7 @@ def collecting(attribute: str, name: str):
     marked to roll back: what was gathered is lost, so nothing done in the block may commit.
     A nested block leaves everything to the outermost one. Used by ``audit.deferred`` (its
     records) and ``inserts_deferred`` (rows)."""
-    connection = transaction.get_connection()
+    connection = db()
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError(f"{name} must run inside a transaction")
     collected = Collected()
@@ -462,10 +486,11 @@ def collecting(attribute: str, name: str):
 def collect(attribute: str, entry) -> bool:
     """Gather ``entry`` in the ``collecting(attribute, ...)`` block around this call, and say
     so; False outside one (the caller then acts at once)."""
-    pending = getattr(transaction.get_connection(), attribute, None)
+    current = db()
+    pending = getattr(current, attribute, None)
     if pending is None:
         return False
-    transaction.on_commit(entry)
+    current.on_commit(entry)  # transaction.on_commit(entry)
     pending.append(entry)
     return True
 
@@ -506,7 +531,7 @@ def inserts_deferred():
     for later in collected.alive:
         by_model.setdefault(type(later.instance), []).append(later.instance)
     if by_model:
-        connection = transaction.get_connection()
+        connection = db()
         for instances in by_model.values():
             _insert_many(connection, instances)
 
@@ -523,7 +548,7 @@ def update_if(instance, names: list[str], **conditions) -> bool:
     """Write the named fields of ``instance`` to its row if the row still has the values
     ``conditions`` name (``QuerySet.filter(pk=..., **conditions).update(...)``, which sends
     no signal either). Returns whether it did."""
-    model, connection = type(instance), transaction.get_connection()
+    model, connection = type(instance), db()
     meta = model._meta
     when = sorted(conditions)
 
@@ -623,7 +648,7 @@ class Select:
         )
 
     def _run(self, key, many: bool, convert: bool = True) -> tuple[list, _Compiled, str]:
-        connection = transaction.get_connection()
+        connection = db()
         compiled = self._compiled.get(connection.alias)
         if compiled is None:
             compiled = self._compiled[connection.alias] = self._compile(connection)
@@ -652,7 +677,7 @@ class Select:
 
     def convert(self, row: tuple) -> tuple:
         """A row of ``rows(key, convert=False)``, converted as ``rows(key)`` would have."""
-        compiled = self._compiled[transaction.get_connection().alias]
+        compiled = self._compiled[db().alias]
         if not compiled.converters:
             return row
         return tuple(next(iter(compiled.compiler.apply_converters([row], compiled.converters))))

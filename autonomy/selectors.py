@@ -140,6 +140,7 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
     ``make bench``). Behaviour comes from the agent's minute counters (``autonomy.usage``):
     a few small rows, however many actions the agent asked for. Also returns the policy-store
     version as this read saw it, so a caller that guessed it can check (``gate.decide``)."""
+    connection = rows.db()
     ops = connection.ops
     bounds = usage.window_bounds(at)
     params = {

@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from autonomy import counters, rows
@@ -37,6 +36,7 @@ _ADDS = ("actions", "denials", "spend")
 def usage_record(*, action: ActionRequest) -> None:
     """Count one decided action in its agent's minute: one statement, in the caller's
     transaction."""
+    connection = rows.db()
     ops = connection.ops
     denied = action.verdict == Verdict.DENY
     spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)

@@ -424,7 +424,7 @@ def step_work(*, step_run_id) -> None:
     parallel; so is everything after ``AUTONOMY_WORKFLOW_INLINE_STEPS`` steps in a row, so
     that other runs' steps get their turn.
     """
-    chain = 0 if connection.in_atomic_block else settings.AUTONOMY_WORKFLOW_INLINE_STEPS
+    chain = 0 if rows.db().in_atomic_block else settings.AUTONOMY_WORKFLOW_INLINE_STEPS
     ready: list = []
     _inline.ready = ready
     try:
@@ -437,7 +437,7 @@ def step_work(*, step_run_id) -> None:
 def _send_all(step_run_ids: list) -> None:
     """Send steps made ready (after commit when the caller's transaction is still open)."""
     for step_run_id in step_run_ids:
-        if connection.in_atomic_block:
+        if rows.db().in_atomic_block:
             transaction.on_commit(lambda i=step_run_id: _send(i))
         else:
             _send(step_run_id)

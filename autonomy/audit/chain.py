@@ -114,7 +114,7 @@ def append(
     (``UPDATE ... RETURNING``: concurrent writers queue on its row lock on PostgreSQL, on
     the database write lock on SQLite), insert the record, store its hash in the head.
     """
-    connection = transaction.get_connection()
+    connection = rows.db()
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError(
             "audit.append() must run inside the transaction that makes the change it records"
@@ -155,7 +155,7 @@ def deferred():
     with rows.collecting(_PENDING, "audit.deferred()") as collected:
         yield
     if collected.alive:
-        _write(transaction.get_connection(), collected.alive)
+        _write(rows.db(), collected.alive)
 
 
 class _Entry:

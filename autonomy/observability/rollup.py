@@ -22,6 +22,7 @@ _ADDS = ("count", "risk_sum")
 def rollup_record(*, action: ActionRequest) -> None:
     """Count one decided action in its minute's row: one statement, in the caller's
     transaction."""
+    connection = rows.db()
     minute = connection.ops.adapt_datetimefield_value(minute_of(action.created_at))
     with rows.cursor(connection) as cursor:
         cursor.execute(

@@ -217,7 +217,7 @@ _compiled: CompiledStore | None = None
 
 
 def _quoted(model) -> tuple[str, str]:
-    quote = connection.ops.quote_name
+    quote = rows.db().ops.quote_name
     return quote(model._meta.db_table), quote(model._meta.pk.column)
 
 
@@ -230,7 +230,7 @@ def _read(selects: list[str], params: list, version: int | None = None) -> tuple
         return (version,)
     table, pk = _quoted(PolicyStoreState)
     sql = ", ".join([f"(SELECT version FROM {table} WHERE {pk} = 1)", *selects])
-    with rows.cursor(connection) as cursor:
+    with rows.cursor(rows.db()) as cursor:
         cursor.execute(f"SELECT {sql}", params)
         row = cursor.fetchone()
     return row if version is None else (version, *row[1:])

@@ -106,3 +106,35 @@ def test_positional_parameters_go_through_djangos_cursor():
         assert cursor.fetchone()[0] == 5
         cursor.execute("SELECT %(a)s || '%%'", {"a": "50"})  # a literal percent sign, named
         assert cursor.fetchone()[0] == "50%"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_db_is_djangos_connection_for_this_thread_and_in_an_event_loop():
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import transaction
+
+    assert rows._THREAD_CONNECTIONS is not None  # the shortcut is in use here
+    assert rows.db() is transaction.get_connection() is connections["default"]
+    seen = {}
+
+    def other():
+        try:
+            seen["thread"] = (rows.db(), connections["default"])
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen["thread"][0] is seen["thread"][1] is not rows.db()
+
+    async def in_a_loop():
+        # Django's Local answers per async context here: db() must give what it gives.
+        seen["loop"] = (rows.db(), connections["default"])
+        seen["sync"] = await sync_to_async(lambda: (rows.db(), connections["default"]))()
+
+    asyncio.run(in_a_loop())
+    assert seen["loop"][0] is seen["loop"][1]
+    assert seen["sync"][0] is seen["sync"][1]
