@@ -12,13 +12,11 @@ SQL again with another key, and builds its objects as the ORM does.
 """
 
 import asyncio
-import copy
 import datetime
 import re
 import sqlite3
 import threading
 import uuid
-from contextlib import contextmanager
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
@@ -225,8 +223,11 @@ def copy_model(instance):
     Not for models with binary fields (memoryviews), which that protocol turns to bytes."""
     clone = object.__new__(type(instance))
     clone.__dict__.update(instance.__dict__)
-    state = clone._state = copy.copy(instance._state)
-    state.fields_cache = dict(instance._state.fields_cache)
+    # The state as ``copy.copy`` copies it, with a cache of related objects of its own.
+    old = instance._state
+    state = clone._state = object.__new__(type(old))
+    state.__dict__.update(old.__dict__)
+    state.fields_cache = dict(old.fields_cache)
     return clone
 
 
@@ -336,7 +337,10 @@ def value_of(how: Prepared, instance, add: bool, connection):
     Django's layers for the plain values ``how`` knows."""
     if not how.plain_pre_save:
         return how.field.get_db_prep_save(how.field.pre_save(instance, add), connection)
-    return prepare_value(how, getattr(instance, how.attname), connection)
+    value = getattr(instance, how.attname)
+    if how.fast.get(type(value)) is _AS_IS:  # most values: no further call
+        return value
+    return prepare_value(how, value, connection)
 
 
 def prepare_value(how: Prepared, value, connection):
@@ -454,33 +458,55 @@ class Collected:
         self.alive: list = []
 
 
-@contextmanager
-def collecting(attribute: str, name: str):
+class Collecting:
     """Inside the caller's transaction: ``collect(attribute, entry)`` in this block gathers
-    ``entry`` for the caller to act on when the block ends (``Collected.alive``). An entry
-    is registered with Django's commit hooks (it must be callable and, called after the
-    commit, do nothing) only so that Django's own bookkeeping drops it when a savepoint it
-    was added in rolls back. If the block raises, the innermost transaction around it is
-    marked to roll back: what was gathered is lost, so nothing done in the block may commit.
-    A nested block leaves everything to the outermost one. Used by ``audit.deferred`` (its
-    records) and ``inserts_deferred`` (rows)."""
-    connection = db()
-    if not connection.in_atomic_block:
-        raise transaction.TransactionManagementError(f"{name} must run inside a transaction")
-    collected = Collected()
-    if getattr(connection, attribute, None) is not None:
-        yield collected
-        return
-    setattr(connection, attribute, collected.pending)
-    try:
-        yield collected
-    except BaseException:
-        transaction.set_rollback(True)
-        raise
-    finally:
-        setattr(connection, attribute, None)
-    registered = {id(hook[1]) for hook in connection.run_on_commit}
-    collected.alive = [entry for entry in collected.pending if id(entry) in registered]
+    ``entry`` for the caller to act on when the block ends (``Collected.alive``, and
+    ``done``, which a subclass overrides). An entry is registered with Django's commit hooks
+    (it must be callable and, called after the commit, do nothing) only so that Django's own
+    bookkeeping drops it when a savepoint it was added in rolls back. If the block raises,
+    the innermost transaction around it is marked to roll back: what was gathered is lost, so
+    nothing done in the block may commit. A nested block leaves everything to the outermost
+    one. Used by ``audit.deferred`` (its records) and ``inserts_deferred`` (rows). A class,
+    not a generator: two of these blocks open in each of a workflow step's transactions."""
+
+    __slots__ = ("attribute", "name", "connection", "collected", "outer")
+
+    def __init__(self, attribute: str, name: str) -> None:
+        self.attribute, self.name = attribute, name
+
+    def __enter__(self) -> Collected:
+        connection = self.connection = db()
+        if not connection.in_atomic_block:
+            raise transaction.TransactionManagementError(
+                f"{self.name} must run inside a transaction"
+            )
+        collected = self.collected = Collected()
+        self.outer = getattr(connection, self.attribute, None) is None
+        if self.outer:
+            setattr(connection, self.attribute, collected.pending)
+        return collected
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if not self.outer:
+            return False
+        connection, collected = self.connection, self.collected
+        setattr(connection, self.attribute, None)
+        if exc_type is not None:
+            transaction.set_rollback(True)
+            return False
+        registered = {id(hook[1]) for hook in connection.run_on_commit}
+        collected.alive = [entry for entry in collected.pending if id(entry) in registered]
+        if collected.alive:
+            self.done(collected.alive)
+        return False
+
+    def done(self, alive: list) -> None:
+        """What the outermost block does with what is still to be done, when it ends."""
+
+
+def collecting(attribute: str, name: str) -> Collecting:
+    """``with collecting(attribute, name) as collected:`` (``Collecting``)."""
+    return Collecting(attribute, name)
 
 
 def collect(attribute: str, entry) -> bool:
@@ -519,21 +545,24 @@ def insert_later(instance) -> None:
         insert(instance)
 
 
-@contextmanager
-def inserts_deferred():
-    """Inside the caller's transaction: rows added by ``insert_later`` in this block are
-    inserted when it ends, one statement per model (a workflow step's transaction adds two
-    run events: one statement fewer a step). A row added in a savepoint that rolled back is
-    not inserted; if the block raises, none is (``collecting``)."""
-    with collecting(_LATER, "rows.inserts_deferred()") as collected:
-        yield
-    by_model: dict[type, list] = {}
-    for later in collected.alive:
-        by_model.setdefault(type(later.instance), []).append(later.instance)
-    if by_model:
+class _InsertsDeferred(Collecting):
+    __slots__ = ()
+
+    def done(self, alive: list) -> None:
+        by_model: dict[type, list] = {}
+        for later in alive:
+            by_model.setdefault(type(later.instance), []).append(later.instance)
         connection = db()
         for instances in by_model.values():
             _insert_many(connection, instances)
+
+
+def inserts_deferred() -> Collecting:
+    """Inside the caller's transaction: rows added by ``insert_later`` in this block are
+    inserted when it ends, one statement per model (a workflow step's transaction adds two
+    run events: one statement fewer a step). A row added in a savepoint that rolled back is
+    not inserted; if the block raises, none is (``Collecting``)."""
+    return _InsertsDeferred(_LATER, "rows.inserts_deferred()")
 
 
 def update(instance, names: list[str]) -> None:

@@ -7,7 +7,6 @@ hash, so editing, removing, inserting or moving any record breaks the chain at t
 import hashlib
 import json
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -83,7 +82,9 @@ def _dumps(value) -> str:
 
 
 def _uuid(value) -> uuid.UUID | None:
-    return None if value is None else uuid.UUID(str(value))
+    if value is None or type(value) is uuid.UUID:
+        return value
+    return uuid.UUID(str(value))
 
 
 def _locked_head() -> AuditHead:
@@ -138,8 +139,14 @@ def append(
 _PENDING = "autonomy_audit_pending"
 
 
-@contextmanager
-def deferred():
+class _Deferred(rows.Collecting):
+    __slots__ = ()
+
+    def done(self, alive: list) -> None:
+        _write(rows.db(), alive)
+
+
+def deferred() -> rows.Collecting:
     """Inside the caller's transaction: records appended in this block are chained and
     written together when it ends (three statements for all of them). If the block raises,
     none is written and the innermost transaction around it is marked to roll back.
@@ -152,10 +159,7 @@ def deferred():
     of the transaction. A record appended in a savepoint that is rolled back is not written.
     Nested blocks leave the writing to the outermost one.
     """
-    with rows.collecting(_PENDING, "audit.deferred()") as collected:
-        yield
-    if collected.alive:
-        _write(rows.db(), collected.alive)
+    return _Deferred(_PENDING, "audit.deferred()")
 
 
 class _Entry:
