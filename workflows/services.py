@@ -90,16 +90,25 @@ _LOCK_STEP_RUN = rows.Select(
         .select_related(
             "step__operation__connector",
             "assignee__service_user",
-            "assignee__role__group",
+            "assignee__role",  # its group only by id (the gate's grants): not joined
             "assignee__business_unit",
         )
         .filter(pk=key)
     ),
     StepRun._meta.pk,
 )
+# Of an agent's service user, a step's request needs its id and its username (the audit
+# trail's actor); the rest (password hash, names, dates) is left unread.
+_USER_UNREAD = [
+    f"service_user__{f.name}"
+    for f in Agent.service_user.field.related_model._meta.concrete_fields
+    if f.name not in ("id", "username")
+]
 _ASSIGNEE = rows.Select(
-    lambda key: Agent.objects.select_related("service_user", "role__group", "business_unit").filter(
-        pk=key
+    lambda key: (
+        Agent.objects.select_related("service_user", "role", "business_unit")
+        .defer(*_USER_UNREAD)
+        .filter(pk=key)
     ),
     Agent._meta.pk,
 )
