@@ -69,3 +69,41 @@ def test_only_files_get_a_thread():
     assert sqlite._is_file("/var/db.sqlite3")
     assert not sqlite._is_file(":memory:")
     assert not sqlite._is_file("file:memorydb_default?mode=memory&cache=shared")
+
+
+def test_the_thread_keeps_one_connection_until_the_file_is_replaced(
+    tmp_path, settings, monkeypatch
+):
+    settings.AUTONOMY_SQLITE_CHECKPOINT_SECONDS = 0.02
+    path = str(tmp_path / "kept.sqlite3")
+    wal_database(path).close()
+    opened = []
+    real_open = sqlite._open
+    monkeypatch.setattr(sqlite, "_open", lambda p: opened.append(p) or real_open(p))
+    sqlite.ensure_checkpointer(path)
+    time.sleep(0.5)  # ~25 rounds
+    assert len(opened) == 1, "a new connection every round"
+    # A new file put in its place (as a test database made again): opened anew, and its
+    # log checkpointed.
+    replacement = str(tmp_path / "new.sqlite3")
+    conn = wal_database(replacement)
+    write(conn, 200)
+    os.replace(replacement, path)
+    os.replace(replacement + "-wal", path + "-wal")
+    conn.close()  # the log stays (a file's last close checkpoints it: reopen to keep it)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    write(conn, 200)
+    before = os.path.getsize(path)
+    deadline = time.monotonic() + 10
+    while os.path.getsize(path) <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert os.path.getsize(path) > before, "the new file's log was not checkpointed"
+    assert len(opened) == 2
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    thread = sqlite._running[str(tmp_path.resolve() / "kept.sqlite3")][1]
+    thread.join(timeout=10)
+    assert not thread.is_alive()
