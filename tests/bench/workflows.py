@@ -1,6 +1,6 @@
 """The workflow benchmark: what the engine adds to a Celery task, and runs completed per minute.
 
-    python -m tests.bench.workflows [--chain-steps 30 --series 11 --runs 1000 --deadline 150
+    python -m tests.bench.workflows [--chain-steps 30 --series 21 --runs 1000 --deadline 150
                                      --query-steps 50 --query-runs 100] [--profile] [--json PATH]
 
 (each size also from ``BENCH_WORKFLOWS_<NAME>``, e.g. ``BENCH_WORKFLOWS_RUNS``). One process
@@ -71,7 +71,9 @@ STALL_SECONDS = 20  # the throughput run stops waiting when no step finished for
 @dataclass
 class Sizes:
     chain_steps: int = 30
-    series: int = 11  # odd: the median is one of them; each pair takes ~0.2 s
+    # Odd: the median is one of them. Each pair takes ~0.2-0.4 s. On these VMs one commit
+    # measured 1.85-2.43 over 11 series, from one run to the next; 21 narrow that.
+    series: int = 21
     runs: int = 1000
     deadline: int = 150  # seconds after the workers start that the throughput run may take
     query_steps: int = 50
