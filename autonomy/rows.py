@@ -44,7 +44,8 @@ _THREAD_CONNECTIONS = (
 
 def db(alias: str = DEFAULT_DB_ALIAS):
     """``connections[alias]`` (what ``transaction.get_connection`` returns): this thread's
-    connection to ``alias``, without the asgiref ``Local``'s exceptions where it can."""
+    connection to ``alias``, without the asgiref ``Local``'s exceptions where it can.
+    (``asyncio._get_running_loop``: the loop or None, where ``get_running_loop`` raises.)"""
     if _THREAD_CONNECTIONS is not None and asyncio._get_running_loop() is None:
         found = _THREAD_CONNECTIONS.__dict__.get(alias)
         if found is not None:
@@ -236,11 +237,11 @@ def attach(instance, name: str, related) -> None:
     database: the key column and the cached object set as Django's descriptor sets them,
     without its checks for a relation across databases (a third of a workflow step's
     object handling went to those, ~7 a step). Anything else goes through the descriptor."""
-    meta = instance._meta
-    field = meta._forward_fields_map.get(name) if related is not None else None
+    field = instance._meta.get_field(name)
     state = instance._state
     if (
-        type(field) is not models.ForeignKey
+        related is None
+        or type(field) is not models.ForeignKey
         or len(field.related_fields) != 1
         or state.db is None
         or related._state.db != state.db
