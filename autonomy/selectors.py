@@ -141,7 +141,6 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
     a few small rows, however many actions the agent asked for. Also returns the policy-store
     version as this read saw it, so a caller that guessed it can check (``gate.decide``)."""
     connection = rows.db()
-    ops = connection.ops
     bounds = usage.window_bounds(at)
     params = {
         "user": agent.service_user_id,
@@ -149,10 +148,10 @@ def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | Non
         "operation": str(operation.pk),
         "connector": str(operation.connector_id),
         "agent": AGENT_KEY.get_db_prep_value(agent.pk, connection),
-        "this_minute": ops.adapt_datetimefield_value(bounds["this_minute"]),
-        "last_minute": ops.adapt_datetimefield_value(bounds["last_minute"]),
-        "hour": ops.adapt_datetimefield_value(bounds["hour_start"]),
-        "day": ops.adapt_datetimefield_value(bounds["day_start"]),
+        "this_minute": rows.datetime_value(bounds["this_minute"], connection),
+        "last_minute": rows.datetime_value(bounds["last_minute"], connection),
+        "hour": rows.datetime_value(bounds["hour_start"], connection),
+        "day": rows.datetime_value(bounds["day_start"], connection),
     }
     with rows.cursor(connection) as cursor:
         cursor.execute(_facts_sql(connection.alias), params)

@@ -47,7 +47,7 @@ def usage_record(*, action: ActionRequest) -> None:
                 "agent": ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
                     action.agent_id, connection
                 ),
-                "minute": ops.adapt_datetimefield_value(minute_of(action.created_at)),
+                "minute": rows.datetime_value(minute_of(action.created_at), connection),
                 "actions": 0 if denied else 1,
                 "denials": 1 if denied else 0,
                 "spend": ops.adapt_decimalfield_value(spend, 20, 2),

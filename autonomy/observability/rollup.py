@@ -23,7 +23,7 @@ def rollup_record(*, action: ActionRequest) -> None:
     """Count one decided action in its minute's row: one statement, in the caller's
     transaction."""
     connection = rows.db()
-    minute = connection.ops.adapt_datetimefield_value(minute_of(action.created_at))
+    minute = rows.datetime_value(minute_of(action.created_at), connection)
     with rows.cursor(connection) as cursor:
         cursor.execute(
             counters.add_sql(ActivityRollup, _KEYS, _ADDS),

@@ -252,3 +252,19 @@ def test_new_builds_what_init_builds():
         assert ours._state.adding is True
     with pytest.raises(TypeError, match="unexpected keyword"):
         RunEvent.new(kind="k", colour="blue")  # Django's error, from Django's way
+
+
+@pytest.mark.django_db
+def test_datetime_parameters_are_adapted_as_django_adapts_them():
+    for value in [
+        timezone.now(),
+        timezone.now().replace(microsecond=0),
+        datetime.datetime(2026, 3, 1, 12, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime.datetime(2026, 3, 1, 12, 30),  # naive: Django's way
+        None,
+    ]:
+        assert rows.datetime_value(value, connection) == (
+            connection.ops.adapt_datetimefield_value(value)
+        ), value
+    # The shortcut is in use where the database takes text (SQLite), not elsewhere.
+    assert rows._UTC_TEXT_DATABASES[connection.alias] is (connection.vendor == "sqlite")
