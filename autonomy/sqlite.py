@@ -96,8 +96,9 @@ def checkpoint(path: str) -> tuple[int, int, int] | None:
 def _checkpoint_forever(path: str, every: float) -> None:
     """Checkpoint ``path`` every ``every`` seconds until the file is gone, on one connection
     kept while the file is the same one (a new connection parses the whole schema again at
-    its first statement: ~17 M instructions, counted with callgrind, every second in every
-    process); a file replaced at the same path (a test database made again) is opened anew."""
+    its first statement: 4.2 ms a round against 0.01 ms on a kept one, measured on
+    ``make run``'s database); a file replaced at the same path (a test database made again)
+    is opened anew."""
     conn, inode = None, None
     try:
         while True:
