@@ -19,7 +19,7 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import F, Func, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
@@ -112,6 +112,25 @@ _ASSIGNEE = rows.Select(
     ),
     Agent._meta.pk,
 )
+# The active agent of a role with the least work in flight, ties by slug (as ``_pick_agent_id``),
+# read whole as ``_ASSIGNEE`` reads it: a step made ready where the next may be claimed at
+# once (``_claim_next``) gets its assignee from one statement, not two.
+_IN_FLIGHT = Subquery(
+    StepRun.objects.filter(assignee=OuterRef("pk"), status__in=STEP_ACTIVE)
+    .order_by()
+    .annotate(n=Func(F("pk"), function="COUNT"))
+    .values("n")
+)
+_PICK_ASSIGNEE = rows.Select(
+    lambda key: (
+        Agent.objects.select_related("service_user", "role", "business_unit")
+        .defer(*_USER_UNREAD)
+        .filter(role=key, status=AgentStatus.ACTIVE)
+        .order_by(_IN_FLIGHT, "slug")[:1]
+    ),
+    Agent._meta.get_field("role"),
+)
+_ASSIGNEE_FIELD = StepRun._meta.get_field("assignee")
 _RELOCK_RUN = rows.Select(lambda key: Run.objects.select_for_update().filter(pk=key), Run._meta.pk)
 _RELOCK_STEP_RUN = rows.Select(
     lambda key: StepRun.objects.select_for_update().filter(pk=key), StepRun._meta.pk
@@ -392,11 +411,14 @@ def _make_ready(*, run: Run, step_run: StepRun) -> None:
         who = step_run.assignee or step_run.assignee_role
         _event(run, "task_offered", f"{step.name} offered to {who}.", step_run=step_run)
         return
+    made_ready = getattr(_inline, "made_ready", None)
     if step_run.assignee_id is None:
-        step_run.assignee_id = _pick_agent_id(step_run.assignee_role_id)
+        if made_ready is None or step_run.assignee_role_id is None:
+            step_run.assignee_id = _pick_agent_id(step_run.assignee_role_id)
+        elif (agent := _PICK_ASSIGNEE.get(step_run.assignee_role_id)) is not None:
+            rows.attach(step_run, "assignee", agent)  # read whole: its claim reads it no more
     step_run.status = StepStatus.READY
     step_run.dispatched_at = now
-    made_ready = getattr(_inline, "made_ready", None)
     if made_ready is not None and step_run.assignee_id is not None:
         # May be claimed inline, in this transaction (``_claim_next``): then the claim's own
         # write says all of this too, one statement fewer; else ``_write_made_ready``.
@@ -582,7 +604,8 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
             unwritten.remove(step_run)
             also = _READY_NOT_ATTEMPT
         _write_made_ready()
-        rows.attach(step_run, "assignee", _ASSIGNEE.one(step_run.assignee_id))
+        if not _ASSIGNEE_FIELD.is_cached(step_run):  # else read whole by ``_make_ready``
+            rows.attach(step_run, "assignee", _ASSIGNEE.one(step_run.assignee_id))
         rows.attach(
             step_run.step, "operation", selectors.step_operation(step_run.step.operation_id)
         )

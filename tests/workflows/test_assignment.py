@@ -71,3 +71,61 @@ def test_a_task_step_is_offered_to_its_role(db):
     assert task.status == "waiting_agent" and task.assignee_role == world.clerks
     offered = run.events.get(kind="task_offered")
     assert offered.message == f"review offered to {world.clerks}."
+
+
+def test_a_step_made_ready_for_an_inline_claim_is_read_whole_by_the_same_rule(db):
+    """``_make_ready`` of a step a worker may claim at once reads its agent whole in one
+    statement (``_PICK_ASSIGNEE``): the same choice as ``_pick_agent_id``, which the other
+    paths use, whatever the load, the ties and the agents' status."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    world = build_world(clerks=3)
+    role = world.clerks.pk
+    template = parallel("three")
+
+    def same_choice() -> str:
+        picked = services._PICK_ASSIGNEE.get(role)
+        assert picked.pk == services._pick_agent_id(role)
+        with CaptureQueriesContext(connection) as reads:  # read whole: nothing more to load
+            loaded = [picked.service_user.username, picked.role.slug, picked.business_unit.slug]
+        assert all(loaded)
+        assert len(reads) == 0
+        return picked.slug
+
+    assert same_choice() == "clerk-0"  # nobody busy: ties by slug
+    services.run_start(template=template)  # a step each
+    services.run_start(template=template)  # two each
+    Agent.objects.get(slug="clerk-0").step_runs.update(status="succeeded")
+    assert same_choice() == "clerk-0"  # finished work does not count
+    Agent.objects.filter(slug="clerk-0").update(status=AgentStatus.PAUSED)
+    assert same_choice() == "clerk-1"  # a paused agent gets nothing; then by slug
+    Agent.objects.get(slug="clerk-1").step_runs.update(status="waiting_approval")
+    services.run_start(template=published("one", [step("x")]))  # clerk-2 (less busy)
+    assert same_choice() == "clerk-2"
+    Agent.objects.update(status=AgentStatus.PAUSED)
+    assert services._PICK_ASSIGNEE.get(role) is None and services._pick_agent_id(role) is None
+
+
+def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
+    transactional_db, monkeypatch
+):
+    """The inline path (``step_work``): the next step's agent is picked and read whole when
+    the step is made ready, and its claim reads it no more."""
+    from tests.workflows.test_step_work import chain
+
+    monkeypatch.setattr(services, "_send", lambda step_run_id: None)
+    build_world(clerks=2)
+    services.run_start(template=parallel("three"))  # in flight: clerk-0 two, clerk-1 one
+    run = services.run_start(template=chain("chain", 3))  # s0: clerk-1 (one in flight)
+    reads = []
+    assignee = services._ASSIGNEE.one
+    monkeypatch.setattr(services._ASSIGNEE, "one", lambda key: reads.append(key) or assignee(key))
+
+    services.step_work(step_run_id=run.step_runs.get(position=0).pk)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    # s0 ran, then s1 and s2 were made ready with clerk-1 still the least busy.
+    assert assignees(run) == {"s0": "clerk-1", "s1": "clerk-1", "s2": "clerk-1"}
+    assert reads == []  # s1's and s2's claims took the agent read with the pick
