@@ -700,11 +700,15 @@ class Select:
             populators=tuple(get_related_populators(klass_info, select, connection.alias)),
         )
 
-    def _run(self, key, many: bool, convert: bool = True) -> tuple[list, _Compiled, str]:
-        connection = db()
+    def _for(self, connection) -> _Compiled:
         compiled = self._compiled.get(connection.alias)
         if compiled is None:
             compiled = self._compiled[connection.alias] = self._compile(connection)
+        return compiled
+
+    def _run(self, key, many: bool, convert: bool = True) -> tuple[list, _Compiled, str]:
+        connection = db()
+        compiled = self._for(connection)
         if compiled.locks and not connection.in_atomic_block:
             raise transaction.TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
@@ -729,8 +733,9 @@ class Select:
         return self._run(key, many=True, convert=convert)[0]
 
     def convert(self, row: tuple) -> tuple:
-        """A row of ``rows(key, convert=False)``, converted as ``rows(key)`` would have."""
-        compiled = self._compiled[db().alias]
+        """A row of ``rows(key, convert=False)`` (or of the same columns read otherwise),
+        converted as ``rows(key)`` would have."""
+        compiled = self._for(db())
         if not compiled.converters:
             return row
         return tuple(next(iter(compiled.compiler.apply_converters([row], compiled.converters))))

@@ -101,6 +101,39 @@ def template_steps(template: Template) -> dict[int, Step]:
     return steps
 
 
+def sole_successor(template: Template, step: Step) -> Step | None:
+    """The step of ``template`` that depends on ``step`` alone, when no other step depends on
+    ``step``; else None. A linear stretch of a run moves from one to the next by this, without
+    reading every step run still open (``services.advance``). Kept per published version,
+    as its steps are; a draft's are worked out every time."""
+    if template.status == TemplateStatus.DRAFT or template.published_at is None:
+        return _successors_of(_steps_of(template)).get(step.key)
+    key = (template.pk, template.published_at)
+    successors = _successors.get(key)
+    if successors is None:
+        successors = _successors_of(template_steps(template))
+        with _published_lock:
+            if len(_successors) >= PUBLISHED_CACHED:
+                _successors.clear()
+            _successors[key] = successors
+    return successors.get(step.key)
+
+
+def _successors_of(steps: dict[int, Step]) -> dict[str, Step]:
+    dependents: dict[str, list[Step]] = {}
+    for candidate in steps.values():
+        for dep in set(candidate.depends_on or []):
+            dependents.setdefault(dep, []).append(candidate)
+    return {
+        key: only[0]
+        for key, only in dependents.items()
+        if len(only) == 1 and set(only[0].depends_on) == {key}
+    }
+
+
+_successors: dict[tuple, dict[str, Step]] = {}
+
+
 def _steps_of(template: Template) -> dict[int, Step]:
     return {step.pk: step for step in Step.objects.filter(template_id=template.pk)}
 

@@ -327,12 +327,58 @@ _OPEN_STEP_RUNS = rows.Select(
 )
 
 
-def advance(*, run: Run) -> None:
+# The one step run of a run and step, in ``ADVANCE_COLUMNS`` (``_advance_to_successor``).
+@functools.cache
+def _successor_sql(alias: str) -> str:
+    quote, meta = connections[alias].ops.quote_name, StepRun._meta
+    column = {f.attname: quote(f.column) for f in meta.concrete_fields}
+    columns = ", ".join(column[name] for name in ADVANCE_COLUMNS)
+    return (
+        f"SELECT {columns} FROM {quote(meta.db_table)}"
+        f" WHERE {column['run_id']} = %(run)s AND {column['step_id']} = %(step)s"
+    )
+
+
+_RUN_KEY = StepRun._meta.get_field("run")
+
+
+def _advance_to_successor(*, run: Run, after) -> bool:
+    """``advance`` after ``after`` succeeded, when ``after`` is the only dependency of the
+    only step that depends on it (a linear stretch): make that step ready, reading its row
+    alone, not every step run still open. Nothing else can have become ready, and the run
+    cannot be finished with that step open. Returns False, having changed nothing, where
+    the whole ``advance`` is needed: no such step, its row not pending, or its condition not
+    holding (skipped steps move the run on in their turn)."""
+    successor = selectors.sole_successor(run.template, after)
+    if successor is None:
+        return False
+    connection = rows.db()
+    with rows.cursor(connection) as cursor:
+        cursor.execute(
+            _successor_sql(connection.alias),
+            {"run": _RUN_KEY.get_db_prep_value(run.pk, connection), "step": successor.pk},
+        )
+        row = cursor.fetchone()
+    if row is None or row[_STATUS] != StepStatus.PENDING:
+        return False
+    if not conditions.holds(successor.run_when, run.context):
+        return False
+    sr = StepRun.from_db(connection.alias, ADVANCE_COLUMNS, _OPEN_STEP_RUNS.convert(row))
+    rows.attach(sr, "run", run)
+    rows.attach(sr, "step", selectors.step_copy(successor))
+    _make_ready(run=run, step_run=sr)
+    return True
+
+
+def advance(*, run: Run, after=None) -> None:
     """Move every step whose dependencies are done; finish the run when all steps are.
+    ``after``: the step that just succeeded, when that is all that changed (``_succeed``).
 
     Call with the run row locked, inside a transaction.
     """
     if run.status != RunStatus.RUNNING:
+        return
+    if after is not None and _advance_to_successor(run=run, after=after):
         return
     # Only the steps not done yet: a done step never changes while the run runs, so a long
     # run does not read its finished steps again at every step. A dependency missing here is
@@ -775,7 +821,7 @@ def _succeed(*, run: Run, step_run: StepRun, output: dict, actor: str) -> None:
         actor=actor,
         context_diff={"key": step.context_key, "before": before, "after": output},
     )
-    advance(run=run)
+    advance(run=run, after=step)
 
 
 # --- failure: retry, escalate, fail and compensate ------------------------------------------
