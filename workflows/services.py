@@ -104,10 +104,20 @@ _USER_UNREAD = [
     for f in Agent.service_user.field.related_model._meta.concrete_fields
     if f.name not in ("id", "username")
 ]
+# Nor does it need these columns of the agent, its business unit and its role: descriptions,
+# dates and the IdP client (an agent's token is checked where it authenticates, not here).
+# Unread, they cost no conversion (six datetimes a step); read on access, as Django reads
+# deferred fields.
+_ASSIGNEE_UNREAD = [
+    *_USER_UNREAD,
+    *("description", "status_changed_at", "tokens_valid_after", "oidc_client_id"),
+    *("created_at", "updated_at", "business_unit__description", "business_unit__created_at"),
+    *("role__description", "role__created_at"),
+]
 _ASSIGNEE = rows.Select(
     lambda key: (
         Agent.objects.select_related("service_user", "role", "business_unit")
-        .defer(*_USER_UNREAD)
+        .defer(*_ASSIGNEE_UNREAD)
         .filter(pk=key)
     ),
     Agent._meta.pk,
@@ -124,7 +134,7 @@ _IN_FLIGHT = Subquery(
 _PICK_ASSIGNEE = rows.Select(
     lambda key: (
         Agent.objects.select_related("service_user", "role", "business_unit")
-        .defer(*_USER_UNREAD)
+        .defer(*_ASSIGNEE_UNREAD)
         .filter(role=key, status=AgentStatus.ACTIVE)
         .order_by(_IN_FLIGHT, "slug")[:1]
     ),

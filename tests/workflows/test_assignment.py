@@ -112,6 +112,9 @@ def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
 ):
     """The inline path (``step_work``): the next step's agent is picked and read whole when
     the step is made ready, and its claim reads it no more."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from tests.workflows.test_step_work import chain
 
     monkeypatch.setattr(services, "_send", lambda step_run_id: None)
@@ -122,10 +125,17 @@ def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
     assignee = services._ASSIGNEE.one
     monkeypatch.setattr(services._ASSIGNEE, "one", lambda key: reads.append(key) or assignee(key))
 
-    services.step_work(step_run_id=run.step_runs.get(position=0).pk)
+    with CaptureQueriesContext(connection) as ctx:
+        services.step_work(step_run_id=run.step_runs.get(position=0).pk)
 
     run.refresh_from_db()
     assert run.status == "succeeded"
     # s0 ran, then s1 and s2 were made ready with clerk-1 still the least busy.
     assert assignees(run) == {"s0": "clerk-1", "s1": "clerk-1", "s2": "clerk-1"}
     assert reads == []  # s1's and s2's claims took the agent read with the pick
+    # What the gate uses of the agent, its role and its unit was read with it: the only
+    # statements on them are s0's lock and the picks of s1 and s2 (a column left unread
+    # and used would be loaded on its own).
+    agent_tables = ('"agents_agent"', '"agents_role"', '"agents_businessunit"', '"auth_user"')
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert len([q for q in sql if any(table in q for table in agent_tables)]) == 3, sql
