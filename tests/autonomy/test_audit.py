@@ -510,3 +510,67 @@ def test_a_deferred_append_never_holds_the_head_while_its_transaction_waits_for_
         assert audit.verify_chain().ok
     else:  # the choreography does make the deadlock this guards against
         assert len(errors) == 1 and "deadlock" in str(errors[0]), errors
+
+
+def _reference_plain(value):
+    """``plain`` as it was written first, one ``isinstance`` after another: the spec its
+    faster form must meet."""
+    import uuid
+    from datetime import time
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {str(key): _reference_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reference_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"cannot put a {type(value).__name__} into the audit trail")
+
+
+def _typed(value):
+    """``value`` with every leaf's type spelled out, so 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def test_plain_gives_what_its_reference_gives_for_every_kind_of_value():
+    import uuid
+    from collections import OrderedDict
+    from datetime import time
+    from decimal import Decimal
+
+    from autonomy.audit.chain import plain
+    from workflows.models import StepStatus
+
+    leaves = [
+        "text", "", 0, 7, -3, True, False, None, 1.5, 2.0, -0.0, 1e20, float("nan"),
+        float("inf"), Decimal("1.10"), uuid.UUID(int=5), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        date(2026, 1, 2), time(3, 4), StepStatus.READY, AgentStatus.PAUSED,
+    ]  # fmt: skip
+    values = [
+        *leaves,
+        list(leaves),
+        tuple(leaves),
+        {"a": leaves, "b": {"c": tuple(leaves), "d": [{"e": leaf} for leaf in leaves]}},
+        {2: "int key", False: "bool key", None: "none key", StepStatus.RUNNING: "enum key"},
+        OrderedDict(z=1.0, y=[2.0, {"x": (3.0,)}]),
+        [[[]], {}, ()],
+    ]
+    for value in values:
+        expected = _reference_plain(value)
+        assert json.dumps(_typed(plain(value)), default=str) == json.dumps(
+            _typed(expected), default=str
+        ), value
+    for unsupported in (object(), {"a": [b"bytes"]}, {1, 2}, [complex(1, 2)]):
+        with pytest.raises(TypeError, match="cannot put a"):
+            plain(unsupported)
