@@ -141,9 +141,20 @@ _PICK_ASSIGNEE = rows.Select(
     Agent._meta.get_field("role"),
 )
 _ASSIGNEE_FIELD = StepRun._meta.get_field("assignee")
-_RELOCK_RUN = rows.Select(lambda key: Run.objects.select_for_update().filter(pk=key), Run._meta.pk)
+# What recording a step's outcome reads again (``_relock``). Left unread, as the outcome
+# only sets them or never touches them: the run's creation and the step run's input,
+# earlier output and error, timestamps and compensation. Read on access, as Django reads
+# deferred fields (a failure path may).
+_RELOCK_RUN = rows.Select(
+    lambda key: Run.objects.select_for_update().defer("created_at").filter(pk=key), Run._meta.pk
+)
+_RELOCK_STEP_RUN_UNREAD = [
+    *("input", "output", "error", "claimed_at", "next_attempt_at", "dispatched_at"),
+    *("started_at", "compensation_action"),
+]
 _RELOCK_STEP_RUN = rows.Select(
-    lambda key: StepRun.objects.select_for_update().filter(pk=key), StepRun._meta.pk
+    lambda key: StepRun.objects.select_for_update().defer(*_RELOCK_STEP_RUN_UNREAD).filter(pk=key),
+    StepRun._meta.pk,
 )
 
 

@@ -172,3 +172,26 @@ def test_an_operation_disabled_between_two_steps_of_a_chain_is_seen_by_the_next(
     assert first_done.status == StepStatus.SUCCEEDED
     assert second.action.verdict == "deny"
     assert "operation_disabled" in {reason["code"] for reason in second.action.reasons}
+
+
+def test_a_chain_loads_no_column_its_reads_left_unread(world, sent, monkeypatch):
+    """The step path reads rows without the columns it does not use (the assignee's dates,
+    the relocked step run's input and timestamps): using one would load it on its own
+    (``refresh_from_db``), a statement per column."""
+    from agents.models import Agent
+    from workflows.models import Run, StepRun
+
+    loads = []
+    for model in (Agent, Run, StepRun):
+        refresh = model.refresh_from_db
+
+        def record(self, *args, _refresh=refresh, **kwargs):
+            loads.append((type(self).__name__, kwargs.get("fields")))
+            return _refresh(self, *args, **kwargs)
+
+        monkeypatch.setattr(model, "refresh_from_db", record)
+    run = services.run_start(template=chain("unread", 4))
+    services.step_work(step_run_id=run.step_runs.get(position=0).pk)
+
+    assert loads == []
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
