@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Func, OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -122,23 +122,33 @@ _ASSIGNEE = rows.Select(
     ),
     Agent._meta.pk,
 )
-# The active agent of a role with the least work in flight, ties by slug (as ``_pick_agent_id``),
-# read whole as ``_ASSIGNEE`` reads it: a step made ready where the next may be claimed at
-# once (``_claim_next``) gets its assignee from one statement, not two.
+# Who gets a step of a role: its active agents, the least work in flight first, ties by slug.
+# Two statements of this one rule, each compiled once (``rows.Select``): the id alone
+# (``_pick_agent_id``), and the agent read whole as ``_ASSIGNEE`` reads it, for a step made
+# ready where the next may be claimed at once (``_claim_next``), which then reads it no more.
 _IN_FLIGHT = Subquery(
     StepRun.objects.filter(assignee=OuterRef("pk"), status__in=STEP_ACTIVE)
     .order_by()
     .annotate(n=Func(F("pk"), function="COUNT"))
     .values("n")
 )
+
+
+def _least_busy(role_key):
+    return Agent.objects.filter(role=role_key, status=AgentStatus.ACTIVE).order_by(
+        _IN_FLIGHT, "slug"
+    )
+
+
+_ROLE_KEY = Agent._meta.get_field("role")
+_PICK_AGENT_ID = rows.Select(lambda key: _least_busy(key).values_list("pk")[:1], _ROLE_KEY)
 _PICK_ASSIGNEE = rows.Select(
     lambda key: (
-        Agent.objects.select_related("service_user", "role", "business_unit")
-        .defer(*_ASSIGNEE_UNREAD)
-        .filter(role=key, status=AgentStatus.ACTIVE)
-        .order_by(_IN_FLIGHT, "slug")[:1]
+        _least_busy(key)
+        .select_related("service_user", "role", "business_unit")
+        .defer(*_ASSIGNEE_UNREAD)[:1]
     ),
-    Agent._meta.get_field("role"),
+    _ROLE_KEY,
 )
 _ASSIGNEE_FIELD = StepRun._meta.get_field("assignee")
 # What recording a step's outcome reads again (``_relock``). Left unread, as the outcome
@@ -206,57 +216,13 @@ def _pick_agent(role) -> Agent | None:
     return Agent.objects.select_related("service_user").filter(pk=agent_id).first()
 
 
-# Named parameters: Django's SQLite backend rewrites positional ones with a regular
-# expression on every call.
-_PICK_SQL = (
-    "SELECT a.{id} FROM {agent} a WHERE a.{role} = %(role)s AND a.{status} = %(active)s"
-    " ORDER BY (SELECT COUNT(*) FROM {step_run} s WHERE s.{assignee} = a.{id}"
-    "  AND s.{step_status} IN ("
-    + ", ".join(f"%(s{n})s" for n in range(len(STEP_ACTIVE)))
-    + ")), a.{slug} LIMIT 1"
-)
-
-
-@functools.cache
-def _pick_sql(alias: str) -> str:
-    return _PICK_SQL.format(**_pick_names(connections[alias]))
-
-
-def _pick_names(connection) -> dict[str, str]:
-    quote = connection.ops.quote_name
-    agent, step_run = Agent._meta, StepRun._meta
-    return {
-        "agent": quote(agent.db_table),
-        "id": quote(agent.pk.column),
-        "role": quote(agent.get_field("role").column),
-        "status": quote(agent.get_field("status").column),
-        "slug": quote(agent.get_field("slug").column),
-        "step_run": quote(step_run.db_table),
-        "assignee": quote(step_run.get_field("assignee").column),
-        "step_status": quote(step_run.get_field("status").column),
-    }
-
-
 def _pick_agent_id(role_id):
     """The id of the active agent of the role with the least work in flight (ties by slug);
-    None without a role or an active agent. A step made ready needs no more than the id.
-
-    In SQL of its own because it runs at every step, and building the ORM's aggregate cost
-    about 0.5 ms of Python against a few microseconds of SQLite (``tests.bench.workflows``).
-    """
+    None without a role or an active agent. A step made ready needs no more than the id."""
     if role_id is None:
         return None  # every agent has a role: no role, nobody
-    with rows.cursor(connection) as cursor:
-        cursor.execute(
-            _pick_sql(connection.alias),
-            {
-                "role": role_id,
-                "active": str(AgentStatus.ACTIVE),
-                **{f"s{n}": str(status) for n, status in enumerate(STEP_ACTIVE)},
-            },
-        )
-        row = cursor.fetchone()
-    return Agent._meta.pk.to_python(row[0]) if row else None
+    found = _PICK_AGENT_ID.rows(role_id)
+    return found[0][0] if found else None
 
 
 # --- starting and advancing -----------------------------------------------------------------
