@@ -83,6 +83,15 @@ def published(key: str, steps: list[dict], **extra) -> Template:
     return authoring.template_publish(template=template)
 
 
+def chain(key: str, steps: int, **extra: dict) -> Template:
+    """A published linear template s0 -> s1 -> ...; ``extra``: further fields of a step, by
+    its key (``s1={"run_when": ...}``)."""
+    keys = [f"s{n}" for n in range(steps)]
+    return published(
+        key, [step(k, after=keys[n - 1 : n], **extra.get(k, {})) for n, k in enumerate(keys)]
+    )
+
+
 def diamond(key: str = "diamond") -> Template:
     return published(
         key,

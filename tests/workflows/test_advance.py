@@ -6,15 +6,9 @@ commits, so nothing is dispatched."""
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.workflows.fixtures import build_world, diamond, published, step
+from tests.workflows.fixtures import build_world, chain, diamond, published, step
 from workflows import selectors, services
 from workflows.models import RunStatus, StepStatus
-
-
-def chain(key: str, steps: int, **extra):
-    keys = [f"s{n}" for n in range(steps)]
-    return published(key, [step(k, after=keys[n - 1 : n], **extra.get(k, {}))
-                           for n, k in enumerate(keys)])  # fmt: skip
 
 
 def successors(template) -> dict[str, str | None]:

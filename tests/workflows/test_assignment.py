@@ -2,7 +2,7 @@
 this process inside the test's transaction, which never commits, so nothing is dispatched."""
 
 from agents.models import Agent, AgentStatus
-from tests.workflows.fixtures import build_world, published, step
+from tests.workflows.fixtures import build_world, chain, published, step
 from workflows import services
 
 
@@ -114,8 +114,6 @@ def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
     the step is made ready, and its claim reads it no more."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
-    from tests.workflows.test_step_work import chain
 
     monkeypatch.setattr(services, "_send", lambda step_run_id: None)
     build_world(clerks=2)

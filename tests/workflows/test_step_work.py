@@ -3,7 +3,7 @@ parallel branches (and everything past its budget) through the broker."""
 
 import pytest
 
-from tests.workflows.fixtures import diamond, published, step
+from tests.workflows.fixtures import chain, diamond, published, step
 from workflows import services
 from workflows.models import RunStatus, StepStatus
 
@@ -24,11 +24,6 @@ def _recording(dispatch, ids):
         ids.append(step_run_id)
 
     return record
-
-
-def chain(key: str, steps: int):
-    keys = [f"s{n}" for n in range(steps)]
-    return published(key, [step(k, after=keys[n - 1 : n]) for n, k in enumerate(keys)])
 
 
 def test_a_chain_runs_to_its_end_in_one_task(world, sent):
