@@ -472,7 +472,7 @@ def _insert_many(connection, instances: list) -> None:
 
 
 class Collected:
-    """What a ``collecting`` block gathered: ``alive``, after the block, is what is still
+    """What a ``Collecting`` block gathered: ``alive``, after the block, is what is still
     to be done (added in no savepoint that rolled back); empty in a nested block."""
 
     __slots__ = ("pending", "alive")
@@ -528,13 +528,8 @@ class Collecting:
         """What the outermost block does with what is still to be done, when it ends."""
 
 
-def collecting(attribute: str, name: str) -> Collecting:
-    """``with collecting(attribute, name) as collected:`` (``Collecting``)."""
-    return Collecting(attribute, name)
-
-
 def collect(attribute: str, entry) -> bool:
-    """Gather ``entry`` in the ``collecting(attribute, ...)`` block around this call, and say
+    """Gather ``entry`` in the ``Collecting(attribute, ...)`` block around this call, and say
     so; False outside one (the caller then acts at once)."""
     current = db()
     pending = getattr(current, attribute, None)
@@ -550,7 +545,7 @@ _LATER = "autonomy_rows_later"
 
 class _Later:
     """A row to insert at the end of ``inserts_deferred`` (a commit hook that does nothing:
-    see ``collecting``)."""
+    see ``Collecting``)."""
 
     __slots__ = ("instance",)
 

@@ -190,7 +190,7 @@ class _Entry:
     def __init__(self, record: AuditRecord, payload_json: str) -> None:
         self.record, self.payload_json = record, payload_json
 
-    def __call__(self) -> None:  # as a commit hook: nothing to do (``rows.collecting``)
+    def __call__(self) -> None:  # as a commit hook: nothing to do (``rows.Collecting``)
         pass
 
 
