@@ -209,11 +209,9 @@ def _actor(by) -> str:
 
 
 def _pick_agent(role) -> Agent | None:
-    """The active agent of ``role`` with the least work in flight (ties by slug)."""
-    agent_id = _pick_agent_id(role.pk if role is not None else None)
-    if agent_id is None:
-        return None
-    return Agent.objects.select_related("service_user").filter(pk=agent_id).first()
+    """The active agent of ``role`` with the least work in flight (ties by slug), read
+    whole as a step's assignee is (``_PICK_ASSIGNEE``)."""
+    return _PICK_ASSIGNEE.get(role.pk) if role is not None else None
 
 
 def _pick_agent_id(role_id):
