@@ -7,7 +7,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Avg, Case, Count, Max, QuerySet, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
-from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
 from agents.models import (
@@ -19,6 +18,7 @@ from agents.models import (
     FlagStatus,
     Role,
 )
+from autonomy import grants
 
 
 def agent_list(*, user: AbstractBaseUser) -> QuerySet[Agent]:
@@ -78,39 +78,6 @@ class AgentDetail:
     baseline: AgentBaseline | None
 
 
-def _grants(agent: Agent) -> list[dict]:
-    """Guardian rows on operations and connectors for the agent's user and its role's group:
-    four queries (two grant tables, then the operations and connectors they name)."""
-    from autonomy.models import Connector, Operation
-
-    rows = []
-    for holder, qs in (
-        ("agent", UserObjectPermission.objects.filter(user_id=agent.service_user_id)),
-        (
-            f"role:{agent.role.slug}",
-            GroupObjectPermission.objects.filter(group_id=agent.role.group_id),
-        ),
-    ):
-        for perm in qs.select_related("permission", "content_type").filter(
-            content_type__app_label="autonomy", content_type__model__in=["operation", "connector"]
-        ):
-            rows.append({"to": holder, "model": perm.content_type.model, "pk": perm.object_pk,
-                         "permission": perm.permission.codename})  # fmt: skip
-    ids = {m: [r["pk"] for r in rows if r["model"] == m] for m in ("operation", "connector")}
-    names = {}
-    if ids["operation"]:
-        for op in Operation.objects.select_related("connector").filter(pk__in=ids["operation"]):
-            names[("operation", str(op.pk))] = (op.key, op.get_data_class_display(), op.sensitivity)
-    if ids["connector"]:
-        for conn in Connector.objects.filter(pk__in=ids["connector"]):
-            names[("connector", str(conn.pk))] = (f"{conn.slug}.*", "", None)
-    for row in rows:
-        row["target"], row["data_class"], row["sensitivity"] = names.get(
-            (row["model"], row["pk"]), (f"{row['model']} #{row['pk']} (gone)", "", None)
-        )
-    return sorted(rows, key=lambda r: (r["to"], r["target"]))
-
-
 def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
     """Everything the agent page shows, in a constant number of queries (ten)."""
     from autonomy.models import ActionRequest, Intervention
@@ -144,7 +111,7 @@ def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
     return AgentDetail(
         agent=agent,
         credentials=list(Credential.objects.filter(agent=agent).order_by("-created_at")[:20]),
-        grants=_grants(agent),
+        grants=grants.grants_listed(agent=agent),
         actions=list(
             ActionRequest.objects.filter(agent=agent)
             .select_related("operation__connector")

@@ -22,9 +22,9 @@ from approvals.models import (
     ExpiryOutcome,
     Verdict,
 )
-from autonomy import audit, signals
+from autonomy import actions, audit
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import ActionRequest, ActionStatus
+from autonomy.models import ActionRequest
 
 log = logging.getLogger(__name__)
 DECIDE = "approvals.decide_approvalrequest"
@@ -248,12 +248,11 @@ def approval_override(
 
 def _narrowed_params(*, request: ApprovalRequest, params) -> dict:
     """Changed parameters must fit the operation's schema and pass the gate again."""
-    from autonomy import gate
-    from autonomy import services as kernel
-
     action = request.action
-    params = kernel.validate_params(operation=action.operation, params=params)
-    decision = gate.decide(agent=request.agent, operation=action.operation, params=params)
+    params = actions.validate_params(operation=action.operation, params=params)
+    decision = actions.action_simulate(
+        agent=request.agent, operation_key=action.operation.key, params=params
+    )[1]
     if decision.verdict == "deny":
         raise DomainError(
             ErrorCode.CHANGES_DENIED,
@@ -279,9 +278,7 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
         request.save(update_fields=["approver_group"])
         return
     if decision.verdict == Verdict.APPROVE_WITH_CHANGES:
-        action = request.action
-        action.params = decision.params
-        action.save(update_fields=["params"])
+        actions.action_params_narrow(action_id=request.action_id, params=decision.params)
     approvals = list(
         request.decisions.filter(
             verdict__in=[Verdict.APPROVE, Verdict.APPROVE_WITH_CHANGES]
@@ -298,25 +295,15 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
 
 
 def _settle(*, request: ApprovalRequest, status: str, code: str, message: str) -> None:
-    """Close the request and move the waiting action on: execute it, or stop it."""
-    from autonomy import services as kernel
-
+    """Close the request and move the waiting action on through its lifecycle: released
+    (the gate decides it again) or denied."""
     request.status = status
     request.decided_at = timezone.now()
     request.save(update_fields=["status", "decided_at", "approvals"])
-    action = ActionRequest.objects.select_for_update().get(pk=request.action_id)
-    if action.status != ActionStatus.PENDING_APPROVAL:
-        return
-    action.reasons = [*action.reasons, {"code": code, "message": message, "details": {}}]
     if status == ApprovalStatus.APPROVED:
-        action.status = ActionStatus.APPROVED
-        action.save(update_fields=["status", "reasons"])
-        kernel.dispatch_on_commit(action.pk)
+        actions.action_release(action_id=request.action_id, code=code, message=message)
     else:
-        action.status = ActionStatus.DENIED
-        action.finished_at = timezone.now()
-        action.save(update_fields=["status", "reasons", "finished_at"])
-        signals.action_settled.send(sender=ActionRequest, action=action)
+        actions.action_reject(action_id=request.action_id, code=code, message=message)
 
 
 def approvals_sweep(*, now=None) -> dict[str, int]:

@@ -9,7 +9,7 @@ from django.urls import path
 from django.utils.html import format_html
 
 from agents.models import Agent
-from autonomy import services
+from autonomy import actions
 from autonomy.admin_view_only import ViewOnly
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, Operation, Policy
@@ -70,7 +70,7 @@ class ActionRequestAdmin(ViewOnly, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                operation, decision = services.action_simulate(
+                operation, decision = actions.action_simulate(
                     agent=data["agent"],
                     operation_key=data["operation"].key,
                     params=data["params"],

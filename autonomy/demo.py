@@ -3,7 +3,7 @@
 from django.db import transaction
 
 from agents.models import Role
-from autonomy import services
+from autonomy import actions, grants
 from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation, Policy
 
 MONEY = {"type": "number", "minimum": 0}
@@ -154,9 +154,9 @@ def seed() -> dict[str, int]:
                 if role_slug not in roles:
                     continue
                 for conn in whole:
-                    services.grant(target=connectors[conn], to=roles[role_slug])
+                    grants.grant(target=connectors[conn], to=roles[role_slug])
                 for key in single:
-                    services.grant(target=operations[key], to=roles[role_slug])
+                    grants.grant(target=operations[key], to=roles[role_slug])
             policy_services.registry_changed()
         for name, description, text in POLICIES:
             if not Policy.objects.filter(name=name).exists():
@@ -237,7 +237,7 @@ def seed_activity() -> int:
             continue
         agent = candidates[(n // len(plan)) % len(candidates)]
         filled = {k: v.format(n=1000 + n) if isinstance(v, str) else v for k, v in params.items()}
-        services.action_request(
+        actions.action_request(
             agent=agent, operation_key=operation, params=filled, reason="demo: first day of work"
         )
         created += 1

@@ -100,8 +100,18 @@ def decide(
     draft_replaces: int | None = None,
     version: int | None = None,
     confirm_version: bool = False,
+    approval_gate: str = "",
+    release: bool = False,
 ) -> Decision:
-    """``version``: the policy-store version the caller read for this request (see
+    """``approval_gate``: why the caller's process wants a person to approve this even when
+    the gate would allow it (a workflow step's approval condition, passed in as context so
+    simulate shows it too); it never turns a denial into anything else. ``release``: the
+    decision again for an action a person approved (``autonomy.actions.action_release``):
+    every check holds again (status, grant, policy, risk ceiling, budget), except that the
+    reasons that sent it to a person are what the person settled, and its request was
+    counted against the rate limit already.
+
+    ``version``: the policy-store version the caller read for this request (see
     ``autonomy.policy.engine.store_version``), so the decision does not read it again. With
     ``confirm_version`` it is a guess (the one ``selectors.cached_version`` gives): the
     decision checks it against what its own read sees and raises ``VersionMoved`` when the
@@ -147,7 +157,7 @@ def decide(
         amount = Decimal(str(amount_value)).quantize(Decimal("0.01")) if amount_value else None
     except InvalidOperation:
         amount = None
-    if behaviour.actions_last_minute >= per_minute:
+    if not release and behaviour.actions_last_minute >= per_minute:
         reasons.append(
             _reason(
                 ErrorCode.RATE_LIMITED,
@@ -240,6 +250,15 @@ def decide(
     if reasons:
         return decision
 
+    if release:
+        decision.verdict = Verdict.ALLOW
+        reasons.append(
+            _reason(
+                ErrorCode.ALLOWED,
+                "Approved by a person, and still granted, permitted and within limits.",
+            )
+        )
+        return decision
     if result.approval_required:
         reasons.append(
             _reason(
@@ -258,6 +277,8 @@ def decide(
                 threshold=unit.approval_threshold,
             )
         )
+    if approval_gate:
+        reasons.append(_reason(ErrorCode.APPROVAL_GATE, approval_gate))
     decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
     if not reasons:
         reasons.append(

@@ -12,11 +12,10 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus, BusinessUnit
-from autonomy import audit, signals
+from autonomy import actions, audit
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 from autonomy.models import (
     ActionRequest,
-    ActionStatus,
     Intervention,
     InterventionKind,
     InterventionScope,
@@ -117,36 +116,6 @@ def agent_quarantine(*, agent: Agent, by, reason: str) -> Agent:
     )  # fmt: skip
 
 
-def _cancel_pending_actions(*, agent: Agent, reason: str) -> list[str]:
-    """Waiting and approved-not-started actions become cancelled, their approval requests
-    too; ``action_settled`` tells the workflow steps that wait on them."""
-    from approvals.models import ApprovalRequest, ApprovalStatus
-
-    now = timezone.now()
-    actions = list(
-        ActionRequest.objects.select_for_update()
-        .filter(agent=agent)
-        .filter(
-            status__in=[ActionStatus.PENDING_APPROVAL, ActionStatus.APPROVED],
-            started_at__isnull=True,
-        )
-        .order_by("created_at")
-    )
-    if not actions:
-        return []
-    ApprovalRequest.objects.filter(
-        action__in=[a.pk for a in actions], status=ApprovalStatus.PENDING
-    ).update(status=ApprovalStatus.CANCELLED, decided_at=now)
-    note = {"code": "agent_killed", "message": f"Cancelled: the agent was killed. {reason}"}
-    for action in actions:
-        action.status = ActionStatus.CANCELLED
-        action.finished_at = now
-        action.reasons = [*action.reasons, {**note, "details": {}}]
-        action.save(update_fields=["status", "finished_at", "reasons"])
-        signals.action_settled.send(sender=ActionRequest, action=action)
-    return [str(a.pk) for a in actions]
-
-
 def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
     """Stop an agent for good until someone looks: quarantine it, revoke every credential,
     cancel its waiting actions and the workflow steps assigned to it."""
@@ -165,7 +134,14 @@ def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
         revoked = agent_services.agent_credentials_revoke(
             agent=locked, by=by, reason=f"agent killed: {reason}"
         )
-        cancelled = _cancel_pending_actions(agent=locked, reason=reason)
+        # Waiting and approved-not-started actions are cancelled, their approval requests
+        # too; ``action_settled`` tells the workflow steps that wait on them.
+        cancelled = actions.actions_cancel_waiting(
+            agent=locked,
+            code="agent_killed",
+            message=f"Cancelled: the agent was killed. {reason}",
+            actor=by.get_username(),
+        )
         steps = workflows.agent_steps_cancel(agent=locked, by=by, reason=f"agent killed: {reason}")
         claims = coordination.claims_release_all(agent=locked)
         intervention = _record(

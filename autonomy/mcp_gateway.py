@@ -9,7 +9,7 @@ authentication (agent tokens and IdP bearer tokens), its JSON error bodies and i
   any web process answers the session's next request; later requests must carry it.
 - ``tools/list`` lists exactly the operations the agent is granted (on the operation or its
   connector, to its service user or its role), plus ``autonomy.action_status``.
-- ``tools/call`` goes through the gate (``services.action_request``); an allowed or approved
+- ``tools/call`` goes through the gate (``actions.action_request``); an allowed or approved
   action is awaited up to ``AUTONOMY_MCP_WAIT_SECONDS``; a denial is a tool error naming the
   reasons; an unknown or ungranted tool is a tool error too, never a protocol failure.
 """
@@ -28,10 +28,9 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Credential, Scope
-from autonomy import services
+from autonomy import actions, grants
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
-from autonomy.selectors import operations_granted
 
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 SESSION_HEADER = "Mcp-Session-Id"
@@ -197,7 +196,7 @@ def tool_list(*, agent) -> list[dict]:
             "description": op.description or op.name,
             "inputSchema": _input_schema(op.params_schema),
         }
-        for op in operations_granted(agent=agent)
+        for op in grants.operations_callable(agent=agent)
     ]
     return [*tools, STATUS_TOOL_SPEC]
 
@@ -219,7 +218,7 @@ def _tool_error(code: str, message: str, **data) -> dict:
 
 def tool_call(*, agent, credential, name, arguments, reason, idempotency_key) -> dict:
     try:
-        action, _ = services.action_request(
+        action, _ = actions.action_request(
             agent=agent,
             operation_key=name,
             params=arguments,

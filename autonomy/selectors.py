@@ -1,17 +1,14 @@
 """Reads the gate needs, each a constant number of queries whatever the registry's size."""
 
-import functools
+import copy
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.contrib.auth.models import Permission
-from django.contrib.contenttypes.models import ContentType
-from django.db import connection, connections
-from django.db.models import Q
-from guardian.models import GroupObjectPermission, UserObjectPermission
+from django.db import connection
+from django.db.models import Aggregate, CharField, Q, Subquery, Sum
 
-from agents.models import DriftFlag
-from autonomy import rows, usage
+from agents.models import DriftFlag, FlagStatus
+from autonomy import grants, usage
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
@@ -67,114 +64,71 @@ def _remember(version: int, key: str, operation: Operation) -> None:
 
 def copy_operation(operation: Operation) -> Operation:
     """A copy of a cached operation and its connector, for one request to set things on."""
-    copied = rows.copy_model(operation)
-    copied.connector = rows.copy_model(operation.connector)
+    copied = copy.copy(operation)
+    copied.connector = copy.copy(operation.connector)
     return copied
 
 
-def _sql_names(alias: str) -> dict[str, str]:
-    ops = connections[alias].ops
-    quote = ops.quote_name
-    return {
-        "uop": quote(UserObjectPermission._meta.db_table),
-        "gop": quote(GroupObjectPermission._meta.db_table),
-        "perm": quote(Permission._meta.db_table),
-        "ct": quote(ContentType._meta.db_table),
-        "usage": quote(AgentUsage._meta.db_table),
-        "state": quote(PolicyStoreState._meta.db_table),
-        "flag": quote(DriftFlag._meta.db_table),
-        # The open flags' kinds, comma-joined, in the same round trip.
-        "kinds": "string_agg(kind, ',')"
-        if connections[alias].vendor == "postgresql"
-        else "GROUP_CONCAT(kind, ',')",
-    }
+class _KindsJoined(Aggregate):
+    """The open drift flags' kinds, comma-joined: ``string_agg`` on PostgreSQL,
+    ``group_concat`` on SQLite (Django 5.2 has no portable string aggregate)."""
+
+    function = "GROUP_CONCAT"
+    template = "%(function)s(%(expressions)s, ',')"
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="STRING_AGG", **extra_context)
 
 
-def _grant_on(model: str, codename: str, pk: str) -> str:
-    """A guardian row granting ``codename`` on the object ``%(pk)s`` of ``model``."""
-    return (
-        f"(g.content_type_id = (SELECT id FROM {{ct}} WHERE app_label = 'autonomy'"
-        f" AND model = '{model}') AND g.object_pk = %({pk})s AND g.permission_id ="
-        f" (SELECT p.id FROM {{perm}} p JOIN {{ct}} c ON p.content_type_id = c.id"
-        f" WHERE c.app_label = 'autonomy' AND c.model = '{model}' AND p.codename = '{codename}'))"
-    )
-
-
-_GRANT_TARGET = (
-    f"({_grant_on('operation', 'execute_operation', 'operation')}"
-    f" OR {_grant_on('connector', 'execute_connector', 'connector')})"
-)
-# Named parameters and a short name for every column: on SQLite, Django turns positional
-# ``%s`` into ``?`` with a regular expression over the whole statement on every call, and
-# the driver builds each unnamed column's name from its expression's text; both cost more
-# than running this query (measured: 200 -> 70 us per call).
-_FACTS_SQL = (
-    "SELECT"
-    " (SELECT c.model FROM {uop} g JOIN {ct} c ON g.content_type_id = c.id"
-    "  WHERE g.user_id = %(user)s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1)"
-    " AS direct,"
-    " (SELECT c.model FROM {gop} g JOIN {ct} c ON g.content_type_id = c.id"
-    "  WHERE g.group_id = %(group)s AND " + _GRANT_TARGET + " ORDER BY c.model DESC LIMIT 1)"
-    " AS via_role,"
-    " (SELECT actions FROM {usage} WHERE agent_id = %(agent)s AND minute = %(this_minute)s)"
-    " AS this_minute,"
-    " (SELECT actions FROM {usage} WHERE agent_id = %(agent)s AND minute = %(last_minute)s)"
-    " AS last_minute,"
-    " (SELECT SUM(denials) FROM {usage} WHERE agent_id = %(agent)s AND minute >= %(hour)s)"
-    " AS denials,"
-    " (SELECT SUM(spend) FROM {usage} WHERE agent_id = %(agent)s AND minute >= %(day)s)"
-    " AS spend,"
-    " (SELECT {kinds} FROM {flag} WHERE agent_id = %(agent)s AND status = 'open') AS flags,"
-    " (SELECT version FROM {state} WHERE id = 1) AS version"
-)
-
-
-@functools.cache
-def _facts_sql(alias: str) -> str:
-    return _FACTS_SQL.format(**_sql_names(alias))
+def _usage_total(agent_id, column: str, **window):
+    """One aggregate over an agent's minute rows, as a scalar subquery."""
+    minutes = AgentUsage.objects.filter(agent_id=agent_id, **window).order_by()
+    return Subquery(minutes.values("agent_id").annotate(total=Sum(column)).values("total")[:1])
 
 
 def gate_facts(*, agent, operation: Operation, at: datetime) -> tuple[dict | None, Behaviour, int]:
-    """Grant and recent behaviour in ONE round trip, in raw SQL because this runs on every
-    decision and building the ORM's queries cost more than running them (measured with
-    ``make bench``). Behaviour comes from the agent's minute counters (``autonomy.usage``):
-    a few small rows, however many actions the agent asked for. Also returns the policy-store
-    version as this read saw it, so a caller that guessed it can check (``gate.decide``)."""
-    connection = rows.db()
+    """Grant (``autonomy.grants``, the one rule), recent behaviour and the policy-store version
+    in ONE round trip, whatever the agent's history: behaviour comes from its minute counters
+    (``autonomy.usage``). The version is returned as this read saw it, so a caller that
+    guessed it can check (``gate.decide``). Run after ``usage.hold`` when the decision is
+    recorded, so no concurrent decision of the agent's can slip between read and write."""
     bounds = usage.window_bounds(at)
-    params = {
-        "user": agent.service_user_id,
-        "group": agent.role.group_id,
-        "operation": str(operation.pk),
-        "connector": str(operation.connector_id),
-        "agent": AGENT_KEY.get_db_prep_value(agent.pk, connection),
-        "this_minute": rows.datetime_value(bounds["this_minute"], connection),
-        "last_minute": rows.datetime_value(bounds["last_minute"], connection),
-        "hour": rows.datetime_value(bounds["hour_start"], connection),
-        "day": rows.datetime_value(bounds["day_start"], connection),
-    }
-    with rows.cursor(connection) as cursor:
-        cursor.execute(_facts_sql(connection.alias), params)
-        row = cursor.fetchone()
-    direct, via_role, this_minute, last_minute, denials, spend, flags, version = row
-    grant = None
-    if direct is not None:
-        grant = {"to": "agent", "on": direct}
-    elif via_role is not None:
-        grant = {"to": f"role:{agent.role.slug}", "on": via_role}
+    minute = AgentUsage.objects.filter(agent_id=agent.pk).order_by()
+    flags = (
+        DriftFlag.objects.filter(agent_id=agent.pk, status=FlagStatus.OPEN)
+        .order_by()
+        .values("agent_id")
+        .annotate(kinds=_KindsJoined("kind"))
+        .values("kinds")[:1]
+    )
+    row = (
+        Operation.objects.filter(pk=operation.pk)
+        .annotate(**grants.agent_grant_paths(agent))
+        .annotate(
+            this_minute=Subquery(minute.filter(minute=bounds["this_minute"]).values("actions")),
+            last_minute=Subquery(minute.filter(minute=bounds["last_minute"]).values("actions")),
+            denials=_usage_total(agent.pk, "denials", minute__gte=bounds["hour_start"]),
+            spend=_usage_total(agent.pk, "spend", minute__gte=bounds["day_start"]),
+            flags=Subquery(flags),
+            version=Subquery(PolicyStoreState.objects.filter(pk=1).values("version")),
+        )
+        .values(
+            *grants.PATHS, "this_minute", "last_minute", "denials", "spend", "flags", "version"
+        )  # fmt: skip
+        .first()
+    ) or {}
     behaviour = Behaviour(
         actions_last_minute=usage.actions_last_minute(
-            at=at, this_minute=this_minute or 0, last_minute=last_minute or 0
+            at=at,
+            this_minute=row.get("this_minute") or 0,
+            last_minute=row.get("last_minute") or 0,
         ),
-        denials_last_hour=denials or 0,
-        spend_today=Decimal(str(spend or 0)).quantize(CENTS),
-        open_flags=tuple(sorted(flags.split(","))) if flags else (),
+        denials_last_hour=row.get("denials") or 0,
+        spend_today=Decimal(str(row.get("spend") or 0)).quantize(CENTS),
+        open_flags=tuple(sorted(row["flags"].split(","))) if row.get("flags") else (),
     )
-    return grant, behaviour, version or 0
-
-
-# How an agent id goes into the raw SQL of the gate's reads (also ``services._replay``).
-AGENT_KEY = ActionRequest._meta.get_field("agent").target_field
+    return grants.grant_named(agent, row), behaviour, row.get("version") or 0
 
 
 def cached_version() -> int | None:
@@ -218,38 +172,3 @@ def actions_stalled(*, now: datetime, lease: timedelta, alive: set[str], limit: 
 def live_workers(*, since: datetime) -> list[str]:
     """Names of the worker processes that beat after ``since`` (``autonomy.liveness``)."""
     return list(WorkerBeat.objects.filter(beat_at__gt=since).values_list("name", flat=True))
-
-
-def operations_granted(*, agent) -> list[Operation]:
-    """The enabled operations ``agent`` may ask for: granted on the operation or on its
-    connector, to its service user or to its role's group. Three queries, whatever the
-    number of grants or operations."""
-    from django.db.models import Q
-
-    from autonomy.models import Connector
-
-    targets = {
-        ContentType.objects.get_for_model(Operation): "execute_operation",
-        ContentType.objects.get_for_model(Connector): "execute_connector",
-    }
-    wanted = Q()
-    for content_type, codename in targets.items():
-        wanted |= Q(content_type=content_type, permission__codename=codename)
-    rows = [
-        *UserObjectPermission.objects.filter(wanted, user_id=agent.service_user_id).values_list(
-            "content_type__model", "object_pk"
-        ),
-        *GroupObjectPermission.objects.filter(wanted, group_id=agent.role.group_id).values_list(
-            "content_type__model", "object_pk"
-        ),
-    ]
-    operation_ids = {int(pk) for model, pk in rows if model == "operation"}
-    connector_ids = {int(pk) for model, pk in rows if model == "connector"}
-    if not operation_ids and not connector_ids:
-        return []
-    return list(
-        Operation.objects.select_related("connector")
-        .filter(Q(pk__in=operation_ids) | Q(connector_id__in=connector_ids))
-        .filter(enabled=True, connector__enabled=True)
-        .order_by("connector__slug", "slug")
-    )

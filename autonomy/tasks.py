@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
-from autonomy import services
+from autonomy import actions
 
 
 # A database error (a failover, a deadlock victim) is retried: the action is not lost.
@@ -16,7 +16,7 @@ from autonomy import services
 )
 def action_execute(action_id: str) -> None:
     """Execute an approved action. Idempotent by action id: redelivery is harmless."""
-    services.action_execute(action_id=action_id)
+    actions.action_execute(action_id=action_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -32,7 +32,7 @@ def actions_fan_out(entries: list) -> None:
 def actions_redispatch() -> int:
     """Celery beat: resend approved actions whose publish was lost, and executing ones
     whose worker died."""
-    return services.actions_redispatch()
+    return actions.actions_redispatch()
 
 
 @shared_task

@@ -19,37 +19,73 @@ The windows read from minute rows (``window_bounds``):
 """
 
 import math
+import zlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from autonomy import counters, rows
+from autonomy import counters
 from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, AgentUsage, Verdict
 
 _KEYS = ("agent", "minute")
 _ADDS = ("actions", "denials", "spend")
+# The first key of the PostgreSQL advisory locks that serialise one agent's limit checks.
+LIMITS_LOCK_SPACE = 0x6C696D  # "lim"
+
+
+def hold(*, agent_id) -> None:
+    """Serialise ``agent_id``'s limit checks until the caller's transaction ends, so that a
+    decision reads every counter its agent's earlier decisions wrote, and N concurrent
+    requests against a limit of 3 let exactly 3 through. On PostgreSQL a transaction-scoped
+    advisory lock on the agent (nothing else takes it, so it can't deadlock with the row
+    locks of a kill or a workflow step); on SQLite the transaction already holds the
+    database's write lock from its start (``transaction_mode: IMMEDIATE`` in the settings)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("usage.hold() must run inside the transaction that records usage")
+    if connection.vendor == "postgresql":
+        key = zlib.crc32(str(agent_id).encode()) - 2**31  # PostgreSQL's int4 range
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LIMITS_LOCK_SPACE, key])
 
 
 def usage_record(*, action: ActionRequest) -> None:
     """Count one decided action in its agent's minute: one statement, in the caller's
-    transaction."""
-    connection = rows.db()
-    ops = connection.ops
+    transaction (after ``hold``)."""
     denied = action.verdict == Verdict.DENY
     spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)
-    with rows.cursor(connection) as cursor:
+    _add(
+        agent_id=action.agent_id,
+        minute=minute_of(action.created_at),
+        actions=0 if denied else 1,
+        denials=1 if denied else 0,
+        spend=spend,
+    )
+
+
+def spend_record(*, agent_id, amount: Decimal | None, at: datetime) -> None:
+    """Count the amount of an action released after approval against its agent's budget
+    (its action was counted when it was asked for)."""
+    if amount:
+        _add(agent_id=agent_id, minute=minute_of(at), actions=0, denials=0, spend=amount)
+
+
+def _add(*, agent_id, minute: datetime, actions: int, denials: int, spend: Decimal) -> None:
+    connection = transaction.get_connection()
+    ops = connection.ops
+    field = AgentUsage._meta.get_field
+    with connection.cursor() as cursor:
         cursor.execute(
             counters.add_sql(AgentUsage, _KEYS, _ADDS),
             {
-                "agent": ActionRequest._meta.get_field("agent").target_field.get_db_prep_value(
-                    action.agent_id, connection
-                ),
-                "minute": rows.datetime_value(minute_of(action.created_at), connection),
-                "actions": 0 if denied else 1,
-                "denials": 1 if denied else 0,
+                "agent": field("agent").target_field.get_db_prep_value(agent_id, connection),
+                "minute": field("minute").get_db_prep_value(minute, connection),
+                "actions": actions,
+                "denials": denials,
                 "spend": ops.adapt_decimalfield_value(spend, 20, 2),
             },
         )

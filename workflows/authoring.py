@@ -11,9 +11,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import Agent, Role
-from autonomy import audit
+from autonomy import audit, grants
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import Operation
 from workflows import conditions
 from workflows.models import Approval, Step, StepKind, Template, TemplateStatus
 
@@ -30,21 +29,6 @@ def _error(step: str, field: str, message: str) -> dict:
     return {"step": step, "field": field, "message": message}
 
 
-def has_grant(*, operation: Operation, agent: Agent | None = None, role: Role | None = None):
-    """Whether the agent (directly or through its role) or the role may run the operation."""
-    perms = ("autonomy.execute_operation", operation), ("autonomy.execute_connector", None)
-    if agent is not None:
-        user = agent.service_user
-        return user.has_perm(perms[0][0], operation) or user.has_perm(
-            perms[1][0], operation.connector
-        )
-    from guardian.shortcuts import get_group_perms
-
-    return "execute_operation" in get_group_perms(role.group, operation) or (
-        "execute_connector" in get_group_perms(role.group, operation.connector)
-    )
-
-
 def _grant_errors(step: Step) -> list[dict]:
     errors = []
     targets = [("assignee", step.assignee_agent, step.assignee_role)]
@@ -56,7 +40,7 @@ def _grant_errors(step: Step) -> list[dict]:
         for operation in filter(None, [step.operation, step.compensation_operation]):
             if step.kind == StepKind.TASK and operation == step.operation:
                 continue
-            if not has_grant(operation=operation, agent=agent, role=role):
+            if not grants.is_granted(operation=operation, agent=agent, role=role):
                 errors.append(
                     _error(
                         step.key,

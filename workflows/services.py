@@ -23,7 +23,7 @@ from django.db.models import F, Func, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from autonomy import audit, liveness, rows
+from autonomy import actions, audit, liveness, rows
 from autonomy import services as kernel
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
@@ -553,9 +553,9 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
             # The connector call, then in one transaction: the action's outcome and the
             # step's, and the next step's claim.
             if claimed is not None:
-                action = kernel.action_perform(action_id=claimed.pk, action=claimed)
+                action = actions.action_perform(action_id=claimed.pk, action=claimed)
             else:
-                action = kernel.action_execute(action_id=execute_action, recover=recover)
+                action = actions.action_execute(action_id=execute_action, recover=recover)
             record = {"step_run": step_run, "run": run, "action": action, "action_id": action_id}
             record["settle"] = claimed is not None
             try:
@@ -591,7 +591,7 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
         with transaction.atomic(), audit.deferred(), rows.inserts_deferred():
             step_run, run = _relock(step_run=step_run, run=run)
             if settle:
-                action = kernel.action_settle(action=action)
+                action = actions.action_settle(action=action)
             elif action is None or action.status not in ACTION_FINISHED:
                 # Left to another delivery that is executing it: see where it is now.
                 action = ActionRequest.objects.get(pk=action_id)
@@ -622,7 +622,7 @@ def _claim_next(*, run: Run) -> tuple[StepRun, ActionRequest] | None:
     # its run first): the row ``advance`` read, and only its agent read again here, fresh.
     # The operation is the one this process read last for the policy-store version it
     # compiled; the gate confirms that version in this transaction, so a changed operation
-    # or connector (which moves the version) is read again (``kernel.action_request``).
+    # or connector (which moves the version) is read again (``actions.action_request``).
     step_run_id = ready.pop()
     step_run = (_inline.made_ready or {}).pop(step_run_id, None)
     also = []  # what making it ready changed, when that is not written yet
@@ -695,7 +695,7 @@ def _request_action(*, run: Run, step_run: StepRun, also=()) -> ActionRequest | 
         )
     guess = policy_engine.compiled_version()
     try:
-        action, _ = kernel.action_request(
+        action, _ = actions.action_request(
             agent=step_run.assignee,
             operation_key=step.operation.key,
             operation=step.operation,  # read with its connector: not looked up again
@@ -703,8 +703,7 @@ def _request_action(*, run: Run, step_run: StepRun, also=()) -> ActionRequest | 
             reason=f"{run.template.name}: {step.name} (run {run.pk})",
             idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
             approval_gate=gate_reason,
-            dispatch=False,
-            claim=True,  # allowed: recorded as executing, for this worker to run at once
+            run_here=True,  # allowed: recorded as executing, for this worker to run at once
             fresh_key=True,  # its attempt was counted just now, under the step run's lock
         )
     except DomainError as exc:
@@ -914,25 +913,20 @@ def _run_fail(*, run: Run, reason: str) -> None:
 
 
 def _cancel_open_steps(*, run: Run, reason: str) -> None:
-    from approvals.models import ApprovalRequest, ApprovalStatus
-
     now = timezone.now()
     open_steps = list(
         run.step_runs.select_for_update(of=("self",))
         .select_related("step")
         .filter(status__in=[StepStatus.PENDING, *STEP_ACTIVE])
     )
-    action_ids = [sr.action_id for sr in open_steps if sr.action_id]
     # Waiting for people, or approved and not yet started: neither will run now. An action
     # already executing finishes (its connector call is in flight); if it succeeds, its
     # step's compensation undoes it (``_effect_after_cancel``), which the run's events say.
-    waiting = ActionRequest.objects.filter(pk__in=action_ids).filter(
-        Q(status=ActionStatus.PENDING_APPROVAL) | Q(status=ActionStatus.APPROVED, started_at=None)
+    actions.actions_cancel_waiting(
+        pk__in=[sr.action_id for sr in open_steps if sr.action_id],
+        code="run_cancelled",
+        message=f"Cancelled with its workflow run: {reason}",
     )
-    ApprovalRequest.objects.filter(action__in=waiting, status=ApprovalStatus.PENDING).update(
-        status=ApprovalStatus.CANCELLED, decided_at=now
-    )
-    waiting.update(status=ActionStatus.CANCELLED, finished_at=now)
     StepRun.objects.filter(pk__in=[sr.pk for sr in open_steps]).update(
         status=StepStatus.CANCELLED, finished_at=now, lease_until=None
     )
@@ -1008,13 +1002,13 @@ def _compensate_step(*, run: Run, step_run: StepRun) -> bool:
     )
     with transaction.atomic():
         try:
-            action, _ = kernel.action_request(
+            action, _ = actions.action_request(
                 agent=undoer,
                 operation_key=step.compensation_operation.key,
                 params=params,
                 reason=f"Compensate {step.name} of run {run.pk}",
                 idempotency_key=f"compensate:{step_run.pk}",
-                dispatch=False,
+                run_here=True,
             )
         except DomainError as exc:
             action = None
@@ -1023,7 +1017,7 @@ def _compensate_step(*, run: Run, step_run: StepRun) -> bool:
             StepRun.objects.filter(pk=step_run.pk).update(compensation_action=action)
     if action is not None and action.status in (ActionStatus.APPROVED, ActionStatus.EXECUTING):
         # A redelivered compensation: the earlier attempt's worker is gone.
-        action = kernel.action_execute(action_id=action.pk, recover=True)
+        action = actions.action_execute(action_id=action.pk, recover=True)
     with transaction.atomic():
         run = _lock_run(run.pk)
         step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Agent, Scope
-from autonomy import services
+from autonomy import actions
 from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest
@@ -193,7 +193,7 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         if key is not None and len(key) > 200:
             raise DomainError(ErrorCode.VALIDATION_FAILED, "Idempotency-Key is too long.")
         credential = request.auth if hasattr(request.auth, "prefix") else None
-        action, replayed = services.action_request(
+        action, replayed = actions.action_request(
             agent=request_agent(request),
             credential=credential,
             operation_key=data["operation"],
@@ -251,7 +251,7 @@ class SimulateView(APIView):
                 "Agents cannot simulate draft policies.",
                 status_code=403,
             )
-        operation, decision = services.action_simulate(
+        operation, decision = actions.action_simulate(
             agent=agent,
             operation_key=values["operation"],
             params=values["params"],

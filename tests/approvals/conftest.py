@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import services
+from autonomy import actions
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import UserFactory
 
@@ -18,7 +18,7 @@ def pending_action(registry, *, amount: int = 100, key: str | None = None):
     unit = registry.agent.business_unit
     unit.approval_threshold = 0
     unit.save(update_fields=["approval_threshold"])
-    action, _ = services.action_request(
+    action, _ = actions.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-1", "amount": amount},

@@ -13,7 +13,8 @@ from guardian.shortcuts import assign_perm
 
 from agents.models import Agent
 from approvals.models import ApprovalRequest, ApprovalStatus, Decision
-from autonomy import services as kernel
+from autonomy import actions as lifecycle
+from autonomy import grants
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
@@ -71,7 +72,7 @@ def world(db) -> World:
         sensitivity=5, data_class=DataClass.RESTRICTED, financial=True, amount_param="amount",
         params_schema={"type": "object"},
     )  # fmt: skip
-    kernel.grant(target=pay, to=registry.agent.role)
+    grants.grant(target=pay, to=registry.agent.role)
     policy_services.registry_changed()
     return World(
         ap_bot=registry.agent,
@@ -85,7 +86,7 @@ def world(db) -> World:
 
 def ask(agent, *, op: str = "erp.post-invoice", amount=5000, reason="") -> ApprovalRequest:
     """An agent's request that the gate sends to people, exactly as in production."""
-    action, _ = kernel.action_request(
+    action, _ = lifecycle.action_request(
         agent=agent,
         operation_key=op,
         params={"invoice_id": "INV-7", "amount": amount},

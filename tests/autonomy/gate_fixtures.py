@@ -6,7 +6,7 @@ import pytest
 
 from agents import services as agent_services
 from agents.models import Agent
-from autonomy import services
+from autonomy import grants
 from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation, Policy
 from autonomy.policy import services as policy_services
 from tests.factories import BusinessUnitFactory, UserFactory, make_role
@@ -52,7 +52,7 @@ def build_registry(*, slug: str = "ap-bot", baseline: bool = True) -> Registry:
     read, _ = Operation.objects.get_or_create(
         connector=erp, slug="read-invoice", defaults=dict(name="Read invoice", sensitivity=1)
     )
-    services.grant(target=post, to=role)
+    grants.grant(target=post, to=role)
     policy_services.registry_changed()
     if baseline and not Policy.objects.filter(name="baseline").exists():
         policy_services.policy_save(name="baseline", text=BASELINE, enabled=True, by=officer)

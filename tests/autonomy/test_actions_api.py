@@ -8,6 +8,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from agents import services as agent_services
+from autonomy import actions as lifecycle
 from autonomy.models import ActionRequest, ActionStatus, AuditRecord, ConnectorCall
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import bearer, wait_for
@@ -217,7 +218,7 @@ def test_twenty_concurrent_posts_with_one_key_make_one_action_and_one_execution(
 def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
     postgres, celery_worker, monkeypatch
 ):
-    from autonomy import dispatch, services
+    from autonomy import dispatch
 
     reg = build_registry()
     monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)  # lost publish
@@ -226,9 +227,9 @@ def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
     action_id = response.json()["id"]
     assert ActionRequest.objects.get(pk=action_id).status == ActionStatus.APPROVED
 
-    assert services.actions_redispatch() == 0  # too young: its publish may still arrive
+    assert lifecycle.actions_redispatch() == 0  # too young: its publish may still arrive
     later = ActionRequest.objects.get(pk=action_id).decided_at + timedelta(minutes=5)
-    assert services.actions_redispatch(now=later) == 1
+    assert lifecycle.actions_redispatch(now=later) == 1
 
     wait_for(
         lambda: ActionRequest.objects.get(pk=action_id).status == ActionStatus.SUCCEEDED,
@@ -236,7 +237,7 @@ def test_an_approved_action_whose_publish_was_lost_is_executed_after_the_sweep(
         what="the worker to execute the re-dispatched action",
     )
     assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
-    assert services.actions_redispatch(now=later) == 0  # started: never sent again
+    assert lifecycle.actions_redispatch(now=later) == 0  # started: never sent again
 
 
 @pytest.mark.django_db(transaction=True)
@@ -252,7 +253,6 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
     import signal
     import time
 
-    from autonomy import services
     from autonomy.models import Connector, WorkerBeat
     from tests.conftest import start_celery_worker, stop_celery_worker
 
@@ -278,11 +278,11 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
 
         # This module's clock is set (time_machine); the workers' is not: the sweep is told
         # the time on the workers' clock, and real time passes for the rescuer's.
-        assert services.actions_redispatch(now=last_beat + timedelta(seconds=1)) == 0
+        assert lifecycle.actions_redispatch(now=last_beat + timedelta(seconds=1)) == 0
         rescuer = start_celery_worker(tmp_path / "rescuer.log", env=beat)
         time.sleep(max(0.0, 3.5 - (time.monotonic() - killed)))  # silent for 3 s and more
         later = last_beat + timedelta(seconds=3.5)  # well within the 300 s lease
-        assert services.actions_redispatch(now=later) == 1
+        assert lifecycle.actions_redispatch(now=later) == 1
         action = wait_for(
             lambda: ActionRequest.objects.filter(
                 pk=action_id, status=ActionStatus.SUCCEEDED
@@ -293,7 +293,7 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
         assert action.attempts == 2 and action.outcome["replayed"] is True
         assert action.worker.endswith(f":{rescuer.proc.pid}")  # the rescuer's name now
         assert ConnectorCall.objects.filter(idempotency_key=action_id).count() == 1
-        assert services.actions_redispatch(now=later) == 0  # finished: never sent again
+        assert lifecycle.actions_redispatch(now=later) == 0  # finished: never sent again
     finally:
         for worker in (victim, rescuer):
             if worker is not None:
@@ -301,10 +301,10 @@ def test_an_action_whose_worker_was_killed_mid_execution_runs_once_more_after_th
 
 
 def test_a_stalled_action_is_sent_again_once_per_lease_for_each_execution(registry):
-    from autonomy import selectors, services
+    from autonomy import selectors
 
-    action, _ = services.action_request(
-        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    action, _ = lifecycle.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}
     )
     started = datetime(2030, 1, 1, tzinfo=UTC)
     ActionRequest.objects.filter(pk=action.pk).update(

@@ -13,7 +13,8 @@ from agents.portal_roles import PortalRole, group_name
 from approvals import services as approvals
 from approvals.models import Channel
 from approvals.models import Verdict as ApprovalVerdict
-from autonomy import audit, services
+from autonomy import actions as lifecycle
+from autonomy import audit, grants
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
@@ -53,7 +54,7 @@ def fleet(registry) -> Fleet:
     crm = Connector.objects.create(slug="crm", name="CRM", kind=ConnectorKind.CRM)
     crm_op = Operation.objects.create(connector=crm, slug="lookup", name="Look up a customer")
     role = make_role("seller")
-    services.grant(target=crm_op, to=role)
+    grants.grant(target=crm_op, to=role)
     policy_services.registry_changed()
     sales = BusinessUnitFactory(slug="sales", name="Sales")
     bot = make_agent(slug="sales-bot", business_unit=sales, role=role, risk_tier=1)
@@ -61,7 +62,7 @@ def fleet(registry) -> Fleet:
 
 
 def post_invoice(registry: Registry, amount: float = 100, *, key: str | None = None):
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": key or f"INV-{uuid.uuid4().hex[:6]}", "amount": amount},
@@ -71,7 +72,7 @@ def post_invoice(registry: Registry, amount: float = 100, *, key: str | None = N
 
 
 def lookup(fleet: Fleet):
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=fleet.sales_bot, operation_key="crm.lookup", params={}, reason="a call"
     )
     return action
@@ -146,7 +147,7 @@ def test_filter_by_connector_keeps_only_actions_on_that_connector(fleet):
 
 def test_filter_by_decision_keeps_only_actions_with_that_verdict(fleet):
     post_invoice(fleet.registry)
-    denied, _ = services.action_request(
+    denied, _ = lifecycle.action_request(
         agent=fleet.registry.agent, operation_key="erp.read-invoice", params={}
     )
     assert denied.verdict == Verdict.DENY
@@ -327,7 +328,7 @@ def test_an_agents_service_user_is_refused(registry, client):
 
 def test_a_signed_in_person_without_a_portal_role_is_refused(client, registry):
     client.force_login(UserFactory(username="nobody", is_staff=True))  # staff, but no role
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent, operation_key="erp.read-invoice", params={}, reason="look"
     )
 
@@ -340,7 +341,7 @@ def test_a_signed_in_person_without_a_portal_role_is_refused(client, registry):
 
 def _approved_and_run(registry: Registry) -> ActionRequest:
     """An action a person approved and the connector ran, with its outcome recorded."""
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-42", "amount": 4200},
@@ -433,7 +434,7 @@ def test_admin_changes_are_left_out_unless_asked_for(fleet):
 
 
 def test_the_inbox_detail_links_to_the_actions_trace(registry, client):
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-9", "amount": 90},

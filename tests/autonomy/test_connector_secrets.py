@@ -9,8 +9,7 @@ import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
-from autonomy import connectors
-from autonomy import services as gate_services
+from autonomy import actions, connectors
 from autonomy.connectors import services, vault
 from autonomy.models import AuditRecord, Connector, ConnectorKind, ConnectorSecret, Operation
 from tests.autonomy.gate_fixtures import build_registry
@@ -160,7 +159,7 @@ def test_the_api_never_shows_a_secret_even_when_the_system_echoed_it(http_system
         {"operation": "erp.post-invoice", "params": {"invoice_id": "INV-1", "amount": 5}},
         format="json",
     ).json()
-    gate_services.action_execute(action_id=created["id"])
+    actions.action_execute(action_id=created["id"])
     shown = agent.get(f"/api/v1/actions/{created['id']}/")
     listed = agent.get("/api/v1/actions/")
     assert shown.json()["status"] == "failed" and "401" in json.dumps(shown.json())

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from autonomy import connectors
-from autonomy import services as gate_services
+from autonomy import actions, connectors
 from autonomy.connectors import services
 from autonomy.models import (
     ActionRequest,
@@ -279,8 +278,8 @@ def test_an_allowed_action_through_the_api_reaches_the_http_system_once(http_sys
     )
     assert response.status_code == 201 and response.json()["decision"] == "allow", response.content
     action_id = response.json()["id"]
-    gate_services.action_execute(action_id=action_id)
-    gate_services.action_execute(action_id=action_id)  # a redelivered task
+    actions.action_execute(action_id=action_id)
+    actions.action_execute(action_id=action_id)  # a redelivered task
 
     action = ActionRequest.objects.get(pk=action_id)
     assert action.status == ActionStatus.SUCCEEDED

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from autonomy import connectors
-from autonomy import services as gate_services
+from autonomy import actions, connectors, grants
 from autonomy.connectors import services
 from autonomy.models import (
     ActionRequest,
@@ -109,18 +108,18 @@ def test_an_executed_action_calls_the_tool_once_and_a_redelivery_does_not_call_a
     registry = build_registry()
     connector = mcp_connector(mcp_server.url)
     services.connector_import_mcp_tools(connector=connector, by=None)
-    gate_services.grant(target=connector, to=registry.agent.role)
+    grants.grant(target=connector, to=registry.agent.role)
     before = len(mcp_server.calls())
 
-    action, _ = gate_services.action_request(
+    action, _ = actions.action_request(
         agent=registry.agent,
         operation_key="helpdesk.create_ticket",
         params={"title": "printer on fire"},
         reason="user report",
     )
     assert action.status == ActionStatus.APPROVED, action.reasons
-    gate_services.action_execute(action_id=action.pk)
-    gate_services.action_execute(action_id=action.pk)  # a redelivered task
+    actions.action_execute(action_id=action.pk)
+    actions.action_execute(action_id=action.pk)  # a redelivered task
     replay = connectors.call(
         operation=action.operation, params=action.params, idempotency_key=str(action.pk)
     )

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import services
+from autonomy import actions as lifecycle
 from autonomy.models import ActivityRollup, Verdict
 from autonomy.observability import dashboard as selectors
 from autonomy.observability.rollup import rollup_rebuild
@@ -39,11 +39,10 @@ def rollup_totals() -> dict:
 @pytest.mark.django_db
 def test_a_decided_action_is_counted_in_its_minutes_rollup(fleet):
     registry, _ = fleet
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-1", "amount": 120},
-        dispatch=False,
     )
     row = ActivityRollup.objects.get()
     assert row.minute == action.created_at.replace(second=0, microsecond=0)
@@ -58,11 +57,10 @@ def test_a_decided_action_is_counted_in_its_minutes_rollup(fleet):
 def test_actions_of_the_same_minute_unit_operation_and_verdict_share_one_row(fleet):
     registry, _ = fleet
     actions = [
-        services.action_request(
+        lifecycle.action_request(
             agent=registry.agent,
             operation_key="erp.post-invoice",
             params={"invoice_id": f"INV-{n}", "amount": 120},
-            dispatch=False,
         )[0]
         for n in range(3)
     ]

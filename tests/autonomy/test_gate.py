@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus
-from autonomy import gate, services
+from autonomy import actions as lifecycle
+from autonomy import gate, grants
 from autonomy.models import ActionRequest, ActionStatus, AuditRecord, Policy, PolicyStoreState
 from autonomy.policy import services as policy_services
 
@@ -49,7 +50,7 @@ def test_missing_grant_is_denied_even_when_a_policy_permits(registry):
 
 
 def test_agent_level_grant_is_enough(registry):
-    services.grant(target=registry.read, to=registry.agent)
+    grants.grant(target=registry.read, to=registry.agent)
     decision = gate.decide(agent=registry.agent, operation=registry.read, params={})
     assert decision.verdict == "allow"
     assert decision.grant == {"to": "agent", "on": "operation"}
@@ -139,7 +140,7 @@ def test_rate_limit_denies_the_action_over_the_limit(registry):
     Agent.objects.filter(pk=registry.agent.pk).update(max_actions_per_minute=3)
     agent = Agent.objects.select_related("role__group", "business_unit").get(pk=registry.agent.pk)
     results = [
-        services.action_request(agent=agent, operation_key="erp.post-invoice", params={"invoice_id": str(i), "amount": 1})[0]
+        lifecycle.action_request(agent=agent, operation_key="erp.post-invoice", params={"invoice_id": str(i), "amount": 1})[0]
         for i in range(4)
     ]  # fmt: skip
     assert [a.verdict for a in results] == ["allow", "allow", "allow", "deny"]
@@ -149,10 +150,10 @@ def test_rate_limit_denies_the_action_over_the_limit(registry):
 def test_daily_spend_budget_is_enforced(registry):
     Agent.objects.filter(pk=registry.agent.pk).update(max_daily_spend=1000)
     agent = Agent.objects.select_related("role__group", "business_unit").get(pk=registry.agent.pk)
-    first, _ = services.action_request(
+    first, _ = lifecycle.action_request(
         agent=agent, operation_key="erp.post-invoice", params={"invoice_id": "1", "amount": 800}
     )
-    second, _ = services.action_request(
+    second, _ = lifecycle.action_request(
         agent=agent, operation_key="erp.post-invoice", params={"invoice_id": "2", "amount": 300}
     )
     assert first.verdict == "allow"
@@ -171,7 +172,7 @@ def test_off_hours_add_risk(registry):
 
 def test_each_decision_leaves_exactly_one_audit_record(registry):
     before = AuditRecord.objects.count()
-    action, _ = services.action_request(
+    action, _ = lifecycle.action_request(
         agent=registry.agent, operation_key="erp.read-invoice", params={}
     )
     records = AuditRecord.objects.filter(kind="action_decision", action_id=action.pk)
@@ -195,7 +196,7 @@ def test_enabling_a_policy_takes_effect_on_the_next_decision(registry):
 
 def test_draft_policy_is_simulated_without_recording_anything(registry):
     actions, records = ActionRequest.objects.count(), AuditRecord.objects.count()
-    _, decision = services.action_simulate(
+    _, decision = lifecycle.action_simulate(
         agent=registry.agent, operation_key="erp.post-invoice", params={"invoice_id": "1", "amount": 1},
         draft_text="forbid (principal, action, resource);",
     )  # fmt: skip
@@ -262,15 +263,15 @@ def test_expired_credential_is_denied_by_the_gate(registry):
 
 
 def test_allowed_action_is_approved_for_execution(registry):
-    action, replayed = services.action_request(
+    action, replayed = lifecycle.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "9", "amount": 10},
     )
     assert not replayed and action.status == ActionStatus.APPROVED
-    done = services.action_execute(action_id=action.pk)
+    done = lifecycle.action_execute(action_id=action.pk)
     assert done.status == ActionStatus.SUCCEEDED and done.outcome["ok"] is True
-    again = services.action_execute(action_id=action.pk)
+    again = lifecycle.action_execute(action_id=action.pk)
     assert again.status == ActionStatus.SUCCEEDED and again.attempts == 1
     assert AuditRecord.objects.filter(action_id=action.pk).count() == 2
     assert AgentStatus.ACTIVE == registry.agent.status

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus
-from autonomy import services
+from autonomy import actions
+from autonomy import grants as grant_rules
 from autonomy.models import (
     ActionRequest,
     AuditRecord,
@@ -132,7 +133,7 @@ def run_example(world, data, check):
         texts.append("permit (principal, action, resource);")
     with transaction.atomic():
         for (_kind, grantee), target in granted:
-            services.grant(target=target, to=grantee)
+            grant_rules.grant(target=target, to=grantee)
         Policy.objects.bulk_create(
             Policy(name=f"p{i}", text=t, enabled=True) for i, t in enumerate(texts)
         )
@@ -142,7 +143,7 @@ def run_example(world, data, check):
             pk=agent.pk
         )
         records_before = AuditRecord.objects.filter(kind="action_decision").count()
-        action, _ = services.action_request(
+        action, _ = actions.action_request(
             agent=fresh, operation_key=operation.key, params={"amount": amount}
         )
         check(fresh, operation, action, amount, records_before)
@@ -208,12 +209,12 @@ def test_a_revoked_credential_is_always_denied(world, data):
         credential, _ = agent_services.credential_issue(agent=agent)
         agent_services.credential_revoke(credential=credential)
         credential.refresh_from_db()
-        services.grant(target=world["erp"], to=agent)
+        grant_rules.grant(target=world["erp"], to=agent)
         Policy.objects.create(
             name="all", text="permit (principal, action, resource);", enabled=True
         )
         PolicyStoreState.objects.update_or_create(pk=1, defaults={"version": secrets.randbits(62)})
-        action, _ = services.action_request(
+        action, _ = actions.action_request(
             agent=agent,
             operation_key=data.draw(st.sampled_from(world["ops"])).key,
             params={},

@@ -6,8 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent, AgentStatus, Credential
 from approvals.models import ApprovalStatus
-from autonomy import intervention
-from autonomy import services as kernel
+from autonomy import actions, intervention
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, AuditRecord, Intervention, InterventionKind
 from tests.approvals.conftest import pending_action
@@ -30,11 +29,10 @@ def approved_not_started(registry) -> ActionRequest:
     unit = registry.agent.business_unit
     unit.approval_threshold = 100
     unit.save(update_fields=["approval_threshold"])
-    action, _ = kernel.action_request(
+    action, _ = actions.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-2", "amount": 5},
-        dispatch=False,
     )
     assert action.status == "approved", action.reasons
     return action
@@ -59,7 +57,7 @@ def test_cancelled_approved_action_is_never_executed_after_a_kill(boss):
     registry = build_registry()
     approved = approved_not_started(registry)
     intervention.agent_kill(agent=registry.agent, by=boss, reason="rogue")
-    assert kernel.action_execute(action_id=approved.pk).status == "cancelled"
+    assert actions.action_execute(action_id=approved.pk).status == "cancelled"
 
 
 def test_killing_a_quarantined_agent_still_revokes_its_credentials(boss):
@@ -146,7 +144,7 @@ def test_paused_agent_is_denied_on_its_next_action_after_an_emergency_stop(boss)
     registry = build_registry()
     intervention.emergency_stop(by=boss, reason="incident")
     agent = Agent.objects.get(pk=registry.agent.pk)
-    action, _ = kernel.action_request(
+    action, _ = actions.action_request(
         agent=agent, operation_key="erp.post-invoice", params={"invoice_id": "X", "amount": 1}
     )
     assert action.status == "denied" and action.reasons[0]["code"] == "agent_paused"
@@ -158,7 +156,7 @@ def test_override_allow_executes_the_waiting_action(boss):
     intervention.action_override(action=waiting, by=boss, verdict="allow", reason="urgent")
     waiting.refresh_from_db()
     assert waiting.status == "approved" and waiting.approval.status == ApprovalStatus.APPROVED
-    assert kernel.action_execute(action_id=waiting.pk).status == "succeeded"
+    assert actions.action_execute(action_id=waiting.pk).status == "succeeded"
     assert Intervention.objects.get(kind=InterventionKind.OVERRIDE).details["verdict"] == "allow"
     assert AuditRecord.objects.filter(kind="intervention", action_id=waiting.pk).exists()
 

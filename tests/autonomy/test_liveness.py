@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from autonomy import liveness, selectors, services
+from autonomy import actions, liveness, selectors, services
 from autonomy.models import ActionRequest, ActionStatus, WorkerBeat
 from tests.conftest import wait_for
 from tests.factories import UserFactory
@@ -57,8 +57,8 @@ def test_silent_workers_are_not_alive_and_their_rows_are_pruned(db):
 
 
 def test_an_action_whose_worker_stopped_beating_is_stalled_before_its_lease(registry):
-    action, _ = services.action_request(
-        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    action, _ = actions.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}
     )
     started = datetime(2030, 1, 1, tzinfo=UTC)
     ActionRequest.objects.filter(pk=action.pk).update(
@@ -71,26 +71,26 @@ def test_an_action_whose_worker_stopped_beating_is_stalled_before_its_lease(regi
 
 
 def test_an_action_executed_again_names_the_worker_executing_it(registry):
-    action, _ = services.action_request(
-        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    action, _ = actions.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}
     )
     ActionRequest.objects.filter(pk=action.pk).update(
         status=ActionStatus.EXECUTING, started_at=timezone.now(), attempts=1, worker="gone:1"
     )
     # Young, but its worker is not alive: executed again, now in this process's name ('').
-    done = services.action_execute(action_id=action.pk)
+    done = actions.action_execute(action_id=action.pk)
     assert (done.status, done.attempts, done.worker) == (ActionStatus.SUCCEEDED, 2, "")
 
 
 def test_a_young_action_whose_worker_beats_is_left_to_it(registry):
-    action, _ = services.action_request(
-        agent=registry.agent, operation_key="erp.read-invoice", params={}, dispatch=False
+    action, _ = actions.action_request(
+        agent=registry.agent, operation_key="erp.read-invoice", params={}
     )
     services.worker_beat(name="host-a:1")
     ActionRequest.objects.filter(pk=action.pk).update(
         status=ActionStatus.EXECUTING, started_at=timezone.now(), attempts=1, worker="host-a:1"
     )
-    left = services.action_execute(action_id=action.pk)
+    left = actions.action_execute(action_id=action.pk)
     assert (left.status, left.attempts) == (ActionStatus.EXECUTING, 1)
 
 

@@ -15,8 +15,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from autonomy import selectors
-from autonomy import services as kernel
+from autonomy import grants
 from autonomy.models import ActionRequest, ActionStatus, Operation
 from tests.approvals.conftest import approver
 from tests.conftest import wait_for
@@ -66,7 +65,7 @@ def call(mcp, agent, name, arguments):
 
 def test_each_agent_sees_exactly_the_operations_it_is_granted_as_tools(mcp, world):
     clerk, other_clerk, senior = world.agents[0], world.agents[1], world.seniors_agents[0]
-    kernel.grant(target=world.ops["senior-only"], to=clerk)  # a grant to the agent itself
+    grants.grant(target=world.ops["senior-only"], to=clerk)  # a grant to the agent itself
 
     role_ops = {"erp.extract", "erp.match-po", "erp.post-invoice", "erp.void-invoice",
                 "erp.notify"}  # fmt: skip
@@ -190,10 +189,10 @@ def test_listing_the_granted_operations_takes_the_same_queries_for_few_or_many(
 ):
     for i in range(extra):
         operation = Operation.objects.create(connector=world.erp, slug=f"op-{i}", name=f"Op {i}")
-        kernel.grant(target=operation, to=world.clerks)
+        grants.grant(target=operation, to=world.clerks)
     agent = Agent.objects.select_related("role").get(pk=world.agents[0].pk)
 
     with django_assert_max_num_queries(3):
-        granted = selectors.operations_granted(agent=agent)
+        granted = grants.operations_callable(agent=agent)
 
     assert len(granted) == 5 + extra

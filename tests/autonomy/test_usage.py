@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent
-from autonomy import gate, services, usage
+from autonomy import actions, gate, usage
 from autonomy.models import ActionRequest, AgentUsage
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def fresh(registry, **limits):
 
 
 def ask(agent, n: int, amount=1):
-    action, _ = services.action_request(
+    action, _ = actions.action_request(
         agent=agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": str(n), "amount": amount},

@@ -69,7 +69,7 @@ def bench_resume() -> None:
 
     from approvals import services as approvals
     from approvals.models import ApprovalRequest, Channel
-    from autonomy import services
+    from autonomy import actions
     from autonomy.models import ActionRequest
     from tests.autonomy.gate_fixtures import build_registry
     from tests.factories import UserFactory
@@ -88,7 +88,7 @@ def bench_resume() -> None:
     approver.groups.add(Group.objects.get_or_create(name="Portal: Approver")[0])
     pending = []
     for i in range(APPROVALS):
-        action, _ = services.action_request(
+        action, _ = actions.action_request(
             agent=agent,
             operation_key="erp.post-invoice",
             params={"invoice_id": f"B-{i}", "amount": 10},

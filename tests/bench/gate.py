@@ -260,7 +260,7 @@ def build_world(rng: random.Random, sizes: Sizes) -> World:
 
     from agents import services as agent_services
     from agents.models import Agent, Role
-    from autonomy import services
+    from autonomy import grants
     from autonomy.models import Connector, DataClass, Operation
     from autonomy.policy.services import registry_changed
 
@@ -302,7 +302,7 @@ def build_world(rng: random.Random, sizes: Sizes) -> World:
     operations = list(Operation.objects.select_related("connector").order_by("pk"))
     # Every role may use its home connector; the grants go through the service.
     for n, role in enumerate(roles):
-        services.grant(target=connectors[n % len(connectors)], to=role)
+        grants.grant(target=connectors[n % len(connectors)], to=role)
 
     world = World(
         units=units,
@@ -329,7 +329,7 @@ def build_world(rng: random.Random, sizes: Sizes) -> World:
         max_actions_per_minute=10_000_000, max_daily_spend=Decimal("999999999999.00")
     )
     post = next(op for op in operations if op.key == MEASURED_OPERATION)
-    services.grant(target=post, to=processor)
+    grants.grant(target=post, to=processor)
     credential, token = agent_services.credential_issue(agent=agent)
     world.agent_pk, world.credential_pk, world.token = agent.pk, credential.pk, token
     world.operation_pk = post.pk
@@ -590,12 +590,12 @@ def measured_request(world: World):
     """The agent, credential and operation as the API has them: the credential lookup's
     ``select_related`` and ``resolve_operation``."""
     from agents.models import Credential
-    from autonomy import services
+    from autonomy import actions
 
     credential = Credential.objects.select_related(
         "agent__service_user", "agent__business_unit", "agent__owner", "agent__role__group"
     ).get(pk=world.credential_pk)
-    operation = services.resolve_operation(key=MEASURED_OPERATION)
+    operation = actions.resolve_operation(key=MEASURED_OPERATION)
     return credential.agent, credential, operation
 
 

@@ -14,8 +14,8 @@ import time_machine
 
 from agents import demo as agents_demo
 from agents.models import Agent, AgentStatus
+from autonomy import actions
 from autonomy import demo as kernel_demo
-from autonomy import services as gate_services
 from autonomy.connectors import openapi, vault
 from autonomy.connectors.services import connector_import_openapi
 from autonomy.models import ActionRequest, ActionStatus, Connector, Operation
@@ -46,11 +46,11 @@ def wired(demo_systems, settings, monkeypatch):
 
 def executed(role: str, operation: str, params: dict) -> ActionRequest:
     agent = Agent.objects.filter(role__slug=role, status=AgentStatus.ACTIVE).order_by("slug")[0]
-    action, _ = gate_services.action_request(
-        agent=agent, operation_key=operation, params=params, reason="test", dispatch=False
+    action, _ = actions.action_request(
+        agent=agent, operation_key=operation, params=params, reason="test"
     )
     assert action.status == ActionStatus.APPROVED, (action.decision, action.reasons)
-    gate_services.action_execute(action_id=action.pk)
+    actions.action_execute(action_id=action.pk)
     action.refresh_from_db()
     assert action.status == ActionStatus.SUCCEEDED, action.error
     return action
@@ -113,7 +113,7 @@ def test_an_incident_opened_through_the_gate_is_stored_in_the_demo_itsm(wired, o
 def test_a_repeated_execution_of_one_action_makes_one_incident(wired, office_hours):
     action = executed("incident-triager", "itsm.create-incident", {"title": "Disk full"})
     ActionRequest.objects.filter(pk=action.pk).update(status=ActionStatus.APPROVED)
-    gate_services.action_execute(action_id=action.pk)  # a redelivered task
+    actions.action_execute(action_id=action.pk)  # a redelivered task
     assert wired.app.store.count("itsm", "incident") == 1
 
 

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import services, views_activity
+from autonomy import actions, views_activity
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import wait_for
 from tests.factories import UserFactory
@@ -47,7 +47,7 @@ def test_officer_sees_a_new_action_arrive_without_a_reload_and_opens_its_trace(
     from playwright.sync_api import expect
 
     registry = build_registry()
-    earlier, _ = services.action_request(
+    earlier, _ = actions.action_request(
         agent=registry.agent,
         operation_key="erp.read-invoice",
         params={},
@@ -61,7 +61,7 @@ def test_officer_sees_a_new_action_arrive_without_a_reload_and_opens_its_trace(
     expect(page.locator(f'.activity-row a[href="/actions/{earlier.pk}/trace/"]')).to_be_visible()
     page.evaluate("window.__sameDocument = true")
 
-    action, _ = services.action_request(
+    action, _ = actions.action_request(
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-7", "amount": 4200},

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
 from approvals.models import ApprovalRequest, ApprovalStatus
-from autonomy import services as kernel
+from autonomy import actions, grants
 from autonomy.models import ActionRequest, ActionStatus, DataClass, Effect, Operation
 from autonomy.policy import services as policy_services
 from tests.autonomy.gate_fixtures import build_registry
@@ -21,7 +21,7 @@ PASSWORD = "a long local password"
 
 
 def ask(agent, *, op="erp.post-invoice", amount=5000, invoice="INV-1", reason=""):
-    action, _ = kernel.action_request(
+    action, _ = actions.action_request(
         agent=agent,
         operation_key=op,
         params={"invoice_id": invoice, "amount": amount},
@@ -54,7 +54,7 @@ def test_approver_decides_from_the_inbox_and_sees_new_requests_arrive_live(
         sensitivity=5, data_class=DataClass.RESTRICTED, financial=True, amount_param="amount",
         params_schema={"type": "object"},
     )  # fmt: skip
-    kernel.grant(target=pay, to=role)
+    grants.grant(target=pay, to=role)
     policy_services.registry_changed()
 
     payment = ask(

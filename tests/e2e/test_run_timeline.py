@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import services as kernel
+from autonomy import grants
 from tests.factories import UserFactory
 from tests.oidc_fixtures import screenshot
 from tests.workflows.conftest import eager  # noqa: F401
@@ -84,7 +84,7 @@ def test_officer_reads_waits_approvals_escalations_and_skips_an_escalated_step(
             step("file", None, after=["post", "notify"], name="File the paperwork"),
         ],
     )  # fmt: skip
-    kernel.revoke_grant(target=world.ops["notify"], to=world.clerks)
+    grants.revoke_grant(target=world.ops["notify"], to=world.clerks)
     run = services.run_start(template=template, context={"source": "mailbox"}, by=world.officer)
     services.run_start(template=published("tiny", [step("a", None)]), by=world.officer)
     clerk = world.agents[0]

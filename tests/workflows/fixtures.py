@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from agents import services as agent_services
 from agents.models import Agent, Role
-from autonomy import services as kernel
+from autonomy import grants
 from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation, Policy
 from autonomy.policy import services as policy_services
 from tests.factories import BusinessUnitFactory, UserFactory, make_role
@@ -60,8 +60,8 @@ def build_world(*, clerks: int = 2, latency_ms: int = 0) -> World:
             params_schema=AMOUNT_SCHEMA, amount_param="amount" if financial else "",
         )  # fmt: skip
         if slug != "senior-only":
-            kernel.grant(target=ops[slug], to=clerk_role)
-        kernel.grant(target=ops[slug], to=senior_role)
+            grants.grant(target=ops[slug], to=clerk_role)
+        grants.grant(target=ops[slug], to=senior_role)
     policy_services.registry_changed()
     if not Policy.objects.filter(name="baseline").exists():
         policy_services.policy_save(name="baseline", text=BASELINE, enabled=True, by=officer)

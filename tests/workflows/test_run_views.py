@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import services as kernel
+from autonomy import grants
 from tests.factories import UserFactory
 from tests.workflows.fixtures import published, step
 from workflows import services
@@ -54,7 +54,7 @@ def escalated_run(world) -> tuple[Run, StepRun]:
     template = published(
         "deny", [step("a", "notify", escalate_to_human=True), step("b", after=["a"])]
     )
-    kernel.revoke_grant(target=world.ops["notify"], to=world.clerks)
+    grants.revoke_grant(target=world.ops["notify"], to=world.clerks)
     run = services.run_start(template=template, by=world.officer)
     a = StepRun.objects.get(run=run, step__key="a")
     assert a.status == StepStatus.ESCALATED

@@ -4,8 +4,7 @@ import pytest
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from autonomy import connectors
-from autonomy import services as kernel
+from autonomy import connectors, grants
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
 from tests.approvals.conftest import approver
 from tests.workflows.fixtures import diamond, published, step
@@ -148,7 +147,7 @@ def test_a_denied_step_escalates_to_a_person_who_can_skip_it(eager, world):
     template = published(
         "deny", [step("a", "notify", escalate_to_human=True), step("b", after=["a"])]
     )
-    kernel.revoke_grant(target=world.ops["notify"], to=world.clerks)  # after publishing
+    grants.revoke_grant(target=world.ops["notify"], to=world.clerks)  # after publishing
     run = services.run_start(template=template)
     a = StepRun.objects.get(run=run, step__key="a")
     assert a.status == StepStatus.ESCALATED
@@ -211,7 +210,7 @@ def test_cancelled_run_cancels_its_waiting_approval(eager, world):
 def test_a_step_that_fails_the_run_cancels_its_parallel_siblings(eager, world):
     from tests.factories import make_role
 
-    kernel.grant(target=world.ops["extract"], to=make_role("nobody-role"))  # but no agents
+    grants.grant(target=world.ops["extract"], to=make_role("nobody-role"))  # but no agents
     template = published("siblings", [step("a", role="nobody-role"), step("b", None)])
     run = services.run_start(template=template)
     run.refresh_from_db()

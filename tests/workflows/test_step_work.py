@@ -146,12 +146,13 @@ def test_an_operation_disabled_between_two_steps_of_a_chain_is_seen_by_the_next(
     """A step claimed inline takes its operation from what this process saw for the policy
     version it compiled last; a change to the operation moves that version, which the gate
     confirms in the step's own transaction, so the next step sees the operation disabled."""
+    from autonomy import actions
     from autonomy import services as kernel
     from autonomy.models import Operation
 
     run = services.run_start(template=chain("disabled", 3))
     first = run.step_runs.get(position=0)
-    perform = kernel.action_perform
+    perform = actions.action_perform
 
     def perform_then_disable(*, action_id, action=None):
         done = perform(action_id=action_id, action=action)
