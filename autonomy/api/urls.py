@@ -5,7 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from agents.api import views as agent_views
 from approvals import api as approvals_api
-from autonomy.api import actions, interventions
+from autonomy.api import actions, interventions, operations
 from workflows.api import coordination as coordination_api
 from workflows.api import tasks as tasks_api
 
@@ -15,6 +15,7 @@ router.register("business-units", agent_views.BusinessUnitViewSet, basename="bus
 router.register("roles", agent_views.RoleViewSet, basename="role")
 router.register("credentials", agent_views.CredentialViewSet, basename="credential")
 router.register("actions", actions.ActionViewSet, basename="action")
+router.register("operations", operations.OperationViewSet, basename="operation")
 router.register("interventions", interventions.InterventionViewSet, basename="intervention")
 router.register("approvals", approvals_api.ApprovalViewSet, basename="approval")
 router.register("claims", coordination_api.ClaimViewSet, basename="claim")
