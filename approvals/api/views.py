@@ -1,55 +1,15 @@
 """/api/v1/approvals/: people who approve from chat tools list and decide here.
 Session or token auth of a human user; agents may never approve."""
 
-from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from agents.api.permissions import IsPerson
 from approvals import selectors, services
-from approvals.models import ApprovalRequest, Channel, Decision, Verdict
-from autonomy.api.serializers import StrictSerializer
-
-
-class DecisionSerializer(serializers.ModelSerializer):
-    approver = serializers.CharField(source="approver.username")
-
-    class Meta:
-        model = Decision
-        fields = ["approver", "verdict", "comment", "channel", "params", "created_at"]
-
-
-class ApprovalSerializer(serializers.ModelSerializer):
-    agent = serializers.CharField(source="agent.slug")
-    owner = serializers.CharField(source="agent.owner.username")
-    business_unit = serializers.CharField(source="business_unit.slug")
-    approvers = serializers.CharField(source="approver_group.name")
-    action = serializers.UUIDField(source="action_id")
-    operation = serializers.CharField(source="action.operation.key")
-    params = serializers.JSONField(source="action.params")
-    reason = serializers.CharField(source="action.reason")
-    risk_factors = serializers.JSONField(source="action.risk_factors")
-    gate_reasons = serializers.JSONField(source="action.reasons")
-
-    class Meta:
-        model = ApprovalRequest
-        fields = [
-            "id", "subject", "agent", "owner", "business_unit", "approvers", "action",
-            "operation", "params", "reason", "risk_score", "risk_factors", "gate_reasons",
-            "quorum", "approvals", "status", "expires_at", "escalated_at", "created_at",
-            "decided_at",
-        ]  # fmt: skip
-
-
-class DecideSerializer(StrictSerializer):
-    verdict = serializers.ChoiceField(choices=Verdict.choices)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    params = serializers.JSONField(required=False, default=None)
-    redirect_to = serializers.SlugRelatedField(
-        slug_field="name", queryset=Group.objects.all(), required=False, default=None
-    )
+from approvals.api.serializers import ApprovalSerializer, DecideSerializer
+from approvals.models import ApprovalRequest, Channel
 
 
 class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
