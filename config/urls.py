@@ -1,3 +1,6 @@
+"""The project's URLs: the admin and portal pages, probes, and /api/v1/, where the kernel and
+each app include their own ``api/urls.py``."""
+
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
