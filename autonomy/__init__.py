@@ -1,5 +1,1 @@
-"""Autonomy OS: the project and the OS kernel."""
-
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""Autonomy OS: the OS kernel. The Django project around it is ``config``."""

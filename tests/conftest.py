@@ -19,7 +19,7 @@ def pytest_configure(config):
     # other's tasks from the shared broker.
     from django.conf import settings
 
-    from autonomy.celery import app
+    from config.celery import app
 
     queue = f"autonomy-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
@@ -105,7 +105,7 @@ def _celery_app_stays_current():
     later worker tests waited for runs that never moved). Fail the test that did it."""
     from celery import current_app
 
-    from autonomy.celery import app
+    from config.celery import app
 
     yield
     if current_app._get_current_object() is not app:
@@ -227,7 +227,7 @@ def start_celery_worker(
     pool = [] if any(a.startswith("--pool") for a in args) else ["--pool=solo"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "autonomy", "worker", *pool,
+            [sys.executable, "-m", "celery", "-A", "config", "worker", *pool,
              "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
              "--without-heartbeat", "--loglevel=INFO", *args],
             cwd=realparts.ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=log,

@@ -3,6 +3,7 @@
 import logging
 import time
 
+from celery import current_app
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
@@ -25,9 +26,9 @@ def _check_database() -> None:
 
 
 def _check_broker() -> None:
-    from autonomy.celery import app
-
-    with app.connection_for_write() as conn:
+    # The project's Celery app (``config.celery``) is the current one in every process Django
+    # runs in; the kernel reaches it that way rather than importing the project above it.
+    with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
 
 

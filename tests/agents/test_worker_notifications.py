@@ -39,7 +39,7 @@ def test_a_stale_notice_is_dropped_when_the_status_moved_on(celery_worker, owned
     from django.db import transaction
 
     from agents import services
-    from autonomy.celery import app
+    from config.celery import app
 
     # Both notices are dispatched on commit, so the "paused" one reaches the worker when the
     # agent is already active again: the worker must drop it and send only the "active" one.

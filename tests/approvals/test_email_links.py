@@ -28,7 +28,7 @@ LINK = re.compile(r"https?://\S+/approvals/e/[^/\s]+/")
 @pytest.fixture(autouse=True)
 def tasks_run_in_process():
     """Celery tasks run in the test process, so their e-mail lands in mail.outbox."""
-    from autonomy.celery import app
+    from config.celery import app
 
     before = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -19,7 +19,7 @@ def test_readyz_checks_database_and_broker(client):
 
 
 def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(client, monkeypatch):
-    from autonomy.celery import app
+    from config.celery import app
 
     monkeypatch.setattr(app.conf, "broker_write_url", "redis://127.0.0.1:1/0")
     response = client.get("/readyz")

@@ -11,7 +11,7 @@ from tests.realparts import ROOT
 def test_a_worker_freezes_its_startup_objects_when_ready_and_in_each_forked_child(settings):
     from celery.signals import worker_process_init, worker_ready
 
-    import autonomy.celery  # noqa: F401 (connects the receivers)
+    import config.celery  # noqa: F401 (connects the receivers)
 
     settings.AUTONOMY_WORKER_BEAT_SECONDS = 0  # no heartbeat thread in the test process
 
@@ -28,7 +28,7 @@ def test_a_worker_freezes_its_startup_objects_when_ready_and_in_each_forked_chil
 def test_the_web_application_freezes_its_startup_objects(tmp_path):
     env = {**os.environ, "AUTONOMY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": ""}
     env.pop("DJANGO_SETTINGS_MODULE")
-    for module in ("autonomy.wsgi", "autonomy.asgi"):
+    for module in ("config.wsgi", "config.asgi"):
         out = subprocess.run(
             [sys.executable, "-c", f"import gc, {module}; print(gc.get_freeze_count())"],
             cwd=ROOT, env=env, capture_output=True, text=True, check=True,

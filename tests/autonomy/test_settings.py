@@ -21,7 +21,7 @@ PRINT_DB = (
 
 def run(code: str | None = None, args: list[str] | None = None, **env_overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "autonomy.settings", **env_overrides})
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", **env_overrides})
     command = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 

@@ -44,7 +44,7 @@ def pct(values: list[float], q: float) -> float:
 def setup_django(data_dir: str) -> None:
     os.environ["AUTONOMY_DATA_DIR"] = data_dir
     os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

@@ -33,7 +33,7 @@ def pct(values, q):
 def setup_django(data_dir: str) -> None:
     os.environ["AUTONOMY_DATA_DIR"] = data_dir
     os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"bench-approvals-{os.getpid()}"
     import django
 
@@ -55,7 +55,7 @@ def start_worker(data_dir: str) -> subprocess.Popen:
     }
     log = open(Path(data_dir) / "worker.log", "w")  # noqa: SIM115 (kept open for the worker)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
          "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
          "--without-heartbeat", "--loglevel=WARNING"],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -53,7 +53,7 @@ def setup_django(data_dir: str) -> None:
     os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
     os.environ.pop("CELERY_BROKER_URL", None)
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

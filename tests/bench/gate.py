@@ -205,8 +205,8 @@ def drop_postgres_databases() -> None:
 
 
 def configure(tmp: str) -> None:
-    """Environment for ``autonomy.settings``, before Django reads it."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    """Environment for ``config.settings``, before Django reads it."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["AUTONOMY_DATA_DIR"] = tmp
     os.environ["DEBUG"] = "false"  # no query log: production's cost per query
     os.environ["CELERY_BROKER_URL"] = os.environ.get(
@@ -803,7 +803,7 @@ def bench(sizes: Sizes) -> dict:
         cedar()
     decider(world, sizes)  # the first warm-up, at 100 agents and 1,000 policies
     # This process now serves requests as a web process does: freeze what it built to start,
-    # as autonomy.wsgi does there. Unfrozen, the 10,000 agents and 1,000 policies built above
+    # as config.wsgi does there. Unfrozen, the 10,000 agents and 1,000 policies built above
     # made each full garbage collection take up to 0.2 s, landing in one timing or another.
     from autonomy.process import freeze_startup_objects
 

@@ -44,7 +44,7 @@ def setup_django(data_dir: str) -> None:
     os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
     os.environ.pop("CELERY_BROKER_URL", None)  # and a filesystem broker in the same folder
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

@@ -105,7 +105,7 @@ def bench_brokers() -> None:
 
 def bench_api() -> None:
     """Agent-token authentication cost: /agents/me/ against /healthz (no auth, no DB)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     tmp = tempfile.mkdtemp()
     os.environ["AUTONOMY_DATA_DIR"] = tmp
     os.environ.pop("DATABASE_URL", None)

@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from autonomy.urls import handler400, handler404, handler500
-from autonomy.urls import urlpatterns as project_urls
+from config.urls import handler400, handler404, handler500
+from config.urls import urlpatterns as project_urls
 from tests.bench.baseline import BaselineView
 
 BASELINE_PATH = "/bench/baseline/"

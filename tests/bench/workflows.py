@@ -106,8 +106,8 @@ def _admin(url: str):
 
 
 def configure(tmp: str) -> None:
-    """Environment for ``autonomy.settings`` (and the workers, which inherit it)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+    """Environment for ``config.settings`` (and the workers, which inherit it)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["AUTONOMY_DATA_DIR"] = tmp
     os.environ["DEBUG"] = "false"
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
@@ -129,7 +129,7 @@ def teardown() -> None:
     from django.conf import settings
     from django.db import connections
 
-    from autonomy.celery import app
+    from config.celery import app
 
     try:  # nothing of ours stays queued on a shared broker
         with app.connection_for_write() as conn:
@@ -313,7 +313,7 @@ def start_workers(names: list[str], tmp: str) -> list[subprocess.Popen]:
         log_path = Path(tmp, f"worker-{name}.log")
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "autonomy", "worker", "--pool=solo",
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
                  "-n", f"{name}-{os.getpid()}@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
                  "-I", "tests.bench.noop", "--without-gossip", "--without-mingle",
                  "--without-heartbeat", "--loglevel=INFO"],
@@ -567,7 +567,7 @@ def bench(sizes: Sizes, tmp: str, profile: bool) -> None:
     )
     templates = build(sizes)
     # This process starts the runs, as the web process does: freeze what it built to start,
-    # as autonomy.wsgi does there, or a full garbage collection (~0.1 s) lands in a timing.
+    # as config.wsgi does there, or a full garbage collection (~0.1 s) lands in a timing.
     from autonomy.process import freeze_startup_objects
 
     freeze_startup_objects()

@@ -23,7 +23,7 @@ from workflows.models import StepRun, StepStatus
 @pytest.fixture
 def eager(transactional_db):
     """Celery tasks run in the process that sent them, as soon as their transaction commits."""
-    from autonomy.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = True
     yield

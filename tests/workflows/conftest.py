@@ -6,7 +6,7 @@ from tests.workflows.fixtures import build_world
 @pytest.fixture
 def eager(transactional_db):
     """Celery tasks run in this process as soon as the transaction that sent them commits."""
-    from autonomy.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True

@@ -13,7 +13,7 @@ from workflows.models import Run, RunStatus, StepRun, StepStatus
 
 
 def test_a_ready_step_whose_message_was_lost_is_dispatched_again(world, eager):
-    from autonomy.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = False  # the first dispatch goes to a broker nobody reads
     run = services.run_start(template=published("lost", [step("a")]))
@@ -76,8 +76,8 @@ def test_a_task_whose_leases_keep_running_out_stops_being_offered_and_fails(worl
 def claimed_by(worker: str, key: str) -> StepRun:
     """A run whose one operation step a worker claimed (its action executing) and never
     finished: what a worker killed in the middle of the step leaves."""
-    from autonomy.celery import app
     from autonomy.models import ActionStatus
+    from config.celery import app
 
     app.conf.task_always_eager = False  # the first dispatch goes to a broker nobody reads
     try:

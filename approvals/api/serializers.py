@@ -1,15 +1,9 @@
-"""/api/v1/approvals/: people who approve from chat tools list and decide here.
-Session or token auth of a human user; agents may never approve."""
+"""The shapes of /api/v1/approvals/: a request with its decisions, and a decision to make."""
 
 from django.contrib.auth.models import Group
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, viewsets
-from rest_framework.decorators import action
-from rest_framework.response import Response
+from rest_framework import serializers
 
-from agents.api.permissions import IsPerson
-from approvals import selectors, services
-from approvals.models import ApprovalRequest, Channel, Decision, Verdict
+from approvals.models import ApprovalRequest, Decision, Verdict
 from autonomy.api.serializers import StrictSerializer
 
 
@@ -50,32 +44,3 @@ class DecideSerializer(StrictSerializer):
     redirect_to = serializers.SlugRelatedField(
         slug_field="name", queryset=Group.objects.all(), required=False, default=None
     )
-
-
-class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = ApprovalSerializer
-    permission_classes = [IsPerson]
-    filterset_fields = ["status", "business_unit__slug"]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ApprovalRequest.objects.none()
-        status = self.request.query_params.get("status", "pending")
-        return selectors.inbox_for_user(user=self.request.user, status=status)
-
-    @extend_schema(request=DecideSerializer, responses=ApprovalSerializer)
-    @action(detail=True, methods=["post"])
-    def decide(self, request, pk=None):
-        data = DecideSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        services.approval_decide(
-            request_id=pk,
-            approver=request.user,
-            verdict=values["verdict"],
-            channel=Channel.API,
-            comment=values["comment"],
-            params=values["params"],
-            redirect_to=values["redirect_to"],
-        )
-        return Response(ApprovalSerializer(selectors.approval_detail(request_id=pk)).data)

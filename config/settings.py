@@ -74,9 +74,9 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
 ]
 
-ROOT_URLCONF = "autonomy.urls"
-WSGI_APPLICATION = "autonomy.wsgi.application"
-ASGI_APPLICATION = "autonomy.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {

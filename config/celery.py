@@ -6,7 +6,7 @@ from celery import Celery
 
 from autonomy import broker
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autonomy.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 broker.install()  # filesystem:// writes each message atomically (autonomy/broker.py)
 
 app = Celery("autonomy")

@@ -1,12 +1,24 @@
+"""The project's URLs: the admin and portal pages, probes, and /api/v1/, where the kernel and
+each app include their own ``api/urls.py``."""
+
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import views as agent_views
+from agents.api import urls as agents_api
+from approvals.api import urls as approvals_api
 from autonomy import mcp_gateway, views_dashboard
 from autonomy.api import errors as api_errors
+from autonomy.api import urls as kernel_api
+from autonomy.api.routers import api_root_urls
 from autonomy.observability import health, metrics
+from workflows.api import urls as workflows_api
+
+# /api/v1/: the kernel's endpoints and each app's own (``<app>/api/urls.py``), listed by the
+# API root in this order.
+API_V1 = (agents_api, kernel_api, approvals_api, workflows_api)
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -23,7 +35,8 @@ urlpatterns = [
     path("", include("autonomy.urls_intervention")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
-    path("api/v1/", include("autonomy.api.urls")),
+    *[path("api/v1/", include(api)) for api in API_V1],
+    path("api/v1/", include(api_root_urls(api.router for api in API_V1))),
     path("mcp/", mcp_gateway.MCPGatewayView.as_view(), name="mcp-gateway"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
