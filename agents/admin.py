@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 
 from agents import services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
-from autonomy import intervention
 from autonomy.errors import DomainError
+from interventions import services as intervention
 
 
 class CredentialInline(admin.TabularInline):

@@ -4,7 +4,9 @@ A decision locks the request row, so any number of simultaneous clicks produce e
 outcome; one person's second click is refused by a unique constraint, never counted twice.
 """
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -125,7 +127,7 @@ def approval_decide(
                 params=params if verdict == Verdict.APPROVE_WITH_CHANGES else None,
                 redirected_to=redirect_to if verdict == Verdict.REDIRECT else None,
             )
-            _apply(request=request, decision=decision)
+            then = _apply(request=request, decision=decision)
             audit.append(
                 kind="approval_decision",
                 actor=approver.get_username(),
@@ -142,6 +144,8 @@ def approval_decide(
                     "quorum": request.quorum,
                 },
             )
+            if then is not None:
+                then()
     except IntegrityError as exc:
         raise DomainError(
             ErrorCode.ALREADY_DECIDED,
@@ -190,7 +194,7 @@ def approval_override(
 ) -> ApprovalRequest:
     """A person with authority settles a waiting action at once, whatever the quorum: the
     request closes, the action executes (approve) or is denied (reject). The caller checks
-    the authority (``autonomy.intervention``) and owns the transaction."""
+    the authority (``interventions.services``) and owns the transaction."""
     request = (
         ApprovalRequest.objects.select_for_update(of=("self",))
         .select_related("action__operation__connector", "agent__owner")
@@ -224,11 +228,11 @@ def approval_override(
         )
     who = by.get_username()
     if verdict == Verdict.APPROVE:
-        _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_overridden",
-                message=f"Allowed by {who}'s override: {reason}"[:500])  # fmt: skip
+        then = _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_overridden",
+                       message=f"Allowed by {who}'s override: {reason}"[:500])  # fmt: skip
     else:
-        _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
-                message=f"Denied by {who}'s override: {reason}"[:500])  # fmt: skip
+        then = _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
+                       message=f"Denied by {who}'s override: {reason}"[:500])  # fmt: skip
     audit.append(
         kind="approval_decision",
         actor=who,
@@ -243,6 +247,7 @@ def approval_override(
             "override": True,
         },
     )
+    then()
     return request
 
 
@@ -263,11 +268,12 @@ def _narrowed_params(*, request: ApprovalRequest, params) -> dict:
     return params
 
 
-def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
+def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], object] | None:
+    """Count one decision on the request. Returns the waiting action's move when the request
+    is settled by it (see ``_settle``), else None."""
     if decision.verdict == Verdict.REJECT:
-        _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
-                message=f"Rejected by {decision.approver.get_username()}.")  # fmt: skip
-        return
+        return _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
+                       message=f"Rejected by {decision.approver.get_username()}.")  # fmt: skip
     if decision.verdict == Verdict.REDIRECT:
         target = decision.redirected_to
         if target is None:
@@ -276,7 +282,7 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
         assign_perm(DECIDE, target, request)
         request.approver_group = target
         request.save(update_fields=["approver_group"])
-        return
+        return None
     if decision.verdict == Verdict.APPROVE_WITH_CHANGES:
         actions.action_params_narrow(action_id=request.action_id, params=decision.params)
     approvals = list(
@@ -288,22 +294,24 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> None:
     # Separation of duties: the agent's owner may approve, but never alone.
     independent = any(a != request.agent.owner_id for a in approvals)
     if request.approvals >= request.quorum and independent:
-        _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_granted",
-                message=f"Approved ({request.approvals} of {request.quorum}).")  # fmt: skip
-    else:
-        request.save(update_fields=["approvals"])
+        return _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_granted",
+                       message=f"Approved ({request.approvals} of {request.quorum}).")  # fmt: skip
+    request.save(update_fields=["approvals"])
+    return None
 
 
-def _settle(*, request: ApprovalRequest, status: str, code: str, message: str) -> None:
-    """Close the request and move the waiting action on through its lifecycle: released
-    (the gate decides it again) or denied."""
+def _settle(
+    *, request: ApprovalRequest, status: str, code: str, message: str
+) -> Callable[[], object]:
+    """Close the request. Returns the waiting action's move through its lifecycle (released,
+    so the gate decides it again, or denied), for the caller to make once it has written its
+    own audit record, so the trail reads: the people's decision, then what became of the
+    action."""
     request.status = status
     request.decided_at = timezone.now()
     request.save(update_fields=["status", "decided_at", "approvals"])
-    if status == ApprovalStatus.APPROVED:
-        actions.action_release(action_id=request.action_id, code=code, message=message)
-    else:
-        actions.action_reject(action_id=request.action_id, code=code, message=message)
+    move = actions.action_release if status == ApprovalStatus.APPROVED else actions.action_reject
+    return functools.partial(move, action_id=request.action_id, code=code, message=message)
 
 
 def approvals_sweep(*, now=None) -> dict[str, int]:
@@ -321,7 +329,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
             if request is None:
                 continue
             approve = request.expiry_outcome == ExpiryOutcome.APPROVE
-            _settle(
+            then = _settle(
                 request=request,
                 status=ApprovalStatus.APPROVED if approve else ApprovalStatus.EXPIRED,
                 code="approval_expired",
@@ -335,6 +343,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 action_id=request.action_id,
                 payload={"approval_id": str(pk), "outcome": request.expiry_outcome},
             )
+            then()
             counts["expired"] += 1
     due = ApprovalRequest.objects.filter(
         status=ApprovalStatus.PENDING, escalate_at__lte=now, escalated_at__isnull=True

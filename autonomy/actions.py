@@ -339,12 +339,19 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
         else:
             reasons += decision.reasons
             _move(action, S.DENIED, reasons=reasons, params=action.params, finished_at=now)
+        refused = None if released else next(iter(decision.reasons), None)
         audit.append(
             kind="action_released" if released else "action_outcome",
             actor="gate",
             agent_id=action.agent_id,
             action_id=action.pk,
-            payload={"status": action.status, "decision": decision.as_dict(), "approval": code},
+            payload={
+                "status": action.status,
+                "outcome": None,
+                "error": refused,
+                "decision": decision.as_dict(),
+                "approval": code,
+            },
         )
         if released:
             dispatch_on_commit(action.pk)

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "agents",
     "workflows",
     "approvals",
+    "interventions",
+    "portal",
 ]
 
 MIDDLEWARE = [

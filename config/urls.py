@@ -9,16 +9,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from agents import views as agent_views
 from agents.api import urls as agents_api
 from approvals.api import urls as approvals_api
-from autonomy import mcp_gateway, views_dashboard
+from autonomy import mcp_gateway
 from autonomy.api import errors as api_errors
 from autonomy.api import urls as kernel_api
 from autonomy.api.routers import api_root_urls
-from autonomy.observability import health, metrics
+from autonomy.observability import health
+from interventions.api import urls as interventions_api
+from portal import metrics, views_dashboard
 from workflows.api import urls as workflows_api
 
 # /api/v1/: the kernel's endpoints and each app's own (``<app>/api/urls.py``), listed by the
 # API root in this order.
-API_V1 = (agents_api, kernel_api, approvals_api, workflows_api)
+API_V1 = (agents_api, kernel_api, interventions_api, approvals_api, workflows_api)
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -31,8 +33,8 @@ urlpatterns = [
     path("", include("approvals.urls")),
     path("", include("workflows.urls")),
     path("", include("agents.urls")),
-    path("", include("autonomy.urls_portal")),
-    path("", include("autonomy.urls_intervention")),
+    path("", include("portal.urls")),
+    path("", include("interventions.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
     *[path("api/v1/", include(api)) for api in API_V1],

@@ -14,6 +14,7 @@ from agents import selectors, services
 from agents.api import serializers as s
 from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, request_agent
 from agents.models import Agent, AgentStatus, RiskTier, Scope
+from interventions import services as intervention
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -99,30 +100,22 @@ class AgentViewSet(
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        from autonomy import intervention
-
         return self._lifecycle(request, intervention.agent_pause)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        from autonomy import intervention
-
         return self._lifecycle(request, intervention.agent_resume)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def quarantine(self, request, pk=None):
-        from autonomy import intervention
-
         return self._lifecycle(request, intervention.agent_quarantine)
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])
     def kill(self, request, pk=None):
         """Quarantine, revoke every credential, cancel waiting actions and assigned steps."""
-        from autonomy import intervention
-
         agent = self.get_object()
         if not intervention.may_intervene(user=request.user):
             raise PermissionDenied("Only IT admins, risk officers and superusers may kill.")

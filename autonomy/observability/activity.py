@@ -26,6 +26,7 @@ SCAN_WINDOW = 50_000
 KIND_LOOK: dict[str, tuple[str, str]] = {
     "action_decision": ("Decision", "info"),
     "action_outcome": ("Outcome", "good"),
+    "action_released": ("Released", "good"),
     "approval_opened": ("Approval asked", "wait"),
     "approval_decision": ("Approval decision", "info"),
     "approval_expired": ("Approval expired", "bad"),
@@ -228,6 +229,8 @@ def summary(kind: str, payload: dict, actor: str, operation: str) -> str:
         error = payload.get("error") or {}
         tail = f": {error.get('message', '')}" if error else ""
         return f"{operation} {payload.get('status', '')}{tail}"
+    if kind == "action_released":
+        return f"{operation} approved, decided again: {payload.get('status', '')}"
     if kind == "approval_opened":
         who, quorum = payload.get("approvers", "approvers"), payload.get("quorum", 1)
         return f"{operation} waits for {who} (quorum {quorum})"

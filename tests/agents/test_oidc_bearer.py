@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents import services
 from agents.models import Agent
-from autonomy import intervention
+from interventions import services as intervention
 from tests import oidc_fixtures
 from tests.factories import UserFactory, make_agent
 from tests.oidc_fixtures import api_get

@@ -391,8 +391,10 @@ def test_the_trace_tells_request_reasons_policies_risk_approval_and_outcome(
     assert "anna-approver" in page and "checked the PO" in page and "via inbox" in page
     assert "FI-4711" in page
     records = AuditRecord.objects.filter(action_id=action.pk)
+    # The release is decided again (``actions.action_release``), after the people's decision.
     assert [r.kind for r in records] == [
-        "action_decision", "approval_opened", "approval_decision", "action_outcome"
+        "action_decision", "approval_opened", "approval_decision", "action_released",
+        "action_outcome",
     ]  # fmt: skip
     for record in records:
         assert f"#{record.seq}" in page and record.hash[:10] in page
@@ -410,7 +412,8 @@ def test_the_trace_takes_the_same_queries_with_a_long_history(
     with django_assert_max_num_queries(TRACE_MAX_QUERIES):
         response = client.get(f"/actions/{action.pk}/trace/")
 
-    assert response.content.decode().count('<tr data-seq="') == 54
+    # 4 of its own records before the release was decided again, and the release (5), then 50.
+    assert response.content.decode().count('<tr data-seq="') == 55
 
 
 def test_the_trace_of_an_unknown_action_is_not_found(client, db):

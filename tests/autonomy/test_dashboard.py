@@ -8,8 +8,8 @@ from django.utils import timezone
 from agents.portal_roles import PortalRole, group_name
 from autonomy import actions as lifecycle
 from autonomy.models import ActivityRollup, Verdict
-from autonomy.observability import dashboard as selectors
 from autonomy.observability.rollup import rollup_rebuild
+from portal import dashboard as selectors
 from tests.autonomy.dashboard_fixtures import history
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_agent

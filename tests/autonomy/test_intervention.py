@@ -6,9 +6,10 @@ from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent, AgentStatus, Credential
 from approvals.models import ApprovalStatus
-from autonomy import actions, intervention
+from autonomy import actions
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, AuditRecord, Intervention, InterventionKind
+from interventions import services as intervention
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_agent, make_role

@@ -213,7 +213,7 @@ def test_a_post_save_receiver_sees_every_write_of_an_action(registry):
 
 @pytest.mark.django_db
 def test_killing_an_agent_cancels_its_waiting_action_and_closes_the_request(registry):
-    from autonomy import intervention
+    from interventions import services as intervention
     from tests.factories import UserFactory
 
     action = pending_action(registry)

@@ -132,7 +132,7 @@ def time_dashboard(calls: int) -> tuple[float, int]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from autonomy.observability.dashboard import dashboard
+    from portal.dashboard import dashboard
 
     dashboard()  # warm
     times = []

@@ -58,7 +58,7 @@ def bench(kills: int) -> None:
     from django.test import Client
 
     from agents import services as agent_services
-    from autonomy import intervention
+    from interventions import services as intervention
     from tests.autonomy.gate_fixtures import build_registry
     from tests.factories import UserFactory
 

@@ -419,7 +419,7 @@ def test_sixteen_simultaneous_requests_for_a_free_key_make_one_holder(postgres, 
 
 
 def test_a_killed_holder_gives_its_keys_to_the_next_waiter_at_once(agents):
-    from autonomy import intervention
+    from interventions import services as intervention
     from tests.factories import UserFactory
 
     holder, waiter = agents[0], agents[1]

@@ -219,7 +219,7 @@ def test_a_step_that_fails_the_run_cancels_its_parallel_siblings(eager, world):
 
 
 def test_a_killed_agents_completed_step_is_still_compensated_by_its_role(eager, world):
-    from autonomy import intervention
+    from interventions import services as intervention
 
     clerk = world.agents[0]
     template = published(

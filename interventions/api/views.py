@@ -1,6 +1,6 @@
 """/api/v1/interventions/ and /api/v1/actions/{id}/override/: people stepping in.
 
-Thin: parse, check the person, call ``autonomy.intervention``, shape the answer. Agents are
+Thin: parse, check the person, call ``interventions.services``, shape the answer. Agents are
 refused, whatever groups their service user has.
 """
 
@@ -13,11 +13,11 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsPerson
 from agents.models import BusinessUnit
-from autonomy import intervention as services
 from autonomy.api.actions import ActionSerializer
 from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, Intervention, InterventionKind
+from interventions import services
 
 
 class InterventionSerializer(serializers.ModelSerializer):

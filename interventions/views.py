@@ -15,9 +15,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from agents.models import Agent, AgentStatus, BusinessUnit
-from autonomy import intervention as services
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, Intervention, InterventionKind
+from interventions import services
+from workflows.models import StepRun
 
 AGENT_VERBS = {
     "pause": services.agent_pause,
@@ -138,7 +139,6 @@ def override(request: HttpRequest, action_id) -> HttpResponse:
 @require_POST
 @authority_required
 def redirect_step(request: HttpRequest, step_run_id) -> HttpResponse:
-    from workflows.models import StepRun
 
     step_run = get_object_or_404(StepRun, pk=step_run_id)
     to_agent = get_object_or_404(Agent, slug=request.POST.get("to_agent") or "")

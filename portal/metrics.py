@@ -18,7 +18,10 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from agents.models import Agent, AgentStatus
+from approvals.models import ApprovalRequest, ApprovalStatus
 from autonomy.models import ActivityRollup, Intervention, InterventionKind, Verdict
+from workflows.models import Run, RunStatus
 
 WINDOW = timedelta(minutes=5)
 
@@ -27,9 +30,6 @@ class FleetCollector:
     """Gauges of the fleet, computed from the database when scraped."""
 
     def collect(self):
-        from agents.models import Agent, AgentStatus
-        from approvals.models import ApprovalRequest, ApprovalStatus
-        from workflows.models import Run, RunStatus
 
         since = (timezone.now() - WINDOW).replace(second=0, microsecond=0)
         actions = GaugeMetricFamily(

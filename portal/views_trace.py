@@ -7,8 +7,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from autonomy.observability.trace import action_trace
-from autonomy.views_activity import watcher_required
+from portal.trace import action_trace
+from portal.views_activity import watcher_required
 
 
 def duration_text(delta: timedelta) -> str:

@@ -7,7 +7,7 @@ screen reader or a hover reads.
 
 from dataclasses import dataclass
 
-from autonomy.observability.dashboard import Series
+from portal.dashboard import Series
 
 WIDTH, HEIGHT = 720, 180
 PAD_LEFT, PAD_BOTTOM, PAD_TOP = 36, 22, 8

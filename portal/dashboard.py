@@ -13,6 +13,9 @@ from django.apps import apps
 from django.db.models import Count, F, Func, IntegerField, Max, Q, Sum, UUIDField
 from django.utils import timezone
 
+from agents.models import Agent, BusinessUnit
+from agents.portal_roles import is_portal_person
+from approvals.models import ApprovalRequest, ApprovalStatus
 from autonomy.models import ActionRequest, ActivityRollup, Verdict
 
 VERDICTS = [Verdict.ALLOW, Verdict.NEEDS_APPROVAL, Verdict.DENY]
@@ -47,7 +50,6 @@ class Dashboard:
 
 def may_view_dashboard(*, user) -> bool:
     """People of the portal: superusers, and staff in any portal role. Agents never."""
-    from agents.portal_roles import is_portal_person
 
     return is_portal_person(user)
 
@@ -82,7 +84,6 @@ def activity_rows(*, since: datetime) -> list[dict]:
 
 def approvals_summary(*, since: datetime) -> tuple[int, int, float | None]:
     """(pending now, decided since ``since``, median seconds from request to decision)."""
-    from approvals.models import ApprovalRequest, ApprovalStatus
 
     counts = ApprovalRequest.objects.aggregate(
         pending=Count("pk", filter=Q(status=ApprovalStatus.PENDING)),
@@ -115,7 +116,6 @@ def risky_agents(*, since: datetime, limit: int = TOP_AGENTS) -> list[dict]:
     Reads the ``created_at`` index range only. Grouped by a plain ``agent_id``, SQLite would
     rather walk the whole (agent, created_at, ...) index, every action ever recorded, to
     spare itself a sort; the index-blind key keeps it on the window."""
-    from agents.models import Agent
 
     ranked = list(
         ActionRequest.objects.filter(created_at__gte=since)
@@ -166,7 +166,6 @@ def open_flags() -> int:
 def unit_usage(*, since: datetime) -> list[dict]:
     """Actions per business unit since ``since``, busiest first, split by verdict. Read
     from the rollups' minute range (an index-blind unit key, as for agents above)."""
-    from agents.models import BusinessUnit
 
     rows = list(
         ActivityRollup.objects.filter(minute__gte=since)

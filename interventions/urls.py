@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from autonomy import views_intervention as views
+from interventions import views
 
 app_name = "interventions"
 

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
+
+from approvals.models import Decision
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
+from workflows.models import StepRun
 
 RISK_FACTOR_LABELS = {
     "sensitivity": "Operation sensitivity",
@@ -82,8 +86,6 @@ def _timings(action: ActionRequest, approval) -> list[tuple[str, timedelta]]:
 
 def action_trace(*, action_id) -> ActionTrace | None:
     """Everything known about one action, or None. Five or six queries, whatever its history."""
-    from approvals.models import Decision
-    from workflows.models import StepRun
 
     action = (
         ActionRequest.objects.select_related(
@@ -134,7 +136,6 @@ def action_trace(*, action_id) -> ActionTrace | None:
 
 
 def _has_approval(action: ActionRequest) -> bool:
-    from django.core.exceptions import ObjectDoesNotExist
 
     try:
         action.approval  # noqa: B018  (loaded by select_related; no query)

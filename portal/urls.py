@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from autonomy import views_activity, views_trace
+from portal import views_activity, views_trace
 
 app_name = "observability"
 

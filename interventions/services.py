@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus, BusinessUnit
+from approvals import services as approvals
+from approvals.models import Verdict as ApprovalVerdict
 from autonomy import actions, audit
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 from autonomy.models import (
@@ -20,6 +22,8 @@ from autonomy.models import (
     InterventionKind,
     InterventionScope,
 )
+from workflows import coordination
+from workflows import services as workflows
 
 AUTHORITY_PERM = "agents.change_agent"
 STOP_REASON_PREFIX = "emergency stop #"
@@ -119,8 +123,6 @@ def agent_quarantine(*, agent: Agent, by, reason: str) -> Agent:
 def agent_kill(*, agent: Agent, by, reason: str) -> Intervention:
     """Stop an agent for good until someone looks: quarantine it, revoke every credential,
     cancel its waiting actions and the workflow steps assigned to it."""
-    from workflows import coordination
-    from workflows import services as workflows
 
     _require(by)
     with transaction.atomic():
@@ -242,8 +244,6 @@ def emergency_lift(*, intervention: Intervention, by, reason: str) -> Interventi
 
 def action_override(*, action: ActionRequest, by, verdict: str, reason: str) -> Intervention:
     """Settle a waiting action now: ``allow`` executes it, ``deny`` denies it."""
-    from approvals import services as approvals
-    from approvals.models import Verdict as ApprovalVerdict
 
     _require(by)
     verdicts = {"allow": ApprovalVerdict.APPROVE, "deny": ApprovalVerdict.REJECT}
@@ -268,7 +268,6 @@ def action_override(*, action: ActionRequest, by, verdict: str, reason: str) -> 
 
 def step_redirect(*, step_run, to_agent: Agent, by, reason: str) -> Intervention:
     """Give a waiting, ready or escalated workflow step to another agent."""
-    from workflows import services as workflows
 
     _require(by)
     with transaction.atomic():

@@ -1,6 +1,6 @@
 """The fleet dashboard: activity over time, approvals, risky agents, flags, usage.
 
-Numbers come from ``autonomy.observability.dashboard`` (a constant number of queries over
+Numbers come from ``portal.dashboard`` (a constant number of queries over
 pre-aggregated rows); chart geometry from ``charts``; the page re-reads its body every 30 s
 through ``dashboard/live/`` (``static/portal/dashboard.js``).
 """
@@ -14,9 +14,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from autonomy.observability import charts
-from autonomy.observability.dashboard import dashboard as dashboard_data
-from autonomy.observability.dashboard import may_view_dashboard
+from portal import charts
+from portal.dashboard import dashboard as dashboard_data
+from portal.dashboard import may_view_dashboard
 
 REFRESH_MS = 30_000
 
