@@ -41,3 +41,20 @@ worker_ready.connect(liveness.start, weak=False)
 worker_process_init.connect(liveness.start, weak=False)
 worker_process_shutdown.connect(liveness.stop, weak=False)
 worker_shutdown.connect(liveness.stop, weak=False)
+
+
+# Reuse each worker's database connection across tasks (``CELERY_DB_REUSE_MAX``), and close
+# it around a task only when it is past ``CONN_MAX_AGE`` or broken (a database restart), as
+# Django does around a request. Never for an eager task: it runs inside the caller's
+# transaction, whose connection must stay open.
+from celery.signals import task_postrun, task_prerun  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
+
+
+def _close_old_connections(sender=None, **kwargs) -> None:
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()
+
+
+task_prerun.connect(_close_old_connections, weak=False)
+task_postrun.connect(_close_old_connections, weak=False)
