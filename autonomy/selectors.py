@@ -62,6 +62,13 @@ def _remember(version: int, key: str, operation: Operation) -> None:
     cache[key] = operation
 
 
+def operations_forget() -> None:
+    """Drop the cached operations (see ``compiled_forget`` in the policy engine: only a
+    database whose versions start again needs it)."""
+    global _operations
+    _operations = (None, {})
+
+
 def copy_operation(operation: Operation) -> Operation:
     """A copy of a cached operation and its connector, for one request to set things on."""
     copied = copy.copy(operation)

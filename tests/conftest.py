@@ -92,8 +92,8 @@ def _fresh_registry_caches():
     from autonomy.policy import engine
     from workflows import selectors as workflow_selectors
 
-    selectors._operations = (None, {})
-    engine._compiled = None
+    selectors.operations_forget()
+    engine.compiled_forget()
     workflow_selectors._step_operations = (None, {})
 
 

@@ -17,11 +17,15 @@ from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest
 
+OPERATION_MAX, REASON_MAX = 150, 2000  # the body's bounds, for the serializer and plain_body
+
 
 class ActionCreateSerializer(StrictSerializer):
-    operation = serializers.CharField(max_length=150, help_text="<connector>.<operation>")
+    operation = serializers.CharField(max_length=OPERATION_MAX, help_text="<connector>.<operation>")
     params = serializers.JSONField(required=False, default=dict)
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    reason = serializers.CharField(
+        max_length=REASON_MAX, required=False, allow_blank=True, default=""
+    )
 
     @classmethod
     def validated(cls, data) -> dict:
@@ -30,7 +34,7 @@ class ActionCreateSerializer(StrictSerializer):
         more than the gate's SQL on the hot path. Anything else goes through the serializer,
         which accepts it or says exactly what is wrong (tested to agree:
         ``test_actions_body``)."""
-        fast = _plain_body(data)
+        fast = plain_body(data)
         if fast is not None:
             return fast
         serializer = cls(data=data)
@@ -56,17 +60,13 @@ def _plain_text(value, *, max_length: int, allow_blank: bool) -> str | None:
     return value
 
 
-def _plain_body(data) -> dict | None:
+def plain_body(data) -> dict | None:
+    """The usual body, validated as ``ActionCreateSerializer`` would, or None when the
+    serializer must decide."""
     if type(data) is not dict or not data.keys() <= _BODY_KEYS:
         return None
-    # The bounds are the serializer's own, read from its declared fields.
-    fields = ActionCreateSerializer._declared_fields
-    operation = _plain_text(
-        data.get("operation"), max_length=fields["operation"].max_length, allow_blank=False
-    )
-    reason = _plain_text(
-        data.get("reason", ""), max_length=fields["reason"].max_length, allow_blank=True
-    )
+    operation = _plain_text(data.get("operation"), max_length=OPERATION_MAX, allow_blank=False)
+    reason = _plain_text(data.get("reason", ""), max_length=REASON_MAX, allow_blank=True)
     params = data.get("params", {})
     if operation is None or reason is None or type(params) is not dict:
         return None

@@ -261,6 +261,15 @@ def _compiled_for(version: int | None) -> CompiledStore:
         return _compiled
 
 
+def compiled_forget() -> None:
+    """Drop this process's compiled store: the next decision compiles for the version it
+    reads. For a database whose versions start again (a test database flushed between
+    tests); in production the version never repeats, so the cache never needs it."""
+    global _compiled
+    with _lock:
+        _compiled = None
+
+
 def store() -> CompiledStore:
     """The compiled store for the current version: one query, a compile when it moved."""
     return _compiled_for(store_version())

@@ -4,7 +4,7 @@ serializer it stands in for: whatever it accepts, the serializer accepts identic
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from autonomy.api.actions import ActionCreateSerializer, _plain_body
+from autonomy.api.actions import ActionCreateSerializer, plain_body
 
 text = st.one_of(
     st.text(max_size=40),
@@ -37,7 +37,7 @@ def serializer_says(data):
 @example(data={"operation": " erp.post ", "reason": " " + "x" * 2000})
 @example(data={"operation": "\t"})
 def test_the_direct_check_never_accepts_what_the_serializer_would_not(data):
-    fast = _plain_body(data)
+    fast = plain_body(data)
     if fast is not None:
         assert serializer_says(data) == fast
 
@@ -55,7 +55,7 @@ def test_usual_bodies_take_the_direct_check_and_get_the_serializers_answer(
     except UnicodeEncodeError:
         return
     data = {"operation": operation, "params": params, "reason": reason}
-    assert _plain_body(data) is not None
+    assert plain_body(data) is not None
     assert ActionCreateSerializer.validated(data) == serializer_says(data)
 
 
