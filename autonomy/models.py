@@ -33,7 +33,7 @@ class Effect(models.TextChoices):
     DELETE = "delete", "Delete"
 
 
-class Connector(FastLoad):
+class Connector(models.Model):
     """A system agents may touch. Its secrets live in the connector layer, never in the API."""
 
     slug = models.SlugField(max_length=60, unique=True)
@@ -52,7 +52,7 @@ class Connector(FastLoad):
         return self.name
 
 
-class Operation(FastLoad):
+class Operation(models.Model):
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="operations")
     slug = models.SlugField(max_length=80)
     name = models.CharField(max_length=160)
@@ -270,7 +270,7 @@ class CallState(models.TextChoices):
     DONE = "done", "Done"
 
 
-class ConnectorCall(FastLoad):
+class ConnectorCall(models.Model):
     """A side effect a connector performed, keyed by the action's id: a redelivered task
     finds the receipt and never calls the system twice. ``started`` is an intent recorded
     before a side effect that has no idempotency key of its own (e-mail, SQL writes)."""
@@ -286,7 +286,7 @@ class ConnectorCall(FastLoad):
         return self.idempotency_key
 
 
-class AuditRecord(FastLoad):
+class AuditRecord(models.Model):
     """Append-only. Each record's hash covers its content and the previous record's hash."""
 
     seq = models.BigIntegerField(unique=True)
