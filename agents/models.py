@@ -8,8 +8,6 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from autonomy.rows import FastLoad
-
 
 class RiskTier(models.IntegerChoices):
     LOW = 1, "Low"
@@ -18,7 +16,7 @@ class RiskTier(models.IntegerChoices):
     CRITICAL = 4, "Critical"
 
 
-class BusinessUnit(FastLoad):
+class BusinessUnit(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
@@ -42,7 +40,7 @@ class BusinessUnit(FastLoad):
         return self.name
 
 
-class Role(FastLoad):
+class Role(models.Model):
     """An agent role: a Django group (so guardian grants can target it) plus its profile."""
 
     group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="agent_role")
@@ -65,7 +63,7 @@ class AgentStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
-class Agent(FastLoad):
+class Agent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -121,7 +119,7 @@ class Scope(models.TextChoices):
     TASKS_WRITE = "tasks:write", "Pull and complete workflow tasks"
 
 
-class Credential(FastLoad):
+class Credential(models.Model):
     """An API token. Only the prefix is stored in clear; the rest as a SHA-256 digest.
 
     Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching):

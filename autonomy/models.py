@@ -6,7 +6,6 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from autonomy.rows import FastLoad
 
 
 class ConnectorKind(models.TextChoices):
@@ -33,7 +32,7 @@ class Effect(models.TextChoices):
     DELETE = "delete", "Delete"
 
 
-class Connector(FastLoad):
+class Connector(models.Model):
     """A system agents may touch. Its secrets live in the connector layer, never in the API."""
 
     slug = models.SlugField(max_length=60, unique=True)
@@ -52,7 +51,7 @@ class Connector(FastLoad):
         return self.name
 
 
-class Operation(FastLoad):
+class Operation(models.Model):
     connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="operations")
     slug = models.SlugField(max_length=80)
     name = models.CharField(max_length=160)
@@ -153,7 +152,7 @@ class Verdict(models.TextChoices):
     NEEDS_APPROVAL = "needs_approval", "Needs approval"
 
 
-class ActionRequest(FastLoad):
+class ActionRequest(models.Model):
     """One thing an agent asked to do, the gate's decision, and what happened."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -270,7 +269,7 @@ class CallState(models.TextChoices):
     DONE = "done", "Done"
 
 
-class ConnectorCall(FastLoad):
+class ConnectorCall(models.Model):
     """A side effect a connector performed, keyed by the action's id: a redelivered task
     finds the receipt and never calls the system twice. ``started`` is an intent recorded
     before a side effect that has no idempotency key of its own (e-mail, SQL writes)."""
@@ -286,7 +285,7 @@ class ConnectorCall(FastLoad):
         return self.idempotency_key
 
 
-class AuditRecord(FastLoad):
+class AuditRecord(models.Model):
     """Append-only. Each record's hash covers its content and the previous record's hash."""
 
     seq = models.BigIntegerField(unique=True)

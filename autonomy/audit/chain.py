@@ -4,18 +4,21 @@ A record's hash is SHA-256 over a canonical JSON of its content and the previous
 hash, so editing, removing, inserting or moving any record breaks the chain at that point.
 """
 
+import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from autonomy import rows
 from autonomy.models import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -130,12 +133,11 @@ def append(
 
     The head row stays locked until that transaction ends, so append as late as you can, or
     inside ``deferred()``, which writes the block's records together at its end. Three
-    statements, raw SQL because every gate decision appends (the ORM's query building cost
-    more than the statements, measured with ``make bench``): move and lock the head
-    (``UPDATE ... RETURNING``: concurrent writers queue on its row lock on PostgreSQL, on
-    the database write lock on SQLite), insert the record, store its hash in the head.
+    statements: move and lock the head (``UPDATE ... RETURNING``: concurrent writers queue
+    on its row lock on PostgreSQL, on the database write lock on SQLite), insert the
+    record, store its hash in the head.
     """
-    connection = rows.db()
+    connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError(
             "audit.append() must run inside the transaction that makes the change it records"
@@ -143,30 +145,29 @@ def append(
     # Everything that can refuse the record is checked before the head moves, so a refused
     # record never leaves a gap in the sequence.
     payload = plain(payload)
-    record = AuditRecord.new(
+    record = AuditRecord(
         kind=kind,
         actor=actor or "",
         agent_id=_uuid(agent_id),
         action_id=_uuid(action_id),
         payload=payload,
     )
-    entry = _Entry(record, _dumps(payload))  # the payload's JSON once: hash and column
-    if not rows.collect(_PENDING, entry):  # else written at the end of ``deferred``
+    entry = _Entry(record, _dumps(payload))  # the payload's JSON once, for its hash
+    pending = _PENDING.get()
+    if pending is None:
         _write(connection, [entry])
+    else:  # written at the end of ``deferred``, unless its savepoint rolls back
+        transaction.on_commit(entry)
+        pending.append(entry)
     return record
 
 
-_PENDING = "autonomy_audit_pending"
+# The records appended in the ``deferred()`` block open in this context, if any.
+_PENDING: ContextVar[list | None] = ContextVar("autonomy_audit_pending", default=None)
 
 
-class _Deferred(rows.Collecting):
-    __slots__ = ()
-
-    def done(self, alive: list) -> None:
-        _write(rows.db(), alive)
-
-
-def deferred() -> rows.Collecting:
+@contextmanager
+def deferred() -> Iterator[None]:
     """Inside the caller's transaction: records appended in this block are chained and
     written together when it ends (three statements for all of them). If the block raises,
     none is written and the innermost transaction around it is marked to roll back.
@@ -179,132 +180,82 @@ def deferred() -> rows.Collecting:
     of the transaction. A record appended in a savepoint that is rolled back is not written.
     Nested blocks leave the writing to the outermost one.
     """
-    return _Deferred(_PENDING, "audit.deferred()")
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "audit.deferred() must run inside a transaction"
+        )
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: list[_Entry] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    except BaseException:
+        transaction.set_rollback(True)
+        raise
+    finally:
+        _PENDING.reset(token)
+    # Each record registered a (do-nothing) commit hook when it was appended; Django drops
+    # the hooks of a savepoint that rolls back, and with them the records that go with it.
+    kept = {id(hook[1]) for hook in connection.run_on_commit}
+    alive = [entry for entry in pending if id(entry) in kept]
+    if alive:
+        _write(connection, alive)
 
 
 class _Entry:
-    """A record to chain, with its payload's canonical JSON."""
+    """A record to chain, with its payload's canonical JSON. Callable as the commit hook
+    that ties it to the savepoint it was appended in (``deferred``): it does nothing."""
 
     __slots__ = ("record", "payload_json")
 
     def __init__(self, record: AuditRecord, payload_json: str) -> None:
         self.record, self.payload_json = record, payload_json
 
-    def __call__(self) -> None:  # as a commit hook: nothing to do (``rows.Collecting``)
+    def __call__(self) -> None:
         pass
 
 
 def _write(connection, entries: list[_Entry]) -> None:
     """Chain ``entries`` onto the head, in order, and write them: the head moved by all of
     them at once, one INSERT of every record, the new head stored."""
-    returning = connection.features.can_return_columns_from_insert  # SQLite >= 3.35, PostgreSQL
-    sql = _statements(connection)
-    with rows.cursor(connection) as cursor:
-        row = None
-        if returning:
-            cursor.execute(sql["advance"], {"head": HEAD_PK, "count": len(entries)})
+    row = None
+    if connection.features.can_return_columns_from_insert:  # SQLite >= 3.35, PostgreSQL
+        with connection.cursor() as cursor:
+            cursor.execute(_advance_sql(connection.alias), [len(entries), HEAD_PK])
             row = cursor.fetchone()
-        if row is None:  # no head row (a flushed database) or an old SQLite: the ORM's way
-            head = _locked_head()
-            row = (head.seq + len(entries), head.hash)
-        last_seq, prev_hash = row
-        now = timezone.now()
-        values = {}
-        for n, entry in enumerate(entries):
-            record = entry.record
-            record.seq, record.created_at, record.prev_hash = (
-                last_seq - len(entries) + 1 + n, now, prev_hash
-            )  # fmt: skip
-            record.hash = prev_hash = record_hash(record, payload_json=entry.payload_json)
-            if returning:
-                for how in _prepared(connection):
-                    values[f"{how.name}_{n}"] = rows.prepare_value(
-                        how, getattr(record, how.attname), connection
-                    )
-                values[f"payload_{n}"] = connection.ops.adapt_json_value(
-                    _Encoded(entry.payload_json), _PassEncoded
-                )
-            else:
-                record.save(force_insert=True)
-        if returning:
-            cursor.execute(_insert_sql(connection, len(entries)), values)
-            for entry, (pk,) in zip(entries, cursor.fetchall(), strict=True):
-                entry.record.pk = pk
-                entry.record._state.adding, entry.record._state.db = False, connection.alias
-        cursor.execute(sql["head"], {"seq": last_seq, "hash": prev_hash, "head": HEAD_PK})
+    if row is None:  # no head row (a flushed database) or an old SQLite: the ORM's way
+        head = _locked_head()
+        row = (head.seq + len(entries), head.hash)
+    last_seq, prev_hash = row
+    now = timezone.now()
+    records = [entry.record for entry in entries]
+    for n, entry in enumerate(entries):
+        record = entry.record
+        record.seq, record.created_at, record.prev_hash = (
+            last_seq - len(entries) + 1 + n, now, prev_hash
+        )  # fmt: skip
+        record.hash = prev_hash = record_hash(record, payload_json=entry.payload_json)
+    if connection.features.can_return_rows_from_bulk_insert:
+        AuditRecord.objects.bulk_create(records)
+    else:  # an old SQLite: one at a time, to read each key back
+        for record in records:
+            record.save(force_insert=True)
+    AuditHead.objects.filter(pk=HEAD_PK).update(seq=last_seq, hash=prev_hash)
 
 
-class _Encoded:
-    """JSON text already encoded, handed to the JSON column as it is."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-class _PassEncoded(json.JSONEncoder):
-    """The encoder Django's JSON adaptation calls (``adapt_json_value``, on SQLite and on
-    PostgreSQL alike): passes ``_Encoded`` text through instead of encoding again."""
-
-    def encode(self, o) -> str:
-        return o.text if isinstance(o, _Encoded) else super().encode(o)
-
-
-_INSERTED = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
-_PREPARED: dict[str, list] = {}
-
-
-def _prepared(connection) -> list:
-    """How each inserted field but the payload (encoded already) is prepared, per alias."""
-    found = _PREPARED.get(connection.alias)
-    if found is None:
-        found = _PREPARED[connection.alias] = [
-            rows.prepared(f.attname, f, connection) for f in _INSERTED if f.attname != "payload"
-        ]
-    return found
-
-
-_SQL: dict[str, dict[str, str]] = {}
-
-
-def _statements(connection) -> dict[str, str]:
-    """The statements, quoted for this connection's database (built once per alias),
-    with named parameters: Django's SQLite backend rewrites positional ones with a regular
-    expression on every call."""
-    sql = _SQL.get(connection.alias)
-    if sql is None:
-        quote = connection.ops.quote_name
-        head, record = AuditHead._meta, AuditRecord._meta
-        head_table, head_pk = quote(head.db_table), quote(head.pk.column)
-        seq, hash_ = quote(head.get_field("seq").column), quote(head.get_field("hash").column)
-        columns = ", ".join(quote(f.column) for f in _INSERTED)
-        sql = _SQL[connection.alias] = {
-            "advance": f"UPDATE {head_table} SET {seq} = {seq} + %(count)s"
-            f" WHERE {head_pk} = %(head)s RETURNING {seq}, {hash_}",
-            "insert": f"INSERT INTO {quote(record.db_table)} ({columns}) VALUES",
-            "returning": f" RETURNING {quote(record.pk.column)}",
-            "head": f"UPDATE {head_table} SET {seq} = %(seq)s, {hash_} = %(hash)s"
-            f" WHERE {head_pk} = %(head)s",
-        }
-    return sql
-
-
-def _insert_sql(connection, count: int) -> str:
-    """``INSERT`` of ``count`` records, with named parameters ``<field>_<n>`` (built once
-    per alias and count)."""
-    key = (connection.alias, count)
-    sql = _INSERT_SQL.get(key)
-    if sql is None:
-        statements = _statements(connection)
-        rows = ", ".join(
-            "(" + ", ".join(f"%({f.attname}_{n})s" for f in _INSERTED) + ")" for n in range(count)
-        )
-        sql = _INSERT_SQL[key] = f"{statements['insert']} {rows}{statements['returning']}"
-    return sql
-
-
-_INSERT_SQL: dict[tuple[str, int], str] = {}
+@functools.cache
+def _advance_sql(alias: str) -> str:
+    """Move the head by a count and return where it was moved to, in one statement (the
+    ORM's ``update()`` returns no columns): the head's row lock is taken by the same
+    statement that reserves the records' sequence numbers."""
+    quote = connections[alias].ops.quote_name
+    meta = AuditHead._meta
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    seq, hash_ = quote(meta.get_field("seq").column), quote(meta.get_field("hash").column)
+    return f"UPDATE {table} SET {seq} = {seq} + %s WHERE {pk} = %s RETURNING {seq}, {hash_}"
 
 
 # --- verifying ------------------------------------------------------------------------------

@@ -7,29 +7,24 @@ id, means a redelivered task never performs the side effect twice.
 
 import time
 
-from autonomy import rows
-from autonomy.models import ConnectorCall, Operation
+from django.db import IntegrityError, transaction
 
-# Every workflow step and every allowed gate request of the demo's systems comes here: the
-# receipt is read and written with statements built once (``autonomy.rows``), which cost a
-# fifth of ``get_or_create`` (measured on a 30-step run in one process).
-_RECEIPT = rows.Select(
-    lambda key: ConnectorCall.objects.filter(idempotency_key=key),
-    ConnectorCall._meta.get_field("idempotency_key"),
-)
+from autonomy.models import ConnectorCall, Operation
 
 
 def execute(*, operation: Operation, params: dict, idempotency_key: str) -> dict:
-    # Insert first, one statement that commits on its own: a redelivered action (or a
-    # concurrent delivery, once its transaction ends) finds the key taken and reads the
-    # receipt instead.
+    # Insert first, on its own (the first delivery's only statement): a redelivered action
+    # (or a concurrent delivery, once its transaction ends) finds the key taken and reads the
+    # receipt instead, as ``receipts.claim`` does.
     result = {"ok": True, "operation": operation.key, "accepted": params}
-    receipt = ConnectorCall.new(
-        idempotency_key=idempotency_key, operation=operation, params=params, result=result
-    )
-    created = rows.insert(receipt, unless_taken=True)  # no signal listens to its saves
-    if not created:
-        receipt = _RECEIPT.one(idempotency_key)
+    try:
+        with transaction.atomic():
+            receipt = ConnectorCall.objects.create(
+                idempotency_key=idempotency_key, operation=operation, params=params, result=result
+            )
+        created = True
+    except IntegrityError:
+        receipt, created = ConnectorCall.objects.get(idempotency_key=idempotency_key), False
     # A demo system's response time (connector config ``latency_ms``), after the side effect:
     # the window in which a killed worker leaves a call done but not yet recorded as done.
     latency_ms = operation.connector.config.get("latency_ms") or 0

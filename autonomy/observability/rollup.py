@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMinute
 
-from autonomy import counters, rows
+from autonomy import counters
 from autonomy.counters import minute_of
 from autonomy.models import ActionRequest, ActivityRollup
 
@@ -22,9 +22,10 @@ _ADDS = ("count", "risk_sum")
 def rollup_record(*, action: ActionRequest) -> None:
     """Count one decided action in its minute's row: one statement, in the caller's
     transaction."""
-    connection = rows.db()
-    minute = rows.datetime_value(minute_of(action.created_at), connection)
-    with rows.cursor(connection) as cursor:
+    minute = ActivityRollup._meta.get_field("minute").get_db_prep_value(
+        minute_of(action.created_at), connection
+    )
+    with connection.cursor() as cursor:
         cursor.execute(
             counters.add_sql(ActivityRollup, _KEYS, _ADDS),
             {

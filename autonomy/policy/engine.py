@@ -30,7 +30,6 @@ import cedarpy
 from django.db import connection
 
 from agents.models import BusinessUnit, Role
-from autonomy import rows
 from autonomy.models import Connector, Operation, Policy, PolicyStoreState
 from autonomy.policy.schema import ACTION, params_types, schema_for
 
@@ -217,7 +216,7 @@ _compiled: CompiledStore | None = None
 
 
 def _quoted(model) -> tuple[str, str]:
-    quote = rows.db().ops.quote_name
+    quote = connection.ops.quote_name
     return quote(model._meta.db_table), quote(model._meta.pk.column)
 
 
@@ -230,7 +229,7 @@ def _read(selects: list[str], params: list, version: int | None = None) -> tuple
         return (version,)
     table, pk = _quoted(PolicyStoreState)
     sql = ", ".join([f"(SELECT version FROM {table} WHERE {pk} = 1)", *selects])
-    with rows.cursor(rows.db()) as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(f"SELECT {sql}", params)
         row = cursor.fetchone()
     return row if version is None else (version, *row[1:])

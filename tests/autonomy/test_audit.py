@@ -4,8 +4,10 @@ import csv
 import io
 import json
 import threading
+import uuid
 from contextlib import nullcontext
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -79,6 +81,30 @@ def test_stored_record_hashes_to_its_hash_after_a_database_round_trip():
     stored = AuditRecord.objects.get(pk=record.pk)
     assert record_hash(stored) == stored.hash
     assert stored.payload["when"] == "2030-01-01T00:00:00+00:00"
+
+
+def stored_values(record: AuditRecord) -> dict:
+    return {f.attname: getattr(record, f.attname) for f in AuditRecord._meta.concrete_fields}
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["immediate", "deferred"])
+def test_an_appended_record_is_stored_with_exactly_the_values_it_was_given(deferred):
+    agent_id, action_id = "8d6f2a0e-8a4e-4c55-9d6b-0c1f3c9c1e11", uuid.uuid4()
+    with transaction.atomic(), audit.deferred() if deferred else nullcontext():
+        record = audit.append(
+            kind="action_decision",
+            actor="ap-bot",
+            agent_id=agent_id,
+            action_id=str(action_id),
+            payload={"amount": Decimal("12.50"), "ids": [1, 2], "none": None},
+        )
+    stored = AuditRecord.objects.get(pk=record.pk)
+    assert stored_values(stored) == stored_values(record)
+    assert (stored.agent_id, stored.action_id) == (uuid.UUID(agent_id), action_id)
+    assert stored.created_at.microsecond == record.created_at.microsecond  # to the microsecond
+    assert stored.payload == {"amount": "12.50", "ids": [1, 2], "none": None}
+    assert record_hash(stored) == stored.hash
+    assert AuditHead.objects.get(pk=1).hash == stored.hash
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,11 +3,12 @@
 import time
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from agents import services as agent_services
-from autonomy import actions
-from autonomy.models import ActionRequest, ActionStatus, ConnectorCall
+from autonomy import actions, connectors
+from autonomy.models import ActionRequest, ActionStatus, ConnectorCall, Operation
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import wait_for
 
@@ -74,3 +75,27 @@ def test_a_worker_keeps_its_database_session_across_tasks(postgres, celery_worke
         what=f"20 actions to run\n{celery_worker.log()}",
     )
     assert sessions() - before <= 3
+
+
+def test_an_executed_action_leaves_one_receipt_of_its_params_and_answer(registry):
+    action = actions.action_execute(action_id=approved(registry).pk)
+
+    receipt = ConnectorCall.objects.get(idempotency_key=str(action.pk))
+    assert action.status == ActionStatus.SUCCEEDED
+    assert (receipt.operation_id, receipt.params) == (registry.post.pk, action.params)
+    assert action.outcome == {**receipt.result, "receipt": receipt.pk, "replayed": False}
+    assert receipt.result["accepted"] == action.params and receipt.created_at is not None
+
+
+def test_a_repeated_call_answers_from_its_receipt_without_a_second_side_effect(registry):
+    post = Operation.objects.select_related("connector").get(pk=registry.post.pk)
+    params = {"invoice_id": "INV-9", "amount": 5}
+
+    first = connectors.call(operation=post, params=params, idempotency_key="call-1")
+    # Inside a caller's transaction too, which stays usable after the clash on the key.
+    with transaction.atomic():
+        again = connectors.call(operation=post, params={"other": 1}, idempotency_key="call-1")
+        assert ConnectorCall.objects.filter(idempotency_key="call-1").count() == 1
+
+    assert first["replayed"] is False and again["replayed"] is True
+    assert {**again, "replayed": False} == first  # the first call's answer, params and all
