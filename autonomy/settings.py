@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "agents",
     "workflows",
     "approvals",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -244,7 +245,7 @@ AUTONOMY_APPROVAL_ESCALATE_SECONDS = env.int("AUTONOMY_APPROVAL_ESCALATE_SECONDS
 AUTONOMY_APPROVAL_LINK_MAX_AGE = env.int("AUTONOMY_APPROVAL_LINK_MAX_AGE", default=24 * 3600)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
-# The demo ERP/CRM/ITSM (``python -m demo_systems``); seed_demo points the demo connectors at
+# The demo ERP/CRM/ITSM (``python -m demo.systems``); seed_demo points the demo connectors at
 # it when set (``make run`` sets it), else they answer from the built-in ledger.
 AUTONOMY_DEMO_SYSTEMS_URL = env.str("AUTONOMY_DEMO_SYSTEMS_URL", default="")
 

@@ -116,10 +116,11 @@ def bench_api() -> None:
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    from agents import demo, services
+    from agents import services
     from agents.models import Agent
+    from demo import registry
 
-    demo.seed(agents=1000)
+    registry.seed(agents=1000)
     agent = Agent.objects.first()
     _, token = services.credential_issue(agent=agent)
     client = Client(HTTP_HOST="127.0.0.1")

@@ -10,36 +10,26 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from agents import demo as agents_demo
-from agents.fleet import CREDENTIAL_NAME, pick_agents
 from agents.models import Credential
-from autonomy import demo as kernel_demo
 from autonomy.models import ActionRequest
+from demo import connectors as demo_connectors
+from demo import registry as demo_registry
+from demo import workflows as demo_workflows
+from demo.fleet import CREDENTIAL_NAME, pick_agents
 from workflows import authoring, services
-from workflows import demo as workflows_demo
 from workflows.models import StepRun, StepStatus
-
-
-@pytest.fixture
-def eager(transactional_db):
-    """Celery tasks run in the process that sent them, as soon as their transaction commits."""
-    from autonomy.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
 
 
 @pytest.fixture
 def demo_world(eager):
     with time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), tick=True):
-        agents_demo.seed(agents=40)
-        kernel_demo.seed()
-        workflows_demo.seed()
+        demo_registry.seed(agents=40)
+        demo_connectors.seed()
+        demo_workflows.seed()
         for n, key in enumerate(["customer-onboarding", "it-incident-triage"] * 2):
             services.run_start(
                 template=authoring.latest_published(key=key),
-                context=workflows_demo.demo_context(key=key, rng=random.Random(n), n=n),
+                context=demo_workflows.demo_context(key=key, rng=random.Random(n), n=n),
                 by="test",
             )
         yield
