@@ -99,12 +99,6 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'autonomy.sqlite3'}")
 }
-# SQLite only: how often each process checkpoints the write-ahead log beside the requests
-# (0: never, commits do it), and the log size (pages of 4 KiB) at which a commit does it.
-AUTONOMY_SQLITE_CHECKPOINT_SECONDS = env.float("AUTONOMY_SQLITE_CHECKPOINT_SECONDS", default=1.0)
-AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES = env.int(
-    "AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES", default=10_000
-)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one file: WAL lets readers run beside a writer,
     # IMMEDIATE transactions and a busy timeout turn lock contention into a short wait.
@@ -112,10 +106,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
-            # Commits checkpoint the log themselves only as a backstop: a thread does it
-            # beside them (``autonomy.sqlite``).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-            f" PRAGMA wal_autocheckpoint={AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES};",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
     # Tests use a file too, so that a real Celery worker process can see the test database.
@@ -271,12 +262,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.05,
     }
+    # The embedded default only (``embedded/``): kombu's filesystem transport writing each
+    # message atomically, and Celery's threads pool, which has no child processes to lose
+    # (billiard's blocking prefork pool, the one a broker without an event loop gets, hangs
+    # for good when an idle child is killed).
+    INSTALLED_APPS.append("embedded")
+    CELERY_BROKER_TRANSPORT = "embedded.broker:Transport"
+    CELERY_WORKER_POOL = "threads"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="autonomy")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Prefork, whose children do not all hang when one is killed waiting for work (autonomy/pool.py).
-CELERY_WORKER_POOL = "autonomy.pool:TaskPool"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
