@@ -221,6 +221,11 @@ def seed_activity() -> int:
         ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 48000}),
         ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 900}),
         ("po-buyer", "erp.create-purchase-order", {"supplier": "Acme", "amount": 25000}),
+        (
+            "support-agent",
+            "crm.update-contact",
+            {"contact_id": "CON-{n}", "phone": "+44 20 7946 0{n}"},
+        ),
         ("support-agent", "crm.export-contacts", {"limit": 5000}),
         ("incident-triager", "itsm.create-incident", {"title": "VPN down", "priority": 2}),
         ("data-analyst", "warehouse.run-report", {"report": "monthly-spend", "limit": 500}),
