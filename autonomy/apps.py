@@ -10,17 +10,6 @@ class AutonomyConfig(AppConfig):
 
     def ready(self) -> None:
         os.makedirs(settings.STATIC_ROOT, exist_ok=True)
-        # The embedded broker is a set of folders; they must exist before anyone polls them.
-        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
-            folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-
-        from django.db.backends.signals import connection_created
-
-        from autonomy import sqlite
-
-        connection_created.connect(sqlite.connection_created, dispatch_uid="autonomy-sqlite")
 
         from autonomy.audit import receivers
         from autonomy.policy import receivers as policy_receivers

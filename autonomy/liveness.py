@@ -54,7 +54,7 @@ def start(sender=None, **kwargs) -> None:
 
 
 def _forks_children(sender) -> bool:
-    from celery.concurrency.prefork import TaskPool  # autonomy.pool's too: a subclass
+    from celery.concurrency.prefork import TaskPool
 
     return isinstance(getattr(sender, "pool", None), TaskPool)
 

@@ -7,7 +7,6 @@ from django.db import models
 from django.db.models import Q
 
 
-
 class ConnectorKind(models.TextChoices):
     ERP = "erp", "ERP"
     CRM = "crm", "CRM"

@@ -4,10 +4,7 @@ import os
 
 from celery import Celery
 
-from autonomy import broker
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-broker.install()  # filesystem:// writes each message atomically (autonomy/broker.py)
 
 app = Celery("autonomy")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "approvals",
     "interventions",
     "portal",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -100,12 +101,6 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'autonomy.sqlite3'}")
 }
-# SQLite only: how often each process checkpoints the write-ahead log beside the requests
-# (0: never, commits do it), and the log size (pages of 4 KiB) at which a commit does it.
-AUTONOMY_SQLITE_CHECKPOINT_SECONDS = env.float("AUTONOMY_SQLITE_CHECKPOINT_SECONDS", default=1.0)
-AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES = env.int(
-    "AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES", default=10_000
-)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one file: WAL lets readers run beside a writer,
     # IMMEDIATE transactions and a busy timeout turn lock contention into a short wait.
@@ -113,10 +108,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
-            # Commits checkpoint the log themselves only as a backstop: a thread does it
-            # beside them (``autonomy.sqlite``).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-            f" PRAGMA wal_autocheckpoint={AUTONOMY_SQLITE_AUTOCHECKPOINT_PAGES};",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
     # Tests use a file too, so that a real Celery worker process can see the test database.
@@ -252,7 +244,7 @@ AUTONOMY_APPROVAL_ESCALATE_SECONDS = env.int("AUTONOMY_APPROVAL_ESCALATE_SECONDS
 AUTONOMY_APPROVAL_LINK_MAX_AGE = env.int("AUTONOMY_APPROVAL_LINK_MAX_AGE", default=24 * 3600)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
-# The demo ERP/CRM/ITSM (``python -m demo_systems``); seed_demo points the demo connectors at
+# The demo ERP/CRM/ITSM (``python -m demo.systems``); seed_demo points the demo connectors at
 # it when set (``make run`` sets it), else they answer from the built-in ledger.
 AUTONOMY_DEMO_SYSTEMS_URL = env.str("AUTONOMY_DEMO_SYSTEMS_URL", default="")
 
@@ -278,12 +270,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.05,
     }
+    # The embedded default only (``embedded/``): kombu's filesystem transport writing each
+    # message atomically, and Celery's threads pool, which has no child processes to lose
+    # (billiard's blocking prefork pool, the one a broker without an event loop gets, hangs
+    # for good when an idle child is killed).
+    INSTALLED_APPS.append("embedded")
+    CELERY_BROKER_TRANSPORT = "embedded.broker:Transport"
+    CELERY_WORKER_POOL = "threads"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="autonomy")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Prefork, whose children do not all hang when one is killed waiting for work (autonomy/pool.py).
-CELERY_WORKER_POOL = "autonomy.pool:TaskPool"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -22,6 +22,7 @@ def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(client, monkeypa
     from config.celery import app
 
     monkeypatch.setattr(app.conf, "broker_write_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(app.conf, "broker_transport", None)  # the embedded one would win
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()

@@ -31,16 +31,12 @@ def test_a_worker_process_beats_while_it_runs_and_its_row_goes_when_it_stops(set
     assert not WorkerBeat.objects.filter(pk=name).exists()
 
 
-@pytest.mark.parametrize(
-    "pool", ["celery.concurrency.prefork:TaskPool", "autonomy.pool:TaskPool"]
-)  # Celery's own, and the one CELERY_WORKER_POOL names
-def test_a_prefork_pools_parent_does_not_beat(settings, pool):
+def test_a_prefork_pools_parent_does_not_beat(settings):
     """It executes nothing and forks children: no thread of ours may run in it."""
     from types import SimpleNamespace
 
-    from celery.utils.imports import symbol_by_name
+    from celery.concurrency.prefork import TaskPool
 
-    TaskPool = symbol_by_name(pool)
     settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
     consumer = SimpleNamespace(pool=TaskPool.__new__(TaskPool))
     liveness.start(sender=consumer)

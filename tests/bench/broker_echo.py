@@ -5,15 +5,18 @@ import sys
 from kombu import Connection
 
 
+def transport_for(url: str) -> str | None:
+    """filesystem:// as the product uses it (``embedded.broker``): kombu's own transport can
+    hand a reader a file its writer has not filled yet, which stopped this echo now and then."""
+    return "embedded.broker:Transport" if url.startswith("filesystem://") else None
+
+
 def main(url: str, options: str, count: int) -> None:
     import json
 
-    from autonomy import broker
-
-    # filesystem:// as the product uses it: kombu's own transport can hand a reader a file
-    # its writer has not filled yet, which stopped this echo (and the figure) now and then.
-    broker.install()
-    with Connection(url, transport_options=json.loads(options)) as conn:
+    with Connection(
+        url, transport=transport_for(url), transport_options=json.loads(options)
+    ) as conn:
         ping = conn.SimpleQueue("bench-ping")
         pong = conn.SimpleQueue("bench-pong")
         print("ready", flush=True)

@@ -33,9 +33,8 @@ def broker_round_trips(url: str, options: dict, rounds: int = ROUNDS) -> list[fl
     """Publish a ping, wait for the echo process's pong: cross-process latency in ms."""
     from kombu import Connection
 
-    from autonomy import broker
+    from tests.bench.broker_echo import transport_for
 
-    broker.install()  # filesystem://: the atomic writes the product uses (autonomy/broker.py)
     echo = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.broker_echo", url, json.dumps(options), str(rounds)],
         cwd=ROOT,
@@ -47,7 +46,7 @@ def broker_round_trips(url: str, options: dict, rounds: int = ROUNDS) -> list[fl
         if echo.stdout.readline().strip() != "ready":
             return None
         times = []
-        with Connection(url, transport_options=options) as conn:
+        with Connection(url, transport=transport_for(url), transport_options=options) as conn:
             ping, pong = conn.SimpleQueue("bench-ping"), conn.SimpleQueue("bench-pong")
             for i in range(rounds):
                 started = time.perf_counter()
@@ -116,10 +115,11 @@ def bench_api() -> None:
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    from agents import demo, services
+    from agents import services
     from agents.models import Agent
+    from demo import registry
 
-    demo.seed(agents=1000)
+    registry.seed(agents=1000)
     agent = Agent.objects.first()
     _, token = services.credential_issue(agent=agent)
     client = Client(HTTP_HOST="127.0.0.1")

@@ -12,15 +12,15 @@ import pytest
 import requests
 import time_machine
 
-from agents import demo as agents_demo
 from agents.models import Agent, AgentStatus
 from autonomy import actions
-from autonomy import demo as kernel_demo
 from autonomy.connectors import openapi, vault
 from autonomy.connectors.services import connector_import_openapi
 from autonomy.models import ActionRequest, ActionStatus, Connector, Operation
-from demo_systems.server import make_server
-from demo_systems.systems import openapi_document
+from demo import connectors as demo_connectors
+from demo import registry as demo_registry
+from demo.systems.server import make_server
+from demo.systems.systems import openapi_document
 from tests.realparts import ROOT, free_port
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +39,8 @@ def wired(demo_systems, settings, monkeypatch):
     """The demo registry seeded against the running demo systems."""
     settings.AUTONOMY_DEMO_SYSTEMS_URL = demo_systems.url
     monkeypatch.setenv("AUTONOMY_DEMO_SYSTEMS_TOKEN", "demo-tok")
-    agents_demo.seed(agents=30)
-    kernel_demo.seed()
+    demo_registry.seed(agents=30)
+    demo_connectors.seed()
     return demo_systems
 
 
@@ -63,18 +63,18 @@ def test_each_demo_system_serves_an_openapi_document_that_the_connector_import_r
         connector = Connector.objects.create(slug=f"{system}-import", name=system, kind=kind)
         document = requests.get(f"{demo_systems.url}/{system}/openapi.json", timeout=5).text
         imported = connector_import_openapi(connector=connector, document=document, by=None)
-        seeded = {slug for conn, slug, *_ in kernel_demo.OPERATIONS if conn == system}
+        seeded = {slug for conn, slug, *_ in demo_connectors.OPERATIONS if conn == system}
         assert seeded <= {op.slug for op in imported}, system
 
 
 def test_the_demo_seed_gives_each_demo_operation_its_method_and_path_offline():
-    agents_demo.seed(agents=20)
-    kernel_demo.seed()
+    demo_registry.seed(agents=20)
+    demo_connectors.seed()
     post = Operation.objects.get(connector__slug="erp", slug="post-invoice")
     assert post.config == {"method": "POST", "path": "/invoices/{invoice_id}/post"}
     match = Operation.objects.get(connector__slug="erp", slug="match-purchase-order")
     assert match.config == {"method": "GET", "path": "/invoices/{invoice_id}/match"}
-    for system in kernel_demo.DEMO_SYSTEMS:
+    for system in demo_connectors.DEMO_SYSTEMS:
         assert "base_url" not in Connector.objects.get(slug=system).config  # the ledger answers
 
 
@@ -86,7 +86,7 @@ def test_seeding_with_the_systems_url_points_the_demo_connectors_at_them_with_a_
     assert erp.config["auth"] == {"type": "bearer", "secret": "token"}
     assert vault.secret_value(erp, "token") == "demo-tok"
     assert "demo-tok" not in str(erp.config)
-    kernel_demo.seed()  # again: nothing changes
+    demo_connectors.seed()  # again: nothing changes
     assert Connector.objects.get(slug="erp").config == erp.config
 
 
@@ -146,7 +146,7 @@ def test_records_survive_a_restart_of_the_demo_systems(demo_systems):
 def test_python_m_demo_systems_prints_one_ready_line_and_stops_on_sigterm(tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "demo_systems", "--port", str(port)],
+        [sys.executable, "-m", "demo.systems", "--port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "AUTONOMY_DATA_DIR": str(tmp_path)},
     )  # fmt: skip
@@ -163,7 +163,7 @@ def test_python_m_demo_systems_prints_one_ready_line_and_stops_on_sigterm(tmp_pa
 
 
 def test_every_demo_document_is_a_valid_openapi_3_document():
-    for system in kernel_demo.DEMO_SYSTEMS:
+    for system in demo_connectors.DEMO_SYSTEMS:
         document = openapi.load(openapi_document(system))
         slugs = [spec["slug"] for spec in openapi.operation_specs(document)]
         assert len(slugs) == len(set(slugs)) and slugs, system
@@ -174,8 +174,8 @@ def test_import_demo_systems_adds_their_extra_operations_and_keeps_the_seeded_on
 ):
     from django.core.management import call_command
 
-    agents_demo.seed(agents=20)
-    kernel_demo.seed()
+    demo_registry.seed(agents=20)
+    demo_connectors.seed()
     call_command("import_demo_systems", "--url", demo_systems.url)
     assert "itsm: 6 operations" in capsys.readouterr().out
     read_incident = Operation.objects.get(connector__slug="itsm", slug="read-incident")

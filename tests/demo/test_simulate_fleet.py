@@ -10,39 +10,33 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from agents import demo as agents_demo
-from agents.fleet import CREDENTIAL_NAME, pick_agents
 from agents.models import Credential
-from autonomy import demo as kernel_demo
-from autonomy.models import ActionRequest
+from autonomy.models import ActionRequest, ActionStatus, Verdict
+from demo import connectors as demo_connectors
+from demo import registry as demo_registry
+from demo import workflows as demo_workflows
+from demo.fleet import CREDENTIAL_NAME, pick_agents
+from tests.conftest import wait_for
 from workflows import authoring, services
-from workflows import demo as workflows_demo
 from workflows.models import StepRun, StepStatus
-
-
-@pytest.fixture
-def eager(transactional_db):
-    """Celery tasks run in the process that sent them, as soon as their transaction commits."""
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
 
 
 @pytest.fixture
 def demo_world(eager):
     with time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), tick=True):
-        agents_demo.seed(agents=40)
-        kernel_demo.seed()
-        workflows_demo.seed()
+        demo_registry.seed(agents=40)
+        demo_connectors.seed()
+        demo_workflows.seed()
         for n, key in enumerate(["customer-onboarding", "it-incident-triage"] * 2):
             services.run_start(
                 template=authoring.latest_published(key=key),
-                context=workflows_demo.demo_context(key=key, rng=random.Random(n), n=n),
+                context=demo_workflows.demo_context(key=key, rng=random.Random(n), n=n),
                 by="test",
             )
         yield
+
+
+ENDED = [ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.CANCELLED]
 
 
 def simulate(live_server, *args: str) -> float:
@@ -51,16 +45,42 @@ def simulate(live_server, *args: str) -> float:
     return time.monotonic() - started
 
 
-def test_the_fleet_gets_allowed_approval_and_denied_decisions_and_stops_in_time(
-    live_server, demo_world
+@pytest.fixture
+def thousand_agents(transactional_db, demo_systems, settings, monkeypatch):
+    """A demo registry with 1,000 active agents (of 1,050: some are seeded paused or
+    quarantined), its ERP, CRM and ITSM connectors pointed at the running demo systems."""
+    settings.AUTONOMY_DEMO_SYSTEMS_URL = demo_systems.url
+    monkeypatch.setenv("AUTONOMY_DEMO_SYSTEMS_TOKEN", "demo-tok")
+    demo_registry.seed(agents=1050)
+    demo_connectors.seed()
+    assert len(pick_agents(count=1000)) == 1000
+    return demo_systems
+
+
+@pytest.mark.timeout(180)
+def test_a_fleet_of_1000_agents_works_through_a_live_server_and_a_real_worker(
+    celery_worker, thousand_agents, live_server
 ):
-    elapsed = simulate(live_server, "--agents", "20", "--duration", "6", "--rate", "25")
+    """The worker boots while the 1,000 agents are registered: each through
+    ``agent_register``, as the demo seed does, which is most of this test's time."""
+    elapsed = simulate(live_server, "--agents", "1000", "--duration", "5", "--rate", "30")
+    assert elapsed < 5 + 30  # 1,000 credentials, then its duration, then the plays in flight
+    live = Credential.objects.filter(name=CREDENTIAL_NAME, revoked_at=None)
+    assert live.count() == 1000
     fleet = ActionRequest.objects.filter(credential__name=CREDENTIAL_NAME)
     decisions = Counter(fleet.values_list("verdict", flat=True))
     assert decisions["allow"] > decisions["needs_approval"] > 0, decisions
     assert decisions["deny"] > 0, decisions
-    assert fleet.values("agent").distinct().count() > 5
-    assert elapsed < 6 + 10  # setup, then its duration, then the plays in flight
+    assert fleet.values("agent").distinct().count() > 50
+    allowed = fleet.filter(verdict=Verdict.ALLOW)
+    wait_for(lambda: not allowed.exclude(status__in=ENDED).exists(), timeout=60, interval=0.2,
+             what="the worker to execute every allowed action")  # fmt: skip
+    assert set(allowed.values_list("status", flat=True)) == {ActionStatus.SUCCEEDED}
+    assert all(
+        w.endswith(f":{celery_worker.proc.pid}") for w in allowed.values_list("worker", flat=True)
+    )
+    called = allowed.filter(operation__connector__slug__in=["erp", "crm", "itsm"])
+    assert called.exists() and all("data" in action.outcome for action in called)
 
 
 def test_the_fleet_pulls_and_completes_offered_workflow_tasks(live_server, demo_world):

@@ -10,7 +10,7 @@ workflows (which invent ids) run end to end. Writes are real: they change stored
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from demo_systems.store import Store, now
+from demo.systems.store import Store, now
 
 TEXT = {"type": "string", "maxLength": 500}
 MONEY = {"type": "number", "minimum": 0}

@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from agents import demo, drift_demo
+from demo import connectors, drift, registry, workflows
 
 
 class Command(BaseCommand):
@@ -15,14 +15,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, agents, **options):
         started = time.perf_counter()
-        from autonomy import demo as kernel_demo
-        from workflows import demo as workflows_demo
-
-        created = demo.seed(agents=agents)
-        created.update(kernel_demo.seed())
-        created.update(workflows_demo.seed())
-        created["actions"] = kernel_demo.seed_activity()
-        created["drift_flags"] = drift_demo.seed_drift()  # after the first day: it needs it
+        created = registry.seed(agents=agents)
+        created.update(connectors.seed())
+        created.update(workflows.seed())
+        created["actions"] = connectors.seed_activity()
+        created["drift_flags"] = drift.seed_drift()  # after the first day: it needs it
         if created["drift_flags"]:  # its history went in directly: count it on the dashboard
             from autonomy.observability.rollup import rollup_rebuild
 

@@ -11,7 +11,7 @@ import threading
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from workflows.demo import DemoPlayer
+from demo.workflows import DemoPlayer
 
 log = logging.getLogger(__name__)
 

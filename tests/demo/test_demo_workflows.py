@@ -6,18 +6,19 @@ import random
 import pytest
 from django.core.management import call_command
 
-from agents import demo as agents_demo
 from agents.models import Agent, AgentStatus
 from approvals.models import ApprovalRequest
-from autonomy import demo as kernel_demo
-from workflows import authoring, demo, services
+from demo import connectors as demo_connectors
+from demo import registry as demo_registry
+from demo import workflows as demo_workflows
+from workflows import authoring, services
 from workflows.models import Run, RunStatus, StepRun, StepStatus, Template, TemplateStatus
 
 
 def seed_world() -> None:
-    agents_demo.seed(agents=30)
-    kernel_demo.seed()
-    demo.seed()
+    demo_registry.seed(agents=30)
+    demo_connectors.seed()
+    demo_workflows.seed()
 
 
 def demo_agent(role: str) -> Agent:
@@ -26,7 +27,7 @@ def demo_agent(role: str) -> Agent:
 
 def start(key: str, **context) -> Run:
     template = authoring.latest_published(key=key)
-    context = context or demo.demo_context(key=key, rng=random.Random(1), n=1)
+    context = context or demo_workflows.demo_context(key=key, rng=random.Random(1), n=1)
     return services.run_start(template=template, context=context, by="test")
 
 
@@ -38,8 +39,8 @@ def statuses(run: Run) -> dict[str, str]:
 def test_seed_demo_publishes_the_three_demo_templates_valid(capsys):
     call_command("seed_demo", "--agents", "30")
     assert ", 3 templates," in capsys.readouterr().out
-    templates = Template.objects.filter(key__in=demo.KEYS)
-    assert sorted(t.key for t in templates) == sorted(demo.KEYS)
+    templates = Template.objects.filter(key__in=demo_workflows.KEYS)
+    assert sorted(t.key for t in templates) == sorted(demo_workflows.KEYS)
     for template in templates:
         assert template.status == TemplateStatus.PUBLISHED
         assert authoring.template_validate(template=template) == []
@@ -65,7 +66,7 @@ def test_a_demo_agent_completes_the_onboarding_task_and_the_run_finishes(eager):
     agent = demo_agent("onboarding-agent")
     task = services.task_next(agent=agent)
     assert task.step.key == "gather-documents" and task.run_id == run.pk
-    output = demo.task_output(step_key="gather-documents", rng=random.Random(2))
+    output = demo_workflows.task_output(step_key="gather-documents", rng=random.Random(2))
     services.task_complete(agent=agent, step_run_id=task.pk, output=output)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, statuses(run)

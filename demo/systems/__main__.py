@@ -1,4 +1,4 @@
-"""``python -m demo_systems --port 8100``: the demo ERP, CRM and ITSM in one process."""
+"""``python -m demo.systems --port 8100``: the demo ERP, CRM and ITSM in one process."""
 
 import argparse
 import logging
@@ -6,11 +6,11 @@ import signal
 import sys
 import threading
 
-from demo_systems.server import default_database, make_server
+from demo.systems.server import default_database, make_server
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo_systems", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo.systems", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument(
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s demo_systems %(message)s",
+        format="%(asctime)s demo.systems %(message)s",
     )
     server = make_server(host=args.host, port=args.port, database=args.database)
 

@@ -25,3 +25,11 @@ def test_seed_demo_grows_to_a_larger_size(capsys):
     call_command("seed_demo", "--agents", "20")
     call_command("seed_demo", "--agents", "30")
     assert Agent.objects.count() == 30
+
+
+def test_the_first_day_of_work_calls_the_crm_through_the_gate():
+    from autonomy.models import ActionRequest, Verdict
+
+    call_command("seed_demo", "--agents", "60")
+    crm = ActionRequest.objects.filter(operation__connector__slug="crm")
+    assert crm.filter(verdict=Verdict.ALLOW).exists(), list(crm.values_list("verdict", "reasons"))

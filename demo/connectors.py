@@ -58,7 +58,7 @@ OPERATIONS = [
      False, _schema(["employee_id"], employee_id=TEXT), "", ""),
     ("mail", "send-email", "Send an e-mail", Effect.WRITE, 2, DataClass.INTERNAL, False, False,
      _schema(["to", "subject"], to=TEXT, subject=TEXT, body={"type": "string"}), "", ""),
-    # used by the demo workflow templates (workflows/demo.py)
+    # used by the demo workflow templates (demo/workflows.py)
     ("erp", "match-purchase-order", "Match an invoice to its purchase order", Effect.READ, 1,
      DataClass.INTERNAL, False, False,
      _schema(["invoice_id", "po_number"], invoice_id=TEXT, po_number=TEXT, amount=MONEY), "", ""),
@@ -182,8 +182,8 @@ def wire_demo_systems(*, connectors: dict, operations: dict) -> None:
     from autonomy.connectors import openapi
     from autonomy.connectors.services import connector_secret_set
     from autonomy.models import ConnectorSecret
-    from demo_systems.server import default_token
-    from demo_systems.systems import openapi_document
+    from demo.systems.server import default_token
+    from demo.systems.systems import openapi_document
 
     base = settings.AUTONOMY_DEMO_SYSTEMS_URL.rstrip("/")
     for system in DEMO_SYSTEMS:
@@ -221,6 +221,11 @@ def seed_activity() -> int:
         ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 48000}),
         ("payments-clerk", "erp.pay-invoice", {"invoice_id": "INV-{n}", "amount": 900}),
         ("po-buyer", "erp.create-purchase-order", {"supplier": "Acme", "amount": 25000}),
+        (
+            "support-agent",
+            "crm.update-contact",
+            {"contact_id": "CON-{n}", "phone": "+44 20 7946 0{n}"},
+        ),
         ("support-agent", "crm.export-contacts", {"limit": 5000}),
         ("incident-triager", "itsm.create-incident", {"title": "VPN down", "priority": 2}),
         ("data-analyst", "warehouse.run-report", {"report": "monthly-spend", "limit": 500}),

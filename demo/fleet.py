@@ -223,7 +223,7 @@ class Fleet:
         return action.decision
 
     def _task(self, member: Member) -> None:
-        from workflows.demo import task_output
+        from demo.workflows import task_output
 
         try:
             task = member.client.next_task()

@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from demo_systems.store import Store
-from demo_systems.systems import SYSTEMS, Op, Problem, openapi_document
+from demo.systems.store import Store
+from demo.systems.systems import SYSTEMS, Op, Problem, openapi_document
 
-log = logging.getLogger("demo_systems")
+log = logging.getLogger("demo.systems")
 
 DEFAULT_TOKEN = "demo-systems-token"
 MAX_BODY_BYTES = 1024 * 1024

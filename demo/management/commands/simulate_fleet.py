@@ -4,7 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.fleet import fleet_start, wait_for_portal
+from demo.fleet import fleet_start, wait_for_portal
 
 
 class Command(BaseCommand):
