@@ -1,6 +1,8 @@
 """A worker runs a run's next step at once when it is the only one made ready, and sends
 parallel branches (and everything past its budget) through the broker."""
 
+import uuid
+
 import pytest
 
 from tests.workflows.fixtures import chain, diamond, published, step
@@ -11,19 +13,14 @@ from workflows.models import RunStatus, StepStatus
 @pytest.fixture
 def sent(monkeypatch):
     """Step runs sent to the broker (not published: the test plays the worker)."""
+    from workflows import tasks
+
     ids = []
-    monkeypatch.setattr(services, "_send", lambda step_run_id: ids.append(step_run_id))
-    monkeypatch.setattr(services, "_dispatch", _recording(services._dispatch, ids))
+    monkeypatch.setattr(tasks.step_execute, "delay", lambda i: ids.append(uuid.UUID(i)))
+    monkeypatch.setattr(
+        tasks.step_execute, "apply_async", lambda args, **kw: ids.append(uuid.UUID(args[0]))
+    )
     return ids
-
-
-def _recording(dispatch, ids):
-    def record(step_run_id, *, countdown=None):
-        if getattr(services._inline, "ready", None) is not None and not countdown:
-            return dispatch(step_run_id, countdown=countdown)  # collected by step_work
-        ids.append(step_run_id)
-
-    return record
 
 
 def test_a_chain_runs_to_its_end_in_one_task(world, sent):
@@ -94,23 +91,26 @@ def test_a_step_held_for_approval_ends_the_chain_and_is_not_sent(world, sent):
 def test_a_failure_claiming_the_next_step_keeps_the_step_before_and_sends_the_next(
     world, sent, monkeypatch
 ):
+    from autonomy import services as kernel
+
     run = services.run_start(template=chain("claim-fails", 3))
     first = run.step_runs.get(position=0)
-    request = services._request_action
+    request = kernel.action_request
+    second_key = f"step-run:{run.step_runs.get(position=1).pk}:"
 
-    def failing(*, run, step_run):
-        if step_run.position == 1:
+    def failing(**kwargs):
+        if kwargs["idempotency_key"].startswith(second_key):
             raise RuntimeError("the gate's database went away")
-        return request(run=run, step_run=step_run)
+        return request(**kwargs)
 
-    monkeypatch.setattr(services, "_request_action", failing)
+    monkeypatch.setattr(kernel, "action_request", failing)
     services.step_work(step_run_id=first.pk)
     second = run.step_runs.get(position=1)
     assert run.step_runs.get(position=0).status == StepStatus.SUCCEEDED
     assert (second.status, second.attempt, second.action_id) == (StepStatus.READY, 0, None)
     assert sent == [first.pk, second.pk]  # sent, to be tried again by a worker
 
-    monkeypatch.setattr(services, "_request_action", request)
+    monkeypatch.setattr(kernel, "action_request", request)
     services.step_work(step_run_id=second.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
