@@ -7,27 +7,11 @@ from agents.models import Agent, AgentStatus
 from autonomy.errors import DomainError, ErrorCode
 from workflows.models import STEP_ACTIVE, StepRun
 
-# Of an agent, its unit and its role, a step's request through the gate reads neither the
-# descriptions and dates nor the IdP client (an agent's token is checked where it
-# authenticates), nor of its service user more than the id and the username (the audit
-# trail's actor). Django reads a column left unread on access.
-ASSIGNEE_UNREAD = (
-    *(
-        f"service_user__{f.name}"
-        for f in Agent._meta.get_field("service_user").related_model._meta.concrete_fields
-        if f.name not in ("id", "username")
-    ),
-    *("description", "status_changed_at", "tokens_valid_after", "oidc_client_id"),
-    *("created_at", "updated_at", "business_unit__description", "business_unit__created_at"),
-    *("role__description", "role__created_at"),
-)
-
 
 def assignees() -> QuerySet[Agent]:
-    """Agents read as a step's assignee is: with what the gate uses of them, in one query."""
-    return Agent.objects.select_related("service_user", "role", "business_unit").defer(
-        *ASSIGNEE_UNREAD
-    )
+    """Agents read as a step's assignee is: with what the gate uses of them (the service
+    user, the role, the unit), in one query."""
+    return Agent.objects.select_related("service_user", "role", "business_unit")
 
 
 def agent_pick(*, role_id) -> Agent | None:

@@ -4,14 +4,6 @@ branches finishing at once advance the run one after the other."""
 
 from workflows.models import Run, StepRun
 
-# What recording a step's outcome reads again (``step_relock``) leaves unread, as the outcome
-# only sets those columns or never touches them: the run's creation and the step run's input,
-# earlier output and error, timestamps and compensation. Django reads one on access.
-RELOCK_STEP_RUN_UNREAD = (
-    *("input", "output", "error", "claimed_at", "next_attempt_at", "dispatched_at"),
-    *("started_at", "compensation_action"),
-)
-
 
 def run_lock(run_id) -> Run:
     """The run, locked, with its template (``of=self``: never the template every run of it
@@ -50,10 +42,8 @@ def step_relock(*, step_run: StepRun, run: Run) -> tuple[StepRun, Run]:
     fresh rows, run first. Their step and template (a published version's, never changed)
     are kept."""
     template, step = run.template, step_run.step
-    run = Run.objects.select_for_update().defer("created_at").get(pk=run.pk)
-    step_run = (
-        StepRun.objects.select_for_update().defer(*RELOCK_STEP_RUN_UNREAD).get(pk=step_run.pk)
-    )
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    step_run = StepRun.objects.select_for_update().get(pk=step_run.pk)
     run.template = template
     step_run.step = step
     return step_run, run
