@@ -131,6 +131,7 @@ def _make_ready(*, run: Run, step_run: StepRun, out: Outbox) -> None:
     """Resolve the step's input and give it to its agent: a task is offered; an operation
     step gets an agent of its role (the least busy, read whole for its request) and goes
     to a worker (``out.ready``), or fails when nobody active can take it."""
+    out.write_held()  # a step made ready before: the pick below counts ready steps
     step = step_run.step
     step_run.input = conditions.resolve(step.input_map, run.context)
     if step_run.assignee_id is None and step_run.assignee_role_id is None:
@@ -146,8 +147,8 @@ def _make_ready(*, run: Run, step_run: StepRun, out: Outbox) -> None:
         step_run.assignee = agent_pick(role_id=step_run.assignee_role_id)
     step_run.status = StepStatus.READY
     step_run.dispatched_at = timezone.now()
-    step_run.save(update_fields=MADE_READY_FIELDS)
     if step_run.assignee_id is None:
+        step_run.save(update_fields=MADE_READY_FIELDS)
         attempt_failed(
             run=run,
             step_run=step_run,
@@ -156,4 +157,4 @@ def _make_ready(*, run: Run, step_run: StepRun, out: Outbox) -> None:
             out=out,
         )
         return
-    out.step_ready(step_run)
+    out.step_ready(step_run, unwritten=MADE_READY_FIELDS)

@@ -131,7 +131,7 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
     step run, then the action); with ``chain``, the claim of the one step that made ready
     (``_claim_next``). Returns the step run, the run and that claim. Steps made ready by a
     transaction that rolls back are not sent."""
-    with transaction.atomic(), audit.deferred(), Outbox() as out:
+    with transaction.atomic(), audit.deferred(), Outbox(hold_ready=chain > 0) as out:
         step_run, run = step_relock(step_run=step_run, run=run)
         if settle:
             action = kernel.action_settle(action=action)
@@ -160,17 +160,21 @@ def _claim_next(*, run: Run, out: Outbox) -> tuple[StepRun, ActionRequest] | Non
     # version it compiled; the gate confirms that version in this transaction, so a changed
     # operation or connector (which moves the version) is read again.
     step_run = out.ready.pop()
+    unwritten = out.take_held(step_run)  # written with the attempt, in one statement
+    out.write_held()
     agent = step_run.assignee if StepRun.assignee.is_cached(step_run) else None
     if agent is None or not Agent.service_user.is_cached(agent):
         step_run.assignee = assignees().get(pk=step_run.assignee_id)
     step_run.step.operation = selectors.step_operation(step_run.step.operation_id)
-    claimed = _request_action(run=run, step_run=step_run, out=out)
+    claimed = _request_action(run=run, step_run=step_run, out=out, also=unwritten)
     return (step_run, claimed) if claimed is not None else None
 
 
-def _request_action(*, run: Run, step_run: StepRun, out: Outbox) -> ActionRequest | None:
+def _request_action(*, run: Run, step_run: StepRun, out: Outbox, also=()) -> ActionRequest | None:
     """Ask the gate as the step's assignee. Returns the action when it was allowed, claimed
-    as executing in the caller's transaction for this worker to run at once."""
+    as executing in the caller's transaction for this worker to run at once. ``also``:
+    further fields of the step run to write with the attempt's."""
+    fields = list(dict.fromkeys([*ATTEMPT_FIELDS, *also]))
     step = step_run.step
     now = timezone.now()
     step_run.attempt += 1
@@ -202,7 +206,7 @@ def _request_action(*, run: Run, step_run: StepRun, out: Outbox) -> ActionReques
             fresh_key=True,  # its attempt was counted just now, under the step run's lock
         )
     except DomainError as exc:
-        step_run.save(update_fields=ATTEMPT_FIELDS)
+        step_run.save(update_fields=fields)
         attempt_failed(
             run=run,
             step_run=step_run,
@@ -215,7 +219,7 @@ def _request_action(*, run: Run, step_run: StepRun, out: Outbox) -> ActionReques
     step_run.action = action
     if action.status == ActionStatus.PENDING_APPROVAL:
         step_run.status = StepStatus.WAITING_APPROVAL
-    step_run.save(update_fields=[*ATTEMPT_FIELDS, "action"])
+    step_run.save(update_fields=[*fields, "action"])
     out.event(
         run,
         "action_requested",

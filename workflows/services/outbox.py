@@ -35,12 +35,19 @@ class Outbox:
     and every step in ``ready`` or ``sends`` is sent after commit; a step worker may take
     the one step in ``ready`` out first, to execute it at once (``execute``). Leaving by an
     error writes and sends nothing (and the transaction rolls back).
+
+    ``hold_ready`` (a worker that may claim the next step in the same transaction): the
+    write of a step made ready is held (``held``), so that its claim writes it with its
+    attempt in one statement; anything else that needs the row written calls
+    ``write_held`` first, and the block's end writes what nobody claimed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold_ready: bool = False) -> None:
         self.events: list[RunEvent] = []
         self.ready: list[StepRun] = []  # operation steps made ready, for a worker now
         self.sends: list[tuple] = []  # (step run id, countdown): sent again, or later
+        self.hold_ready = hold_ready
+        self.held: dict = {}  # step run: the fields still to write
 
     def __enter__(self) -> "Outbox":
         return self
@@ -58,15 +65,31 @@ class Outbox:
             )
         )
 
-    def step_ready(self, step_run: StepRun) -> None:
-        """An operation step was made ready: a worker executes it."""
+    def step_ready(self, step_run: StepRun, *, unwritten=()) -> None:
+        """An operation step was made ready: a worker executes it. ``unwritten``: the fields
+        making it ready changed and nobody wrote yet: written now, or held."""
+        if unwritten and self.hold_ready:
+            self.held[step_run] = list(unwritten)
+        elif unwritten:
+            step_run.save(update_fields=list(unwritten))
         self.ready.append(step_run)
+
+    def take_held(self, step_run: StepRun) -> list[str]:
+        """The fields of ``step_run`` whose write is held, for its claim to write them."""
+        return self.held.pop(step_run, [])
+
+    def write_held(self) -> None:
+        """Write the held step runs: before anything reads or picks by step runs again."""
+        while self.held:
+            step_run, fields = self.held.popitem()
+            step_run.save(update_fields=fields)
 
     def send(self, step_run_id, *, countdown: float | None = None) -> None:
         """Send a step to a worker after commit (again, or after ``countdown`` seconds)."""
         self.sends.append((step_run_id, countdown))
 
     def write(self) -> None:
+        self.write_held()
         if self.events:
             RunEvent.objects.bulk_create(self.events)
             self.events = []
