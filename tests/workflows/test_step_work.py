@@ -169,10 +169,9 @@ def test_an_operation_disabled_between_two_steps_of_a_chain_is_seen_by_the_next(
     assert "operation_disabled" in {reason["code"] for reason in second.action.reasons}
 
 
-def test_a_chain_loads_no_column_its_reads_left_unread(world, sent, monkeypatch):
-    """The step path reads rows without the columns it does not use (the assignee's dates,
-    the relocked step run's input and timestamps): using one would load it on its own
-    (``refresh_from_db``), a statement per column."""
+def test_a_chain_loads_no_column_on_its_own(world, sent, monkeypatch):
+    """The step path reads the rows it uses with what it uses of them: a column or row left
+    out and used later would be loaded on its own (``refresh_from_db``), a statement each."""
     from agents.models import Agent
     from workflows.models import Run, StepRun
 
