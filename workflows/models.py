@@ -11,8 +11,6 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from autonomy.rows import FastLoad
-
 
 class TemplateStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -20,7 +18,7 @@ class TemplateStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
-class Template(FastLoad):
+class Template(models.Model):
     """One version of a reusable workflow. ``key`` names the workflow across its versions."""
 
     key = models.SlugField(max_length=80)
@@ -75,7 +73,7 @@ class Approval(models.TextChoices):
     WHEN = "when", "When the condition holds"
 
 
-class Step(FastLoad):
+class Step(models.Model):
     """A node of the template's DAG."""
 
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="steps")
@@ -162,7 +160,7 @@ class RunStatus(models.TextChoices):
 RUN_FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class Run(FastLoad):
+class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="runs")
     status = models.CharField(
@@ -206,7 +204,7 @@ STEP_ACTIVE = (
 )
 
 
-class StepRun(FastLoad):
+class StepRun(models.Model):
     """One step of one run. Its id is the idempotency key of the work it does."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -264,7 +262,7 @@ class StepRun(FastLoad):
         return f"{self.step.key} ({self.status})"
 
 
-class RunEvent(FastLoad):
+class RunEvent(models.Model):
     """The run's timeline: who did what, waits, approvals, escalations, context changes."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")

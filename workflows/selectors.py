@@ -6,6 +6,7 @@ whatever the number of steps, events, claims or messages, so no page goes N+1.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -17,7 +18,6 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from autonomy import rows
 from autonomy import selectors as kernel_selectors
 from autonomy.models import Operation
 from autonomy.policy import engine as policy_engine
@@ -141,7 +141,7 @@ def _steps_of(template: Template) -> dict[int, Step]:
 def step_copy(step: Step) -> Step:
     """A step of ``template_steps`` of the caller's own: related rows it loads later (an
     agent to escalate to, a role) are read fresh and never stay on the shared one."""
-    return rows.copy_model(step)
+    return copy.copy(step)
 
 
 # The operations (with their connectors) of steps, as a step's request through the gate last

@@ -1,7 +1,6 @@
 """How a run moves on after a step succeeds: along a linear stretch by the one row of the
-next step (``services._advance_to_successor``); anywhere else by every step run still open
-(``services.advance``). Steps run in this process, in the test's transaction, which never
-commits, so nothing is dispatched."""
+next step; anywhere else by every step run still open. Steps run in this process, in the
+test's transaction, which never commits, so nothing is dispatched."""
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext

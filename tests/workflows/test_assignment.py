@@ -73,38 +73,33 @@ def test_a_task_step_is_offered_to_its_role(db):
     assert offered.message == f"review offered to {world.clerks}."
 
 
-def test_a_step_made_ready_for_an_inline_claim_is_read_whole_by_the_same_rule(db):
-    """``_make_ready`` of a step a worker may claim at once reads its agent whole in one
-    statement (``_PICK_ASSIGNEE``): the same choice as ``_pick_agent_id``, which the other
-    paths use, whatever the load, the ties and the agents' status."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    world = build_world(clerks=3)
-    role = world.clerks.pk
+def test_the_least_busy_rule_holds_whatever_the_load_the_ties_and_the_agents_status(db):
+    """Every step made ready picks its agent by the one rule: the least work in flight, ties
+    by slug, active agents only; whatever reads the agent whole for its request."""
+    build_world(clerks=3)
     template = parallel("three")
+    probes = iter(range(100))
 
-    def same_choice() -> str:
-        picked = services._PICK_ASSIGNEE.get(role)
-        assert picked.pk == services._pick_agent_id(role)
-        with CaptureQueriesContext(connection) as reads:  # read whole: nothing more to load
-            loaded = [picked.service_user.username, picked.role.slug, picked.business_unit.slug]
-        assert all(loaded)
-        assert len(reads) == 0
-        return picked.slug
+    def next_pick() -> str | None:
+        """The agent a new one-step run's step gets; the probe's step then counts no more."""
+        run = services.run_start(template=published(f"probe-{next(probes)}", [step("x")]))
+        probe = run.step_runs.select_related("assignee").get()
+        run.step_runs.update(status="succeeded")
+        return probe.assignee.slug if probe.assignee else None
 
-    assert same_choice() == "clerk-0"  # nobody busy: ties by slug
+    assert next_pick() == "clerk-0"  # nobody busy: ties by slug
     services.run_start(template=template)  # a step each
     services.run_start(template=template)  # two each
     Agent.objects.get(slug="clerk-0").step_runs.update(status="succeeded")
-    assert same_choice() == "clerk-0"  # finished work does not count
+    assert next_pick() == "clerk-0"  # finished work does not count
     Agent.objects.filter(slug="clerk-0").update(status=AgentStatus.PAUSED)
-    assert same_choice() == "clerk-1"  # a paused agent gets nothing; then by slug
-    Agent.objects.get(slug="clerk-1").step_runs.update(status="waiting_approval")
+    assert next_pick() == "clerk-1"  # a paused agent gets nothing; then by slug
+    waiting = Agent.objects.get(slug="clerk-1").step_runs.exclude(status="succeeded")
+    waiting.update(status="waiting_approval")  # still in flight
     services.run_start(template=published("one", [step("x")]))  # clerk-2 (less busy)
-    assert same_choice() == "clerk-2"
+    assert next_pick() == "clerk-2"
     Agent.objects.update(status=AgentStatus.PAUSED)
-    assert services._PICK_ASSIGNEE.get(role) is None and services._pick_agent_id(role) is None
+    assert next_pick() is None  # nobody active: the step fails (no_active_agent)
 
 
 def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
@@ -115,13 +110,12 @@ def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    monkeypatch.setattr(services, "_send", lambda step_run_id: None)
+    from workflows import tasks
+
+    monkeypatch.setattr(tasks.step_execute, "delay", lambda step_run_id: None)
     build_world(clerks=2)
     services.run_start(template=parallel("three"))  # in flight: clerk-0 two, clerk-1 one
     run = services.run_start(template=chain("chain", 3))  # s0: clerk-1 (one in flight)
-    reads = []
-    assignee = services._ASSIGNEE.one
-    monkeypatch.setattr(services._ASSIGNEE, "one", lambda key: reads.append(key) or assignee(key))
 
     with CaptureQueriesContext(connection) as ctx:
         services.step_work(step_run_id=run.step_runs.get(position=0).pk)
@@ -130,10 +124,9 @@ def test_a_chain_on_a_worker_gives_each_next_step_to_the_least_busy_agent(
     assert run.status == "succeeded"
     # s0 ran, then s1 and s2 were made ready with clerk-1 still the least busy.
     assert assignees(run) == {"s0": "clerk-1", "s1": "clerk-1", "s2": "clerk-1"}
-    assert reads == []  # s1's and s2's claims took the agent read with the pick
     # What the gate uses of the agent, its role and its unit was read with it: the only
-    # statements on them are s0's lock and the picks of s1 and s2 (a column left unread
-    # and used would be loaded on its own).
+    # statements on them are s0's lock and the picks of s1 and s2 (s1's and s2's claims
+    # read the agent no more, and a column left unread and used would be loaded alone).
     agent_tables = ('"agents_agent"', '"agents_role"', '"agents_businessunit"', '"auth_user"')
     sql = [q["sql"] for q in ctx.captured_queries]
     assert len([q for q in sql if any(table in q for table in agent_tables)]) == 3, sql

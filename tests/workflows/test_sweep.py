@@ -2,10 +2,11 @@
 
 from datetime import timedelta
 
+import pytest
 import time_machine
-from django.db import transaction
 from django.utils import timezone
 
+from autonomy import actions
 from autonomy import services as kernel
 from tests.workflows.fixtures import published, step
 from workflows import services
@@ -73,6 +74,10 @@ def test_a_task_whose_leases_keep_running_out_stops_being_offered_and_fails(worl
 # --- steps whose worker died (autonomy.liveness) ---------------------------------------------
 
 
+class WorkerKilled(BaseException):
+    """The worker process died in the middle of a connector call."""
+
+
 def claimed_by(worker: str, key: str) -> StepRun:
     """A run whose one operation step a worker claimed (its action executing) and never
     finished: what a worker killed in the middle of the step leaves."""
@@ -84,10 +89,20 @@ def claimed_by(worker: str, key: str) -> StepRun:
         run = services.run_start(template=published(key, [step("a", timeout_seconds=300)]))
     finally:
         app.conf.task_always_eager = True
-    with transaction.atomic():
-        step_run, run = services._lock(StepRun.objects.get(run=run).pk)
-        action = services._request_action(run=run, step_run=step_run)
-    assert action.status == ActionStatus.EXECUTING
+    perform = actions.action_perform
+
+    def killed(**kwargs):
+        raise WorkerKilled
+
+    actions.action_perform = killed
+    try:
+        with pytest.raises(WorkerKilled):
+            services.step_execute(step_run_id=StepRun.objects.get(run=run).pk)
+    finally:
+        actions.action_perform = perform
+    step_run = StepRun.objects.select_related("action").get(run=run)
+    assert step_run.status == StepStatus.RUNNING
+    assert step_run.action.status == ActionStatus.EXECUTING
     StepRun.objects.filter(pk=step_run.pk).update(worker=worker)
     return StepRun.objects.get(pk=step_run.pk)
 
