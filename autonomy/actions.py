@@ -438,7 +438,7 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
                 return action  # another delivery is executing it right now
         agent = action.agent
         if action.status == S.APPROVED and not agent.is_active:
-            code = gate.STATUS_CODES.get(agent.status, ErrorCode.AGENT_PAUSED)
+            code = gate.STATUS_CODES[agent.status]
             action_cancel(
                 action=action,
                 code=code,

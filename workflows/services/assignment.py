@@ -4,7 +4,8 @@ work at all."""
 from django.db.models import F, Func, OuterRef, QuerySet, Subquery
 
 from agents.models import Agent, AgentStatus
-from autonomy.errors import DomainError, ErrorCode
+from autonomy import gate
+from autonomy.errors import DomainError
 from workflows.models import STEP_ACTIVE, StepRun
 
 
@@ -37,8 +38,5 @@ def agent_pick(*, role_id) -> Agent | None:
 def require_active(agent: Agent) -> None:
     """A paused, quarantined or retired agent takes, hands and coordinates no work."""
     if not agent.is_active:
-        code = {
-            AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
-            AgentStatus.QUARANTINED: ErrorCode.AGENT_QUARANTINED,
-        }.get(agent.status, ErrorCode.AGENT_RETIRED)
+        code = gate.STATUS_CODES[agent.status]  # the gate's own answer for a stopped agent
         raise DomainError(code, f"{agent} is {agent.status}.", status_code=403)
