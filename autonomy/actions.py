@@ -159,7 +159,7 @@ def action_request(
     reason: str = "",
     credential=None,
     idempotency_key: str | None = None,
-    approval_gate: str = "",
+    approval: gate.ApprovalAsk | None = None,
     run_here: bool = False,
     operation: Operation | None = None,
     fresh_key: bool = False,
@@ -169,10 +169,10 @@ def action_request(
 
     The same idempotency key with the same request returns the first action; with a
     different request it is refused, so a retry can never become a second, other action.
-    ``approval_gate`` (a reason) asks the gate to send an action it would allow to people
-    anyway, as a workflow's approval step does. An allowed action goes to a worker after
-    commit; with ``run_here`` it is recorded as executing straight away instead, in the
-    caller's transaction, for the caller to run now (``action_perform``, then
+    ``approval`` asks the gate to send an action it would allow to people anyway, as a
+    workflow's approval step does (always, or when its condition holds). An allowed action
+    goes to a worker after commit; with ``run_here`` it is recorded as executing straight
+    away instead, in the caller's transaction, for the caller to run now (``action_perform``, then
     ``action_settle``: a workflow step does, on the worker it already runs on). A caller that
     read ``operation`` (with its connector) in its own transaction passes it, and it is not
     looked up again. ``fresh_key``: the caller knows that no action has ``idempotency_key``
@@ -208,7 +208,7 @@ def action_request(
         try:
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
-                version=version, confirm_version=guess is not None, approval_gate=approval_gate,
+                version=version, confirm_version=guess is not None, approval=approval,
             )  # fmt: skip
         except gate.VersionMoved as moved:
             version = moved.version
@@ -216,7 +216,7 @@ def action_request(
             params = validate_params(operation=operation, params=params)
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
-                version=version, approval_gate=approval_gate,
+                version=version, approval=approval,
             )  # fmt: skip
         status = STATUS_FOR_VERDICT[decision.verdict]
         decided_at = timezone.now()
@@ -523,8 +523,11 @@ def actions_redispatch(*, now=None) -> int:
     return len(not_started) + len(stalled)
 
 
-def action_simulate(*, agent, operation_key: str, params: dict, draft_text=None, replaces=None):
-    """The gate's answer for a hypothetical request. Nothing is recorded or executed."""
+def action_simulate(
+    *, agent, operation_key: str, params: dict, draft_text=None, replaces=None, approval=None
+):
+    """The gate's answer for a hypothetical request, with a workflow step's ``approval`` ask
+    when it is one. Nothing is recorded or executed."""
     operation = resolve_operation(key=operation_key)
     params = validate_params(operation=operation, params=params)
     return operation, gate.decide(
@@ -533,4 +536,5 @@ def action_simulate(*, agent, operation_key: str, params: dict, draft_text=None,
         params=params,
         draft_text=draft_text,
         draft_replaces=replaces,
+        approval=approval,
     )

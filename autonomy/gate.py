@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentStatus
-from autonomy import risk, selectors
+from autonomy import conditions, risk, selectors
 from autonomy.errors import ErrorCode
 from autonomy.models import Operation, Verdict
 from autonomy.policy import engine as policy_engine
@@ -25,6 +25,25 @@ STATUS_CODES = {
     AgentStatus.QUARANTINED: ErrorCode.AGENT_QUARANTINED,
     AgentStatus.RETIRED: ErrorCode.AGENT_RETIRED,
 }
+
+
+@dataclass(frozen=True)
+class ApprovalAsk:
+    """A process's own reason for a person to approve what the gate would allow (a workflow
+    step's approval gate): always, or only when its condition (``autonomy.conditions``) holds
+    over the context passed with it. An input of the decision, so simulate shows it too."""
+
+    reason: str
+    when: str = ""
+    context: dict = field(default_factory=dict)
+
+    def applies(self) -> bool:
+        return not self.when or conditions.holds(self.when, self.context)
+
+    def as_reason(self) -> dict:
+        details = {"when": self.when} if self.when else {}
+        message = f"{self.reason} (when {self.when})" if self.when else self.reason
+        return _reason(ErrorCode.APPROVAL_GATE, message, **details)
 
 
 @dataclass
@@ -100,12 +119,12 @@ def decide(
     draft_replaces: int | None = None,
     version: int | None = None,
     confirm_version: bool = False,
-    approval_gate: str = "",
+    approval: ApprovalAsk | None = None,
     release: bool = False,
 ) -> Decision:
-    """``approval_gate``: why the caller's process wants a person to approve this even when
-    the gate would allow it (a workflow step's approval condition, passed in as context so
-    simulate shows it too); it never turns a denial into anything else. ``release``: the
+    """``approval``: the caller's process wants a person to approve this even when the gate
+    would allow it (a workflow step's approval gate and its condition); it never turns a
+    denial into anything else. ``release``: the
     decision again for an action a person approved (``autonomy.actions.action_release``):
     every check holds again (status, grant, policy, risk ceiling, budget), except that the
     reasons that sent it to a person are what the person settled, and its request was
@@ -277,8 +296,8 @@ def decide(
                 threshold=unit.approval_threshold,
             )
         )
-    if approval_gate:
-        reasons.append(_reason(ErrorCode.APPROVAL_GATE, approval_gate))
+    if approval is not None and approval.applies():
+        reasons.append(approval.as_reason())
     decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
     if not reasons:
         reasons.append(

@@ -11,9 +11,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import Agent, Role
-from autonomy import audit, grants
+from autonomy import audit, conditions, grants
 from autonomy.errors import DomainError, ErrorCode
-from workflows import conditions
 from workflows.models import Approval, Step, StepKind, Template, TemplateStatus
 
 COPIED_FIELDS = [

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Agent, Scope
-from autonomy import actions
+from autonomy import actions, conditions, gate
 from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest
@@ -210,6 +210,28 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return response
 
 
+class ApprovalAskSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=500, help_text="Why a person approves this.")
+    when = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default="",
+        help_text="A workflow condition, e.g. invoice.amount > 10000; empty: always.",
+    )  # fmt: skip
+    context = serializers.JSONField(required=False, default=dict, help_text="The run's context.")
+
+    def validate_when(self, value: str) -> str:
+        if value:
+            try:
+                conditions.parse(value)
+            except conditions.ConditionError as exc:
+                raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+    def validate_context(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("context must be a JSON object.")
+        return value
+
+
 class SimulateSerializer(StrictSerializer):
     agent = serializers.CharField(
         max_length=100, required=False, help_text="Agent slug; an agent simulates itself."
@@ -218,6 +240,10 @@ class SimulateSerializer(StrictSerializer):
     params = serializers.JSONField(required=False, default=dict)
     draft_policy = serializers.CharField(required=False, allow_blank=True, default="")
     replaces_policy = serializers.IntegerField(required=False, allow_null=True, default=None)
+    approval = ApprovalAskSerializer(
+        required=False, allow_null=True, default=None,
+        help_text="A workflow step's approval gate, decided by the gate with the rest.",
+    )  # fmt: skip
 
 
 class SimulateView(APIView):
@@ -257,6 +283,7 @@ class SimulateView(APIView):
             params=values["params"],
             draft_text=values["draft_policy"] or None,
             replaces=values["replaces_policy"],
+            approval=gate.ApprovalAsk(**values["approval"]) if values["approval"] else None,
         )
         return Response(
             {"agent": agent.slug, "operation": operation.key, "simulated": True}

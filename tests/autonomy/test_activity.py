@@ -14,7 +14,7 @@ from approvals import services as approvals
 from approvals.models import Channel
 from approvals.models import Verdict as ApprovalVerdict
 from autonomy import actions as lifecycle
-from autonomy import audit, grants
+from autonomy import audit, gate, grants
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
@@ -346,7 +346,7 @@ def _approved_and_run(registry: Registry) -> ActionRequest:
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-42", "amount": 4200},
         reason="monthly close",
-        approval_gate="Large invoices need a person.",
+        approval=gate.ApprovalAsk(reason="Large invoices need a person."),
     )
     approver = staff(PortalRole.APPROVER, username="anna-approver")
     approvals.approval_decide(
@@ -441,7 +441,7 @@ def test_the_inbox_detail_links_to_the_actions_trace(registry, client):
         agent=registry.agent,
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-9", "amount": 90},
-        approval_gate="A person looks first.",
+        approval=gate.ApprovalAsk(reason="A person looks first."),
     )
     client.force_login(staff(PortalRole.APPROVER, username="anna-approver"))
 

@@ -270,3 +270,31 @@ def test_the_operations_endpoint_is_for_agents_only(registry, client):
     response = client.get("/api/v1/operations/")
     assert response.status_code in (401, 403)
     assert "error" in response.json()
+
+
+# --- a workflow's approval condition is decided by the gate ---------------------------------
+
+
+@pytest.mark.django_db
+def test_simulate_shows_a_workflow_approval_condition_as_the_gate_decides_it(registry):
+    client = agent_api(registry.token)
+    body = {
+        "operation": "erp.post-invoice",
+        "params": {"invoice_id": "I-1", "amount": 5},
+        "approval": {
+            "reason": "The workflow asks for approval at Post.",
+            "when": "invoice.amount > 10000",
+            "context": {"invoice": {"amount": 25000}},
+        },
+    }
+    held = client.post("/api/v1/simulate/", body, format="json").json()
+    assert held["verdict"] == "needs_approval"
+    gate_reason = next(r for r in held["reasons"] if r["code"] == "approval_gate")
+    assert gate_reason["details"] == {"when": "invoice.amount > 10000"}
+
+    body["approval"]["context"] = {"invoice": {"amount": 50}}
+    assert client.post("/api/v1/simulate/", body, format="json").json()["verdict"] == "allow"
+
+    body["approval"]["when"] = "invoice.amount >>> 3"
+    refused = client.post("/api/v1/simulate/", body, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_failed"

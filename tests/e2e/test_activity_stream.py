@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import actions, views_activity
+from autonomy import actions, gate, views_activity
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import wait_for
 from tests.factories import UserFactory
@@ -66,7 +66,7 @@ def test_officer_sees_a_new_action_arrive_without_a_reload_and_opens_its_trace(
         operation_key="erp.post-invoice",
         params={"invoice_id": "INV-7", "amount": 4200},
         reason="monthly close",
-        approval_gate="Posting needs a person.",
+        approval=gate.ApprovalAsk(reason="Posting needs a person."),
     )
 
     link = page.locator(f'.activity-row a[href="/actions/{action.pk}/trace/"]').first

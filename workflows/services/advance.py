@@ -3,8 +3,8 @@
 
 from django.utils import timezone
 
-from autonomy import audit
-from workflows import conditions, selectors
+from autonomy import audit, conditions
+from workflows import selectors
 from workflows.models import STEP_DONE, Run, RunStatus, StepKind, StepRun, StepStatus
 from workflows.services.assignment import agent_pick
 from workflows.services.failure import attempt_failed

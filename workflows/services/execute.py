@@ -10,11 +10,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from autonomy import actions, audit, liveness
+from autonomy import actions, audit, conditions, gate, liveness
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, ActionStatus
 from autonomy.policy import engine as policy_engine
-from workflows import conditions, selectors
+from workflows import selectors
 from workflows.models import Approval, Run, RunStatus, StepKind, StepRun, StepStatus
 from workflows.services.advance import step_succeed
 from workflows.services.assignment import assignees
@@ -169,6 +169,20 @@ def _claim_next(*, run: Run, out: Outbox) -> tuple[StepRun, ActionRequest] | Non
     return (step_run, claimed) if claimed is not None else None
 
 
+def step_approval(*, step, context: dict) -> gate.ApprovalAsk | None:
+    """The step's approval gate as an input of the gate's decision: always, or when its
+    condition holds over the run's context (the gate decides which)."""
+    if step.approval == Approval.ALWAYS:
+        return gate.ApprovalAsk(reason=f"The workflow asks for approval at {step.name}.")
+    if step.approval == Approval.WHEN:
+        return gate.ApprovalAsk(
+            reason=f"The workflow asks for approval at {step.name}.",
+            when=step.approval_when,
+            context=context,
+        )
+    return None
+
+
 def _request_action(*, run: Run, step_run: StepRun, out: Outbox, also=()) -> ActionRequest | None:
     """Ask the gate as the step's assignee. Returns the action when it was allowed, claimed
     as executing in the caller's transaction for this worker to run at once. ``also``:
@@ -183,13 +197,7 @@ def _request_action(*, run: Run, step_run: StepRun, out: Outbox, also=()) -> Act
     step_run.next_attempt_at = None
     step_run.input = conditions.resolve(step.input_map, run.context)
     step_run.worker = liveness.current_worker()
-    gate_reason = ""
-    if step.approval == Approval.ALWAYS or (
-        step.approval == Approval.WHEN and conditions.holds(step.approval_when, run.context)
-    ):
-        gate_reason = f"The workflow asks for approval at {step.name}" + (
-            f" ({step.approval_when})." if step.approval == Approval.WHEN else "."
-        )
+    approval = step_approval(step=step, context=run.context)
     guess = policy_engine.compiled_version()
     try:
         action, _ = actions.action_request(
@@ -199,7 +207,7 @@ def _request_action(*, run: Run, step_run: StepRun, out: Outbox, also=()) -> Act
             params=step_run.input,
             reason=f"{run.template.name}: {step.name} (run {run.pk})",
             idempotency_key=f"step-run:{step_run.pk}:{step_run.generation}:{step_run.attempt}",
-            approval_gate=gate_reason,
+            approval=approval,
             run_here=True,  # allowed: recorded as executing, for this worker to run at once
             fresh_key=True,  # its attempt was counted just now, under the step run's lock
         )

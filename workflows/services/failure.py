@@ -6,10 +6,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from autonomy import actions, audit
+from autonomy import actions, audit, conditions
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, ActionStatus
-from workflows import conditions
 from workflows.models import (
     RUN_FINISHED,
     STEP_ACTIVE,
