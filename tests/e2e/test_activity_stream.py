@@ -5,7 +5,8 @@ import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
-from autonomy import actions, gate, views_activity
+from autonomy import actions, gate
+from portal import views_activity
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import wait_for
 from tests.factories import UserFactory
