@@ -174,23 +174,21 @@ def _perm(target) -> str:
     return OPERATION_PERM if isinstance(target, Operation) else CONNECTOR_PERM
 
 
-def grant(*, target: Operation | Connector, to, by=None) -> None:
+def _set(*, target: Operation | Connector, to, by, granted: bool) -> None:
     perm = _perm(target)
+    change = assign_perm if granted else remove_perm
     with transaction.atomic():
-        assign_perm(f"autonomy.{perm}", _principal(to), target)
+        change(f"autonomy.{perm}", _principal(to), target)
         audit.append(
             kind="grant",
             actor=getattr(by, "username", ""),
-            payload={"target": str(target), "to": str(to), "perm": perm, "granted": True},
+            payload={"target": str(target), "to": str(to), "perm": perm, "granted": granted},
         )
+
+
+def grant(*, target: Operation | Connector, to, by=None) -> None:
+    _set(target=target, to=to, by=by, granted=True)
 
 
 def revoke_grant(*, target: Operation | Connector, to, by=None) -> None:
-    perm = _perm(target)
-    with transaction.atomic():
-        remove_perm(f"autonomy.{perm}", _principal(to), target)
-        audit.append(
-            kind="grant",
-            actor=getattr(by, "username", ""),
-            payload={"target": str(target), "to": str(to), "perm": perm, "granted": False},
-        )
+    _set(target=target, to=to, by=by, granted=False)

@@ -272,3 +272,15 @@ def it_admin_client(it_admin):
     client = APIClient()
     client.force_authenticate(it_admin)
     return client
+
+
+@pytest.fixture
+def eager(transactional_db):
+    """Celery tasks run in this process as soon as the transaction that sent them commits."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False

@@ -28,7 +28,6 @@ from autonomy.observability.activity import ActivityFilters, activity_head, acti
 from autonomy.policy import services as policy_services
 from tests.autonomy.gate_fixtures import Registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_agent, make_role
-from tests.workflows.conftest import eager  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -12,15 +12,3 @@ def demo_systems(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def eager(transactional_db):
-    """Celery tasks run in this process as soon as the transaction that sent them commits."""
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager = False
-    app.conf.task_eager_propagates = False
