@@ -8,7 +8,6 @@ from agents.portal_roles import PortalRole, group_name
 from autonomy import grants
 from tests.factories import UserFactory
 from tests.oidc_fixtures import screenshot
-from tests.workflows.conftest import eager  # noqa: F401
 from tests.workflows.fixtures import build_world, published, step
 from workflows import services
 from workflows.models import StepRun, StepStatus
