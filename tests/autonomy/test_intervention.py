@@ -18,7 +18,7 @@ from tests.workflows.fixtures import published, step
 from workflows import services as workflows
 from workflows.models import RunStatus, StepRun, StepStatus
 
-eager, world = workflow_fixtures.eager, workflow_fixtures.world  # the workflow tests' fixtures
+world = workflow_fixtures.world  # the workflow tests' fixture (``eager`` is the root conftest's)
 
 
 @pytest.fixture
