@@ -55,7 +55,6 @@ TRANSITIONS = {
     S.APPROVED: {S.EXECUTING, S.CANCELLED},
     S.EXECUTING: {S.EXECUTING, S.SUCCEEDED, S.FAILED},
 }
-FINAL = frozenset({S.DENIED, S.SUCCEEDED, S.FAILED, S.CANCELLED})
 
 
 def _move(action: ActionRequest, status: str, **fields) -> ActionRequest:
@@ -68,10 +67,6 @@ def _move(action: ActionRequest, status: str, **fields) -> ActionRequest:
         setattr(action, name, value)
     action.save(update_fields=["status", *fields])
     return action
-
-
-def _note(code, message: str, **details) -> dict:
-    return {"code": str(code), "message": message, "details": details}
 
 
 def _outcome_recorded(action: ActionRequest, actor: str, error=None) -> None:
@@ -331,7 +326,7 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
             agent=action.agent, operation=action.operation, params=action.params, release=True
         )
         now = timezone.now()
-        reasons = [*action.reasons, _note(code, message)]
+        reasons = [*action.reasons, gate.reason_entry(code, message)]
         released = decision.verdict != Verdict.DENY
         if released:
             _move(action, S.APPROVED, reasons=reasons, params=action.params)
@@ -377,7 +372,7 @@ def action_reject(*, action_id, code: str, message: str, actor: str = "system"):
         action = _locked(action_id)
         if action is None or action.status != S.PENDING_APPROVAL:
             return action
-        note = _note(code, message)
+        note = gate.reason_entry(code, message)
         _move(action, S.DENIED, reasons=[*action.reasons, note], finished_at=timezone.now())
         _outcome_recorded(action, actor, error=note)
     return action
@@ -389,7 +384,7 @@ def action_cancel(*, action: ActionRequest, code: str, message: str, actor: str 
     locks them). Returns whether it was cancelled (an action already executing finishes)."""
     if action.status not in (S.PENDING_APPROVAL, S.APPROVED) or action.started_at is not None:
         return False
-    note = _note(code, message)
+    note = gate.reason_entry(code, message)
     _move(action, S.CANCELLED, reasons=[*action.reasons, note], finished_at=timezone.now())
     _outcome_recorded(action, actor, error=note)
     return True

@@ -43,7 +43,7 @@ class ApprovalAsk:
     def as_reason(self) -> dict:
         details = {"when": self.when} if self.when else {}
         message = f"{self.reason} (when {self.when})" if self.when else self.reason
-        return _reason(ErrorCode.APPROVAL_GATE, message, **details)
+        return reason_entry(ErrorCode.APPROVAL_GATE, message, **details)
 
 
 @dataclass
@@ -70,7 +70,8 @@ class Decision:
         }
 
 
-def _reason(code: ErrorCode, message: str, **details) -> dict:
+def reason_entry(code, message: str, **details) -> dict:
+    """One entry of an action's ``reasons``: a stable code, a message, details."""
     return {"code": str(code), "message": message, "details": details}
 
 
@@ -147,15 +148,17 @@ def decide(
         code = STATUS_CODES[agent.status]
         return Decision(
             verdict=Verdict.DENY,
-            reasons=[_reason(code, f"The agent is {agent.status}.", reason=agent.status_reason)],
+            reasons=[
+                reason_entry(code, f"The agent is {agent.status}.", reason=agent.status_reason)
+            ],
         )
     if credential_dead:
         return Decision(
             verdict=Verdict.DENY,
-            reasons=[_reason(ErrorCode.CREDENTIAL_REVOKED, "The credential is not active.")],
+            reasons=[reason_entry(ErrorCode.CREDENTIAL_REVOKED, "The credential is not active.")],
         )
     if not (operation.enabled and operation.connector.enabled):
-        reasons.append(_reason(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
+        reasons.append(reason_entry(ErrorCode.OPERATION_DISABLED, f"{operation.key} is disabled."))
 
     per_minute, daily_spend = _limits(agent)
     grant, behaviour, seen = selectors.gate_facts(agent=agent, operation=operation, at=at)
@@ -163,7 +166,7 @@ def decide(
         _confirm(version, seen)
     if grant is None:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.GRANT_MISSING,
                 f"Neither the agent nor its role {agent.role.slug!r} is granted {operation.key}.",
                 operation=operation.key,
@@ -178,7 +181,7 @@ def decide(
         amount = None
     if not release and behaviour.actions_last_minute >= per_minute:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.RATE_LIMITED,
                 f"The agent used its {per_minute} actions for this minute.",
                 limit=per_minute,
@@ -187,7 +190,7 @@ def decide(
         )
     if daily_spend is not None and amount and behaviour.spend_today + amount > daily_spend:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.BUDGET_EXCEEDED,
                 "This amount would exceed the agent's daily spend.",
                 limit=str(daily_spend),
@@ -235,7 +238,7 @@ def decide(
     }
     if result.forbids:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.POLICY_FORBID,
                 "A policy forbids this.",
                 policies=[p["policy"] for p in result.forbids],
@@ -243,13 +246,13 @@ def decide(
         )
     elif not result.allowed:
         reasons.append(
-            _reason(ErrorCode.POLICY_NO_PERMIT, "No policy permits this (default deny).")
+            reason_entry(ErrorCode.POLICY_NO_PERMIT, "No policy permits this (default deny).")
         )
 
     unit = agent.business_unit
     if assessment.score >= unit.deny_threshold:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.RISK_TOO_HIGH,
                 f"Risk {assessment.score} is at or above {unit.name}'s limit "
                 f"{unit.deny_threshold}.",
@@ -272,7 +275,7 @@ def decide(
     if release:
         decision.verdict = Verdict.ALLOW
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.ALLOWED,
                 "Approved by a person, and still granted, permitted and within limits.",
             )
@@ -280,7 +283,7 @@ def decide(
         return decision
     if result.approval_required:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.POLICY_REQUIRES_APPROVAL,
                 "A policy asks a person to approve this.",
                 policies=[p["policy"] for p in result.permits],
@@ -288,7 +291,7 @@ def decide(
         )
     if assessment.score >= unit.approval_threshold:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.RISK_NEEDS_APPROVAL,
                 f"Risk {assessment.score} is at or above {unit.name}'s approval threshold "
                 f"{unit.approval_threshold}.",
@@ -301,7 +304,7 @@ def decide(
     decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
     if not reasons:
         reasons.append(
-            _reason(
+            reason_entry(
                 ErrorCode.ALLOWED,
                 "Granted, permitted by policy, risk below the approval threshold.",
             )
