@@ -20,24 +20,12 @@ from approvals import selectors, services
 from approvals.forms import BulkDecisionForm, DecisionForm
 from approvals.models import ApprovalRequest, ApprovalStatus, Channel, Verdict
 from autonomy.errors import DomainError, ErrorCode
+from autonomy.risk import FACTOR_LABELS
 
 PAGE_SIZE = 50
 # Below this risk score a request may be decided together with others, without opening it.
 BULK_MAX_RISK = services.BULK_MAX_RISK
 
-RISK_FACTOR_LABELS = {
-    "sensitivity": "Operation sensitivity",
-    "data_class": "Data class",
-    "pii": "Touches personal data",
-    "financial": "Moves or commits money",
-    "amount": "Amount",
-    "record_count": "Records touched",
-    "agent_risk_tier": "Agent risk tier",
-    "recent_rate": "Requests in the last minute",
-    "recent_denials": "Denials in the last hour",
-    "drift_flags": "Open drift flags",
-    "off_hours": "Outside office hours",
-}
 APPROVAL_REASONS = {ErrorCode.POLICY_REQUIRES_APPROVAL, ErrorCode.RISK_NEEDS_APPROVAL}
 
 
@@ -132,7 +120,7 @@ def _risk_factors(action) -> list[dict]:
         points = factor.get("points") or 0
         factors.append(
             {
-                "label": RISK_FACTOR_LABELS.get(factor.get("factor"), factor.get("factor")),
+                "label": FACTOR_LABELS.get(factor.get("factor"), factor.get("factor")),
                 "value": value,
                 "points": points,
                 "share": min(100, round(100 * points / total)),

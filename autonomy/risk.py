@@ -24,6 +24,20 @@ from datetime import datetime
 from decimal import Decimal
 
 DATA_CLASS_POINTS = {"public": 0, "internal": 5, "confidential": 12, "restricted": 20}
+# What the pages that show a score (the inbox, the trace) call each factor it adds.
+FACTOR_LABELS = {
+    "sensitivity": "Operation sensitivity",
+    "data_class": "Data class",
+    "pii": "Touches personal data",
+    "financial": "Moves or commits money",
+    "amount": "Amount",
+    "record_count": "Records touched",
+    "agent_risk_tier": "Agent risk tier",
+    "recent_rate": "Requests in the last minute",
+    "recent_denials": "Denials in the last hour",
+    "drift_flags": "Open drift flags",
+    "off_hours": "Outside office hours",
+}
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,9 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from approvals.models import Decision
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
+from autonomy.risk import FACTOR_LABELS
 from workflows.models import StepRun
 
-RISK_FACTOR_LABELS = {
-    "sensitivity": "Operation sensitivity",
-    "data_class": "Data class",
-    "pii": "Touches personal data",
-    "financial": "Moves or commits money",
-    "amount": "Amount",
-    "record_count": "Records touched",
-    "agent_risk_tier": "Agent risk tier",
-    "recent_rate": "Requests in the last minute",
-    "recent_denials": "Denials in the last hour",
-    "drift_flags": "Open drift flags",
-    "off_hours": "Outside office hours",
-}
 LIMIT_CODES = {"rate_limited", "budget_exceeded", "risk_too_high", "risk_needs_approval"}
 
 
@@ -61,7 +49,7 @@ def _factors(action: ActionRequest) -> list[dict]:
         rows.append(
             {
                 "factor": factor.get("factor", ""),
-                "label": RISK_FACTOR_LABELS.get(factor.get("factor"), factor.get("factor")),
+                "label": FACTOR_LABELS.get(factor.get("factor"), factor.get("factor")),
                 "value": value,
                 "points": points,
                 "share": min(100, round(100 * points / total)),
