@@ -18,6 +18,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.portal_roles import is_portal_person
 from autonomy import selectors as kernel_selectors
 from autonomy.models import Operation
 from autonomy.policy import engine as policy_engine
@@ -183,10 +184,10 @@ def step_operation_confirmed(*, operation, guess: int | None, action) -> None:
 
 
 def may_read_runs(*, user) -> bool:
-    """Runs carry business data: staff people (every portal role) read them; agents do not."""
-    if not getattr(user, "is_authenticated", False) or hasattr(user, "agent"):
-        return False
-    return bool(user.is_superuser or user.is_staff)
+    """Runs carry business data: people of the portal (every portal role) read them, as they
+    read the activity and the dashboard (the one rule, ``is_portal_person``); staff with no
+    portal role and agents do not."""
+    return is_portal_person(user)
 
 
 def may_control_runs(*, user) -> bool:

@@ -13,9 +13,10 @@ from workflows.models import Run, RunEvent, RunStatus, StepRun, StepStatus
 
 # Session, user, the page's reads and the messages: the same whatever the size of the run.
 # +2 on each: the portal nav asks once per request whether the user may intervene (user and
-# group permissions); constant, whatever the number of runs or steps.
-LIST_MAX_QUERIES = 8
-TIMELINE_MAX_QUERIES = 11
+# group permissions); +2 for whether the reader is a person of the portal (is_portal_person:
+# not an agent, holds a portal role). Constant, whatever the number of runs or steps.
+LIST_MAX_QUERIES = 10
+TIMELINE_MAX_QUERIES = 13
 
 
 def person(username: str, role: PortalRole):

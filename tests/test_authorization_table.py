@@ -1,0 +1,600 @@
+"""Who may do what: one table over every API endpoint in ``/api/schema/`` and every portal URL.
+
+Each row names an endpoint (method and path) and the answer each actor gets:
+
+- ``anon``: nobody signed in;
+- ``agent_a``: the agent whose objects the path names (its action, task, claim, credential...);
+- ``agent_b``: another agent, in another business unit, with no part in those objects;
+- ``owner``: the staff person who owns agent A, with no portal role;
+- ``viewer``, ``approver``, ``auditor``, ``risk``, ``it_admin``: people with that portal role.
+
+Every request runs against the same world, inside a savepoint that is rolled back, so each
+actor meets the state the row was written for. The test fails when an endpoint of the schema
+or a portal URL has no row, and names the cells that differ from the table.
+"""
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from agents import services as agent_services
+from agents.models import Agent
+from agents.portal_roles import PortalRole, group_name
+from interventions import services as intervention_services
+from tests.approvals.conftest import pending_action
+from tests.autonomy.gate_fixtures import build_registry
+from tests.factories import BusinessUnitFactory, UserFactory, make_role
+from tests.workflows.coordination_fixtures import run_for
+from workflows import coordination
+from workflows.services import agent_tasks
+
+ACTORS = (
+    "anon", "agent_a", "agent_b", "owner", "viewer", "approver", "auditor", "risk", "it_admin",
+)  # fmt: skip
+ROLES = {
+    "viewer": PortalRole.VIEWER,
+    "approver": PortalRole.APPROVER,
+    "auditor": PortalRole.AUDITOR,
+    "risk": PortalRole.RISK_OFFICER,
+    "it_admin": PortalRole.IT_ADMIN,
+}
+
+
+@dataclass
+class World:
+    ids: dict
+    tokens: dict
+    people: dict
+
+
+def build_world() -> World:
+    owner = UserFactory(username="officer-agent-a", is_staff=True)  # build_registry's owner
+    registry = build_registry(slug="agent-a")
+    agent_a = registry.agent
+    people = {"owner": owner}
+    for actor, role in ROLES.items():
+        person = UserFactory(username=f"person-{actor}", is_staff=True)
+        person.groups.add(Group.objects.get(name=group_name(role)))
+        people[actor] = person
+    agent_b = agent_services.agent_register(
+        name="Agent B", slug="agent-b", owner=UserFactory(username="owner-b", is_staff=True),
+        business_unit=BusinessUnitFactory(slug="it", name="IT"), role=make_role("it-helper"),
+        risk_tier=1,
+    )  # fmt: skip
+    _, token_b = agent_services.credential_issue(agent=agent_b)
+    agent_services.agent_register(  # A's peer: same unit, same role, so a fit for A's tasks
+        name="Agent A2", slug="agent-a2", owner=owner, business_unit=agent_a.business_unit,
+        role=agent_a.role, risk_tier=1,
+    )  # fmt: skip
+    action = pending_action(registry)
+    run = run_for([agent_a], key="authz")
+    claim = coordination.claim_acquire(agent=agent_a, resource_key="erp:invoice:INV-1")
+    stop = intervention_services.emergency_stop(
+        by=people["risk"], reason="table", business_unit=agent_b.business_unit
+    )
+    return World(
+        ids={
+            "agent": agent_a.pk,
+            "agent_slug": agent_a.slug,
+            "agent_b": agent_b.pk,
+            "action": action.pk,
+            "approval": action.approval.pk,
+            "unit": agent_a.business_unit_id,
+            "role": agent_a.role_id,
+            "run": run.pk,
+            "task": run.step_runs.get().pk,
+            "claim": claim.pk,
+            "intervention": stop.pk,
+            "credential": agent_a.credentials.get().pk,
+        },
+        tokens={"agent_a": registry.token, "agent_b": token_b},
+        people=people,
+    )
+
+
+# --- the table --------------------------------------------------------------------------------
+# (method, path as in the schema, which world id fills its parameter, body) -> the answers of
+# ACTORS in order. A 2xx means it was done; 400/409 mean the actor was let in and the request
+# or the state refused; 401/403/404 mean the actor was kept out (404: the object is not theirs
+# to know of).
+INVOICE = {"operation": "erp.post-invoice", "params": {"invoice_id": "INV-9", "amount": 5}}
+REASON = {"reason": "authorisation table"}
+
+API = [
+    ("GET", "/api/v1/actions/", None, None, "401 200 200 403 403 403 403 403 403"),
+    ("POST", "/api/v1/actions/", None, INVOICE, "401 201 201 403 403 403 403 403 403"),
+    ("GET", "/api/v1/actions/{id}/", "action", None, "401 200 404 403 403 403 403 403 403"),
+    (
+        "POST",
+        "/api/v1/actions/{id}/override/",
+        "action",
+        {"verdict": "deny", **REASON},
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    ("GET", "/api/v1/agents/", None, None, "401 403 403 200 200 200 200 200 200"),
+    ("POST", "/api/v1/agents/", None, "new_agent", "401 403 403 403 403 403 403 403 201"),
+    ("GET", "/api/v1/agents/{id}/", "agent", None, "401 403 403 200 200 200 200 200 200"),
+    (
+        "PATCH",
+        "/api/v1/agents/{id}/",
+        "agent",
+        {"description": "profile only"},
+        "401 403 403 200 403 403 403 200 200",
+    ),
+    ("PATCH", "/api/v1/agents/{id}/", "agent", "escalate", "401 403 403 403 403 403 403 200 200"),
+    (
+        "GET",
+        "/api/v1/agents/{id}/credentials/",
+        "agent",
+        None,
+        "401 403 403 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/credentials/",
+        "agent",
+        {"name": "table"},
+        "401 403 403 403 403 403 403 403 201",
+    ),
+    ("POST", "/api/v1/agents/{id}/kill/", "agent", REASON, "401 403 403 403 403 403 403 200 200"),
+    ("POST", "/api/v1/agents/{id}/pause/", "agent", REASON, "401 403 403 200 403 403 403 200 200"),
+    (
+        "POST",
+        "/api/v1/agents/{id}/quarantine/",
+        "agent",
+        REASON,
+        "401 403 403 200 403 403 403 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/resume/",
+        "agent:paused",
+        REASON,
+        "401 403 403 200 403 403 403 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/resume/",
+        "agent:quarantined",
+        REASON,
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    ("POST", "/api/v1/agents/{id}/retire/", "agent", REASON, "401 403 403 200 403 403 403 200 200"),
+    ("GET", "/api/v1/agents/me/", None, None, "401 200 200 403 403 403 403 403 403"),
+    ("GET", "/api/v1/approvals/", None, None, "401 403 403 200 200 200 200 200 200"),
+    ("GET", "/api/v1/approvals/{id}/", "approval", None, "401 403 403 404 404 200 404 404 404"),
+    (
+        "POST",
+        "/api/v1/approvals/{id}/decide/",
+        "approval",
+        {"verdict": "approve"},
+        "401 403 403 403 403 200 403 403 403",
+    ),
+    ("GET", "/api/v1/business-units/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/business-units/",
+        None,
+        {"name": "Legal", "slug": "legal"},
+        "401 403 403 403 403 403 403 403 201",
+    ),
+    ("GET", "/api/v1/business-units/{id}/", "unit", None, "401 403 403 403 200 200 200 200 200"),
+    ("GET", "/api/v1/claims/", None, None, "401 200 200 403 403 403 403 403 403"),
+    (
+        "POST",
+        "/api/v1/claims/",
+        None,
+        {"resource_key": "erp:invoice:INV-2"},
+        "401 201 403 403 403 403 403 403 403",
+    ),
+    ("GET", "/api/v1/claims/{id}/", "claim", None, "401 200 404 403 403 403 403 403 403"),
+    ("POST", "/api/v1/claims/{id}/release/", "claim", None, "401 200 404 403 403 403 403 403 403"),
+    ("POST", "/api/v1/claims/{id}/renew/", "claim", None, "401 200 404 403 403 403 403 403 403"),
+    ("GET", "/api/v1/credentials/", None, None, "401 403 403 403 200 200 200 200 200"),
+    ("GET", "/api/v1/credentials/{id}/", "credential", None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/credentials/{id}/revoke/",
+        "credential",
+        REASON,
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/credentials/{id}/rotate/",
+        "credential",
+        {},
+        "401 403 403 403 403 403 403 201 201",
+    ),
+    ("GET", "/api/v1/interventions/", None, None, "401 403 403 403 403 403 403 200 200"),
+    (
+        "GET",
+        "/api/v1/interventions/{id}/",
+        "intervention",
+        None,
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/interventions/{id}/lift/",
+        "intervention",
+        REASON,
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/interventions/emergency-stop/",
+        None,
+        REASON,
+        "401 403 403 403 403 403 403 201 201",
+    ),
+    ("GET", "/api/v1/operations/", None, None, "401 200 200 403 403 403 403 403 403"),
+    ("GET", "/api/v1/operations/{key}/", "operation", None, "401 200 404 403 403 403 403 403 403"),
+    ("GET", "/api/v1/roles/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/roles/",
+        None,
+        {"name": "Auditor bot", "slug": "auditor-bot"},
+        "401 403 403 403 403 403 403 403 201",
+    ),
+    ("GET", "/api/v1/roles/{id}/", "role", None, "401 403 403 403 200 200 200 200 200"),
+    ("POST", "/api/v1/runs/", None, {"template": "authz"}, "401 201 201 403 403 403 403 403 403"),
+    ("GET", "/api/v1/runs/{id}/", "run", None, "401 200 404 403 403 403 403 403 403"),
+    ("GET", "/api/v1/runs/{run_id}/messages/", "run", None, "401 200 403 403 403 403 403 403 403"),
+    (
+        "POST",
+        "/api/v1/runs/{run_id}/messages/",
+        "run",
+        {"body": {"note": "hello"}},
+        "401 201 403 403 403 403 403 403 403",
+    ),
+    ("POST", "/api/v1/simulate/", None, INVOICE, "401 200 200 403 404 404 404 404 404"),
+    (
+        "POST",
+        "/api/v1/simulate/",
+        None,
+        {"agent": "agent-a", **INVOICE},
+        "401 200 200 403 200 200 200 200 200",
+    ),
+    ("GET", "/api/v1/tasks/", None, None, "401 200 200 403 403 403 403 403 403"),
+    ("GET", "/api/v1/tasks/{id}/", "task", None, "401 200 404 403 403 403 403 403 403"),
+    ("POST", "/api/v1/tasks/{id}/claim/", "task", None, "401 200 403 403 403 403 403 403 403"),
+    (
+        "POST",
+        "/api/v1/tasks/{id}/complete/",
+        "task:claimed",
+        {"output": {"ok": True}},
+        "401 200 403 403 403 403 403 403 403",
+    ),
+    ("GET", "/api/v1/tasks/{id}/context/", "task", None, "401 200 403 403 403 403 403 403 403"),
+    (
+        "POST",
+        "/api/v1/tasks/{id}/escalate/",
+        "task:claimed",
+        REASON,
+        "401 200 403 403 403 403 403 403 403",
+    ),
+    (
+        "POST",
+        "/api/v1/tasks/{id}/fail/",
+        "task:claimed",
+        {"message": "no", "retryable": False},
+        "401 200 403 403 403 403 403 403 403",
+    ),
+    (
+        "POST",
+        "/api/v1/tasks/{id}/handoff/",
+        "task:claimed",
+        {"agent": "agent-a2"},
+        "401 200 403 403 403 403 403 403 403",
+    ),
+    (
+        "POST",
+        "/api/v1/tasks/{id}/handoff/",
+        "task:claimed",
+        {"agent": "agent-b"},
+        "401 403 403 403 403 403 403 403 403",
+    ),
+    ("GET", "/api/v1/tasks/next/", None, None, "401 200 403 403 403 403 403 403 403"),
+    ("POST", "/api/v1/tasks/next/", None, "ad_hoc_task", "401 200 403 403 403 403 403 403 403"),
+]
+
+
+def _body(world: World, body):
+    if body == "new_agent":
+        return {
+            "name": "New bot", "slug": "new-bot", "owner": world.people["owner"].username,
+            "business_unit": "finance", "role": "invoice-processor",
+        }  # fmt: skip
+    if body == "escalate":  # an owner's own agent given another unit's role and a lower tier
+        return {"role": "it-helper", "business_unit": "it", "risk_tier": 1}
+    if body == "ad_hoc_task":
+        return {
+            "run": str(world.ids["run"]), "template": "authz", "step": "s0", "name": "Check",
+            "instructions": "Check the invoice.",
+        }  # fmt: skip
+    return body
+
+
+def _client(world: World, actor: str) -> APIClient:
+    client = APIClient()
+    if actor in world.tokens:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens[actor]}")
+    elif actor != "anon":
+        client.force_authenticate(world.people[actor])
+    return client
+
+
+def _api_path(world: World, path: str, id_key) -> str:
+    if id_key is None:
+        return path
+    value = "erp.post-invoice" if id_key == "operation" else world.ids[id_key]
+    for name in ("{id}", "{run_id}", "{key}"):
+        path = path.replace(name, str(value))
+    return path
+
+
+def _answers(world: World, call) -> str:
+    """Each actor's status code, each in a savepoint rolled back afterwards."""
+    answers = []
+    for actor in ACTORS:
+        with transaction.atomic():
+            response = call(actor)
+            transaction.set_rollback(True)
+        answers.append(str(response.status_code))
+    return " ".join(answers)
+
+
+def _setup(world: World, state: str) -> None:
+    """Bring the world into the state a row names, inside the actor's savepoint."""
+    agent = Agent.objects.get(pk=world.ids["agent"])
+    risk = world.people["risk"]
+    if state == "paused":
+        intervention_services.agent_pause(agent=agent, by=risk, reason="table")
+    elif state == "quarantined":
+        intervention_services.agent_quarantine(agent=agent, by=risk, reason="table")
+    elif state == "claimed":
+        agent_tasks.task_claim(agent=agent, step_run_id=world.ids["task"])
+    else:
+        raise AssertionError(f"no such state: {state}")
+
+
+def _api_answers(world: World, method: str, path: str, id_key, body) -> str:
+    id_key, _, state = (id_key or "").partition(":")
+    url, data = _api_path(world, path, id_key or None), _body(world, body)
+
+    def call(actor):
+        if state:
+            _setup(world, state)
+        client = _client(world, actor)
+        return getattr(client, method.lower())(url, data=data, format="json")
+
+    return _answers(world, call)
+
+
+def _schema_operations() -> set[tuple[str, str]]:
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+
+
+def test_every_api_operation_has_a_row():
+    rows = {(method, path) for method, path, *_ in API}
+    missing = sorted(_schema_operations() - rows)
+    assert not missing, f"endpoints with no row in the authorisation table: {missing}"
+    gone = sorted(rows - _schema_operations())
+    assert not gone, f"rows for endpoints that no longer exist: {gone}"
+
+
+@pytest.fixture
+def world(db) -> World:
+    return build_world()
+
+
+def test_api_answers_match_the_table(world):
+    wrong = []
+    for method, path, id_key, body, expected in API:
+        got = _api_answers(world, method, path, id_key, body)
+        if got != expected:
+            wrong.append(f"{method} {path} {body if isinstance(body, str) else ''}: "
+                         f"expected {expected!r}, got {got!r}")  # fmt: skip
+    assert not wrong, "answers differ (actors: " + " ".join(ACTORS) + ")\n" + "\n".join(wrong)
+
+
+# --- portal pages -----------------------------------------------------------------------------
+# (method, URL pattern as Django lists it, which world id fills its parameters, form body).
+# A 302 sends the visitor to sign in; the pages answer people, never an agent's token.
+PORTAL = [
+    ("GET", "healthz", None, None, "200 200 200 200 200 200 200 200 200"),
+    ("GET", "readyz", None, None, "200 200 200 200 200 200 200 200 200"),
+    ("GET", "metrics", None, None, "401 401 401 200 200 200 200 200 200"),
+    ("GET", "dashboard/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "dashboard/live/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "inbox/", None, None, "302 302 302 200 200 200 200 200 200"),
+    ("GET", "inbox/list/", None, None, "302 302 302 200 200 200 200 200 200"),
+    ("GET", "inbox/<uuid:request_id>/", "approval", None, "302 302 302 404 404 200 404 404 404"),
+    (
+        "POST",
+        "inbox/<uuid:request_id>/decide/",
+        "approval",
+        {"verdict": "approve"},
+        "302 302 302 404 404 302 404 404 404",
+    ),
+    ("POST", "inbox/bulk/", "approval", "bulk", "302 302 302 302 302 302 302 302 302"),
+    ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
+    ("GET", "workflows/runs/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "workflows/runs/live/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "workflows/runs/<uuid:run_id>/", "run", None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "GET",
+        "workflows/runs/<uuid:run_id>/live/",
+        "run",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "workflows/runs/<uuid:run_id>/steps/<uuid:step_run_id>/<slug:control>/",
+        "run",
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),  # fmt: skip
+    (
+        "POST",
+        "workflows/runs/<uuid:run_id>/<slug:control>/",
+        "run",
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    ("GET", "agents/<slug:slug>/", "agent_slug", None, "302 302 302 200 200 200 200 200 200"),
+    (
+        "POST",
+        "agents/<slug:slug>/flags/<int:flag_id>/review/",
+        "agent_slug",
+        {"verdict": "x"},
+        "302 302 302 403 403 403 403 404 404",
+    ),  # fmt: skip
+    ("GET", "activity/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "activity/stream/", None, None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "GET",
+        "actions/<uuid:action_id>/trace/",
+        "action",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
+    (
+        "POST",
+        "interventions/stop/",
+        None,
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "interventions/<int:pk>/lift/",
+        "intervention",
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "interventions/agents/<uuid:agent_id>/<slug:verb>/",
+        "agent",
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),  # fmt: skip
+    (
+        "POST",
+        "interventions/actions/<uuid:action_id>/override/",
+        "action",
+        {"verdict": "deny", "reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),  # fmt: skip
+    (
+        "POST",
+        "interventions/steps/<uuid:step_run_id>/redirect/",
+        "task",
+        {"to_agent": "agent-a2", "reason": "table"},
+        "302 302 302 403 403 403 403 302 302",
+    ),  # fmt: skip
+    ("GET", "signin/refused/", None, None, "403 403 403 403 403 403 403 403 403"),
+    ("POST", "mcp/", None, "initialize", "401 200 200 401 401 401 401 401 401"),
+    ("GET", "admin/", None, None, "302 302 302 200 200 200 200 200 200"),
+    ("GET", "api/docs/", None, None, "200 200 200 200 200 200 200 200 200"),
+    ("GET", "api/schema/", None, None, "200 200 200 200 200 200 200 200 200"),
+]
+
+
+def _portal_patterns() -> set[str]:
+    """Every URL pattern outside the admin's own and the API's (which the schema lists)."""
+
+    def walk(resolver, prefix=""):
+        for entry in resolver.url_patterns:
+            if isinstance(entry, URLResolver):
+                yield from walk(entry, prefix + str(entry.pattern))
+            elif isinstance(entry, URLPattern):
+                yield prefix + str(entry.pattern)
+
+    skip = ("admin/", "api/v1/", "oidc/", "^static", "static/")
+    return {p for p in walk(get_resolver()) if p and not p.startswith(skip)} | {"admin/"}
+
+
+def _portal_url(world: World, pattern: str, id_key) -> str:
+    values = {
+        "<uuid:request_id>": world.ids["approval"],
+        "<str:token>": world.ids.get("token", "not-a-token"),
+        "<uuid:run_id>": world.ids["run"],
+        "<uuid:step_run_id>": world.ids["task"],
+        "<slug:control>": "pause" if "steps" not in pattern else "retry",
+        "<slug:slug>": world.ids["agent_slug"],
+        "<int:flag_id>": 999999,
+        "<uuid:action_id>": world.ids["action"],
+        "<int:pk>": world.ids["intervention"],
+        "<uuid:agent_id>": world.ids["agent"],
+        "<slug:verb>": "pause",
+    }
+    for name, value in values.items():
+        pattern = pattern.replace(name, str(value))
+    return "/" + pattern
+
+
+def _portal_body(world: World, body):
+    if body == "bulk":
+        return {"verdict": "approve", "ids": str(world.ids["approval"])}
+    if body == "initialize":
+        return {
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "table", "version": "1"},
+            },
+        }  # fmt: skip
+    return body
+
+
+def _portal_answers(world: World, method: str, pattern: str, id_key, body) -> str:
+    url, data = _portal_url(world, pattern, id_key), _portal_body(world, body)
+
+    def call(actor):
+        client = Client()
+        headers = {}
+        if actor in world.tokens:
+            headers["Authorization"] = f"Bearer {world.tokens[actor]}"
+        elif actor != "anon":
+            client.force_login(world.people[actor])
+        if body == "initialize":
+            return client.post(url, data=data, content_type="application/json", headers=headers)
+        if method == "POST":
+            return client.post(url, data=data, headers=headers)
+        return client.get(url, headers=headers)
+
+    return _answers(world, call)
+
+
+def test_every_portal_url_has_a_row():
+    rows = {pattern for _, pattern, *_ in PORTAL}
+    missing = sorted(_portal_patterns() - rows)
+    assert not missing, f"portal URLs with no row in the authorisation table: {missing}"
+
+
+def test_portal_answers_match_the_table(world):
+    wrong = []
+    for method, pattern, id_key, body, expected in PORTAL:
+        got = _portal_answers(world, method, pattern, id_key, body)
+        if got != expected:
+            wrong.append(f"{method} {pattern}: expected {expected!r}, got {got!r}")
+    assert not wrong, "answers differ (actors: " + " ".join(ACTORS) + ")\n" + "\n".join(wrong)
