@@ -94,7 +94,7 @@ def _fresh_registry_caches():
 
     selectors.operations_forget()
     engine.compiled_forget()
-    workflow_selectors._step_operations = (None, {})
+    workflow_selectors.step_operations_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -163,6 +163,13 @@ def step_operation(operation_id: int):
     return Operation.objects.select_related("connector").get(pk=operation_id)
 
 
+def step_operations_forget() -> None:
+    """Drop the operations kept for steps. For a test database whose versions start again;
+    in production the version never repeats, so the cache never needs it."""
+    global _step_operations
+    _step_operations = (None, {})
+
+
 def step_operation_confirmed(*, operation, guess: int | None, action) -> None:
     """After a step's request: keep ``operation`` for the version ``guess`` when the gate
     confirmed that guess for it (it decided on this very operation, and compiled no other

@@ -545,6 +545,38 @@ def evaluate_unsliced(
     )
 
 
+@dataclass(frozen=True)
+class CedarInputs:
+    """What the engine hands Cedar for one request, for a caller that asks Cedar itself (the
+    bench compares the engine with raw ``cedarpy.is_authorized`` on the very same inputs)."""
+
+    request: dict
+    entities: object
+    statements_total: int
+    statements_evaluated: int
+
+
+def cedar_inputs(*, agent, operation, context: dict) -> CedarInputs:
+    """The Cedar request and entities ``evaluate`` builds for this request, and how many of
+    the store's statements its slicing keeps."""
+    compiled, facts = _load(agent, operation)
+    cedar_context, errors = _context(context, compiled.params)
+    if errors:
+        raise ValueError(f"context does not match the schema: {errors}")
+    request = {
+        "principal": {"type": "Agent", "id": facts[0]},
+        "action": ACTION_UID,
+        "resource": {"type": "Operation", "id": facts[5]},
+        "context": cedar_context,
+    }
+    return CedarInputs(
+        request=request,
+        entities=_entities(facts),
+        statements_total=len(compiled.statements),
+        statements_evaluated=len(compiled.slice(_buckets(facts))),
+    )
+
+
 def validate(text: str) -> list[str]:
     """Why ``text`` cannot be saved: parse errors, templates, then schema validation errors."""
     try:

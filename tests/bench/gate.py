@@ -655,20 +655,12 @@ def raw_cedarpy(world: World, figures: dict):
         gate.decide(agent=agent, operation=operation, params=PARAMS, credential=credential)
     finally:
         engine.evaluate = original
-    compiled, facts = engine._load(agent, operation)
-    context, errors = engine._context(captured["context"], compiled.params)
-    assert not errors, errors
-    entities = engine._entities(facts)
-    request = {
-        "principal": {"type": "Agent", "id": facts[0]},
-        "action": engine.ACTION_UID,
-        "resource": {"type": "Operation", "id": facts[5]},
-        "context": context,
-    }
+    inputs = engine.cedar_inputs(agent=agent, operation=operation, context=captured["context"])
+    request, entities = inputs.request, inputs.entities
     texts = Policy.objects.filter(enabled=True).order_by("pk").values_list("text", flat=True)
     policy_set = cedarpy.PolicySet.from_str("\n".join(texts))
-    emit(figures, "policy_statements_total", len(compiled.statements))
-    emit(figures, "policy_statements_evaluated", len(compiled.slice(engine._buckets(facts))))
+    emit(figures, "policy_statements_total", inputs.statements_total)
+    emit(figures, "policy_statements_evaluated", inputs.statements_evaluated)
     answer = cedarpy.is_authorized(request, policy_set, entities)
     if not answer.allowed:
         raise SystemExit(f"raw cedarpy disagrees with the gate: {answer.diagnostics.errors}")
