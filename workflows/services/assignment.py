@@ -1,12 +1,12 @@
-"""Who does a step: the least busy active agent of its role, and whether an agent may take
-work at all."""
+"""Who does a step: the least busy active agent of its role, who else may hold it, and
+whether an agent may take work at all."""
 
 from django.db.models import F, Func, OuterRef, QuerySet, Subquery
 
 from agents.models import Agent, AgentStatus
-from autonomy import gate
+from autonomy import gate, grants
 from autonomy.errors import DomainError
-from workflows.models import STEP_ACTIVE, StepRun
+from workflows.models import STEP_ACTIVE, Run, StepRun
 
 
 def assignees() -> QuerySet[Agent]:
@@ -40,3 +40,36 @@ def require_active(agent: Agent) -> None:
     if not agent.is_active:
         code = gate.STATUS_CODES[agent.status]  # the gate's own answer for a stopped agent
         raise DomainError(code, f"{agent} is {agent.status}.", status_code=403)
+
+
+def step_role_id(step_run: StepRun):
+    """The role a step is for: the role it was offered to, else its template's role, else
+    the role of the agent its template names."""
+    step = step_run.step
+    if step_run.assignee_role_id or step.assignee_role_id:
+        return step_run.assignee_role_id or step.assignee_role_id
+    if step.assignee_agent_id:
+        return Agent.objects.filter(pk=step.assignee_agent_id).values_list("role_id").get()[0]
+    return None
+
+
+def step_ineligibility(*, agent: Agent, step_run: StepRun, run: Run) -> list[str]:
+    """THE RULE for who may hold a step besides the agent it was given to (a hand-off
+    target): what ``agent`` lacks of it, empty when eligible. It is of the step's role (the
+    one ``agent_pick`` picks from), of the run's business unit (its template's, else that of
+    the agent holding the step now: work never crosses units), and granted the step's
+    operation (``autonomy.grants``). The holder then reads the run's context and messages,
+    so nobody outside the step's bounds may be made one."""
+    unmet = []
+    role_id = step_role_id(step_run)
+    if role_id is not None and agent.role_id != role_id:
+        unmet.append("role")
+    unit_id = run.template.business_unit_id or (
+        step_run.assignee.business_unit_id if step_run.assignee_id else None
+    )
+    if unit_id is not None and agent.business_unit_id != unit_id:
+        unmet.append("business_unit")
+    operation = step_run.step.operation
+    if operation is not None and not grants.is_granted(operation=operation, agent=agent):
+        unmet.append("grant")
+    return unmet
