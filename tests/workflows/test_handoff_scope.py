@@ -76,3 +76,20 @@ def test_a_task_is_handed_to_an_eligible_agent(world):
     handed = hand(api, task_id, other.slug)
     assert handed.status_code == 200 and handed.json()["assignee"] == other.slug
     assert client_for(other).get("/api/v1/tasks/next/").json()["id"] == task_id
+
+
+def test_an_escalated_task_may_be_handed_within_its_escalation_role(world):
+    clerk = world.agents[0]
+    senior, second = world.seniors_agents[0], agent_services.agent_register(
+        name="Senior 2", slug="senior-2", owner=world.officer,
+        business_unit=clerk.business_unit, role=world.seniors,
+    )  # fmt: skip
+    api, task_id = take_task(world, [step("gather", None, escalate_to_role="wf-senior")])
+    escalated = api.post(f"/api/v1/tasks/{task_id}/escalate/", {"reason": "odd"}, format="json")
+    assert escalated.status_code == 200, escalated.content
+    holder = escalated.json()["assignee"]
+    theirs = client_for(senior if holder == senior.slug else second)
+    assert theirs.get("/api/v1/tasks/next/").json()["id"] == task_id
+    to = second if holder == senior.slug else senior
+    handed = hand(theirs, task_id, to.slug)
+    assert handed.status_code == 200, handed.content

@@ -42,27 +42,32 @@ def require_active(agent: Agent) -> None:
         raise DomainError(code, f"{agent} is {agent.status}.", status_code=403)
 
 
-def step_role_id(step_run: StepRun):
-    """The role a step is for: the role it was offered to, else its template's role, else
-    the role of the agent its template names."""
+def step_role_ids(step_run: StepRun) -> set:
+    """The roles a step is for: the role it was offered to (else its template's role, else
+    the role of the agent its template names) and, once it escalated, its escalation
+    target's role, the roles ``agent_pick`` and escalation pick its holders from."""
     step = step_run.step
-    if step_run.assignee_role_id or step.assignee_role_id:
-        return step_run.assignee_role_id or step.assignee_role_id
-    if step.assignee_agent_id:
-        return Agent.objects.filter(pk=step.assignee_agent_id).values_list("role_id").get()[0]
-    return None
+    roles = {step_run.assignee_role_id or step.assignee_role_id}
+    named = [step.assignee_agent_id] if roles == {None} else []
+    if step_run.escalations:
+        roles.add(step.escalate_to_role_id)
+        named.append(step.escalate_to_agent_id)
+    named = [pk for pk in named if pk]
+    if named:
+        roles.update(Agent.objects.filter(pk__in=named).values_list("role_id", flat=True))
+    return roles - {None}
 
 
 def step_ineligibility(*, agent: Agent, step_run: StepRun, run: Run) -> list[str]:
     """THE RULE for who may hold a step besides the agent it was given to (a hand-off
-    target): what ``agent`` lacks of it, empty when eligible. It is of the step's role (the
-    one ``agent_pick`` picks from), of the run's business unit (its template's, else that of
+    target): what ``agent`` lacks of it, empty when eligible. It is of one of the step's
+    roles (``step_role_ids``), of the run's business unit (its template's, else that of
     the agent holding the step now: work never crosses units), and granted the step's
     operation (``autonomy.grants``). The holder then reads the run's context and messages,
     so nobody outside the step's bounds may be made one."""
     unmet = []
-    role_id = step_role_id(step_run)
-    if role_id is not None and agent.role_id != role_id:
+    roles = step_role_ids(step_run)
+    if roles and agent.role_id not in roles:
         unmet.append("role")
     unit_id = run.template.business_unit_id or (
         step_run.assignee.business_unit_id if step_run.assignee_id else None
