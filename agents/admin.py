@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from agents import services
+from agents import selectors, services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
 from autonomy.errors import DomainError
 from interventions import services as intervention
@@ -172,7 +172,11 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        return fields + ["slug"] if obj else fields
+        if obj is None:
+            return fields
+        # What this person may not change of this agent is shown, not offered (the one rule).
+        editable = selectors.agent_fields_editable(user=request.user, agent=obj)
+        return fields + ["slug"] + [f for f in services.UPDATABLE_FIELDS if f not in editable]
 
     def has_delete_permission(self, request, obj=None):
         return False  # agents are retired, never deleted: their history must stay

@@ -20,6 +20,32 @@ from agents.models import (
 )
 from autonomy import grants
 
+# Who may change what of an agent. Its owner edits the profile (django-guardian's object
+# permission, given on registration); everything that changes what the agent may do or who
+# answers for it needs the global authority: the model-level permission of IT admins, risk
+# officers and superusers. Status changes are the lifecycle's (``interventions.services``).
+AUTHORITY_PERM = "agents.change_agent"
+PROFILE_FIELDS = ("name", "description")
+GOVERNED_FIELDS = ("owner", "business_unit", "role", "risk_tier", "oidc_client_id")
+
+
+def has_global_authority(user) -> bool:
+    """The model-level ``agents.change_agent`` (IT admins, risk officers, superusers), never
+    an agent's service user, whatever groups it is in."""
+    if user is None or not user.is_authenticated or not user.is_active or hasattr(user, "agent"):
+        return False
+    return user.has_perm(AUTHORITY_PERM)
+
+
+def agent_fields_editable(*, user, agent: Agent) -> frozenset[str]:
+    """THE RULE for editing an agent: the fields ``user`` may change on it. The API, the
+    admin and ``agents.services.agent_update`` all ask here."""
+    if has_global_authority(user):
+        return frozenset(PROFILE_FIELDS + GOVERNED_FIELDS)
+    if user is not None and not hasattr(user, "agent") and user.has_perm(AUTHORITY_PERM, agent):
+        return frozenset(PROFILE_FIELDS)
+    return frozenset()
+
 
 def agent_list(*, user: AbstractBaseUser) -> QuerySet[Agent]:
     """Agents this person may see: all with the model permission, else those granted to them."""

@@ -18,8 +18,9 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
-from guardian.shortcuts import assign_perm
+from guardian.shortcuts import assign_perm, remove_perm
 
+from agents import selectors
 from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 
@@ -108,19 +109,16 @@ def agent_register(
     return agent
 
 
-UPDATABLE_FIELDS = (
-    "name",
-    "description",
-    "owner",
-    "business_unit",
-    "role",
-    "risk_tier",
-    "oidc_client_id",
-)
+UPDATABLE_FIELDS = selectors.PROFILE_FIELDS + selectors.GOVERNED_FIELDS
 
 
 def agent_update(*, agent: Agent, by, **changes) -> Agent:
-    """Change an agent's profile. Status changes go through the lifecycle functions below."""
+    """Change an agent's profile, within what ``by`` may change of it
+    (``selectors.agent_fields_editable``); a value given unchanged is no change. Status
+    changes go through the lifecycle functions below.
+
+    The one writer of the owner: a new owner takes the owner's object permissions over and
+    the previous owner loses them, whichever path (API, admin) changed it."""
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise DomainError(
@@ -128,8 +126,18 @@ def agent_update(*, agent: Agent, by, **changes) -> Agent:
         )
     with transaction.atomic(), set_actor(by):
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        changed = {f: v for f, v in changes.items() if getattr(agent, f) != v}
+        refused = sorted(set(changed) - selectors.agent_fields_editable(user=by, agent=agent))
+        if refused:
+            raise DomainError(
+                ErrorCode.FIELDS_NOT_PERMITTED,
+                "An agent's owner edits its profile only; these fields need an IT admin or "
+                "a risk officer.",
+                {"fields": refused},
+                status_code=403,
+            )
         old_role, old_owner = agent.role, agent.owner
-        for field, value in changes.items():
+        for field, value in changed.items():
             setattr(agent, field, value)
         agent.save()
         if agent.role != old_role:
@@ -137,6 +145,7 @@ def agent_update(*, agent: Agent, by, **changes) -> Agent:
             agent.service_user.groups.add(agent.role.group)
         if agent.owner != old_owner:
             for perm in OWNER_OBJECT_PERMS:
+                remove_perm(perm, old_owner, agent)
                 assign_perm(perm, agent.owner, agent)
     return agent
 

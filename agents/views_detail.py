@@ -36,8 +36,8 @@ def person_required(view):
 
 
 def may_review(user) -> bool:
-    """Risk officers, IT admins and superusers: those who may change agents."""
-    return user.is_superuser or user.has_perm("agents.change_agent")
+    """Risk officers, IT admins and superusers: the global authority over agents."""
+    return selectors.has_global_authority(user)
 
 
 def sparkline(points: list[dict], *, hours: int, now) -> dict:

@@ -29,6 +29,7 @@ from autonomy import (
     connectors,
     dispatch,
     gate,
+    grants,
     liveness,
     selectors,
     services,
@@ -134,14 +135,18 @@ def validate_params(*, operation: Operation, params) -> dict:
     return params
 
 
+def _operation_unknown(key: str) -> DomainError:
+    return DomainError(
+        ErrorCode.OPERATION_UNKNOWN,
+        f"There is no operation {key!r}. Operations are named <connector>.<operation>.",
+        {"operation": key},
+    )
+
+
 def resolve_operation(*, key: str, version: int | None = None) -> Operation:
     operation = selectors.operation_by_key(key=key or "", version=version)
     if operation is None:
-        raise DomainError(
-            ErrorCode.OPERATION_UNKNOWN,
-            f"There is no operation {key!r}. Operations are named <connector>.<operation>.",
-            {"operation": key},
-        )
+        raise _operation_unknown(key)
     return operation
 
 
@@ -519,11 +524,25 @@ def actions_redispatch(*, now=None) -> int:
 
 
 def action_simulate(
-    *, agent, operation_key: str, params: dict, draft_text=None, replaces=None, approval=None
+    *,
+    agent,
+    operation_key: str,
+    params: dict,
+    draft_text=None,
+    replaces=None,
+    approval=None,
+    by_agent: bool = False,
 ):
     """The gate's answer for a hypothetical request, with a workflow step's ``approval`` ask
-    when it is one. Nothing is recorded or executed."""
+    when it is one. Nothing is recorded or executed.
+
+    ``by_agent``: the agent asks about itself. It learns nothing of an operation it is not
+    granted: the answer is the very one a name that does not exist gets (no schema, no
+    policy names, no risk), before its parameters are even looked at, so simulate is no
+    oracle of the registry. People who may read policies see the gate's whole answer."""
     operation = resolve_operation(key=operation_key)
+    if by_agent and not grants.is_granted(operation=operation, agent=agent):
+        raise _operation_unknown(operation_key)
     params = validate_params(operation=operation, params=params)
     return operation, gate.decide(
         agent=agent,

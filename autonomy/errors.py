@@ -33,6 +33,8 @@ class ErrorCode(StrEnum):
     # registry lifecycle
     ILLEGAL_TRANSITION = "illegal_transition"
     CONFLICT = "conflict"
+    FIELDS_NOT_PERMITTED = "fields_not_permitted"
+    STOP_LIFT_DENIED = "stop_lift_denied"
     # the gate
     OPERATION_UNKNOWN = "operation_unknown"
     OPERATION_DISABLED = "operation_disabled"
@@ -66,6 +68,8 @@ class ErrorCode(StrEnum):
     TASK_NOT_AVAILABLE = "task_not_available"
     TASK_NOT_YOURS = "task_not_yours"
     CLAIM_NOT_HELD = "claim_not_held"
+    CLAIM_HELD = "claim_held"
+    HANDOFF_TARGET_INELIGIBLE = "handoff_target_ineligible"
     # server
     INTERNAL_ERROR = "internal_error"
 

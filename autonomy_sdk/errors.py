@@ -96,14 +96,15 @@ CODES: dict[str, type[AutonomyError]] = {
     ),
     **_classes(
         "permission_denied scope_missing not_an_agent agent_retired agent_paused"
-        " agent_quarantined not_an_approver task_not_yours link_invalid",
+        " agent_quarantined not_an_approver task_not_yours link_invalid fields_not_permitted"
+        " stop_lift_denied handoff_target_ineligible",
         PermissionDenied,
     ),
     "not_found": NotFound,
     **_classes(
         "illegal_transition conflict idempotency_key_reused approval_not_pending already_decided"
         " changes_denied template_immutable template_not_published run_not_active"
-        " step_not_actionable task_not_available claim_not_held operation_disabled",
+        " step_not_actionable task_not_available claim_not_held claim_held operation_disabled",
         Conflict,
     ),
     "rate_limited": RateLimited,

@@ -10,6 +10,7 @@ the agent's very next request once its transaction commits.
 from django.db import transaction
 from django.utils import timezone
 
+from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus, BusinessUnit
 from approvals import services as approvals
@@ -25,21 +26,32 @@ from autonomy.models import (
 from workflows import coordination
 from workflows import services as workflows
 
-AUTHORITY_PERM = "agents.change_agent"
 STOP_REASON_PREFIX = "emergency stop #"
 
 
 def may_intervene(*, user, agent: Agent | None = None) -> bool:
-    """Superusers, IT admins and risk officers (whose roles may change agents), and, for one
-    ``agent``, whoever may change that agent (a django-guardian object permission); never an
-    agent's service user."""
+    """Superusers, IT admins and risk officers (the global authority,
+    ``agents.selectors.has_global_authority``), and, for one ``agent``, whoever may change
+    that agent (its owner's django-guardian object permission); never an agent's service
+    user. Lifting a stop someone with the global authority set needs that authority too
+    (``may_resume``)."""
+    if agent_selectors.has_global_authority(user):
+        return True
     if user is None or not user.is_authenticated or not user.is_active:
         return False
     if hasattr(user, "agent"):
         return False
-    if user.is_superuser or user.has_perm(AUTHORITY_PERM):
-        return True
-    return agent is not None and user.has_perm(AUTHORITY_PERM, agent)
+    return agent is not None and user.has_perm(agent_selectors.AUTHORITY_PERM, agent)
+
+
+def may_resume(*, user, agent: Agent) -> bool:
+    """THE RULE for resuming an agent: its owner may resume it from their own pause; lifting
+    a quarantine, or a pause an emergency stop made, needs the global authority."""
+    if agent.status == AgentStatus.QUARANTINED or agent.status_reason.startswith(
+        STOP_REASON_PREFIX
+    ):
+        return agent_selectors.has_global_authority(user)
+    return may_intervene(user=user, agent=agent)
 
 
 def _require(by, agent: Agent | None = None) -> None:
@@ -107,10 +119,22 @@ def agent_pause(*, agent: Agent, by, reason: str) -> Agent:
 
 
 def agent_resume(*, agent: Agent, by, reason: str) -> Agent:
-    return _lifecycle(
-        kind=InterventionKind.RESUME, service=agent_services.agent_resume, agent=agent, by=by,
-        reason=reason,
-    )  # fmt: skip
+    _require(by, agent)
+    with transaction.atomic():
+        # Decided on the locked row: a quarantine set meanwhile is seen, not raced past.
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        if not may_resume(user=by, agent=locked):
+            raise DomainError(
+                ErrorCode.STOP_LIFT_DENIED,
+                f"{locked} is {locked.status} by a stop only IT admins, risk officers and "
+                "superusers may lift.",
+                {"status": locked.status},
+                status_code=403,
+            )
+        return _lifecycle(
+            kind=InterventionKind.RESUME, service=agent_services.agent_resume, agent=locked,
+            by=by, reason=reason,
+        )  # fmt: skip
 
 
 def agent_quarantine(*, agent: Agent, by, reason: str) -> Agent:

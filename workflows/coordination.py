@@ -10,6 +10,11 @@ for a free key cannot both win: the loser's insert fails and it retries as a wai
 are always taken holder row first, then waiter rows, so no two transactions wait on each
 other in opposite orders.
 
+Claims are scoped by business unit: waiting for a key, and so asking its holder to yield,
+happens only among agents of the holder's unit. An agent of another unit asking for a held
+key is refused at once (409 ``claim_held``), whatever its priority, so no unit's agent can
+push another unit's agent off its work. A free key goes to whoever asks first.
+
 Who takes part in a run (and so may send and read its messages): the assignee of one of its
 step runs, or the agent of an open claim on it. A claim may only name a run its agent is
 assigned a step of, so nobody joins a run by claiming a key "for" it.
@@ -179,6 +184,12 @@ def _request_yield(holder: Claim, requester: Claim) -> None:
     )
 
 
+def _may_queue(agent: Agent, holder: Claim) -> bool:
+    """THE RULE of the claims' scope: an agent waits for (and may ask to yield) a key held
+    by an agent of its own business unit only."""
+    return agent.business_unit_id == holder.agent.business_unit_id
+
+
 def _locked_holder(resource_key: str) -> Claim | None:
     return (
         Claim.objects.select_for_update(of=("self",))
@@ -255,6 +266,8 @@ def claim_acquire(
 
     Asking again returns the agent's open claim unchanged (a held lease is extended only by
     ``claim_renew``). A request with a higher priority than the holder's asks it to yield.
+    A key held by an agent of another business unit is refused (``claim_held``, 409): no
+    waiting, no yield asked (``_may_queue``).
     """
     _validate(resource_key=resource_key, priority=priority, lease_seconds=lease_seconds)
     require_active(agent)
@@ -319,6 +332,13 @@ def _try_acquire(*, agent, resource_key, priority, lease_seconds, run, last: boo
     )
     if mine is not None:
         return mine
+    if holder is not None and not _may_queue(agent, holder):
+        raise DomainError(
+            ErrorCode.CLAIM_HELD,
+            "The resource is held by an agent of another business unit.",
+            {"resource_key": resource_key},
+            409,
+        )
     claim = Claim(
         resource_key=resource_key,
         agent=agent,

@@ -255,6 +255,7 @@ class SimulateView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         agent = request_agent(request)
+        by_agent = agent is not None
         if agent is None:
             if not request.user.has_perm("autonomy.view_policy"):
                 raise DomainError(
@@ -284,6 +285,7 @@ class SimulateView(APIView):
             draft_text=values["draft_policy"] or None,
             replaces=values["replaces_policy"],
             approval=gate.ApprovalAsk(**values["approval"]) if values["approval"] else None,
+            by_agent=by_agent,
         )
         return Response(
             {"agent": agent.slug, "operation": operation.key, "simulated": True}

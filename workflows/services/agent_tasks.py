@@ -12,7 +12,7 @@ from autonomy import audit
 from autonomy.errors import DomainError, ErrorCode
 from workflows.models import Run, RunStatus, StepRun, StepStatus
 from workflows.services.advance import step_succeed
-from workflows.services.assignment import require_active
+from workflows.services.assignment import require_active, step_ineligibility
 from workflows.services.controls import run_not_active
 from workflows.services.failure import attempt_failed
 from workflows.services.locking import step_lock
@@ -126,12 +126,23 @@ def task_complete(*, agent: Agent, step_run_id, output: dict) -> StepRun:
 
 
 def task_handoff(*, agent: Agent, step_run_id, to: Agent, reason: str = "") -> StepRun:
-    """Pass the task to another agent, who finds it with ``task_next``."""
+    """Pass the task to another agent, who finds it with ``task_next``; only to one eligible
+    for the step (``assignment.step_ineligibility``)."""
     if to.pk == agent.pk:
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Hand off to another agent.")
     require_active(to)
     with transaction.atomic(), Outbox() as out:
         step_run, run = _own_running(agent, step_run_id)
+        unmet = step_ineligibility(agent=to, step_run=step_run, run=run)
+        if unmet:
+            raise DomainError(
+                ErrorCode.HANDOFF_TARGET_INELIGIBLE,
+                f"{to} may not hold {step_run.step.name}: it lacks the step's "
+                + ", ".join(u.replace("_", " ") for u in unmet)
+                + ".",
+                {"agent": to.slug, "unmet": unmet},
+                status_code=403,
+            )
         step_run.assignee = to
         step_run.generation += 1  # chosen by a person or an agent: kept if its lease runs out
         step_run.status = StepStatus.WAITING_AGENT
