@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "autonomy.observability.request_id.RequestIdMiddleware",
+    "autonomy.api.errors.APIErrorPageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -231,6 +232,8 @@ SPECTACULAR_SETTINGS = {
 }
 # Request bodies larger than this are refused with 413 payload_too_large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# JSON bodies nested deeper than this are refused with 400 json_too_deep (api/parsers.py).
+AUTONOMY_MAX_JSON_DEPTH = env.int("AUTONOMY_MAX_JSON_DEPTH", default=64)
 
 # Gate defaults for agents without their own limits.
 AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE = env.int("AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE", default=120)

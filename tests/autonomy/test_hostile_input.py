@@ -7,10 +7,11 @@ later is covered without touching this file."""
 import re
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from tests.conftest import bearer
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_agent
 
 SCHEMA = "/api/schema/"
 NOT_IDS = [
@@ -79,6 +80,66 @@ def test_an_agent_gets_a_json_404_for_a_bad_id_too(agent):
     for path in ("/api/v1/actions/not-a-uuid/", "/api/v1/tasks/not-a-uuid/"):
         envelope(client.get(path), 404, "not_found")
     envelope(client.post("/api/v1/tasks/not-a-uuid/claim/", {}, format="json"), 404, "not_found")
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.fixture
+def agent_api(agent):
+    from agents import services
+
+    _, token = services.credential_issue(agent=agent)
+    return bearer(APIClient(), token)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("depth", [200, 5000, 100_000])
+def test_deeply_nested_json_is_refused_with_a_400(admin_api, agent_api, depth):
+    posts = [
+        (agent_api, "/api/v1/actions/"),
+        (agent_api, "/api/v1/simulate/"),
+        (admin_api, "/api/v1/business-units/"),
+    ]
+    for client, path in posts:
+        response = client.post(path, _nested(depth), content_type="application/json")
+        error = envelope(response, 400, "json_too_deep")
+        assert error["details"]["max_depth"] >= 16
+
+
+@pytest.mark.django_db
+def test_deeply_nested_lists_are_refused_too(agent_api):
+    body = "[" * 3000 + "]" * 3000
+    envelope(
+        agent_api.post("/api/v1/actions/", body, content_type="application/json"),
+        400,
+        "json_too_deep",
+    )
+
+
+@pytest.mark.django_db
+def test_json_within_the_depth_limit_still_parses(admin_api):
+    agent = make_agent(slug="depth-ok")
+    response = admin_api.patch(
+        f"/api/v1/agents/{agent.pk}/",
+        {"description": "fine", "metadata": {"a": {"b": {"c": [1, [2, [3]]]}}}},
+        format="json",
+    )
+    # The body parsed: the answer is about the fields, never about the JSON's shape.
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        assert response.json()["error"]["code"] != "json_too_deep"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    "path", ["/api/nothing", "/api/v1/no-such-thing/", "/api/v2/agents/", "/api/v1/agents/x/y/z/"]
+)
+def test_unmatched_api_paths_answer_a_json_404_in_every_mode(admin_api, path, debug):
+    with override_settings(DEBUG=debug):
+        envelope(admin_api.get(path), 404, "not_found")
 
 
 @pytest.mark.django_db
