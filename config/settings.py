@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "guardian",
     "auditlog",
     "mozilla_django_oidc",
@@ -76,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -140,8 +143,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds counters that limit abuse (failed API tokens per address): processes that
+# serve one portal should share it, e.g. CACHE_URL=redis://host:6379/1.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # --- Auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out client before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
     "agents.oidc.PortalOIDCBackend",
@@ -195,6 +204,26 @@ AUTONOMY_OIDC_GROUP_ROLES = json.loads(
     )
 )
 
+# Local password logins (the admin's login form, the only one) lock out after this many
+# failures of one username from one address, for AXES_COOLOFF_HOURS; OIDC sign-in and API
+# tokens are not counted here (the IdP throttles its own logins; tokens: below).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True
+AXES_WHITELIST_CALLABLE = "agents.authentication.not_a_password_login"
+# One rule for the client's address, for logins and API tokens alike: REMOTE_ADDR, or behind
+# NUM_PROXIES trusted proxies the address they append to X-Forwarded-For (DRF's rule).
+AXES_CLIENT_IP_CALLABLE = "agents.authentication.client_address"
+# Failed API bearer tokens (agent tokens and IdP access tokens) per client address: past this
+# many in the window, every bearer request from that address answers 429 rate_limited with
+# Retry-After until the window ends (agents/authentication.py). Counted in the cache.
+AUTONOMY_TOKEN_FAILURE_LIMIT = env.int("AUTONOMY_TOKEN_FAILURE_LIMIT", default=20)
+AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS = env.int(
+    "AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS", default=300
+)
+
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row, nobody anonymous gets grants
 
@@ -202,7 +231,7 @@ ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row, nobody anonymous 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "agents.authentication.AgentTokenAuthentication",
-        "agents.oidc.AgentOIDCAuthentication",
+        "agents.authentication.ThrottledOIDCAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -221,6 +250,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "autonomy.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # 0: X-Forwarded-For is ignored (a client could write any address in it).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Autonomy OS API",
