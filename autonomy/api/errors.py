@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from autonomy.errors import DomainError, ErrorCode
@@ -150,20 +151,27 @@ _PAGE_CODES = {
 class APIErrorPageMiddleware:
     """Under /api/, an error page that Django rendered itself (an unmatched path, a 500, and
     in DEBUG its technical pages) becomes the JSON envelope, so an API client never gets HTML,
-    whatever the mode. Answers of the API's views (DRF responses, JSON) pass untouched."""
+    whatever the mode. The API views' JSON errors, and the browsable API's pages, pass."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (
-            response.status_code < 400
-            or not _is_api(request)
-            or isinstance(response, Response)
-            or response.get("Content-Type", "").startswith("application/json")
-        ):
+        content_type = response.get("Content-Type", "")
+        api_error = response.status_code >= 400 and _is_api(request)
+        if not api_error or content_type.startswith("application/json"):
             return response
+        if isinstance(response, Response):
+            if isinstance(getattr(response, "accepted_renderer", None), BrowsableAPIRenderer):
+                return response  # the browsable API's page, for a person in a browser
+            # An API view's error in another format (the schema's YAML, the docs page's
+            # HTML): the same envelope, as JSON.
+            json = JsonResponse(response.data, status=response.status_code)
+            for header in ("WWW-Authenticate", "Retry-After"):
+                if header in response:
+                    json[header] = response[header]
+            return json
         if response.status_code == 404:
             return json_404(request)
         code, message = _PAGE_CODES.get(
