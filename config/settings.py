@@ -41,6 +41,15 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # decrypts, so a rotation puts the new key first (autonomy/connectors/vault.py). Required in
 # production; derived from SECRET_KEY in development.
 AUTONOMY_SECRETS_KEY = env.list("AUTONOMY_SECRETS_KEY", default=[f"dev-derived:{SECRET_KEY}"])
+# A key anyone could guess protects nothing: production refuses one shorter than this (every
+# key of the list, old ones kept for decryption included).
+AUTONOMY_SECRETS_KEY_MIN_LENGTH = 32
+if PRODUCTION and any(len(k) < AUTONOMY_SECRETS_KEY_MIN_LENGTH for k in AUTONOMY_SECRETS_KEY):
+    raise ImproperlyConfigured(
+        f"every AUTONOMY_SECRETS_KEY must be at least {AUTONOMY_SECRETS_KEY_MIN_LENGTH} characters"
+        " when DJANGO_ENV=production (make one: python -c"
+        " 'import secrets; print(secrets.token_urlsafe(48))')"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -54,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "guardian",
     "auditlog",
     "mozilla_django_oidc",
@@ -78,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -407,6 +418,24 @@ STORAGES = {
     },
 }
 
+# --- Content-Security-Policy (django-csp) -----------------------------------------------------
+# Everything from this origin, nothing inline: pages load their scripts and styles from static
+# files (no <script> bodies, style="" attributes or on...= handlers in the templates), and
+# nothing from another origin. data: images are Swagger UI's and the admin's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 # --- Production hardening -------------------------------------------------------------------
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -446,5 +475,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.utils.autoreload": {"level": "WARNING"},
+        # django-axes logs every login at INFO; its lockouts are warnings.
+        "axes": {"level": "WARNING"},
     },
 }

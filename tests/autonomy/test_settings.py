@@ -136,3 +136,30 @@ def test_production_keeps_the_schema_and_the_docs_from_anonymous_callers(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["401", "not_authenticated", "401", "not_authenticated"]
+
+
+@pytest.mark.parametrize("keys", ["k", "x" * 31, f"{PROD_SECRETS_KEY},short-old-key"])
+def test_production_refuses_a_secrets_key_shorter_than_32_characters(keys):
+    result = run(
+        "import django; django.setup()",
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_SECRETS_KEY=keys,
+    )
+    assert result.returncode != 0
+    assert "every AUTONOMY_SECRETS_KEY must be at least 32 characters" in result.stderr
+
+
+def test_production_accepts_a_long_secrets_key_and_a_rotation_list(tmp_path):
+    result = run(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(len(settings.AUTONOMY_SECRETS_KEY))",
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_SECRETS_KEY=f"{'n' * 32},{PROD_SECRETS_KEY}",
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "2"
