@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     UNKNOWN_FIELD = "unknown_field"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    JSON_TOO_DEEP = "json_too_deep"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_ACCEPTABLE = "not_acceptable"

@@ -84,7 +84,8 @@ def _classes(names: str, cls: type) -> dict[str, type]:
 # Code → class, for every code of autonomy/errors.py.
 CODES: dict[str, type[AutonomyError]] = {
     **_classes(
-        "malformed_json validation_failed unknown_field payload_too_large unsupported_media_type"
+        "malformed_json json_too_deep validation_failed unknown_field payload_too_large"
+        " unsupported_media_type"
         " method_not_allowed not_acceptable operation_unknown params_invalid params_too_large"
         " template_invalid context_invalid",
         BadRequest,

@@ -41,6 +41,15 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # decrypts, so a rotation puts the new key first (autonomy/connectors/vault.py). Required in
 # production; derived from SECRET_KEY in development.
 AUTONOMY_SECRETS_KEY = env.list("AUTONOMY_SECRETS_KEY", default=[f"dev-derived:{SECRET_KEY}"])
+# A key anyone could guess protects nothing: production refuses one shorter than this (every
+# key of the list, old ones kept for decryption included).
+AUTONOMY_SECRETS_KEY_MIN_LENGTH = 32
+if PRODUCTION and any(len(k) < AUTONOMY_SECRETS_KEY_MIN_LENGTH for k in AUTONOMY_SECRETS_KEY):
+    raise ImproperlyConfigured(
+        f"every AUTONOMY_SECRETS_KEY must be at least {AUTONOMY_SECRETS_KEY_MIN_LENGTH} characters"
+        " when DJANGO_ENV=production (make one: python -c"
+        " 'import secrets; print(secrets.token_urlsafe(48))')"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -52,6 +61,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "guardian",
     "auditlog",
     "mozilla_django_oidc",
@@ -66,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "autonomy.observability.request_id.RequestIdMiddleware",
+    "autonomy.api.errors.APIErrorPageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +88,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -139,8 +155,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds counters that limit abuse (failed API tokens per address): processes that
+# serve one portal should share it, e.g. CACHE_URL=redis://host:6379/1.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # --- Auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out client before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
     "agents.oidc.PortalOIDCBackend",
@@ -194,6 +216,26 @@ AUTONOMY_OIDC_GROUP_ROLES = json.loads(
     )
 )
 
+# Local password logins (the admin's login form, the only one) lock out after this many
+# failures of one username from one address, for AXES_COOLOFF_HOURS; OIDC sign-in and API
+# tokens are not counted here (the IdP throttles its own logins; tokens: below).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True
+AXES_WHITELIST_CALLABLE = "agents.authentication.not_a_password_login"
+# One rule for the client's address, for logins and API tokens alike: REMOTE_ADDR, or behind
+# NUM_PROXIES trusted proxies the address they append to X-Forwarded-For (DRF's rule).
+AXES_CLIENT_IP_CALLABLE = "agents.authentication.client_address"
+# Failed API bearer tokens (agent tokens and IdP access tokens) per client address: past this
+# many in the window, every bearer request from that address answers 429 rate_limited with
+# Retry-After until the window ends (agents/authentication.py). Counted in the cache.
+AUTONOMY_TOKEN_FAILURE_LIMIT = env.int("AUTONOMY_TOKEN_FAILURE_LIMIT", default=20)
+AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS = env.int(
+    "AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS", default=300
+)
+
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row, nobody anonymous gets grants
 
@@ -201,7 +243,7 @@ ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row, nobody anonymous 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "agents.authentication.AgentTokenAuthentication",
-        "agents.oidc.AgentOIDCAuthentication",
+        "agents.authentication.ThrottledOIDCAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -220,17 +262,29 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "autonomy.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # 0: X-Forwarded-For is ignored (a client could write any address in it).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Autonomy OS API",
     "DESCRIPTION": "The control plane between AI agents and business systems.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint and parameter: only a signed-in person or an
+    # authenticated API client reads it, or its docs page.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from this server's static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"RiskTierEnum": "agents.models.RiskTier"},
 }
 # Request bodies larger than this are refused with 413 payload_too_large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# JSON bodies nested deeper than this are refused with 400 json_too_deep (api/parsers.py).
+AUTONOMY_MAX_JSON_DEPTH = env.int("AUTONOMY_MAX_JSON_DEPTH", default=64)
 
 # Gate defaults for agents without their own limits.
 AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE = env.int("AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE", default=120)
@@ -364,6 +418,24 @@ STORAGES = {
     },
 }
 
+# --- Content-Security-Policy (django-csp) -----------------------------------------------------
+# Everything from this origin, nothing inline: pages load their scripts and styles from static
+# files (no <script> bodies, style="" attributes or on...= handlers in the templates), and
+# nothing from another origin. data: images are Swagger UI's and the admin's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 # --- Production hardening -------------------------------------------------------------------
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -403,5 +475,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.utils.autoreload": {"level": "WARNING"},
+        # django-axes logs every login at INFO; its lockouts are warnings.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -4,7 +4,7 @@ each app include their own ``api/urls.py``."""
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import views as agent_views
 from agents.api import urls as agents_api
@@ -41,7 +41,9 @@ urlpatterns = [
     path("api/v1/", include(api_root_urls(api.router for api in API_V1))),
     path("mcp/", mcp_gateway.MCPGatewayView.as_view(), name="mcp-gateway"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Both for signed-in people and API clients only (SPECTACULAR_SETTINGS). The docs page's
+    # script is a response of its own (``?script``), not inline, for the CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]
 
 admin.site.site_header = "Autonomy OS"

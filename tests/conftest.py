@@ -98,6 +98,16 @@ def _fresh_registry_caches():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache: it holds the failed-token counts per client
+    address (agents.authentication), and the test client always comes from 127.0.0.1, so one
+    test's bad tokens would otherwise lock the next tests out."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _celery_app_stays_current():
     """Shared tasks are sent through Celery's *current* app. A test that builds another app
     without ``set_as_current=False`` makes that one current, and every task the rest of this

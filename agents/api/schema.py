@@ -18,6 +18,7 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
 
 class AgentOIDCScheme(OpenApiAuthenticationExtension):
     target_class = "agents.oidc.AgentOIDCAuthentication"
+    match_subclasses = True  # the API uses it through agents.authentication's throttled one
     name = "idpBearer"
 
     def get_security_definition(self, auto_schema):

@@ -14,6 +14,7 @@ from agents import selectors, services
 from agents.api import serializers as s
 from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, request_agent
 from agents.models import Agent, AgentStatus, RiskTier, Scope
+from autonomy.api.routers import INTEGER_ID
 from interventions import services as intervention
 
 
@@ -46,7 +47,6 @@ class AgentViewSet(
     filterset_class = AgentFilter
     search_fields = ["name", "slug", "description"]
     ordering_fields = ["name", "created_at", "risk_tier", "status"]
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
@@ -162,6 +162,7 @@ class BusinessUnitViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = s.BusinessUnitSerializer
+    lookup_value_regex = INTEGER_ID
     permission_classes = [IsPerson, RegistryModelPermissions]
     search_fields = ["name", "slug"]
     filterset_fields = ["slug"]
@@ -182,6 +183,7 @@ class RoleViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = s.RoleSerializer
+    lookup_value_regex = INTEGER_ID
     permission_classes = [IsPerson, RegistryModelPermissions]
     search_fields = ["slug", "group__name"]
     filterset_fields = ["slug", "default_risk_tier"]

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from autonomy.errors import DomainError, ErrorCode
@@ -101,7 +102,9 @@ def exception_handler(exc, context):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
-        details = {} if isinstance(exc.detail, str) else {"detail": exc.detail}
+        details = getattr(exc, "details", None) or (
+            {} if isinstance(exc.detail, str) else {"detail": exc.detail}
+        )
         message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
         return Response(
             error_body(code, str(message), details), status=exc.status_code, headers=headers
@@ -133,3 +136,45 @@ def json_400(request, exception=None):
             error_body(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."), status=413
         )
     return JsonResponse(error_body(ErrorCode.VALIDATION_FAILED, "Bad request."), status=400)
+
+
+# Statuses Django itself answers outside any API view, and the code each becomes.
+_PAGE_CODES = {
+    400: (ErrorCode.VALIDATION_FAILED, "Bad request."),
+    403: (ErrorCode.PERMISSION_DENIED, "Permission denied."),
+    404: (ErrorCode.NOT_FOUND, "Not found."),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed."),
+    413: (ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."),
+}
+
+
+class APIErrorPageMiddleware:
+    """Under /api/, an error page that Django rendered itself (an unmatched path, a 500, and
+    in DEBUG its technical pages) becomes the JSON envelope, so an API client never gets HTML,
+    whatever the mode. The API views' JSON errors, and the browsable API's pages, pass."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        content_type = response.get("Content-Type", "")
+        api_error = response.status_code >= 400 and _is_api(request)
+        if not api_error or content_type.startswith("application/json"):
+            return response
+        if isinstance(response, Response):
+            if isinstance(getattr(response, "accepted_renderer", None), BrowsableAPIRenderer):
+                return response  # the browsable API's page, for a person in a browser
+            # An API view's error in another format (the schema's YAML, the docs page's
+            # HTML): the same envelope, as JSON.
+            json = JsonResponse(response.data, status=response.status_code)
+            for header in ("WWW-Authenticate", "Retry-After"):
+                if header in response:
+                    json[header] = response[header]
+            return json
+        if response.status_code == 404:
+            return json_404(request)
+        code, message = _PAGE_CODES.get(
+            response.status_code, (ErrorCode.INTERNAL_ERROR, "Internal server error.")
+        )
+        return JsonResponse(error_body(code, message), status=response.status_code)

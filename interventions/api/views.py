@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from agents.api.permissions import IsPerson
 from agents.models import BusinessUnit
 from autonomy.api.actions import ActionSerializer
+from autonomy.api.routers import INTEGER_ID
 from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, Intervention, InterventionKind
@@ -70,6 +71,7 @@ class InterventionViewSet(
     """Every intervention, newest first; emergency stops are started and lifted here."""
 
     serializer_class = InterventionSerializer
+    lookup_value_regex = INTEGER_ID
     permission_classes = [MayIntervene]
     filterset_fields = ["kind", "scope", "agent"]
 

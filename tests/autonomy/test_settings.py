@@ -117,3 +117,49 @@ def test_production_redirects_to_https_except_the_probes(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "301"]
+
+
+def test_production_keeps_the_schema_and_the_docs_from_anonymous_callers(tmp_path):
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "c = Client(HTTP_HOST='aos.example.com'); "
+        "s = c.get('/api/schema/', secure=True); d = c.get('/api/docs/', secure=True); "
+        "print(s.status_code, s.json()['error']['code'], d.status_code, d.json()['error']['code'])"
+    )
+    result = run(
+        code,
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["401", "not_authenticated", "401", "not_authenticated"]
+
+
+@pytest.mark.parametrize("keys", ["k", "x" * 31, f"{PROD_SECRETS_KEY},short-old-key"])
+def test_production_refuses_a_secrets_key_shorter_than_32_characters(keys):
+    result = run(
+        "import django; django.setup()",
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_SECRETS_KEY=keys,
+    )
+    assert result.returncode != 0
+    assert "every AUTONOMY_SECRETS_KEY must be at least 32 characters" in result.stderr
+
+
+def test_production_accepts_a_long_secrets_key_and_a_rotation_list(tmp_path):
+    result = run(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(len(settings.AUTONOMY_SECRETS_KEY))",
+        DJANGO_ENV="production",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="aos.example.com",
+        AUTONOMY_SECRETS_KEY=f"{'n' * 32},{PROD_SECRETS_KEY}",
+        AUTONOMY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "2"

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Agent, Scope
+from autonomy.api.routers import INTEGER_ID
 from autonomy.api.serializers import StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from workflows import coordination
@@ -60,6 +61,7 @@ class ClaimViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """The agent's own claims on resource keys."""
 
     serializer_class = ClaimSerializer
+    lookup_value_regex = INTEGER_ID
     filterset_fields = ["status", "resource_key"]
     ordering_fields = ["created_at", "priority"]
 

@@ -1,0 +1,159 @@
+"""Guessing is throttled: local password logins lock out (django-axes), and failed API bearer
+tokens are rate-limited per client address, while other addresses carry on."""
+
+import pytest
+from django.contrib.auth import authenticate
+from django.test import Client, RequestFactory
+from rest_framework.test import APIClient
+
+from agents import services
+from tests.factories import UserFactory, make_agent
+
+LOGIN = "/admin/login/"
+ATTACKER = "203.0.113.7"
+OFFICE = "198.51.100.20"
+
+
+@pytest.fixture
+def staff(db):
+    user = UserFactory(username="ops", is_staff=True, is_superuser=True)
+    user.set_password("correct horse battery staple")
+    user.save()
+    return user
+
+
+def login(address: str, password: str):
+    client = Client(REMOTE_ADDR=address)
+    return client.post(LOGIN, {"username": "ops", "password": password, "next": "/admin/"})
+
+
+@pytest.mark.django_db
+def test_repeated_bad_logins_lock_the_login_out_even_for_the_right_password(staff, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(3):
+        response = login(ATTACKER, "guess")
+        assert response.status_code in (200, 429)  # the form again, then the lockout
+    assert login(ATTACKER, "guess").status_code == 429
+    assert login(ATTACKER, "correct horse battery staple").status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_lockout_does_not_stop_the_same_person_from_another_address(staff, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(4):
+        login(ATTACKER, "guess")
+    response = login(OFFICE, "correct horse battery staple")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+
+
+@pytest.mark.django_db
+def test_a_good_login_before_the_limit_still_works(staff, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    login(OFFICE, "guess")
+    response = login(OFFICE, "correct horse battery staple")
+    assert response.status_code == 302
+
+
+@pytest.mark.django_db
+def test_failed_oidc_sign_ins_are_not_counted_as_password_failures(staff, settings):
+    """An OIDC callback reaches Django's authenticate() with a code, not a password; however
+    often it fails, the IdP's sign-in and the local login stay open."""
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(5):
+        request = RequestFactory().get("/oidc/callback/", REMOTE_ADDR=OFFICE)
+        assert authenticate(request=request, nonce="n", code_verifier="v") is None
+    assert login(OFFICE, "correct horse battery staple").status_code == 302
+
+
+# --- API bearer tokens ----------------------------------------------------------------------
+
+
+def api_from(address: str, token: str) -> APIClient:
+    client = APIClient(REMOTE_ADDR=address)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def assert_envelope(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and isinstance(error["details"], dict)
+    return error
+
+
+@pytest.fixture
+def good_token(db):
+    _, token = services.credential_issue(agent=make_agent(slug="invoice-bot"))
+    return token
+
+
+@pytest.mark.django_db
+def test_bad_agent_tokens_from_one_address_are_rate_limited(good_token, settings):
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 5
+    prefix = good_token.split("_")[1]
+    for n in range(5):
+        bad = api_from(ATTACKER, f"aos_{prefix}_wrong-secret-{n}").get("/api/v1/agents/me/")
+        assert_envelope(bad, 401, "credential_invalid")
+
+    refused = api_from(ATTACKER, "aos_abcdef123456_another-guess").get("/api/v1/agents/me/")
+    error = assert_envelope(refused, 429, "rate_limited")
+    assert 0 < int(refused["Retry-After"]) <= settings.AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS
+    assert error["details"]["reason"] == "token_failures"
+    # While locked out, the address gets no answer about any token, a good one included.
+    assert_envelope(api_from(ATTACKER, good_token).get("/api/v1/agents/me/"), 429, "rate_limited")
+
+
+@pytest.mark.django_db
+def test_a_good_token_from_another_address_still_works(good_token, settings):
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 5
+    for n in range(6):
+        api_from(ATTACKER, f"aos_000000000000_guess-{n}").get("/api/v1/agents/me/")
+    assert api_from(ATTACKER, good_token).get("/api/v1/agents/me/").status_code == 429
+
+    response = api_from(OFFICE, good_token).get("/api/v1/agents/me/")
+    assert response.status_code == 200, response.content
+    assert response.json()["slug"] == "invoice-bot"
+
+
+@pytest.mark.django_db
+def test_good_tokens_are_never_counted(good_token, settings):
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    for _ in range(10):
+        assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_x_forwarded_for_cannot_dodge_the_limit(good_token, settings):
+    """Without trusted proxies (NUM_PROXIES=0) the header is the client's own word."""
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    for n in range(3):
+        client = api_from(ATTACKER, f"aos_000000000000_guess-{n}")
+        client.get("/api/v1/agents/me/", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+    refused = api_from(ATTACKER, good_token).get(
+        "/api/v1/agents/me/", HTTP_X_FORWARDED_FOR="10.9.9.9"
+    )
+    assert_envelope(refused, 429, "rate_limited")
+
+
+@pytest.mark.django_db
+def test_bad_idp_bearer_tokens_count_too(good_token, settings):
+    """An IdP access token the identity provider cannot vouch for is a failure like a bad
+    agent token (here the IdP is unreachable, so introspection fails)."""
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    settings.OIDC_RP_CLIENT_ID = "portal"
+    settings.OIDC_RP_CLIENT_SECRET = "secret"
+    settings.OIDC_OP_INTROSPECTION_ENDPOINT = "http://127.0.0.1:9/introspect"
+    settings.OIDC_OP_TOKEN_ENDPOINT = "http://127.0.0.1:9/token"
+    settings.OIDC_OP_USER_ENDPOINT = "http://127.0.0.1:9/me"
+    settings.OIDC_OP_JWKS_ENDPOINT = "http://127.0.0.1:9/jwks"
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = "http://127.0.0.1:9/auth"
+    settings.OIDC_TIMEOUT = 2
+    for n in range(3):
+        bad = api_from(ATTACKER, f"idp-token-{n}").get("/api/v1/agents/me/")
+        assert_envelope(bad, 401, "oidc_token_invalid")
+    assert_envelope(
+        api_from(ATTACKER, "idp-token-again").get("/api/v1/agents/me/"), 429, "rate_limited"
+    )
+    assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
