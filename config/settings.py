@@ -248,6 +248,13 @@ AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8
 # it when set (``make run`` sets it), else they answer from the built-in ledger.
 AUTONOMY_DEMO_SYSTEMS_URL = env.str("AUTONOMY_DEMO_SYSTEMS_URL", default="")
 
+# Networks connectors may reach besides the public internet, as CIDRs (connectors/outbound.py).
+# Development allows loopback for the demo ERP/CRM/ITSM; link-local and cloud metadata
+# addresses are refused whatever this says.
+AUTONOMY_CONNECTOR_ALLOWED_NETWORKS = env.list(
+    "AUTONOMY_CONNECTOR_ALLOWED_NETWORKS", default=[] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+)
+
 AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
     "AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=24 * 3600
 )
