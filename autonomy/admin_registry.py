@@ -17,7 +17,6 @@ from autonomy.connectors.errors import ConnectorError
 from autonomy.errors import DomainError
 from autonomy.models import Connector, Operation
 
-
 # The config keys that name an address a connector calls (REST base URL, MCP endpoint).
 URL_SETTINGS = ("base_url", "url")
 

@@ -12,7 +12,6 @@ from agents.portal_roles import PortalRole, group_name
 from autonomy import connectors
 from autonomy.connectors import openapi, outbound, services
 from autonomy.models import Connector, ConnectorKind, Operation
-from tests.autonomy.connector_fixtures import http_system  # noqa: F401 - a fixture
 from tests.factories import UserFactory
 from tests.realparts import free_port
 
