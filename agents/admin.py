@@ -357,3 +357,6 @@ class RoleAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     list_select_related = ["group"]
     search_fields = ["slug", "group__name", "description"]
     list_filter = ["default_risk_tier"]
+
+
+from agents import admin_user_tokens  # noqa: E402, F401  (registers personal API tokens)

@@ -164,6 +164,49 @@ class Credential(models.Model):
         return "active"
 
 
+class PersonalTokenScope(models.TextChoices):
+    """What a person's token may do, on top of (never beyond) that person's permissions."""
+
+    READ = "api:read", "Read (GET, HEAD, OPTIONS)"
+    WRITE = "api:write", "Write (POST, PUT, PATCH, DELETE)"
+
+
+class PersonalToken(models.Model):
+    """A person's API token, for admins and integrations: it authenticates as its user, with
+    that user's permissions narrowed by its scopes. Stored like an agent's Credential (prefix
+    in clear, SHA-256 digest of the rest), and it always expires."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens"
+    )
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def state(self, now=None) -> str:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
 # --- behaviour monitoring -------------------------------------------------------------------
 
 

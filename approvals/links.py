@@ -1,7 +1,11 @@
 """Signed, expiring, single-use e-mail links. The signature binds request, person and nonce;
-the nonce row makes the link single-use; the signer's max age makes it expire."""
+the nonce row is the server's record: it makes the link single-use and holds its expiry, which
+the server checks on every use together with the request's own expiry (the signer's max age is
+only a second bound, never the authority). A request that is decided or cancelled refuses its
+links through the decision service; one past its expiry refuses them here, swept or not."""
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -17,13 +21,20 @@ SALT = "autonomy.approvals.email-link"
 
 def link_path(*, request: ApprovalRequest, approver) -> str:
     nonce = secrets.token_urlsafe(24)
-    EmailLink.objects.create(nonce=nonce, request=request, approver=approver)
+    max_age = timedelta(seconds=settings.AUTONOMY_APPROVAL_LINK_MAX_AGE)
+    EmailLink.objects.create(
+        nonce=nonce,
+        request=request,
+        approver=approver,
+        expires_at=min(timezone.now() + max_age, request.expires_at),
+    )
     token = signing.dumps({"r": str(request.pk), "u": approver.pk, "n": nonce}, salt=SALT)
     return reverse("approvals:email-confirm", args=[token])
 
 
 def link_open(token: str) -> EmailLink:
-    """The link's row, if its signature, age and single use all hold; else link_invalid."""
+    """The link's row, if its signature, server-side expiry and single use all hold; else
+    link_invalid."""
     try:
         data = signing.loads(token, salt=SALT, max_age=settings.AUTONOMY_APPROVAL_LINK_MAX_AGE)
     except signing.SignatureExpired as exc:
@@ -49,6 +60,9 @@ def link_open(token: str) -> EmailLink:
         raise DomainError(
             ErrorCode.LINK_INVALID, "This link was already used.", {"why": "used"}, 410
         )
+    now = timezone.now()
+    if link.expires_at <= now or link.request.expires_at <= now:
+        raise DomainError(ErrorCode.LINK_INVALID, "This link has expired.", {"why": "expired"}, 410)
     return link
 
 

@@ -107,7 +107,8 @@ class Decision(models.Model):
 
 
 class EmailLink(models.Model):
-    """The single-use part of a signed e-mail link: used once, then refused."""
+    """The server's record of a signed e-mail link: it expires here, not only in the signature,
+    and is used once, then refused."""
 
     nonce = models.CharField(max_length=64, unique=True)
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="links")
@@ -115,6 +116,7 @@ class EmailLink(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -11,11 +11,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
-from autonomy.connectors import openapi
+from autonomy.connectors import openapi, outbound
 from autonomy.connectors import services as connector_services
 from autonomy.connectors.errors import ConnectorError
 from autonomy.errors import DomainError
 from autonomy.models import Connector, Operation
+
+# The config keys that name an address a connector calls (REST base URL, MCP endpoint).
+URL_SETTINGS = ("base_url", "url")
 
 
 class ConnectorForm(forms.ModelForm):
@@ -39,6 +42,14 @@ class ConnectorForm(forms.ModelForm):
         cleaned = super().clean()
         if bool(cleaned.get("secret_name")) != bool(cleaned.get("secret_value")):
             raise forms.ValidationError("Give both a secret name and its value, or neither.")
+        config = cleaned.get("config")
+        for key in URL_SETTINGS:
+            url = config.get(key) if isinstance(config, dict) else None
+            if url:
+                try:
+                    outbound.check_url(url)
+                except outbound.OutboundRefused as exc:
+                    self.add_error("config", f"{key}: {exc}")
         return cleaned
 
 

@@ -244,6 +244,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "agents.authentication.AgentTokenAuthentication",
         "agents.authentication.ThrottledOIDCAuthentication",
+        "agents.user_tokens.PersonalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -280,6 +281,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"RiskTierEnum": "agents.models.RiskTier"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "autonomy.api.schema.document_errors",
+    ],
 }
 # Request bodies larger than this are refused with 413 payload_too_large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
@@ -301,6 +306,13 @@ AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8
 # The demo ERP/CRM/ITSM (``python -m demo.systems``); seed_demo points the demo connectors at
 # it when set (``make run`` sets it), else they answer from the built-in ledger.
 AUTONOMY_DEMO_SYSTEMS_URL = env.str("AUTONOMY_DEMO_SYSTEMS_URL", default="")
+
+# Networks connectors may reach besides the public internet, as CIDRs (connectors/outbound.py).
+# Development allows loopback for the demo ERP/CRM/ITSM; link-local and cloud metadata
+# addresses are refused whatever this says.
+AUTONOMY_CONNECTOR_ALLOWED_NETWORKS = env.list(
+    "AUTONOMY_CONNECTOR_ALLOWED_NETWORKS", default=[] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+)
 
 AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
     "AUTONOMY_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=24 * 3600

@@ -78,7 +78,9 @@ class ActionSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.slug")
     decision = serializers.CharField(source="verdict")
     policies = serializers.JSONField(source="policy_ids")
-    amount = serializers.DecimalField(max_digits=18, decimal_places=2, coerce_to_string=True)
+    amount = serializers.DecimalField(
+        max_digits=18, decimal_places=2, coerce_to_string=True, allow_null=True
+    )
 
     class Meta:
         model = ActionRequest

@@ -18,7 +18,7 @@ import httpx2
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
-from autonomy.connectors import receipts, vault
+from autonomy.connectors import outbound, receipts, vault
 from autonomy.connectors.errors import ConnectorError
 from autonomy.models import Connector, Operation
 
@@ -57,6 +57,7 @@ def _run(connector: Connector, work):
     try:
         # Secrets are read here, in sync code: the ORM is not for the event loop.
         headers, url = _headers(connector), str(connector.config["url"])
+        outbound.check_url(url)  # checked again on every call: a DNS answer can change
         return anyio.run(_with_session, url, headers, _timeout(connector), work)
     except ConnectorError:
         raise

@@ -14,10 +14,15 @@ import requests
 import yaml
 from django.utils.text import slugify
 
+from autonomy.connectors import outbound
 from autonomy.models import Effect
 
 METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+FETCH_FAILED = (
+    "The document could not be fetched from this URL (it must be an http(s) URL the connector "
+    "guard allows, answering 200 without a redirect)."
+)
 
 
 class OpenAPIError(ValueError):
@@ -44,19 +49,19 @@ def load(document: dict | str | bytes) -> dict:
 
 
 def fetch(url: str, *, timeout: float = 10.0) -> str:
-    """The document at ``url`` (http or https only), at most 5 MB."""
-    if not url.startswith(("http://", "https://")):
-        raise OpenAPIError("Only http:// and https:// URLs can be imported.")
+    """The document at ``url`` (http or https only, through the outbound guard), at most 5 MB.
+
+    Every failure to fetch is the same error, whatever the host's state (refused by the guard,
+    closed port, timeout, redirect, an HTTP error), so an import never works as a port scanner.
+    """
     try:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or .netrc credentials from the environment
-        with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
-            if response.is_redirect:
-                raise OpenAPIError("The URL redirects; give the document's final URL.")
-            response.raise_for_status()
-            content = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise OpenAPIError(f"Could not fetch the document ({type(exc).__name__}).") from None
+        with outbound.session() as session:
+            with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+                if response.is_redirect or response.status_code != 200:
+                    raise OpenAPIError(FETCH_FAILED)
+                content = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    except (requests.RequestException, outbound.OutboundRefused, ValueError, OSError):
+        raise OpenAPIError(FETCH_FAILED) from None
     if len(content) > MAX_DOCUMENT_BYTES:
         raise OpenAPIError("The document is larger than 5 MB.")
     return content.decode("utf-8", errors="replace")

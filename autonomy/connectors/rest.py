@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import requests
 
-from autonomy.connectors import receipts, vault
+from autonomy.connectors import outbound, receipts, vault
 from autonomy.connectors.errors import ConnectorError
 from autonomy.models import Connector, Effect, Operation
 
@@ -37,12 +37,11 @@ _local = threading.local()
 
 
 def _session() -> requests.Session:
-    """One pooled session per thread; ``trust_env`` off, so no ~/.netrc or proxy variable
-    silently adds credentials or a hop the connector's config does not show."""
+    """One pooled session per thread, every connection through the outbound guard (pinned to
+    the address it checked), with no proxy or ~/.netrc from the environment."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
-        session.trust_env = False
+        session = _local.session = outbound.session()
     return session
 
 

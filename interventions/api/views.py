@@ -22,10 +22,12 @@ from interventions import services
 
 
 class InterventionSerializer(serializers.ModelSerializer):
-    agent = serializers.CharField(source="agent.slug", default=None)
-    business_unit = serializers.CharField(source="business_unit.slug", default=None)
-    by = serializers.CharField(source="by.username", default=None)
-    lifted_by = serializers.CharField(source="lifted_by.username", default=None)
+    agent = serializers.CharField(source="agent.slug", default=None, allow_null=True)
+    business_unit = serializers.CharField(
+        source="business_unit.slug", default=None, allow_null=True
+    )
+    by = serializers.CharField(source="by.username", default=None, allow_null=True)
+    lifted_by = serializers.CharField(source="lifted_by.username", default=None, allow_null=True)
 
     class Meta:
         model = Intervention

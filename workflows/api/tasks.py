@@ -25,7 +25,7 @@ class TaskSerializer(serializers.ModelSerializer):
     step = serializers.CharField(source="step.key")
     name = serializers.CharField(source="step.name")
     instructions = serializers.CharField(source="step.instructions")
-    assignee = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    assignee = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = StepRun
