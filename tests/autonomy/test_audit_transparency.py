@@ -228,13 +228,16 @@ def test_appends_do_not_queue_behind_an_open_transaction_that_appended(postgres)
     others, first_appended, others_done = 12, threading.Event(), threading.Event()
     committed: list[int] = []
     errors: list[BaseException] = []
+    seen_while_open: list[bool] = []
     lock = threading.Lock()
 
     def holder() -> None:
         with transaction.atomic():
             audit.append(kind="test", payload={"who": "holder"})
             first_appended.set()
-            others_done.wait(30)  # released at once when the others are through
+            # Returns as soon as the others are through; gives up (and fails the test) if
+            # they queue behind this transaction.
+            seen_while_open.append(others_done.wait(30))
 
     def other(n: int) -> None:
         assert first_appended.wait(30)
@@ -261,7 +264,7 @@ def test_appends_do_not_queue_behind_an_open_transaction_that_appended(postgres)
         thread.join(60)
 
     assert errors == []
-    assert others_done.is_set(), f"only {len(committed)} of {others} committed while one waited"
+    assert seen_while_open == [True], "the others queued behind the open transaction"
     assert audit.seal() == others + 1
     report = audit.verify_chain()
     assert report.ok and report.checked == others + 1
@@ -351,3 +354,30 @@ def test_the_export_seals_first():
     )
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
     assert isinstance(today, date)
+
+
+def test_the_activity_stream_and_the_trace_show_new_records_with_no_sealer_running(
+    registry, client
+):
+    from autonomy.observability.activity import activity_head, activity_since
+    from tests.autonomy.test_activity import post_invoice, staff
+
+    audit.seal()
+    before = activity_head()
+    action = post_invoice(registry)
+    waiting = AuditRecord.objects.filter(action_id=action.pk, seq__isnull=True)
+    assert waiting.exists()  # appended, and no worker has sealed it
+
+    events = activity_since(after_seq=before)
+    mine = [e for e in events if e["action_id"] == str(action.pk)]
+    assert mine and [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    assert all(e["seq"] > before for e in events)
+    assert "action_decision" in {e["kind"] for e in mine}
+
+    post_invoice(registry)
+    client.force_login(staff())
+    page = client.get(f"/actions/{action.pk}/trace/").content.decode()
+    records = list(AuditRecord.objects.filter(action_id=action.pk))
+    assert records and all(r.seq for r in records)
+    for record in records:
+        assert f'<tr data-seq="{record.seq}">' in page
