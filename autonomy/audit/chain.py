@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -185,7 +185,7 @@ def seal(*, wait: bool = True, batch_size: int = SEAL_BATCH) -> int:
                 if head is None:
                     return total
                 sealed = _seal_batch(head, batch_size)
-        except DatabaseError:
+        except OperationalError:
             if wait:
                 raise
             return total  # SQLite's write lock was busy: another writer is at work
