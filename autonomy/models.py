@@ -285,27 +285,37 @@ class ConnectorCall(models.Model):
 
 
 class AuditRecord(models.Model):
-    """Append-only. Each record's hash covers its content and the previous record's hash."""
+    """Append-only. Appended unsealed (no ``seq``), with a MAC over its content keyed outside
+    the database (``key_id`` names the key); the sealer then gives it the next ``seq`` and
+    chains it: its hash covers seq, ``prev_hash``, MAC and content (``autonomy.audit``)."""
 
-    seq = models.BigIntegerField(unique=True)
+    seq = models.BigIntegerField(unique=True, null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=40, db_index=True)
     actor = models.CharField(max_length=200, blank=True)
     agent_id = models.UUIDField(null=True, blank=True, db_index=True)
     action_id = models.UUIDField(null=True, blank=True, db_index=True)
     payload = models.JSONField(default=dict)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16, blank=True)
+    mac = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        ordering = ["seq"]
+        # Trail order; records not sealed yet follow, in the order they were appended.
+        ordering = [models.F("seq").asc(nulls_last=True), "id"]
+        indexes = [
+            # The sealer's queue: only unsealed rows are in it, so it stays small.
+            models.Index(fields=["id"], condition=Q(seq__isnull=True), name="audit_unsealed")
+        ]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.kind}"
+        return f"#{self.seq} {self.kind}" if self.seq else f"(unsealed) {self.kind}"
 
 
 class AuditHead(models.Model):
-    """The chain's tip. Appends lock this row, so records are chained one at a time."""
+    """The sealed chain's tip. Only the sealer reads and moves it (locking this row); appends
+    never touch it."""
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)

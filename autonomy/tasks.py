@@ -41,3 +41,24 @@ def usage_prune() -> int:
     from autonomy import usage
 
     return usage.usage_prune()
+
+
+@shared_task(ignore_result=True)
+def audit_seal() -> int:
+    """Celery beat (``AUTONOMY_AUDIT_SEAL_SECONDS``): chain the audit records appended since
+    the last seal. One sealer at a time: a run that overlaps one still at work returns at
+    once, since that one seals the same records."""
+    from autonomy import audit
+
+    return audit.seal(wait=False)
+
+
+@shared_task(ignore_result=True)
+def audit_publish() -> int | None:
+    """Celery beat (``AUTONOMY_AUDIT_PUBLISH_SECONDS``): seal, then publish a signed
+    checkpoint of the chain's head outside the database. A chain that no longer holds the
+    last published checkpoint raises ``NotExtending``: tampering, logged by the worker."""
+    from autonomy import audit
+
+    published = audit.publish()
+    return published.checkpoint["seq"] if published.checkpoint else None

@@ -51,6 +51,32 @@ if PRODUCTION and any(len(k) < AUTONOMY_SECRETS_KEY_MIN_LENGTH for k in AUTONOMY
         " 'import secrets; print(secrets.token_urlsafe(48))')"
     )
 
+# The audit trail's keys, never stored in the database (autonomy/audit/keys.py), each a list:
+# the first keys or signs, every one verifies, so a rotation puts the new key first.
+# AUTONOMY_AUDIT_KEY MACs every record (required in production); AUTONOMY_AUDIT_SIGNING_KEY
+# signs the checkpoints published outside the database. Derived from SECRET_KEY, each with
+# a salt of its own, in development. Keys shorter than 32 characters are refused.
+if PRODUCTION and not env.str("AUTONOMY_AUDIT_KEY", default=""):
+    raise ImproperlyConfigured("AUTONOMY_AUDIT_KEY must be set when DJANGO_ENV=production")
+AUTONOMY_AUDIT_KEY = env.list("AUTONOMY_AUDIT_KEY", default=[f"dev-derived-audit:{SECRET_KEY}"])
+AUTONOMY_AUDIT_SIGNING_KEY = env.list(
+    "AUTONOMY_AUDIT_SIGNING_KEY", default=[f"dev-derived-audit-signing:{SECRET_KEY}"]
+)
+for _name, _keys in (
+    ("AUTONOMY_AUDIT_KEY", AUTONOMY_AUDIT_KEY),
+    ("AUTONOMY_AUDIT_SIGNING_KEY", AUTONOMY_AUDIT_SIGNING_KEY),
+):
+    if not _keys or any(len(_key) < 32 for _key in _keys):
+        raise ImproperlyConfigured(f"{_name}: every key must be at least 32 characters")
+# Where signed checkpoints of the audit chain's head are appended (a JSON-lines file), and
+# the sink class that writes them (autonomy.audit.checkpoint.FileSink, or the operator's own).
+AUTONOMY_AUDIT_HEAD_SINK = env.str(
+    "AUTONOMY_AUDIT_HEAD_SINK", default=str(DATA_DIR / "audit-checkpoints.jsonl")
+)
+AUTONOMY_AUDIT_HEAD_SINK_CLASS = env.str(
+    "AUTONOMY_AUDIT_HEAD_SINK_CLASS", default="autonomy.audit.checkpoint.FileSink"
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -366,6 +392,17 @@ CELERY_BEAT_SCHEDULE = {
     },
     "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
     "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
+}
+# The audit sealer chains appended records this often; the signed head is published this often.
+AUTONOMY_AUDIT_SEAL_SECONDS = env.float("AUTONOMY_AUDIT_SEAL_SECONDS", default=1.0)
+AUTONOMY_AUDIT_PUBLISH_SECONDS = env.float("AUTONOMY_AUDIT_PUBLISH_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["audit-seal"] = {
+    "task": "autonomy.tasks.audit_seal",
+    "schedule": AUTONOMY_AUDIT_SEAL_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["audit-publish"] = {
+    "task": "autonomy.tasks.audit_publish",
+    "schedule": AUTONOMY_AUDIT_PUBLISH_SECONDS,
 }
 # A worker that finishes a step which made exactly one next step of its run ready executes
 # that one at once, up to this many in a row, instead of sending it through the broker

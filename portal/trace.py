@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import F
 
 from approvals.models import Decision
+from autonomy import audit
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
 from autonomy.risk import FACTOR_LABELS
 from workflows.models import StepRun
@@ -97,7 +99,14 @@ def action_trace(*, action_id) -> ActionTrace | None:
             .order_by("created_at")
         )
     step_runs = list(StepRun.objects.filter(action=action).select_related("run__template", "step"))
-    records = list(AuditRecord.objects.filter(action_id=action.pk).order_by("seq"))
+    # Sealed first (not waiting for a sealer at work), then in trail order; a record still
+    # unsealed follows the sealed ones in the order it was appended.
+    audit.seal(wait=False)
+    records = list(
+        AuditRecord.objects.filter(action_id=action.pk).order_by(
+            F("seq").asc(nulls_last=True), "id"
+        )
+    )
     receipt = ConnectorCall.objects.filter(idempotency_key=str(action.pk)).first()
     decided = next((r for r in records if r.kind == "action_decision"), None)
     grant = ((decided.payload or {}).get("decision") or {}).get("grant") if decided else None

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 
-from autonomy.audit.chain import canonical_json
+from autonomy.audit.chain import canonical_json, seal
 from autonomy.models import AuditRecord
 
 FORMATS = ("jsonl", "csv")
@@ -19,6 +19,8 @@ COLUMNS = (
     "agent_id",
     "action_id",
     "payload",
+    "key_id",
+    "mac",
     "prev_hash",
     "hash",
 )
@@ -41,6 +43,8 @@ def _row(record: AuditRecord) -> dict:
         "agent_id": str(record.agent_id) if record.agent_id else None,
         "action_id": str(record.action_id) if record.action_id else None,
         "payload": record.payload,
+        "key_id": record.key_id,
+        "mac": record.mac,
         "prev_hash": record.prev_hash,
         "hash": record.hash,
     }
@@ -58,13 +62,15 @@ def export_lines(
 ) -> Iterator[str]:
     """Records created from ``start`` up to ``end`` in seq order, one line each.
 
-    Dates are inclusive days; datetimes make the half-open range [start, end).
+    Dates are inclusive days; datetimes make the half-open range [start, end). Records
+    appended by then are sealed first, so the export holds them in trail order.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    seal()
     records = (
         AuditRecord.objects.filter(
-            created_at__gte=_moment(start), created_at__lt=_moment(end, end=True)
+            seq__isnull=False, created_at__gte=_moment(start), created_at__lt=_moment(end, end=True)
         )
         .order_by("seq")
         .iterator(chunk_size=batch_size)

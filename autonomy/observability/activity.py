@@ -1,8 +1,10 @@
 """The live activity stream, read from the audit trail.
 
 Everything worth watching (decisions, outcomes, approvals, hand-offs, interventions, grants,
-runs) is appended to the hash-chained trail in the same transaction as the change, so tailing
-it by ``seq`` loses nothing and costs no extra writes. A batch is read in a constant number
+runs) is appended to the audit trail in the same transaction as the change, and sealed into
+its chain in order, so tailing it by ``seq`` loses nothing and costs no extra writes (the
+stream's head seals what was appended and committed before it reads, unless the sealer is at
+it already). A batch is read in a constant number
 of queries: the records (filters are ``EXISTS`` sub-queries, never per-row look-ups), then
 their agents and their actions, one query each.
 """
@@ -15,6 +17,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from agents.models import Agent
+from autonomy import audit
 from autonomy.models import ActionRequest, AuditRecord
 
 MAX_LIMIT = 200
@@ -132,13 +135,16 @@ def activity_since(
 
     With ``after_seq=None``: the newest ``limit`` events (still oldest first), for a page's
     first paint. Three queries whatever the number of events (four without ``until_seq``
-    on a first paint).
+    on a first paint), after sealing: one query when nothing waits to be sealed, a constant
+    number more when some records do.
     """
     filters = filters or ActivityFilters()
     limit = max(1, min(limit, MAX_LIMIT))
     records = _filtered(AuditRecord.objects.all(), filters).values(*_FIELDS)
     if until_seq is not None:
         records = records.filter(seq__lte=until_seq)
+    if after_seq is not None and until_seq is None:
+        audit.seal(wait=False)  # as ``activity_head`` does (a stream calls it for until_seq)
     if after_seq is None:
         head = activity_head() if until_seq is None else until_seq
         rows = list(records.filter(seq__gt=head - SCAN_WINDOW).order_by("-seq")[:limit])
@@ -149,7 +155,11 @@ def activity_since(
 
 
 def activity_head() -> int:
-    """The newest record's seq (0 for an empty trail): where a stream without history starts."""
+    """The newest record's seq (0 for an empty trail): where a stream without history starts.
+
+    Records committed but not sealed yet are sealed first, without waiting for a sealer at
+    work (that one is sealing them), so a stream sees what was just done."""
+    audit.seal(wait=False)
     return AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
 

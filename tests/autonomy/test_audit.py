@@ -1,11 +1,11 @@
-"""The tamper-evident audit trail: the chain, its verification, model changes, exports."""
+"""The tamper-evident audit trail: appends, the sealed chain, its verification, model changes,
+exports. (Keys, checkpoints and the insider's attacks: test_audit_transparency.py.)"""
 
 import csv
 import io
 import json
 import threading
 import uuid
-from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -19,7 +19,8 @@ from django.urls import reverse
 from agents import services as agent_services
 from agents.models import Agent, AgentStatus
 from autonomy import audit
-from autonomy.audit.chain import GENESIS_HASH, record_hash
+from autonomy.audit.chain import GENESIS_HASH, record_hash, record_mac
+from autonomy.audit.keys import mac_key
 from autonomy.models import AuditHead, AuditRecord
 from tests.factories import UserFactory, make_agent
 
@@ -28,12 +29,22 @@ pytestmark = pytest.mark.django_db
 TABLE = AuditRecord._meta.db_table
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_file(settings, tmp_path):
+    """Each test publishes (if it does) to a file of its own."""
+    settings.AUTONOMY_AUDIT_HEAD_SINK = str(tmp_path / "checkpoints.jsonl")
+    return tmp_path / "checkpoints.jsonl"
+
+
 def append_records(count: int, **fields) -> list[AuditRecord]:
+    """Append ``count`` records in one transaction, seal them, return them as stored."""
     with transaction.atomic():
-        return [
+        appended = [
             audit.append(kind="test", payload={"n": n, "amount": 1.5}, **fields)
             for n in range(count)
         ]
+    audit.seal()
+    return list(AuditRecord.objects.filter(pk__in=[r.pk for r in appended]).order_by("seq"))
 
 
 def raw(sql: str, params=()) -> None:
@@ -43,6 +54,11 @@ def raw(sql: str, params=()) -> None:
 
 def last_seq() -> int:
     return AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+
+def newest_id() -> int:
+    """The newest record's id, sealed or not: records appended later have greater ids."""
+    return AuditRecord.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 @pytest.fixture
@@ -56,7 +72,7 @@ def five_records():
 # --- the chain ------------------------------------------------------------------------------
 
 
-def test_appended_records_link_each_to_the_previous_hash_and_verify():
+def test_sealed_records_link_each_to_the_previous_hash_and_verify():
     records = append_records(3, actor="ita", agent_id="8d6f2a0e-8a4e-4c55-9d6b-0c1f3c9c1e11")
     first = records[0]
     assert [r.seq for r in records] == [first.seq, first.seq + 1, first.seq + 2]
@@ -78,8 +94,10 @@ def test_stored_record_hashes_to_its_hash_after_a_database_round_trip():
             kind="test",
             payload={"big": 1e20, "small": 1.5e-7, "when": datetime(2030, 1, 1, tzinfo=UTC)},
         )
+    audit.seal()
     stored = AuditRecord.objects.get(pk=record.pk)
     assert record_hash(stored) == stored.hash
+    assert record_mac(stored, mac_key()[1]) == stored.mac == record.mac
     assert stored.payload["when"] == "2030-01-01T00:00:00+00:00"
 
 
@@ -87,10 +105,9 @@ def stored_values(record: AuditRecord) -> dict:
     return {f.attname: getattr(record, f.attname) for f in AuditRecord._meta.concrete_fields}
 
 
-@pytest.mark.parametrize("deferred", [False, True], ids=["immediate", "deferred"])
-def test_an_appended_record_is_stored_with_exactly_the_values_it_was_given(deferred):
+def test_an_appended_record_is_stored_unsealed_with_exactly_the_values_it_was_given():
     agent_id, action_id = "8d6f2a0e-8a4e-4c55-9d6b-0c1f3c9c1e11", uuid.uuid4()
-    with transaction.atomic(), audit.deferred() if deferred else nullcontext():
+    with transaction.atomic():
         record = audit.append(
             kind="action_decision",
             actor="ap-bot",
@@ -103,8 +120,13 @@ def test_an_appended_record_is_stored_with_exactly_the_values_it_was_given(defer
     assert (stored.agent_id, stored.action_id) == (uuid.UUID(agent_id), action_id)
     assert stored.created_at.microsecond == record.created_at.microsecond  # to the microsecond
     assert stored.payload == {"amount": "12.50", "ids": [1, 2], "none": None}
-    assert record_hash(stored) == stored.hash
-    assert AuditHead.objects.get(pk=1).hash == stored.hash
+    assert (stored.seq, stored.prev_hash, stored.hash) == (None, "", "")  # not sealed yet
+    assert stored.key_id == mac_key()[0] and record_mac(stored, mac_key()[1]) == stored.mac
+
+    audit.seal()
+    sealed = AuditRecord.objects.get(pk=record.pk)
+    assert sealed.seq == AuditHead.objects.get(pk=1).seq and record_hash(sealed) == sealed.hash
+    assert AuditHead.objects.get(pk=1).hash == sealed.hash
 
 
 @pytest.mark.django_db(transaction=True)
@@ -114,7 +136,7 @@ def test_append_outside_a_transaction_raises_and_writes_nothing():
     assert not AuditRecord.objects.exists()
 
 
-def test_append_recreates_a_missing_head_at_the_last_record():
+def test_sealing_recreates_a_missing_head_at_the_last_sealed_record():
     records = append_records(2)
     AuditHead.objects.all().delete()
     record = append_records(1)[0]
@@ -125,10 +147,16 @@ def test_append_recreates_a_missing_head_at_the_last_record():
 # --- verify_audit ---------------------------------------------------------------------------
 
 
-def test_verify_audit_reports_an_intact_chain_and_exits_zero(five_records):
+def test_verify_audit_reports_an_intact_chain_and_what_it_checked(five_records):
+    with transaction.atomic():
+        audit.append(kind="test", payload={"n": "not sealed yet"})
     out = io.StringIO()
     call_command("verify_audit", stdout=out)
-    assert out.getvalue().strip() == "audit chain OK: 5 records"
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0] == "sealed 1 record(s) first"
+    assert [line.split(":")[0] for line in lines[1:-1]] == ["checked"] * 4
+    assert "MAC of every record" in lines[1] and "hash chain from genesis" in lines[2]
+    assert lines[-1] == "audit chain OK: 6 records, head at #6, 0 checkpoint(s) hold, 0 unsealed"
 
 
 def test_verify_audit_names_the_broken_record_and_exits_one(five_records):
@@ -137,7 +165,7 @@ def test_verify_audit_names_the_broken_record_and_exits_one(five_records):
     with pytest.raises(SystemExit) as exit_info:
         call_command("verify_audit", stdout=io.StringIO(), stderr=err)
     assert exit_info.value.code == 1
-    assert err.getvalue().startswith("audit chain BROKEN at record #3: ")
+    assert err.getvalue().startswith("audit chain BROKEN at record #3: its MAC does not match")
 
 
 # --- tampering, done the way an attacker would: raw SQL past the ORM --------------------------
@@ -160,12 +188,12 @@ def test_an_edited_record_is_named(five_records, column, value):
     assert_broken_at(3, "edited")
 
 
-def test_an_edited_record_with_a_recomputed_hash_breaks_the_link_of_the_next(five_records):
+def test_an_edited_record_with_a_recomputed_hash_is_named_by_its_mac(five_records):
     forged = AuditRecord.objects.get(seq=3)
     forged.payload = {"n": 2, "amount": 1000000}
     new_values = [json.dumps(forged.payload), record_hash(forged)]
     raw(f"UPDATE {TABLE} SET payload = %s, hash = %s WHERE seq = 3", new_values)
-    assert_broken_at(4, "prev_hash")
+    assert_broken_at(3, "MAC")
 
 
 def test_a_deleted_record_is_named_as_missing(five_records):
@@ -180,40 +208,70 @@ def test_a_deleted_record_with_the_rest_renumbered_is_caught_where_it_was(five_r
     assert_broken_at(3, "prev_hash")
 
 
-def insert_forged(*, seq: int, prev_hash: str) -> None:
-    forged = AuditRecord(
-        seq=seq,
-        created_at=datetime.now(UTC),
-        kind="test",
-        actor="mallory",
-        payload={"n": 42},
-        prev_hash=prev_hash,
-    )
+def insert_replayed(*, seq: int, prev_hash: str, of: AuditRecord) -> None:
+    """Insert a copy of a genuine record (its content and MAC, which only the key could have
+    made) at ``seq``, linked to ``prev_hash`` with a correct hash: as plausible as a record
+    forged without the key can be."""
+    copy = AuditRecord.objects.get(pk=of.pk)
+    copy.seq, copy.prev_hash = seq, prev_hash
     raw(
-        f"INSERT INTO {TABLE} (seq, created_at, kind, actor, payload, prev_hash, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO {TABLE} (seq, created_at, kind, actor, payload, key_id, mac, prev_hash, "
+        "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [
             seq,
-            connection.ops.adapt_datetimefield_value(forged.created_at),
-            forged.kind,
-            forged.actor,
-            json.dumps(forged.payload),
+            connection.ops.adapt_datetimefield_value(copy.created_at),
+            copy.kind,
+            copy.actor,
+            json.dumps(copy.payload),
+            copy.key_id,
+            copy.mac,
             prev_hash,
-            record_hash(forged),
+            record_hash(copy),
         ],
     )
 
 
-def test_a_record_forged_into_the_middle_is_caught_at_the_record_after_it(five_records):
-    # Make room at #3, then insert a record whose own hash and link are plausible.
+def test_a_record_forged_without_the_key_is_named_by_its_mac(five_records):
     raw(f"UPDATE {TABLE} SET seq = -seq WHERE seq >= 3")
     raw(f"UPDATE {TABLE} SET seq = -seq + 1 WHERE seq < 0")
-    insert_forged(seq=3, prev_hash=five_records[1].hash)
+    forged = AuditRecord(
+        seq=3,
+        created_at=datetime.now(UTC),
+        kind="test",
+        actor="mallory",
+        payload={"n": 42},
+        key_id=five_records[0].key_id,
+        mac="0" * 64,
+        prev_hash=five_records[1].hash,
+    )
+    raw(
+        f"INSERT INTO {TABLE} (seq, created_at, kind, actor, payload, key_id, mac, prev_hash, "
+        "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            3,
+            connection.ops.adapt_datetimefield_value(forged.created_at),
+            forged.kind,
+            forged.actor,
+            json.dumps(forged.payload),
+            forged.key_id,
+            forged.mac,
+            forged.prev_hash,
+            record_hash(forged),
+        ],
+    )
+    assert_broken_at(3, "MAC")
+
+
+def test_a_record_replayed_into_the_middle_is_caught_at_the_record_after_it(five_records):
+    # Make room at #3, then insert a genuine record's copy whose own hash and link hold.
+    raw(f"UPDATE {TABLE} SET seq = -seq WHERE seq >= 3")
+    raw(f"UPDATE {TABLE} SET seq = -seq + 1 WHERE seq < 0")
+    insert_replayed(seq=3, prev_hash=five_records[1].hash, of=five_records[0])
     assert_broken_at(4, "prev_hash")
 
 
-def test_a_record_forged_onto_the_end_is_named_as_beyond_the_head(five_records):
-    insert_forged(seq=6, prev_hash=five_records[-1].hash)
+def test_a_record_replayed_onto_the_end_is_named_as_beyond_the_head(five_records):
+    insert_replayed(seq=6, prev_hash=five_records[-1].hash, of=five_records[0])
     assert_broken_at(6, "beyond the chain's head")
 
 
@@ -228,7 +286,7 @@ def test_two_records_with_swapped_contents_are_caught_at_the_first_of_them(five_
     first, second = (json.dumps(r.payload) for r in five_records[1:3])
     raw(f"UPDATE {TABLE} SET payload = %s WHERE seq = 2", [second])
     raw(f"UPDATE {TABLE} SET payload = %s WHERE seq = 3", [first])
-    assert_broken_at(2, "edited")
+    assert_broken_at(2, "MAC")
 
 
 def test_a_truncated_tail_is_named_from_the_first_missing_record(five_records):
@@ -248,7 +306,7 @@ def test_a_deleted_head_row_is_reported_at_the_last_record(five_records):
 
 def test_a_replaced_tail_that_does_not_match_the_head_is_named(five_records):
     raw(f"DELETE FROM {TABLE} WHERE seq = 5")
-    insert_forged(seq=5, prev_hash=five_records[3].hash)
+    insert_replayed(seq=5, prev_hash=five_records[3].hash, of=five_records[0])
     assert_broken_at(5, "head")
 
 
@@ -256,9 +314,9 @@ def test_a_replaced_tail_that_does_not_match_the_head_is_named(five_records):
 
 
 def test_pausing_an_agent_appends_a_model_change_with_the_field_diff(agent, it_admin):
-    before = last_seq()
+    before = newest_id()
     agent_services.agent_pause(agent=agent, by=it_admin, reason="drift")
-    records = list(AuditRecord.objects.filter(seq__gt=before, kind="model_change"))
+    records = list(AuditRecord.objects.filter(pk__gt=before, kind="model_change"))
     assert len(records) == 1
     record = records[0]
     assert record.actor == "ita"
@@ -270,25 +328,27 @@ def test_pausing_an_agent_appends_a_model_change_with_the_field_diff(agent, it_a
 
 
 def test_a_rolled_back_change_leaves_neither_the_change_nor_its_record(agent, it_admin):
-    before = AuditHead.objects.get(pk=1).seq
+    audit.seal()
+    before, head = newest_id(), AuditHead.objects.get(pk=1).seq
 
     class Boom(Exception):
         pass
 
     with pytest.raises(Boom), transaction.atomic():
         agent_services.agent_pause(agent=agent, by=it_admin)
-        assert last_seq() > before  # appended inside the transaction...
+        assert newest_id() > before  # appended inside the transaction...
         raise Boom
 
     assert Agent.objects.get(pk=agent.pk).status == AgentStatus.ACTIVE
-    assert last_seq() == before == AuditHead.objects.get(pk=1).seq  # ...and rolled back with it
+    assert newest_id() == before  # ...and rolled back with it
+    assert audit.seal() == 0 and AuditHead.objects.get(pk=1).seq == head
     assert audit.verify_chain().ok
 
 
 def test_registering_an_agent_records_each_created_model(it_admin):
-    before = last_seq()
+    before = newest_id()
     agent = make_agent(slug="new-bot", owner=it_admin)
-    created = AuditRecord.objects.filter(seq__gt=before, payload__action="create")
+    created = AuditRecord.objects.filter(pk__gt=before, payload__action="create")
     models = {r.payload["model"] for r in created}
     assert "agents.agent" in models
     assert any(r.payload["object_pk"] == str(agent.pk) for r in created)
@@ -389,153 +449,144 @@ def test_nobody_can_add_change_or_delete_records_in_the_admin(client, five_recor
 # --- concurrency on real PostgreSQL -------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_appends_make_one_gapless_verifiable_chain(postgres):
-    AuditHead.objects.all().delete()  # as after a flush: the first appends race to create it
-    threads_count, per_thread = 8, 25
-    start = threading.Barrier(threads_count)
+def run_threads(targets) -> list[BaseException]:
+    """Run each callable in a thread of its own (its own connection); return what they raised."""
     errors: list[BaseException] = []
 
-    def work(thread: int) -> None:
+    def guarded(target) -> None:
         try:
-            start.wait()
-            for n in range(per_thread):
-                with transaction.atomic():
-                    audit.append(kind="test", payload={"thread": thread, "n": n})
-        except BaseException as exc:  # surfaced below, not swallowed
+            target()
+        except BaseException as exc:  # surfaced by the caller, not swallowed
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_count)]
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(60)
+    return errors
 
-    assert errors == []
-    total = threads_count * per_thread
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_and_sealers_make_one_gapless_verifiable_chain(postgres):
+    AuditHead.objects.all().delete()  # as after a flush: the first sealers race to create it
+    writers, per_writer, sealers = 12, 20, 3
+    start = threading.Barrier(writers + sealers)
+    done = threading.Event()
+
+    def write(thread: int):
+        def work() -> None:
+            start.wait()
+            for n in range(per_writer):
+                with transaction.atomic():
+                    audit.append(kind="test", payload={"thread": thread, "n": n})
+
+        return work
+
+    def seal_while_writing() -> None:
+        start.wait()
+        while not done.is_set():
+            audit.seal()
+
+    def writers_then_done() -> None:
+        errors = run_threads([write(t) for t in range(writers)])
+        done.set()
+        assert errors == [], errors
+
+    assert run_threads([writers_then_done] + [seal_while_writing] * sealers) == []
+    audit.seal()
+    total = writers * per_writer
     assert list(AuditRecord.objects.values_list("seq", flat=True)) == list(range(1, total + 1))
     report = audit.verify_chain(batch_size=50)
-    assert report.ok and report.checked == total
+    assert report.ok and report.checked == total and report.unsealed == 0
     assert AuditHead.objects.get(pk=1).seq == total
 
 
-# --- deferred appends -----------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_a_record_that_commits_late_is_sealed_after_the_ones_that_committed_before(postgres):
+    appended, sealed = threading.Event(), threading.Event()
 
+    def late() -> None:
+        with transaction.atomic():
+            audit.append(kind="test", payload={"who": "late"})  # the smaller id
+            appended.set()
+            assert sealed.wait(30)
 
-def test_deferred_appends_are_written_together_at_the_end_of_the_block_in_order():
-    before = last_seq()
-    with transaction.atomic():
-        with audit.deferred():
-            records = [audit.append(kind="test", payload={"n": n}) for n in range(3)]
-            assert last_seq() == before  # nothing written yet, the head not locked
-            assert all(r.pk is None for r in records)
-        assert last_seq() == before + 3
-    stored = list(AuditRecord.objects.filter(seq__gt=before).order_by("seq"))
-    assert [r.payload["n"] for r in stored] == [0, 1, 2]
-    assert [r.pk for r in records] == [r.pk for r in stored]
-    assert [r.hash for r in records] == [r.hash for r in stored]
-    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
-    head = AuditHead.objects.get(pk=1)
-    assert (head.seq, head.hash) == (stored[2].seq, stored[2].hash)
+    def early() -> None:
+        assert appended.wait(30)
+        with transaction.atomic():
+            audit.append(kind="test", payload={"who": "early"})
+        audit.seal()  # the late record is not committed: it is not sealed, nor skipped over
+        sealed.set()
+
+    assert run_threads([late, early]) == []
+    audit.seal()
+    records = list(AuditRecord.objects.order_by("seq"))
+    assert [r.payload["who"] for r in records] == ["early", "late"]
+    assert records[0].pk > records[1].pk
     assert audit.verify_chain().ok
 
 
-def test_a_deferred_append_in_a_savepoint_rolled_back_is_not_written():
-    before = last_seq()
-    with transaction.atomic(), audit.deferred():
+# --- savepoints -----------------------------------------------------------------------------
+
+
+def test_a_record_appended_in_a_savepoint_rolled_back_is_never_sealed():
+    before = newest_id()
+    with transaction.atomic():
         audit.append(kind="test", payload={"n": "kept"})
         with pytest.raises(RuntimeError), transaction.atomic():
             audit.append(kind="test", payload={"n": "rolled back"})
             raise RuntimeError("the savepoint goes")
         with transaction.atomic():  # released: its record stays
             audit.append(kind="test", payload={"n": "kept too"})
-    stored = list(AuditRecord.objects.filter(seq__gt=before).order_by("seq"))
+    audit.seal()
+    stored = list(AuditRecord.objects.filter(pk__gt=before).order_by("seq"))
     assert [r.payload["n"] for r in stored] == ["kept", "kept too"]
-    assert [r.seq for r in stored] == [before + 1, before + 2]
+    assert stored[1].seq == stored[0].seq + 1 == last_seq()
     assert audit.verify_chain().ok
 
 
-def test_a_deferred_block_that_raises_writes_nothing_and_its_changes_roll_back():
-    before, agents = last_seq(), Agent.objects.count()
-    with pytest.raises(RuntimeError), transaction.atomic(), audit.deferred():
+def test_a_transaction_that_raises_leaves_no_record_and_its_changes_roll_back():
+    before, agents = newest_id(), Agent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
         make_agent(slug="never-made")
         audit.append(kind="test", payload={})
         raise RuntimeError("boom")
-    assert (last_seq(), Agent.objects.count()) == (before, agents)
-
-
-def test_a_nested_deferred_block_leaves_the_writing_to_the_outer_one():
-    before = last_seq()
-    with transaction.atomic(), audit.deferred():
-        with audit.deferred():
-            audit.append(kind="test", payload={"n": 1})
-        assert last_seq() == before
-        audit.append(kind="test", payload={"n": 2})
-    assert last_seq() == before + 2
+    assert (newest_id(), Agent.objects.count()) == (before, agents)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deferred_needs_a_transaction():
-    with pytest.raises(transaction.TransactionManagementError), audit.deferred():
-        pass
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "immediate"])
-def test_a_deferred_append_never_holds_the_head_while_its_transaction_waits_for_a_row(
-    postgres, deferred
-):
-    """One transaction appends, then locks a row; another locks that row, then appends.
-    Appending at once, the first holds the chain's head while it waits for the row, and the
-    second holds the row while it waits for the head: PostgreSQL finds a deadlock. Deferred,
-    the head is taken at the end, and both commit."""
+def test_an_append_never_waits_for_another_transaction_that_appended(postgres):
+    """A transaction that appended and then waits (here for a row another one holds, the
+    deadlock of a single locked head) holds nothing other appenders need: the other appends
+    and commits while the first is still open, and both are sealed."""
     user = UserFactory()
     locked, appended = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
     def lock_row():
         User.objects.select_for_update().get(pk=user.pk)
 
     def first() -> None:  # append, then lock the row
-        try:
-            assert locked.wait(10)
-            with transaction.atomic(), audit.deferred() if deferred else nullcontext():
-                audit.append(kind="test", payload={"who": "first"})
-                appended.set()
-                lock_row()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
+        assert locked.wait(10)
+        with transaction.atomic():
+            audit.append(kind="test", payload={"who": "first"})
             appended.set()
-            connection.close()
+            lock_row()
 
     def second() -> None:  # lock the row, then append
-        try:
-            with transaction.atomic():
-                lock_row()
-                locked.set()
-                assert appended.wait(10)
-                audit.append(kind="test", payload={"who": "second"})
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
+        with transaction.atomic():
+            lock_row()
             locked.set()
-            connection.close()
+            assert appended.wait(10)
+            audit.append(kind="test", payload={"who": "second"})
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    if deferred:
-        assert errors == []
-        who = AuditRecord.objects.filter(kind="test").order_by("seq")
-        assert [r.payload["who"] for r in who] == ["second", "first"]
-        assert audit.verify_chain().ok
-    else:  # the choreography does make the deadlock this guards against
-        assert len(errors) == 1 and "deadlock" in str(errors[0]), errors
+    assert run_threads([first, second]) == []
+    audit.seal()
+    who = AuditRecord.objects.filter(kind="test").order_by("seq")
+    assert sorted(r.payload["who"] for r in who) == ["first", "second"]
+    assert audit.verify_chain().ok
 
 
 def _reference_plain(value):

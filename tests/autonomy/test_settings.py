@@ -11,6 +11,7 @@ from tests.realparts import ROOT
 
 PROD_SECRET = "x9!Kq2#vLm7$Rt4&Yp8*Wn3^Zs6(Hd1)Fg5+Jb0=Uc-Ae_Ti~Ol.Me<Ns>Pq?Rr:Ss;Tt"
 PROD_SECRETS_KEY = "connector-secrets-key-kept-apart-from-SECRET_KEY-7f3a9c"
+PROD_AUDIT_KEY = "audit-record-mac-key-kept-out-of-the-database-41c9e2"
 PRINT_DB = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "d = s.DATABASES['default']; "
@@ -52,13 +53,16 @@ def test_database_url_forms(url, engine, name):
     assert config["broker"] == "redis://127.0.0.1:6379/0"
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "AUTONOMY_SECRETS_KEY"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "AUTONOMY_SECRETS_KEY", "AUTONOMY_AUDIT_KEY"]
+)
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {
         "DJANGO_ENV": "production",
         "SECRET_KEY": PROD_SECRET,
         "ALLOWED_HOSTS": "aos.example",
         "AUTONOMY_SECRETS_KEY": PROD_SECRETS_KEY,
+        "AUTONOMY_AUDIT_KEY": PROD_AUDIT_KEY,
     }
     env.pop(missing)
     result = run("import django; django.setup()", **env)
@@ -73,6 +77,7 @@ def test_production_passes_check_deploy_with_nothing_reported(tmp_path):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -91,6 +96,7 @@ def test_production_logs_are_json_with_the_request_id(tmp_path):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -113,6 +119,7 @@ def test_production_redirects_to_https_except_the_probes(tmp_path):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr

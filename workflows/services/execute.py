@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from autonomy import actions, audit, conditions, gate, liveness
+from autonomy import actions, conditions, gate, liveness
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, ActionStatus
 from autonomy.policy import engine as policy_engine
@@ -68,10 +68,8 @@ def step_execute(*, step_run_id, chain: int = 0) -> StepRun | None:
     With ``chain`` (from ``step_work``), up to that many following steps that the run makes
     ready one at a time are claimed and executed here too. Returns the last step run.
     """
-    # Audit records are written at the end of each transaction (``audit.deferred``): the
-    # chain's head is locked last, after the run, the step and the gate's usage rows.
     execute_action, recover, claimed = None, False, None
-    with transaction.atomic(), audit.deferred(), Outbox() as out:
+    with transaction.atomic(), Outbox() as out:
         step_run, run = step_lock(step_run_id)
         if step_run is None:
             return None
@@ -130,7 +128,7 @@ def _record(*, step_run: StepRun, run: Run, action, action_id, settle: bool, cha
     step run, then the action); with ``chain``, the claim of the one step that made ready
     (``_claim_next``). Returns the step run, the run and that claim. Steps made ready by a
     transaction that rolls back are not sent."""
-    with transaction.atomic(), audit.deferred(), Outbox(hold_ready=chain > 0) as out:
+    with transaction.atomic(), Outbox(hold_ready=chain > 0) as out:
         step_run, run = step_relock(step_run=step_run, run=run)
         if settle:
             action = actions.action_settle(action=action)
