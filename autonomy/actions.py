@@ -17,11 +17,18 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
 
 from autonomy import (
@@ -449,9 +456,32 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
             worker=liveness.current_worker(),
         )
 
-    action = action_perform(action_id=action.pk, action=action)
-    with transaction.atomic():
-        return action_settle(action=action)
+    return _perform_and_settle(action)
+
+
+def _perform_and_settle(action: ActionRequest) -> ActionRequest:
+    """Perform a claimed action and record its outcome. When the database drops this
+    worker's connection meanwhile, reconnect and record it (or, when the call itself failed
+    on our database, call again: the connector's idempotency key, the action id, keeps that
+    to one side effect) for up to ``AUTONOMY_ACTION_RECONNECT_SECONDS``. Raising instead
+    left the action ``executing`` under a live worker, so nobody took it back before its
+    lease ran out, minutes later."""
+    deadline = time.monotonic() + settings.AUTONOMY_ACTION_RECONNECT_SECONDS
+    performed, pause = False, 0.05
+    while True:
+        try:
+            if not performed:
+                action = action_perform(action_id=action.pk, action=action)
+                performed = True
+            with transaction.atomic():
+                return action_settle(action=action)
+        except (OperationalError, InterfaceError):
+            if transaction.get_connection().in_atomic_block or time.monotonic() > deadline:
+                raise  # a caller's transaction is gone with it; or the database stays away
+            log.warning("action %s: database connection lost; reconnecting", action.pk)
+            close_old_connections()
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 @tracing.traced_execute

@@ -328,6 +328,9 @@ AUTONOMY_PUBLISH_LINGER_MS = env.int("AUTONOMY_PUBLISH_LINGER_MS", default=25)
 AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = env.int(
     "AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS", default=300
 )
+# A worker whose database connection drops while it executes an action reconnects and
+# records the outcome itself for this long, instead of leaving the action to its lease.
+AUTONOMY_ACTION_RECONNECT_SECONDS = env.float("AUTONOMY_ACTION_RECONNECT_SECONDS", default=30.0)
 # How long the MCP gateway holds a tool call open for its action to run or be decided.
 AUTONOMY_MCP_WAIT_SECONDS = env.float("AUTONOMY_MCP_WAIT_SECONDS", default=30.0)
 
