@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     CLAIM_NOT_HELD = "claim_not_held"
     # server
     INTERNAL_ERROR = "internal_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 class DomainError(Exception):
