@@ -520,7 +520,7 @@ def action_settle(*, action: ActionRequest) -> ActionRequest:
     return action
 
 
-def actions_redispatch(*, now=None) -> int:
+def actions_redispatch(*, now=None, broker_returned: bool = False) -> int:
     """Send again every approved action that has not started ``AUTONOMY_ACTION_REDISPATCH_
     SECONDS`` after its decision: its publish was lost (a crash, a broker outage) or its task
     was. And every executing action whose worker died in the middle, and its message with
@@ -529,13 +529,18 @@ def actions_redispatch(*, now=None) -> int:
     (``selectors.actions_stalled``). ``action_execute`` runs it again, and the connector's
     idempotency key (the action id) keeps it to one side effect. Run by Celery beat;
     harmless when the first delivery still arrives, because ``action_execute`` runs an
-    action once. Returns how many were sent."""
+    action once. ``broker_returned``: a worker reconnected to a broker that may have lost
+    its messages (a restart): every approved action not started yet is sent again at once,
+    instead of ``AUTONOMY_ACTION_REDISPATCH_SECONDS`` on. Returns how many were sent."""
     from autonomy import tasks
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AUTONOMY_ACTION_REDISPATCH_SECONDS)
     lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
-    not_started = selectors.actions_not_started(decided_before=cutoff)
+    if broker_returned:
+        not_started = selectors.actions_not_started(decided_before=now, limit=100_000)
+    else:
+        not_started = selectors.actions_not_started(decided_before=cutoff)
     stalled = selectors.actions_stalled(now=now, lease=lease, alive=services.workers_alive(now=now))
     services.workers_prune(now=now)
     for action_id in [*not_started, *stalled]:

@@ -284,6 +284,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish that finds the broker away (a restart, a failover) is retried for ~20 s instead
+# of Celery's ~0.6 s, so the work goes out when the broker returns, not when a sweep finds it
+# (config/celery.py resends what a restarted broker lost).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("AUTONOMY_PUBLISH_RETRIES", default=40),
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Time-based work runs on Celery beat, never on page loads.
 CELERY_BEAT_SCHEDULE = {
