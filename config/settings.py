@@ -297,7 +297,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Time-based work runs on Celery beat, never on page loads.
 CELERY_BEAT_SCHEDULE = {
     "approvals-sweep": {"task": "approvals.tasks.approvals_sweep", "schedule": 30.0},
-    "actions-redispatch": {"task": "autonomy.tasks.actions_redispatch", "schedule": 15.0},
+    "actions-redispatch": {
+        "task": "autonomy.tasks.actions_redispatch",
+        "schedule": env.float("AUTONOMY_ACTIONS_SWEEP_SECONDS", default=15.0),
+    },
     "usage-prune": {"task": "autonomy.tasks.usage_prune", "schedule": 3600.0},
     "workflows-sweep": {
         "task": "workflows.tasks.workflows_sweep",
