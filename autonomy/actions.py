@@ -17,11 +17,18 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from datetime import timedelta
 
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
 
 from autonomy import (
@@ -454,9 +461,32 @@ def action_execute(*, action_id, recover: bool = False) -> ActionRequest | None:
             worker=liveness.current_worker(),
         )
 
-    action = action_perform(action_id=action.pk, action=action)
-    with transaction.atomic():
-        return action_settle(action=action)
+    return _perform_and_settle(action)
+
+
+def _perform_and_settle(action: ActionRequest) -> ActionRequest:
+    """Perform a claimed action and record its outcome. When the database drops this
+    worker's connection meanwhile, reconnect and record it (or, when the call itself failed
+    on our database, call again: the connector's idempotency key, the action id, keeps that
+    to one side effect) for up to ``AUTONOMY_ACTION_RECONNECT_SECONDS``. Raising instead
+    left the action ``executing`` under a live worker, so nobody took it back before its
+    lease ran out, minutes later."""
+    deadline = time.monotonic() + settings.AUTONOMY_ACTION_RECONNECT_SECONDS
+    performed, pause = False, 0.05
+    while True:
+        try:
+            if not performed:
+                action = action_perform(action_id=action.pk, action=action)
+                performed = True
+            with transaction.atomic():
+                return action_settle(action=action)
+        except (OperationalError, InterfaceError):
+            if transaction.get_connection().in_atomic_block or time.monotonic() > deadline:
+                raise  # a caller's transaction is gone with it; or the database stays away
+            log.warning("action %s: database connection lost; reconnecting", action.pk)
+            close_old_connections()
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 @tracing.traced_execute
@@ -495,7 +525,7 @@ def action_settle(*, action: ActionRequest) -> ActionRequest:
     return action
 
 
-def actions_redispatch(*, now=None) -> int:
+def actions_redispatch(*, now=None, broker_returned: bool = False) -> int:
     """Send again every approved action that has not started ``AUTONOMY_ACTION_REDISPATCH_
     SECONDS`` after its decision: its publish was lost (a crash, a broker outage) or its task
     was. And every executing action whose worker died in the middle, and its message with
@@ -504,13 +534,18 @@ def actions_redispatch(*, now=None) -> int:
     (``selectors.actions_stalled``). ``action_execute`` runs it again, and the connector's
     idempotency key (the action id) keeps it to one side effect. Run by Celery beat;
     harmless when the first delivery still arrives, because ``action_execute`` runs an
-    action once. Returns how many were sent."""
+    action once. ``broker_returned``: a worker reconnected to a broker that may have lost
+    its messages (a restart): every approved action not started yet is sent again at once,
+    instead of ``AUTONOMY_ACTION_REDISPATCH_SECONDS`` on. Returns how many were sent."""
     from autonomy import tasks
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AUTONOMY_ACTION_REDISPATCH_SECONDS)
     lease = timedelta(seconds=settings.AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS)
-    not_started = selectors.actions_not_started(decided_before=cutoff)
+    if broker_returned:
+        not_started = selectors.actions_not_started(decided_before=now, limit=100_000)
+    else:
+        not_started = selectors.actions_not_started(decided_before=cutoff)
     stalled = selectors.actions_stalled(now=now, lease=lease, alive=services.workers_alive(now=now))
     services.workers_prune(now=now)
     for action_id in [*not_started, *stalled]:

@@ -73,6 +73,7 @@ class ErrorCode(StrEnum):
     HANDOFF_TARGET_INELIGIBLE = "handoff_target_ineligible"
     # server
     INTERNAL_ERROR = "internal_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 class DomainError(Exception):

@@ -13,7 +13,7 @@ import socket
 import threading
 
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ def _beat(name: str, interval: float, stop_event: threading.Event, first) -> Non
 
     try:
         while True:
+            # A connection the database dropped (a restart, a failover, pg_terminate_backend)
+            # is closed here and opened again by the beat, as Django's request cycle does:
+            # otherwise every later beat failed on it, and a live worker counted as lost.
+            close_old_connections()
             try:
                 services.worker_beat(name=name)
             except Exception:  # noqa: BLE001 (the next beat tries again; the sweep decides)
@@ -80,6 +84,7 @@ def _beat(name: str, interval: float, stop_event: threading.Event, first) -> Non
             first.set()
             if stop_event.wait(interval):
                 break
+        close_old_connections()
         services.worker_gone(name=name)
     except Exception:  # noqa: BLE001 (a thread's last words go to the log)
         log.exception("worker %s: heartbeat stopped", name)

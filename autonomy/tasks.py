@@ -29,10 +29,10 @@ def actions_fan_out(entries: list) -> None:
 
 
 @shared_task
-def actions_redispatch() -> int:
+def actions_redispatch(broker_returned: bool = False) -> int:
     """Celery beat: resend approved actions whose publish was lost, and executing ones
-    whose worker died."""
-    return actions.actions_redispatch()
+    whose worker died; and a worker that reconnected to its broker (``config/celery.py``)."""
+    return actions.actions_redispatch(broker_returned=broker_returned)
 
 
 @shared_task

@@ -287,7 +287,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "autonomy.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "autonomy.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "autonomy.api.unavailable.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # 0: X-Forwarded-For is ignored (a client could write any address in it).
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
@@ -376,11 +376,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish that finds the broker away (a restart, a failover) is retried for ~20 s instead
+# of Celery's ~0.6 s, so the work goes out when the broker returns, not when a sweep finds it
+# (config/celery.py resends what a restarted broker lost).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("AUTONOMY_PUBLISH_RETRIES", default=40),
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Time-based work runs on Celery beat, never on page loads.
 CELERY_BEAT_SCHEDULE = {
     "approvals-sweep": {"task": "approvals.tasks.approvals_sweep", "schedule": 30.0},
-    "actions-redispatch": {"task": "autonomy.tasks.actions_redispatch", "schedule": 15.0},
+    "actions-redispatch": {
+        "task": "autonomy.tasks.actions_redispatch",
+        "schedule": env.float("AUTONOMY_ACTIONS_SWEEP_SECONDS", default=15.0),
+    },
     "usage-prune": {"task": "autonomy.tasks.usage_prune", "schedule": 3600.0},
     "workflows-sweep": {
         "task": "workflows.tasks.workflows_sweep",
@@ -431,6 +443,9 @@ AUTONOMY_PUBLISH_LINGER_MS = env.int("AUTONOMY_PUBLISH_LINGER_MS", default=25)
 AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS = env.int(
     "AUTONOMY_ACTION_EXECUTION_LEASE_SECONDS", default=300
 )
+# A worker whose database connection drops while it executes an action reconnects and
+# records the outcome itself for this long, instead of leaving the action to its lease.
+AUTONOMY_ACTION_RECONNECT_SECONDS = env.float("AUTONOMY_ACTION_RECONNECT_SECONDS", default=30.0)
 # How long the MCP gateway holds a tool call open for its action to run or be decided.
 AUTONOMY_MCP_WAIT_SECONDS = env.float("AUTONOMY_MCP_WAIT_SECONDS", default=30.0)
 

@@ -18,8 +18,8 @@ def run_compensate(run_id: str) -> None:
 
 
 @shared_task
-def workflows_sweep() -> dict:
-    return services.workflows_sweep()
+def workflows_sweep(broker_returned: bool = False) -> dict:
+    return services.workflows_sweep(broker_returned=broker_returned)
 
 
 @shared_task

@@ -99,3 +99,44 @@ def test_a_repeated_call_answers_from_its_receipt_without_a_second_side_effect(r
 
     assert first["replayed"] is False and again["replayed"] is True
     assert {**again, "replayed": False} == first  # the first call's answer, params and all
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_connection_drops_during_the_call_records_the_outcome_itself(postgres):
+    """The database drops the executing worker's session while the system is answering: the
+    worker reconnects and settles the action (one side effect), instead of leaving it
+    ``executing`` under a live worker until its 300 s lease runs out."""
+    import threading
+
+    from django.db import connections
+
+    registry = build_registry()
+    registry.erp.config = {"latency_ms": 1500}  # the ledger's answer takes this long
+    registry.erp.save()
+    action = approved(registry)
+    outcome = {}
+
+    def worker():
+        try:
+            outcome["action"] = actions.action_execute(action_id=action.pk)
+        except Exception as exc:  # noqa: BLE001 (the assertion below shows it)
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    wait_for(lambda: ConnectorCall.objects.filter(idempotency_key=str(action.pk)).exists(),
+             what="the side effect")  # fmt: skip
+    with postgres.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == 1  # the worker's session, mid-call
+    thread.join(30)
+
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["action"].status == ActionStatus.SUCCEEDED
+    assert ActionRequest.objects.get(pk=action.pk).status == ActionStatus.SUCCEEDED
+    assert ConnectorCall.objects.filter(idempotency_key=str(action.pk)).count() == 1

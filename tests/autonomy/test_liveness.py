@@ -101,3 +101,35 @@ def test_the_workers_list_shows_each_worker_and_whether_it_still_beats(client, d
     assert page.count('alt="True"') == 1 and page.count('alt="False"') == 1
     change = reverse("admin:autonomy_workerbeat_change", args=["host-a:11"])
     assert client.post(change, {"beat_at": "2030-01-01 00:00:00"}).status_code == 403
+
+
+def _drop_other_sessions(connection) -> int:
+    """End every other session on this test database, as a database restart or a failover
+    would (the test's own session stays)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_beats_on_after_the_database_drops_its_connection_and_stops_cleanly(
+    postgres, settings
+):
+    settings.AUTONOMY_WORKER_BEAT_SECONDS = 0.05
+    liveness.start()
+    try:
+        name = liveness.current_worker()
+        wait_for(lambda: WorkerBeat.objects.filter(pk=name).exists(), what="the first beat")
+        assert _drop_other_sessions(postgres) >= 1  # the beat thread's session
+        dropped_at = timezone.now()
+        wait_for(
+            lambda: WorkerBeat.objects.get(pk=name).beat_at > dropped_at,
+            timeout=5,
+            what="a beat after the connection was dropped",
+        )
+    finally:
+        liveness.stop()
+    assert not WorkerBeat.objects.filter(pk=name).exists()  # its shutdown removed its row

@@ -14,7 +14,7 @@ from workflows.services.locking import step_lock
 from workflows.services.outbox import Outbox, step_send
 
 
-def workflows_sweep(*, now=None) -> dict[str, int]:
+def workflows_sweep(*, now=None, broker_returned: bool = False) -> dict[str, int]:
     """Recover work the broker or a worker lost; runs on Celery beat, safe to run twice.
 
     - ready steps whose message never arrived are dispatched again;
@@ -23,15 +23,22 @@ def workflows_sweep(*, now=None) -> dict[str, int]:
       idempotency makes re-execution harmless);
     - claimed tasks past their lease are offered again (the agent went away);
     - compensating runs whose task was lost are compensated again.
+
+    ``broker_returned``: a worker reconnected to a broker that may have lost its messages (a
+    restart), so every ready step is dispatched again at once, not after
+    ``AUTONOMY_WORKFLOW_REDISPATCH_SECONDS`` (a step executes once: its second message finds
+    it running or done).
     """
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.AUTONOMY_WORKFLOW_REDISPATCH_SECONDS)
+    ready_stale = now if broker_returned else stale
     counts = {"redispatched": 0, "lease_expired": 0, "worker_lost": 0, "timed_out": 0,
               "tasks_reoffered": 0, "compensations": 0}  # fmt: skip
     ready = StepRun.objects.filter(status=StepStatus.READY, run__status=RunStatus.RUNNING).filter(
-        Q(next_attempt_at__isnull=True, dispatched_at__lte=stale) | Q(next_attempt_at__lte=stale)
+        Q(next_attempt_at__isnull=True, dispatched_at__lte=ready_stale)
+        | Q(next_attempt_at__lte=stale)
     )
-    for step_run_id in ready.values_list("pk", flat=True)[:1000]:
+    for step_run_id in ready.values_list("pk", flat=True)[: 100_000 if broker_returned else 1000]:
         if StepRun.objects.filter(pk=step_run_id, status=StepStatus.READY).update(
             dispatched_at=now
         ):
