@@ -218,3 +218,20 @@ def test_a_pinned_https_call_still_verifies_the_certificate_against_the_host_nam
     assert answer.status_code == 200 and answer.text == f"localhost:{port}"
     with pytest.raises(requests.exceptions.SSLError):  # the certificate does not name the IP
         session.get(f"https://127.0.0.1:{port}/", verify=ca, timeout=5)
+
+
+def test_the_admins_openapi_import_shows_the_same_error_for_a_metadata_or_a_closed_host(
+    client, no_private_networks
+):
+    admin = UserFactory(username="ita", is_staff=True)
+    admin.groups.add(Group.objects.get(name=group_name(PortalRole.IT_ADMIN)))
+    client.force_login(admin)
+    connector = http_connector("https://erp.example.com")
+    page = f"/admin/autonomy/connector/{connector.pk}/import-openapi/"
+    errors = set()
+    for url in ("http://169.254.169.254/openapi.json", f"http://127.0.0.1:{free_port()}/"):
+        response = client.post(page, {"url": url, "document": ""})
+        assert response.status_code == 200
+        errors.add(tuple(response.context["form"].non_field_errors()))
+    assert errors == {(openapi.FETCH_FAILED,)}
+    assert not Operation.objects.filter(connector=connector).exists()
