@@ -45,10 +45,21 @@ def wsgi_app():
 
 
 @pytest.fixture
-def api_schema(wsgi_app):
-    """The schema the API serves; its probes (e.g. the same request without credentials) are
-    sent to the same in-process application."""
-    return schemathesis.openapi.from_wsgi("/api/schema/", wsgi_app)
+def admin_token(db) -> str:
+    """An admin's personal API token, with every scope."""
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    return user_tokens.user_token_issue(
+        user=admin, by=admin, name="fuzz", scopes=PersonalTokenScope.values
+    )[1]
+
+
+@pytest.fixture
+def api_schema(wsgi_app, admin_token):
+    """The schema the API serves (to authenticated clients); its probes (e.g. the same request
+    without credentials) are sent to the same in-process application."""
+    return schemathesis.openapi.from_wsgi(
+        "/api/schema/", wsgi_app, headers={"Authorization": f"Bearer {admin_token}"}
+    )
 
 
 class Finding(NamedTuple):
@@ -143,13 +154,11 @@ def test_the_api_holds_to_its_schema_for_an_agent(api_schema, wsgi_app):
     assert_holds(findings)
 
 
-def test_the_api_holds_to_its_schema_for_an_admin_with_a_personal_token(api_schema, wsgi_app):
+def test_the_api_holds_to_its_schema_for_an_admin_with_a_personal_token(
+    api_schema, wsgi_app, admin_token
+):
     build_registry()
-    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
-    _, token = user_tokens.user_token_issue(
-        user=admin, by=admin, name="fuzz", scopes=PersonalTokenScope.values
-    )
-    cases, findings = fuzz(api_schema, wsgi_app, token)
+    cases, findings = fuzz(api_schema, wsgi_app, admin_token)
     report("admin", cases, findings)
     assert cases >= len(list(api_schema.get_all_operations()))
     assert_holds(findings)
@@ -169,14 +178,10 @@ def test_every_operation_documents_its_error_answers_with_the_envelope(api_schem
 
 
 def test_an_action_without_an_amount_and_a_fleet_stop_answer_as_their_schema_says(
-    api_schema, wsgi_app
+    api_schema, wsgi_app, admin_token
 ):
     """Null where the schema says nullable: an action's amount, a fleet-wide stop's agent."""
     registry = build_registry()
-    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
-    _, admin_token = user_tokens.user_token_issue(
-        user=admin, by=admin, name="ops", scopes=PersonalTokenScope.values
-    )
     calls = [
         ("/api/v1/actions/", {"operation": "erp.read-invoice", "params": {}}, registry.token),
         ("/api/v1/interventions/emergency-stop/", {"reason": "drill"}, admin_token),

@@ -124,3 +124,17 @@ def test_an_agents_service_user_gets_no_personal_token_and_tokens_always_expire(
         issue(agent.service_user, PersonalTokenScope.READ)
     with pytest.raises(DomainError):
         issue(person("ita", PortalRole.IT_ADMIN), expires_at=timezone.now() + timedelta(days=900))
+
+
+def test_revoking_a_token_in_the_admin_refuses_it_at_once(client):
+    ita = person("ita", PortalRole.IT_ADMIN)
+    token = issue(ita, PersonalTokenScope.READ)
+    client.force_login(ita)
+    response = client.post(
+        "/admin/agents/personaltoken/",
+        {"action": "revoke", "_selected_action": [str(PersonalToken.objects.get().pk)]},
+    )
+    assert response.status_code == 302
+    answer = bearer(APIClient(), token).get("/api/v1/roles/")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "credential_revoked"

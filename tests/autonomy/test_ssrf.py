@@ -4,8 +4,17 @@ error whatever the host's state, on import, on saving a connector and before eve
 
 import json
 import socket
+import ssl
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
@@ -141,3 +150,88 @@ def test_a_call_connects_to_the_address_the_guard_checked_not_to_a_second_dns_an
     assert connectors.call(operation=ping, params={}, idempotency_key="ssrf-2")["status"] == 200
     [request] = http_system.received()
     assert request["headers"]["Host"] == f"erp.rebind.test:{port}"
+
+
+@pytest.fixture
+def tls_system(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose certificate names only ``localhost``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = self.headers["Host"].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], str(cert_file)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_pinned_https_call_still_verifies_the_certificate_against_the_host_name(
+    monkeypatch, tls_system
+):
+    port, ca = tls_system
+    real = socket.getaddrinfo
+
+    def localhost_is_ipv4(host, *args, **kwargs):
+        return real("127.0.0.1" if host == "localhost" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", localhost_is_ipv4)
+    session = outbound.session()
+    answer = session.get(f"https://localhost:{port}/", verify=ca, timeout=5)
+    assert answer.status_code == 200 and answer.text == f"localhost:{port}"
+    with pytest.raises(requests.exceptions.SSLError):  # the certificate does not name the IP
+        session.get(f"https://127.0.0.1:{port}/", verify=ca, timeout=5)
+
+
+def test_the_admins_openapi_import_shows_the_same_error_for_a_metadata_or_a_closed_host(
+    client, no_private_networks
+):
+    admin = UserFactory(username="ita", is_staff=True)
+    admin.groups.add(Group.objects.get(name=group_name(PortalRole.IT_ADMIN)))
+    client.force_login(admin)
+    connector = http_connector("https://erp.example.com")
+    page = f"/admin/autonomy/connector/{connector.pk}/import-openapi/"
+    errors = set()
+    for url in ("http://169.254.169.254/openapi.json", f"http://127.0.0.1:{free_port()}/"):
+        response = client.post(page, {"url": url, "document": ""})
+        assert response.status_code == 200
+        errors.add(tuple(response.context["form"].non_field_errors()))
+    assert errors == {(openapi.FETCH_FAILED,)}
+    assert not Operation.objects.filter(connector=connector).exists()
