@@ -193,7 +193,7 @@ def agent_retire(*, agent: Agent, by, reason: str = "") -> Agent:
 # --- credentials ----------------------------------------------------------------------------
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -220,7 +220,7 @@ def credential_issue(
             agent=agent,
             name=name,
             prefix=prefix,
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             scopes=scopes,
             expires_at=expires_at,
             created_by=by,
@@ -314,8 +314,8 @@ def credential_authenticate(*, token: str) -> Credential:
     except Credential.DoesNotExist:
         credential = None
     # Compare even when nothing was found, so timing does not tell which prefixes exist.
-    expected = credential.token_hash if credential else _digest("")
-    if not hmac.compare_digest(expected, _digest(token)) or credential is None:
+    expected = credential.token_hash if credential else token_digest("")
+    if not hmac.compare_digest(expected, token_digest(token)) or credential is None:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Invalid token.", status_code=401)
     now = timezone.now()
     state = credential.state(now)

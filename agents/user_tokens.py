@@ -17,8 +17,9 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 
+from agents.authentication import token_failure_record
 from agents.models import PersonalToken, PersonalTokenScope
-from agents.services import _digest as token_digest  # the agents' credential hashing, shared
+from agents.services import token_digest  # the agents' credential hashing, shared
 from autonomy.api.errors import CodedAuthenticationFailed
 from autonomy.errors import DomainError, ErrorCode
 
@@ -127,6 +128,9 @@ class PersonalTokenAuthentication(authentication.BaseAuthentication):
         try:
             personal = user_token_authenticate(token=header[1])
         except DomainError as exc:
+            # Counted against the address like a bad agent token (``agents.authentication``,
+            # which runs first and refuses any bearer from an address locked out).
+            token_failure_record(request)
             raise CodedAuthenticationFailed(exc.code, exc.message) from exc
         needed = scope_for(request.method)
         if needed not in personal.scopes:

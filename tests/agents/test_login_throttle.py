@@ -157,3 +157,18 @@ def test_bad_idp_bearer_tokens_count_too(good_token, settings):
         api_from(ATTACKER, "idp-token-again").get("/api/v1/agents/me/"), 429, "rate_limited"
     )
     assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_bad_personal_tokens_count_too(staff, good_token, settings):
+    """A person's API token (``aosu_...``) guessed wrong counts like a bad agent token."""
+    from agents import user_tokens
+
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    _, secret = user_tokens.user_token_issue(user=staff, by=staff, name="ci")
+    prefix = secret.split("_")[1]
+    for n in range(3):
+        bad = api_from(ATTACKER, f"aosu_{prefix}_wrong-secret-{n}").get("/api/v1/agents/")
+        assert_envelope(bad, 401, "credential_invalid")
+    assert_envelope(api_from(ATTACKER, secret).get("/api/v1/agents/"), 429, "rate_limited")
+    assert api_from(OFFICE, secret).get("/api/v1/agents/").status_code == 200

@@ -128,11 +128,13 @@ def task_complete(*, agent: Agent, step_run_id, output: dict) -> StepRun:
 def task_handoff(*, agent: Agent, step_run_id, to: Agent, reason: str = "") -> StepRun:
     """Pass the task to another agent, who finds it with ``task_next``; only to one eligible
     for the step (``assignment.step_ineligibility``)."""
-    if to.pk == agent.pk:
-        raise DomainError(ErrorCode.VALIDATION_FAILED, "Hand off to another agent.")
-    require_active(to)
     with transaction.atomic(), Outbox() as out:
+        # Whose task it is comes first: an agent learns nothing of another's task, not even
+        # whether its hand-off would be valid.
         step_run, run = _own_running(agent, step_run_id)
+        if to.pk == agent.pk:
+            raise DomainError(ErrorCode.VALIDATION_FAILED, "Hand off to another agent.")
+        require_active(to)
         unmet = step_ineligibility(agent=to, step_run=step_run, run=run)
         if unmet:
             raise DomainError(
