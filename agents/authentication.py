@@ -20,11 +20,11 @@ from autonomy.api.errors import CodedAuthenticationFailed
 from autonomy.errors import DomainError
 
 
-def client_address(request) -> str:
+def client_address(request) -> str | None:
     """The client's address, for every limit on it (API tokens here, portal logins through
     django-axes): REMOTE_ADDR, or behind ``NUM_PROXIES`` proxies the address they appended
-    to X-Forwarded-For."""
-    return BaseThrottle().get_ident(request) or "unknown"
+    to X-Forwarded-For. None for a request from no address (``force_login`` builds one)."""
+    return BaseThrottle().get_ident(request) or None
 
 
 def not_a_password_login(request, credentials) -> bool:
