@@ -161,3 +161,28 @@ def test_nul_bytes_and_wrong_content_types_answer_envelopes(admin_api):
         "/api/v1/business-units/", {"name": "nul\x00unit", "slug": "nul"}, format="json"
     )
     envelope(response, 400, "validation_failed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"invoice_id": "INV\u00001", "amount": 1},
+        {"invoice\u0000id": "INV-1", "amount": 1},
+    ],
+)
+def test_nul_characters_in_action_json_answer_an_envelope(registry, params):
+    client = bearer(APIClient(), registry.token)
+    body = {"operation": "erp.post-invoice", "params": params, "reason": "nul\u0000reason"}
+    response = client.post("/api/v1/actions/", body, format="json")
+    assert response.status_code < 500, response.content
+    if response.status_code >= 400:
+        envelope(response, response.status_code, response.json()["error"]["code"])
+
+
+@pytest.mark.django_db
+def test_a_body_past_the_upload_limit_is_a_413(agent_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = '{"operation": "erp.post-invoice", "params": {"x": "' + "a" * 5000 + '"}}'
+    response = agent_api.post("/api/v1/actions/", body, content_type="application/json")
+    envelope(response, 413, "payload_too_large")
