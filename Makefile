@@ -39,6 +39,7 @@ test: test-deps
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -c pyproject.toml -r . --severity-level high --quiet
 
 format: setup
 	$(BIN)/ruff format .

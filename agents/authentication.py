@@ -5,10 +5,17 @@ A client that presents too many bad bearer tokens (``AUTONOMY_TOKEN_FAILURE_LIMI
 ``AUTONOMY_TOKEN_FAILURE_WINDOW_SECONDS``) gets 429 ``rate_limited`` with ``Retry-After`` on
 every bearer request until its window ends; other addresses are not affected. The counts live
 in the cache (``CACHE_URL``): share it between web processes, or each process counts its own.
+
+Only guesses count: a token that matches no credential, or one the IdP says is not active or
+belongs to no agent. A revoked or expired token, or an agent that is retired, names a real
+credential (an agent that missed a rotation, not a guesser), and an IdP that cannot be reached
+is not the client's doing: counting those would let one misconfigured agent, or an IdP outage,
+lock out every agent behind the same egress address.
 """
 
 import time
 
+import requests
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework import authentication, exceptions
@@ -17,14 +24,14 @@ from rest_framework.throttling import BaseThrottle
 from agents import services
 from agents.oidc import AgentOIDCAuthentication
 from autonomy.api.errors import CodedAuthenticationFailed
-from autonomy.errors import DomainError
+from autonomy.errors import DomainError, ErrorCode
 
 
-def client_address(request) -> str:
+def client_address(request) -> str | None:
     """The client's address, for every limit on it (API tokens here, portal logins through
     django-axes): REMOTE_ADDR, or behind ``NUM_PROXIES`` proxies the address they appended
-    to X-Forwarded-For."""
-    return BaseThrottle().get_ident(request) or "unknown"
+    to X-Forwarded-For. None for a request from no address (``force_login`` builds one)."""
+    return BaseThrottle().get_ident(request) or None
 
 
 def not_a_password_login(request, credentials) -> bool:
@@ -95,7 +102,8 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         try:
             credential = services.credential_authenticate(token=token)
         except DomainError as exc:
-            token_failure_record(request)
+            if exc.code == ErrorCode.CREDENTIAL_INVALID:
+                token_failure_record(request)
             raise CodedAuthenticationFailed(exc.code, exc.message) from exc
         request.agent = credential.agent
         return credential.agent.service_user, credential
@@ -110,6 +118,12 @@ class ThrottledOIDCAuthentication(AgentOIDCAuthentication):
     def authenticate(self, request):
         try:
             return super().authenticate(request)
-        except exceptions.AuthenticationFailed:
-            token_failure_record(request)
+        except exceptions.AuthenticationFailed as exc:
+            guessed = getattr(exc, "error_code", None) in (
+                ErrorCode.OIDC_TOKEN_INVALID,
+                ErrorCode.OIDC_CLIENT_UNKNOWN,
+            )
+            unreachable = isinstance(exc.__cause__, requests.RequestException | ValueError)
+            if guessed and not unreachable:
+                token_failure_record(request)
             raise

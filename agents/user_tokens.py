@@ -130,7 +130,8 @@ class PersonalTokenAuthentication(authentication.BaseAuthentication):
         except DomainError as exc:
             # Counted against the address like a bad agent token (``agents.authentication``,
             # which runs first and refuses any bearer from an address locked out).
-            token_failure_record(request)
+            if exc.code == ErrorCode.CREDENTIAL_INVALID:  # a guess, not a revoked token
+                token_failure_record(request)
             raise CodedAuthenticationFailed(exc.code, exc.message) from exc
         needed = scope_for(request.method)
         if needed not in personal.scopes:

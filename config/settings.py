@@ -502,10 +502,19 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Production hardening -------------------------------------------------------------------
 if PRODUCTION:
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Behind a TLS-terminating proxy that redirects plain HTTP itself, say so with
+    # AUTONOMY_TLS_PROXY_REDIRECTS=true: Django then leaves the redirect to it, and check
+    # --deploy is told why it cannot see one (security.W008).
+    TLS_PROXY_REDIRECTS = env.bool("AUTONOMY_TLS_PROXY_REDIRECTS", default=False)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not TLS_PROXY_REDIRECTS)
+    if TLS_PROXY_REDIRECTS and not SECURE_SSL_REDIRECT:
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
     # Load balancers probe over plain HTTP inside the network: no redirect for the probes.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The header the TLS proxy sets on the requests it forwards (and strips from clients'):
+    # "HTTP_X_FORWARDED_PROTO" by default; empty when no proxy, so a client cannot claim TLS.
+    _proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO")
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https") if _proxy_header else None
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -137,25 +137,83 @@ def test_x_forwarded_for_cannot_dodge_the_limit(good_token, settings):
     assert_envelope(refused, 429, "rate_limited")
 
 
-@pytest.mark.django_db
-def test_bad_idp_bearer_tokens_count_too(good_token, settings):
-    """An IdP access token the identity provider cannot vouch for is a failure like a bad
-    agent token (here the IdP is unreachable, so introspection fails)."""
-    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+@pytest.fixture
+def idp(settings):
+    """A stand-in IdP on a loopback port whose introspection says every token is inactive;
+    ``idp.down()`` makes it unreachable."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Introspection(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"active": False}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Introspection)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
     settings.OIDC_RP_CLIENT_ID = "portal"
     settings.OIDC_RP_CLIENT_SECRET = "secret"
-    settings.OIDC_OP_INTROSPECTION_ENDPOINT = "http://127.0.0.1:9/introspect"
-    settings.OIDC_OP_TOKEN_ENDPOINT = "http://127.0.0.1:9/token"
-    settings.OIDC_OP_USER_ENDPOINT = "http://127.0.0.1:9/me"
-    settings.OIDC_OP_JWKS_ENDPOINT = "http://127.0.0.1:9/jwks"
-    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = "http://127.0.0.1:9/auth"
-    settings.OIDC_TIMEOUT = 2
+    settings.OIDC_OP_INTROSPECTION_ENDPOINT = f"{base}/introspect"
+    settings.OIDC_OP_TOKEN_ENDPOINT = f"{base}/token"
+    settings.OIDC_OP_USER_ENDPOINT = f"{base}/me"
+    settings.OIDC_OP_JWKS_ENDPOINT = f"{base}/jwks"
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = f"{base}/auth"
+    settings.OIDC_TIMEOUT = 5
+
+    class IdP:
+        @staticmethod
+        def down():
+            settings.OIDC_OP_INTROSPECTION_ENDPOINT = "http://127.0.0.1:9/introspect"
+
+    yield IdP
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+def test_idp_bearer_tokens_the_idp_calls_inactive_count_too(good_token, settings, idp):
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
     for n in range(3):
         bad = api_from(ATTACKER, f"idp-token-{n}").get("/api/v1/agents/me/")
         assert_envelope(bad, 401, "oidc_token_invalid")
     assert_envelope(
         api_from(ATTACKER, "idp-token-again").get("/api/v1/agents/me/"), 429, "rate_limited"
     )
+    assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_idp_outage_locks_nobody_out(good_token, settings, idp):
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    idp.down()
+    for n in range(5):
+        bad = api_from(OFFICE, f"idp-token-{n}").get("/api/v1/agents/me/")
+        assert_envelope(bad, 401, "oidc_token_invalid")
+    assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_agent_retrying_its_revoked_token_locks_nobody_out(good_token, settings):
+    """Behind one egress address, an agent that missed a rotation must not lock out the
+    others: a revoked token names a real credential, it is not a guess."""
+    settings.AUTONOMY_TOKEN_FAILURE_LIMIT = 3
+    stale = make_agent(slug="stale-bot")
+    credential, revoked = services.credential_issue(agent=stale)
+    services.credential_revoke(credential=credential)
+    for _ in range(5):
+        assert_envelope(
+            api_from(OFFICE, revoked).get("/api/v1/agents/me/"), 401, "credential_revoked"
+        )
     assert api_from(OFFICE, good_token).get("/api/v1/agents/me/").status_code == 200
 
 

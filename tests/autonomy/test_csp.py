@@ -57,3 +57,21 @@ def test_the_templates_have_nothing_inline_for_the_policy_to_block():
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{template.relative_to(ROOT)}:{line}: {what}")
     assert not found, "\n".join(found)
+
+
+@pytest.mark.django_db
+def test_the_admin_pages_of_other_apps_that_we_use_have_nothing_inline_either():
+    """django-auditlog's history page ships an inline <style>; ours is served from a file."""
+    from django.urls import reverse
+
+    from tests.factories import make_agent
+
+    agent = make_agent(slug="history-bot")
+    client = Client()
+    client.force_login(UserFactory(username="auditor", is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin:agents_agent_auditlog", args=[agent.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for pattern, what in INLINE:
+        assert not pattern.search(html), what
+    assert "portal/auditlog.css" in html

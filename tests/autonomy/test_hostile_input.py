@@ -161,3 +161,53 @@ def test_nul_bytes_and_wrong_content_types_answer_envelopes(admin_api):
         "/api/v1/business-units/", {"name": "nul\x00unit", "slug": "nul"}, format="json"
     )
     envelope(response, 400, "validation_failed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"invoice_id": "INV\u00001", "amount": 1},
+        {"invoice\u0000id": "INV-1", "amount": 1},
+    ],
+)
+def test_nul_characters_in_action_json_answer_an_envelope(registry, params):
+    client = bearer(APIClient(), registry.token)
+    body = {"operation": "erp.post-invoice", "params": params, "reason": "nul\u0000reason"}
+    response = client.post("/api/v1/actions/", body, format="json")
+    assert response.status_code < 500, response.content
+    if response.status_code >= 400:
+        envelope(response, response.status_code, response.json()["error"]["code"])
+
+
+@pytest.mark.django_db
+def test_a_body_past_the_upload_limit_is_a_413(agent_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = '{"operation": "erp.post-invoice", "params": {"x": "' + "a" * 5000 + '"}}'
+    response = agent_api.post("/api/v1/actions/", body, content_type="application/json")
+    envelope(response, 413, "payload_too_large")
+
+
+@pytest.mark.django_db
+def test_every_query_parameter_of_the_schema_takes_a_bad_value_without_a_5xx(admin_api, agent_api):
+    schema = admin_api.get(SCHEMA, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    wrong, tried = [], 0
+    for path, operations in schema["paths"].items():
+        if "{" in path or "get" not in operations:
+            continue
+        for parameter in operations["get"].get("parameters", []):
+            if parameter["in"] != "query":
+                continue
+            for value in ["not-a-uuid", "\x00", "9" * 40, "-1", "[]"]:
+                for client in (admin_api, agent_api):
+                    tried += 1
+                    response = client.get(path, {parameter["name"]: value})
+                    if response.status_code == 204:
+                        continue
+                    json = response.get("Content-Type", "").startswith("application/json")
+                    if response.status_code >= 500 or not json:
+                        wrong.append((path, parameter["name"], value, response.status_code))
+                    elif response.status_code >= 400:
+                        assert set(response.json()["error"]) == {"code", "message", "details"}
+    assert tried > 100
+    assert not wrong, "\n".join(map(str, wrong))
