@@ -270,6 +270,21 @@ def test_appends_do_not_queue_behind_an_open_transaction_that_appended(postgres)
     assert report.ok and report.checked == others + 1
 
 
+def test_the_beat_sealer_fails_loudly_on_a_head_moved_back_under_sealed_records():
+    from django.db import IntegrityError
+
+    from autonomy import tasks
+
+    records = sealed_chain(4)
+    raw(f"UPDATE {HEAD_TABLE} SET seq = 2, hash = %s", [records[1].hash])
+    append(1)  # would be sealed as #3, which exists
+    with pytest.raises(IntegrityError):
+        tasks.audit_seal()
+    code, _, err = verify_audit()
+    assert code == 1 and "sealing failed" in err
+    assert "BROKEN at record #3: it lies beyond the chain's head (#2)" in err
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 
 
