@@ -110,3 +110,12 @@ def test_dashboard_bench_prints_and_writes_every_figure(tmp_path):
     )
     assert figures["dashboard_rows"] == 12000 and figures["dashboard_window_rows"] == 400
     assert all(value > 0 for value in figures.values()), figures
+
+
+def test_gate_scale_bench_prints_and_writes_its_figures(tmp_path):
+    args = ["--agents", 2, "--clients", 2, "--seconds", 1, "--pairs", 1]
+    figures, _ = run_bench(
+        tmp_path, "gate_scale", args, drop=lambda k: k.startswith("BENCH_GATE_SCALE_")
+    )
+    assert figures["gate_rps_1proc"] > 0 and figures["gate_rps_2proc"] > 0
+    assert figures["gate_scale_2proc"] > 0

@@ -202,8 +202,9 @@ def bench_module(module: str) -> bool:
 # Each in a process of its own: the engine's cost per step against a raw Celery chain, runs
 # per minute and queries per step (real workers); kill committed → the agent's next request
 # refused; server-sent events' lag at 200 events/s with nothing lost; the dashboard at
-# 1,000,000 actions against 10,000 in the same run.
-MODULES = ["workflows", "intervention", "activity", "dashboard"]
+# 1,000,000 actions against 10,000 in the same run; the gate's requests/s with two web
+# processes against one.
+MODULES = ["workflows", "intervention", "activity", "dashboard", "gate_scale"]
 
 
 def write_json() -> Path:
