@@ -396,3 +396,40 @@ def test_the_activity_stream_and_the_trace_show_new_records_with_no_sealer_runni
     assert records and all(r.seq for r in records)
     for record in records:
         assert f'<tr data-seq="{record.seq}">' in page
+
+
+# --- upgrading ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_keys_and_chains_the_records_written_before_keyed_records():
+    from datetime import UTC, datetime
+
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("autonomy", "0009_worker_liveness")]
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate(before)
+        legacy = executor.loader.project_state(before).apps.get_model("autonomy", "AuditRecord")
+        legacy.objects.all().delete()
+        for seq in (1, 2, 3):
+            legacy.objects.create(
+                seq=seq,
+                created_at=datetime(2026, 1, seq, tzinfo=UTC),
+                kind="legacy",
+                actor="ita",
+                payload={"n": seq, "amount": 1.5},
+                prev_hash=f"{seq - 1:064d}",
+                hash=f"{seq:064d}",
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+
+    assert [r.seq for r in AuditRecord.objects.all()] == [1, 2, 3]
+    report = audit.verify_chain()
+    assert report.ok and report.checked == 3 and report.head_seq == 3
+    append(1)
+    assert audit.seal() == 1 and audit.verify_chain().checked == 4
