@@ -237,19 +237,26 @@ def _seal_batch(head: AuditHead, batch_size: int) -> int:
     return len(records)
 
 
-@functools.cache
+_SEAL_ROW = "(CAST(%s AS BIGINT), CAST(%s AS BIGINT), %s, %s)"
+
+
 def _seal_sql(alias: str, count: int) -> str:
     """One UPDATE giving ``count`` records their seq, prev_hash and hash, from a VALUES list
     (the ORM's ``bulk_update`` builds a CASE per field, quadratic in the batch)."""
+    head, tail = _seal_sql_around(alias)
+    return f"{head}{', '.join([_SEAL_ROW] * count)}{tail}"
+
+
+@functools.cache
+def _seal_sql_around(alias: str) -> tuple[str, str]:
     quote = connections[alias].ops.quote_name
     meta = AuditRecord._meta
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     seq, prev_hash, hash_ = (quote(meta.get_field(f).column) for f in ("seq", "prev_hash", "hash"))
-    values = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT), %s, %s)"] * count)
     return (
-        f"WITH sealed (id, seq, prev_hash, hash) AS (VALUES {values}) "
-        f"UPDATE {table} SET {seq} = sealed.seq, {prev_hash} = sealed.prev_hash, "
-        f"{hash_} = sealed.hash FROM sealed WHERE {table}.{pk} = sealed.id"
+        "WITH sealed (id, seq, prev_hash, hash) AS (VALUES ",
+        f") UPDATE {table} SET {seq} = sealed.seq, {prev_hash} = sealed.prev_hash, "
+        f"{hash_} = sealed.hash FROM sealed WHERE {table}.{pk} = sealed.id",
     )
 
 

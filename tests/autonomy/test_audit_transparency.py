@@ -270,6 +270,21 @@ def test_appends_do_not_queue_behind_an_open_transaction_that_appended(postgres)
     assert report.ok and report.checked == others + 1
 
 
+def test_the_beat_sealer_fails_loudly_on_a_head_moved_back_under_sealed_records():
+    from django.db import IntegrityError
+
+    from autonomy import tasks
+
+    records = sealed_chain(4)
+    raw(f"UPDATE {HEAD_TABLE} SET seq = 2, hash = %s", [records[1].hash])
+    append(1)  # would be sealed as #3, which exists
+    with pytest.raises(IntegrityError):
+        tasks.audit_seal()
+    code, _, err = verify_audit()
+    assert code == 1 and "sealing failed" in err
+    assert "BROKEN at record #3: it lies beyond the chain's head (#2)" in err
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 
 
@@ -381,3 +396,40 @@ def test_the_activity_stream_and_the_trace_show_new_records_with_no_sealer_runni
     assert records and all(r.seq for r in records)
     for record in records:
         assert f'<tr data-seq="{record.seq}">' in page
+
+
+# --- upgrading ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_keys_and_chains_the_records_written_before_keyed_records():
+    from datetime import UTC, datetime
+
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("autonomy", "0009_worker_liveness")]
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate(before)
+        legacy = executor.loader.project_state(before).apps.get_model("autonomy", "AuditRecord")
+        legacy.objects.all().delete()
+        for seq in (1, 2, 3):
+            legacy.objects.create(
+                seq=seq,
+                created_at=datetime(2026, 1, seq, tzinfo=UTC),
+                kind="legacy",
+                actor="ita",
+                payload={"n": seq, "amount": 1.5},
+                prev_hash=f"{seq - 1:064d}",
+                hash=f"{seq:064d}",
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+
+    assert [r.seq for r in AuditRecord.objects.all()] == [1, 2, 3]
+    report = audit.verify_chain()
+    assert report.ok and report.checked == 3 and report.head_seq == 3
+    append(1)
+    assert audit.seal() == 1 and audit.verify_chain().checked == 4

@@ -1,16 +1,9 @@
 """Load in production mode on PostgreSQL, as issue 21 measured it: gunicorn web processes, a
-Celery worker, and a generator of agents' requests over HTTP.
+Celery worker, and a generator of agents' requests over HTTP. (``gate_scale_2proc``, the
+gate alone with one web process against two, is ``tests.bench.gate_scale``.)
 
     python -m tests.bench.load        (sizes from BENCH_LOAD_* below)
 
-- ``gate_scale_2proc``: accepted ``POST /api/v1/actions/`` per second with two gunicorn
-  worker processes, divided by the same with one. A closed loop of ``BENCH_LOAD_CLIENTS``
-  connections saturates the server for ``BENCH_LOAD_SCALE_S`` seconds per block, one and two
-  processes alternating (``BENCH_LOAD_SCALE_BLOCKS`` pairs; the figure is the median ratio of
-  neighbouring blocks, so a burst of load from elsewhere moves one pair, not the figure).
-  Execution happens elsewhere: allowed actions are published to kombu's in-process
-  ``memory://`` transport, where no worker reads them, so no broker and no execution is
-  charged to the gate.
 - ``actions_per_s_e2e_pg``: two gunicorn processes and one Celery worker (prefork, ``-c 2``)
   on Redis. An open-loop generator offers rising rates (``BENCH_LOAD_RATES``), each for
   ``BENCH_LOAD_STEP_S`` seconds. The figure is the highest rate at which every request was
@@ -29,7 +22,6 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,12 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ON_POSTGRES = urlsplit(os.environ.get("DATABASE_URL", "")).scheme in (
     "postgres", "postgresql", "pgsql", "psql",
 )  # fmt: skip
-REQUIRED = ("gate_scale_2proc", "actions_per_s_e2e_pg") if ON_POSTGRES else ()
+REQUIRED = ("actions_per_s_e2e_pg",) if ON_POSTGRES else ()
 
 AGENTS = int(os.environ.get("BENCH_LOAD_AGENTS", "200"))
-CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "16"))
-SCALE_S = float(os.environ.get("BENCH_LOAD_SCALE_S", "4"))
-SCALE_BLOCKS = int(os.environ.get("BENCH_LOAD_SCALE_BLOCKS", "3"))
 RATES = [int(r) for r in os.environ.get("BENCH_LOAD_RATES", "25,50,75,100,150,200,300").split(",")]
 STEP_S = float(os.environ.get("BENCH_LOAD_STEP_S", "6"))
 DRAIN_S = float(os.environ.get("BENCH_LOAD_DRAIN_S", "5"))
@@ -289,24 +278,6 @@ async def open_loop(port: int, tokens: list[str], rate: int, seconds: float, fir
 # --- the two figures ------------------------------------------------------------------------
 
 
-def bench_scale(env: dict, tokens: list[str], log: Path) -> None:
-    rates: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(SCALE_BLOCKS):
-        for workers in (1, 2):
-            proc, port = start_web(env, workers, log)
-            try:
-                accepted = asyncio.run(closed_loop(port, tokens, CLIENTS, SCALE_S))
-            finally:
-                stop(proc)
-            rates[workers].append(accepted / SCALE_S)
-    pairs = [two / one for one, two in zip(rates[1], rates[2], strict=True) if one]
-    note(f"gate accepted/s, 1 process: {[round(r) for r in rates[1]]}, "
-         f"2 processes: {[round(r) for r in rates[2]]}")  # fmt: skip
-    emit("gate_accepted_per_s_1proc", round(statistics.median(rates[1]), 1))
-    emit("gate_accepted_per_s_2proc", round(statistics.median(rates[2]), 1))
-    emit("gate_scale_2proc", round(statistics.median(pairs), 3))
-
-
 def executed_since(env: dict, since: float) -> tuple[int, int]:
     """(accepted, executed) actions created after ``since`` (a Unix time)."""
     import psycopg
@@ -377,7 +348,6 @@ def main() -> int:
             queue = f"bench-load-{os.getpid()}"
             env = production_env(database_url, tmp, redis, queue)
             tokens = seed(env)
-            bench_scale({**env, "CELERY_BROKER_URL": "memory://"}, tokens, log)
             bench_e2e(env, tokens, log)
     finally:
         with _admin(url) as conn:
