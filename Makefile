@@ -8,7 +8,7 @@ DEMO_AGENTS ?= 1000
 SYSTEMS_PORT ?= 8100
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test test-deps lint format bench clean
+.PHONY: setup run test test-deps lint format bench faults clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,16 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m tests.bench.run
+
+# The fault suite (tests/faults/): its own Redis and PostgreSQL, the portal in production mode,
+# workers killed, the broker restarted and database sessions dropped under 1,000 agents.
+# FAULTS_AGENTS, FAULTS_ACTIONS and FAULTS_RATE change its size.
+FAULTS_AGENTS ?= 1000
+FAULTS_ACTIONS ?= 10000
+FAULTS_RATE ?= 14
+faults: setup
+	FAULTS_AGENTS=$(FAULTS_AGENTS) FAULTS_ACTIONS=$(FAULTS_ACTIONS) FAULTS_RATE=$(FAULTS_RATE) \
+		$(BIN)/python -m tests.faults.run
 
 clean:
 	rm -rf $(VENV) var tests/oidc/node_modules

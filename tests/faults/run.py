@@ -181,6 +181,8 @@ class Processes:
         self.workers: list[subprocess.Popen | None] = [None] * workers
         self.concurrency = concurrency
         self.generation = 0
+        self.lock = threading.Lock()  # one start or kill of a worker at a time
+        self.crashes = 0  # workers that exited on their own, restarted by ``supervise``
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 (the child's)
@@ -218,6 +220,23 @@ class Processes:
                 raise RuntimeError(f"{name} died:\n{text.decode(errors='replace')[-3000:]}")
             time.sleep(0.1)
         raise RuntimeError(f"{name} was not ready within 60 s")
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Restart a worker that exited on its own, as systemd or Kubernetes would. (Celery
+        5.7 with kombu 5.7's Redis transport can die of "Unrecoverable error: AttributeError
+        ... 'hostname'" when the broker goes away while it holds unacknowledged messages.)"""
+        while not stop.wait(0.5):
+            for n, proc in enumerate(self.workers):
+                with self.lock:
+                    if proc is not None and proc is self.workers[n] and proc.poll() is not None:
+                        self.crashes += 1
+                        say(f"worker{n} exited by itself ({proc.returncode}); restarting it")
+                        self.start_worker(n)
+
+    def restart_worker(self, n: int) -> None:
+        with self.lock:
+            self.kill_worker(n)
+            self.start_worker(n)
 
     def kill_worker(self, n: int) -> None:
         proc = self.workers[n]
@@ -441,8 +460,7 @@ class Faults:
         started = timezone.now()
         if kind == "kill_worker":
             n = self.rng.randrange(len(self.procs.workers))
-            self.procs.kill_worker(n)
-            self.procs.start_worker(n)
+            self.procs.restart_worker(n)
             what = f"SIGKILLed worker{n}, restarted"
         elif kind == "restart_broker":
             self.broker.kill()
@@ -511,11 +529,15 @@ def recovery_seconds(faults: Faults) -> float:
                 verdict="allow").values_list("pk", flat=True)
         }  # fmt: skip
         finished = ActionRequest.objects.filter(pk__in=touched).values_list("finished_at", "status")
+        this = 0.0
         for finished_at, status in finished:
             if finished_at is None or status not in TERMINAL:
-                return float("inf")
-            worst = max(worst, (finished_at - fault["cleared"]).total_seconds())
-        fault["recovery_s"] = worst
+                this = float("inf")
+                break
+            this = max(this, (finished_at - fault["cleared"]).total_seconds())
+        fault["recovery_s"] = round(this, 1)
+        fault["touched"] = len(touched)
+        worst = max(worst, this)
     return worst
 
 
@@ -553,9 +575,9 @@ def production_env(*, workdir: Path, database_url: str, broker_url: str) -> dict
         # Liveness and sweeps at the pace a fault suite measures in seconds.
         "AUTONOMY_WORKER_BEAT_SECONDS": "1",
         "AUTONOMY_WORKER_LOST_SECONDS": "4",
-        "AUTONOMY_ACTION_REDISPATCH_SECONDS": "10",
+        "AUTONOMY_ACTION_REDISPATCH_SECONDS": "5",
         "AUTONOMY_ACTIONS_SWEEP_SECONDS": "2",
-        "AUTONOMY_WORKFLOW_REDISPATCH_SECONDS": "10",
+        "AUTONOMY_WORKFLOW_REDISPATCH_SECONDS": "5",
         "AUTONOMY_WORKFLOW_SWEEP_SECONDS": "2",
         "CONN_MAX_AGE": "60",
     }
@@ -578,6 +600,12 @@ def main(argv=None) -> int:
     parser.add_argument("--fault-every", type=float, nargs=2, default=(6.0, 12.0),
                         metavar=("MIN", "MAX"), help="seconds between faults")  # fmt: skip
     parser.add_argument("--settle-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--recovery-goal",
+        type=float,
+        default=RECOVERY_GOAL_S,
+        help="seconds within which a fault's actions must be terminal",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
 
@@ -627,6 +655,8 @@ def main(argv=None) -> int:
         faults = Faults(procs, broker, db, every=tuple(args.fault_every))
         helpers = [threading.Thread(target=approver.run, args=(stop,), daemon=True),
                    threading.Thread(target=faults.run, args=(stop,), daemon=True)]  # fmt: skip
+        supervising = threading.Event()
+        threading.Thread(target=procs.supervise, args=(supervising,), daemon=True).start()
         for thread in helpers:
             thread.start()
         began = time.monotonic()
@@ -641,8 +671,10 @@ def main(argv=None) -> int:
         approver_thread.start()
         statuses = settle(load, timeout=args.settle_timeout)
         stop.set()
+        supervising.set()
+        say(f"workers that exited by themselves and were restarted: {procs.crashes}")
 
-        failures += _check(load, statuses, system, faults, approver)
+        failures += _check(load, statuses, system, faults, approver, goal=args.recovery_goal)
     except Exception as exc:  # noqa: BLE001 (reported as the run's failure)
         import traceback
 
@@ -676,7 +708,7 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def _check(load, statuses, system, faults, approver) -> list[str]:
+def _check(load, statuses, system, faults, approver, *, goal: float) -> list[str]:
     from autonomy.models import ActionRequest
     from workflows.models import Run
 
@@ -734,8 +766,8 @@ def _check(load, statuses, system, faults, approver) -> list[str]:
         failures.append(f"{load.unanswered} requests never acknowledged")
     if not audit_ok:
         failures.append("verify_audit failed")
-    if recovery > RECOVERY_GOAL_S:
-        failures.append(f"recovery took {recovery:.1f}s (goal {RECOVERY_GOAL_S:.0f}s)")
+    if recovery > goal:
+        failures.append(f"recovery took {recovery:.1f}s (goal {goal:.0f}s)")
     if any("error" in fault for fault in faults.log):
         failures.append("a fault could not be injected")
     return failures
