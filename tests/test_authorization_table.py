@@ -101,7 +101,8 @@ def build_world() -> World:
 # (method, path as in the schema, which world id fills its parameter, body) -> the answers of
 # ACTORS in order. A 2xx means it was done; 400/409 mean the actor was let in and the request
 # or the state refused; 401/403/404 mean the actor was kept out (404: the object is not theirs
-# to know of).
+# to know of). Agent B has no grant for the invoice operation: to B it does not exist, so
+# simulating it answers 400 operation_unknown, as for a name nobody registered.
 INVOICE = {"operation": "erp.post-invoice", "params": {"invoice_id": "INV-9", "amount": 5}}
 REASON = {"reason": "authorisation table"}
 
@@ -254,13 +255,13 @@ API = [
         {"body": {"note": "hello"}},
         "401 201 403 403 403 403 403 403 403",
     ),
-    ("POST", "/api/v1/simulate/", None, INVOICE, "401 200 200 403 404 404 404 404 404"),
+    ("POST", "/api/v1/simulate/", None, INVOICE, "401 200 400 403 404 404 404 404 404"),
     (
         "POST",
         "/api/v1/simulate/",
         None,
         {"agent": "agent-a", **INVOICE},
-        "401 200 200 403 200 200 200 200 200",
+        "401 200 400 403 200 200 200 200 200",
     ),
     ("GET", "/api/v1/tasks/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/tasks/{id}/", "task", None, "401 200 404 403 403 403 403 403 403"),
@@ -514,8 +515,8 @@ PORTAL = [
     ("GET", "signin/refused/", None, None, "403 403 403 403 403 403 403 403 403"),
     ("POST", "mcp/", None, "initialize", "401 200 200 401 401 401 401 401 401"),
     ("GET", "admin/", None, None, "302 302 302 200 200 200 200 200 200"),
-    ("GET", "api/docs/", None, None, "200 200 200 200 200 200 200 200 200"),
-    ("GET", "api/schema/", None, None, "200 200 200 200 200 200 200 200 200"),
+    ("GET", "api/docs/", None, None, "401 200 200 200 200 200 200 200 200"),
+    ("GET", "api/schema/", None, None, "401 200 200 200 200 200 200 200 200"),
 ]
 
 
