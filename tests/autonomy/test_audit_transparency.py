@@ -306,6 +306,16 @@ def test_publishing_signs_the_head_into_the_sink_once_per_head(checkpoint_file):
     assert code == 0 and "2 checkpoint(s) hold" in out and "the newest at #4" in out
 
 
+def test_the_beat_task_seals_and_publishes(checkpoint_file):
+    from autonomy import tasks
+
+    sealed_chain(1)
+    append(2)
+    assert tasks.audit_publish() == 3
+    assert tasks.audit_publish() is None  # nothing new since
+    assert [json.loads(line)["seq"] for line in checkpoint_file.read_text().splitlines()] == [3]
+
+
 def test_publishing_refuses_a_chain_that_no_longer_holds_the_last_checkpoint():
     records = sealed_chain(4)
     publish()
