@@ -139,6 +139,7 @@ def test_production_keeps_the_schema_and_the_docs_from_anonymous_callers(tmp_pat
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -153,6 +154,7 @@ def test_production_refuses_a_secrets_key_shorter_than_32_characters(keys):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=keys,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
     )
     assert result.returncode != 0
     assert "every AUTONOMY_SECRETS_KEY must be at least 32 characters" in result.stderr
@@ -166,6 +168,7 @@ def test_production_accepts_a_long_secrets_key_and_a_rotation_list(tmp_path):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=f"{'n' * 32},{PROD_SECRETS_KEY}",
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -188,6 +191,7 @@ def test_check_deploy_is_clean_in_every_supported_production_shape(tmp_path, ext
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
         **extra,
     )
@@ -208,6 +212,7 @@ def test_a_tls_proxy_that_redirects_takes_the_redirect_over(tmp_path):
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="aos.example.com",
         AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
+        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
         AUTONOMY_DATA_DIR=str(tmp_path),
         AUTONOMY_TLS_PROXY_REDIRECTS="true",
     )
