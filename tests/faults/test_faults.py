@@ -20,7 +20,7 @@ def test_nothing_accepted_is_lost_and_nothing_happens_twice_under_faults():
     # with the rest of the test run.
     done = subprocess.run(
         [sys.executable, "-m", "tests.faults.run", "--agents", "10", "--actions", "150",
-         "--rate", "6", "--fault-every", "3", "5", "--recovery-goal", "30"],
+         "--rate", "6", "--fault-every", "2", "3", "--recovery-goal", "30"],
         cwd=realparts.ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = "\n".join(
