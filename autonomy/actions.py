@@ -150,6 +150,21 @@ def _operation_unknown(key: str) -> DomainError:
     )
 
 
+def _validated_for(*, agent, operation: Operation, params) -> dict:
+    """``validate_params``, telling the agent nothing of an operation it is not granted: its
+    parameters refused answer as an unknown operation does, so the refusal does not show
+    the schema. The grant is read only on that path; valid parameters go on to the gate,
+    which denies an ungranted operation and records the attempt."""
+    try:
+        return validate_params(operation=operation, params=params)
+    except DomainError as refused:
+        if refused.code == ErrorCode.PARAMS_INVALID and not grants.is_granted(
+            operation=operation, agent=agent
+        ):
+            raise _operation_unknown(operation.key) from None
+        raise
+
+
 def resolve_operation(*, key: str, version: int | None = None) -> Operation:
     operation = selectors.operation_by_key(key=key or "", version=version)
     if operation is None:
@@ -200,7 +215,7 @@ def action_request(
     version = guess if guess is not None else policy_engine.store_version()
     if operation is None or operation.key != operation_key:
         operation = resolve_operation(key=operation_key, version=version)
-    params = validate_params(operation=operation, params=params)
+    params = _validated_for(agent=agent, operation=operation, params=params)
     request_hash = hashlib.sha256(
         _canonical({"op": operation.key, "params": params, "reason": reason}).encode()
     ).hexdigest()
@@ -220,7 +235,7 @@ def action_request(
         except gate.VersionMoved as moved:
             version = moved.version
             operation = resolve_operation(key=operation_key, version=version)
-            params = validate_params(operation=operation, params=params)
+            params = _validated_for(agent=agent, operation=operation, params=params)
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
                 version=version, approval=approval,

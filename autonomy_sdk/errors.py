@@ -110,6 +110,7 @@ CODES: dict[str, type[AutonomyError]] = {
     ),
     "rate_limited": RateLimited,
     "internal_error": ServerError,
+    "database_unavailable": ServerError,  # 503 with Retry-After: the same request again later
     # Reasons of a decision; they reach an agent inside ActionDenied, not as an HTTP error.
     **_classes(
         "grant_missing policy_forbid policy_no_permit policy_requires_approval risk_too_high"

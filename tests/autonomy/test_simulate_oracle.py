@@ -87,3 +87,29 @@ def test_a_person_who_reads_policies_sees_why_the_agent_would_be_refused(
     assert response.status_code == 200, response.content
     assert response.json()["verdict"] == "deny"
     assert "grant_missing" in {r["code"] for r in response.json()["reasons"]}
+
+
+@pytest.mark.parametrize("params", [{}, {"payroll_batch": 7, "amount": "lots"}])
+def test_an_action_on_an_ungranted_operation_shows_no_schema_either(registry, payroll, params):
+    """POST /api/v1/actions/ with parameters the schema refuses: for an ungranted operation
+    the answer is the unknown operation's, not the schema's errors."""
+    client = bearer(APIClient(), registry.token)
+    asked = client.post(
+        "/api/v1/actions/", {"operation": "erp.pay-salaries", "params": params}, format="json"
+    )
+    unknown = client.post(
+        "/api/v1/actions/", {"operation": "erp.no-such-thing", "params": params}, format="json"
+    )
+    assert asked.status_code == unknown.status_code == 400
+    assert asked.json()["error"]["code"] == unknown.json()["error"]["code"] == "operation_unknown"
+    assert "errors" not in asked.json()["error"]["details"]
+
+
+def test_a_granted_operations_bad_parameters_are_still_named(registry):
+    client = bearer(APIClient(), registry.token)
+    refused = client.post(
+        "/api/v1/actions/", {"operation": "erp.post-invoice", "params": {}}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "params_invalid"
+    assert refused.json()["error"]["details"]["errors"]

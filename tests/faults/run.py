@@ -565,6 +565,7 @@ def production_env(*, workdir: Path, database_url: str, broker_url: str) -> dict
         "DJANGO_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "AUTONOMY_SECRETS_KEY": secrets.token_urlsafe(32),
+        "AUTONOMY_AUDIT_KEY": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": database_url,
