@@ -16,7 +16,6 @@ from django.utils.html import format_html, format_html_join
 from agents import selectors, services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
 from autonomy.errors import DomainError
-from interventions import services as intervention
 
 
 class CredentialInline(admin.TabularInline):
@@ -54,25 +53,6 @@ class CredentialInline(admin.TabularInline):
         )
 
 
-def _bulk(service, verb: str):
-    def run(modeladmin, request, queryset):
-        done, refused = 0, []
-        for agent in queryset:
-            try:
-                service(agent=agent, by=request.user, reason=f"bulk {verb} in the admin")
-                done += 1
-            except DomainError as exc:
-                refused.append(f"{agent.name}: {exc.message}")
-        modeladmin.message_user(request, f"{verb.capitalize()}d {done} agent(s).", messages.SUCCESS)
-        if refused:
-            modeladmin.message_user(request, "Skipped " + "; ".join(refused[:20]), messages.WARNING)
-
-    run.__name__ = f"bulk_{verb}"
-    run.short_description = f"{verb.capitalize()} selected agents"
-    run.allowed_permissions = ("change",)
-    return run
-
-
 def _bulk_revoke(modeladmin, request, queryset):
     total = sum(
         services.agent_credentials_revoke(
@@ -85,25 +65,6 @@ def _bulk_revoke(modeladmin, request, queryset):
 
 _bulk_revoke.short_description = "Revoke all credentials of selected agents"
 _bulk_revoke.allowed_permissions = ("change",)
-
-
-def _bulk_kill(modeladmin, request, queryset):
-    done, refused = 0, []
-    for agent in queryset:
-        try:
-            intervention.agent_kill(agent=agent, by=request.user, reason="kill in the admin")
-            done += 1
-        except DomainError as exc:
-            refused.append(f"{agent.name}: {exc.message}")
-    modeladmin.message_user(request, f"Killed {done} agent(s).", messages.SUCCESS)
-    if refused:
-        modeladmin.message_user(request, "Skipped " + "; ".join(refused[:20]), messages.WARNING)
-
-
-_bulk_kill.short_description = (
-    "Kill selected agents (quarantine, revoke credentials, cancel pending work)"
-)
-_bulk_kill.allowed_permissions = ("change",)
 
 
 @admin.register(Agent)
@@ -122,14 +83,9 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     autocomplete_fields = ["owner"]
     list_per_page = 50
     show_full_result_count = False
-    actions = [
-        # Interventions: each writes an Intervention row besides the audit record.
-        _bulk(intervention.agent_pause, "pause"),
-        _bulk(intervention.agent_resume, "resume"),
-        _bulk(intervention.agent_quarantine, "quarantine"),
-        _bulk_revoke,
-        _bulk_kill,
-    ]
+    # Pause, resume, quarantine and kill are interventions: ``interventions.admin`` adds them,
+    # from above this registry.
+    actions = [_bulk_revoke]
     inlines = [CredentialInline]
     readonly_fields = [
         "status",

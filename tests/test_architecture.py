@@ -135,3 +135,29 @@ def test_only_the_action_lifecycle_writes_an_actions_status(package):
         for node in _writes_action_status(tree)
     ]
     assert found == []
+
+
+# Known and reported: the kernel decides about agents (autonomy → agents.models), and the
+# registry uses the kernel's error contract, audit trail and API conventions (agents →
+# autonomy). Breaking it means a lower package for that shared contract; until then it is
+# the one pair allowed, and a new one fails.
+KNOWN_CYCLES = {("agents", "autonomy")}
+
+
+def test_no_two_apps_import_each_other():
+    """Between apps the arrows run one way: an app that acts on another (interventions on
+    agents, approvals on the kernel) imports it, and is never imported back. A pair that
+    imports each other is a cycle, however its modules are arranged."""
+    arrows: dict[tuple[str, str], str] = {}
+    for package in APPS:
+        for path, tree in _sources(package):
+            for node, name in _imported_modules(tree):
+                target = name.split(".")[0]
+                if target in APPS and target != package:
+                    arrows.setdefault((package, target), _where(path, node))
+    cycles = [
+        f"{a} ⇄ {b}: {arrows[(a, b)]} and {arrows[(b, a)]}"
+        for a, b in arrows
+        if a < b and (b, a) in arrows and (a, b) not in KNOWN_CYCLES
+    ]
+    assert cycles == []

@@ -15,7 +15,6 @@ from agents.api import serializers as s
 from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, request_agent
 from agents.models import Agent, AgentStatus, RiskTier, Scope
 from autonomy.api.routers import INTEGER_ID
-from interventions import services as intervention
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -95,35 +94,8 @@ class AgentViewSet(
         agent = service(agent=agent, by=request.user, reason=data.validated_data["reason"])
         return Response(s.AgentSerializer(agent).data)
 
-    # Pause, resume and quarantine are interventions: each also writes an Intervention row
-    # (the agent page's history) besides the audit record.
-    @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
-    @action(detail=True, methods=["post"])
-    def pause(self, request, pk=None):
-        return self._lifecycle(request, intervention.agent_pause)
-
-    @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
-    @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
-        return self._lifecycle(request, intervention.agent_resume)
-
-    @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
-    @action(detail=True, methods=["post"])
-    def quarantine(self, request, pk=None):
-        return self._lifecycle(request, intervention.agent_quarantine)
-
-    @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
-    @action(detail=True, methods=["post"])
-    def kill(self, request, pk=None):
-        """Quarantine, revoke every credential, cancel waiting actions and assigned steps."""
-        agent = self.get_object()
-        if not intervention.may_intervene(user=request.user):
-            raise PermissionDenied("Only IT admins, risk officers and superusers may kill.")
-        data = s.LifecycleSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        intervention.agent_kill(agent=agent, by=request.user, reason=data.validated_data["reason"])
-        agent.refresh_from_db()
-        return Response(s.AgentSerializer(agent).data)
+    # Pause, resume, quarantine and kill are interventions (``interventions.api``): they sit
+    # above this registry and answer at /agents/{id}/<verb>/ beside it.
 
     @extend_schema(request=s.LifecycleSerializer, responses=s.AgentSerializer)
     @action(detail=True, methods=["post"])

@@ -33,5 +33,7 @@ def api_root_urls(routers: Iterable[SimpleRouter]) -> list:
     ``DefaultRouter`` lists its own."""
     root = DefaultRouter()
     for router in routers:
-        root.registry.extend(router.registry)
+        # Only list endpoints: a viewset of detail actions only (interventions on an agent)
+        # shares its prefix with the registry's and must not take its place in the root.
+        root.registry.extend(entry for entry in router.registry if hasattr(entry[1], "list"))
     return format_suffix_patterns([path("", root.get_api_root_view(), name=root.root_view_name)])

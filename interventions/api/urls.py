@@ -1,4 +1,5 @@
-"""/api/v1/interventions/ and /api/v1/actions/{id}/override/: people stepping in."""
+"""/api/v1/interventions/, /api/v1/agents/{id}/pause|resume|quarantine|kill/ and
+/api/v1/actions/{id}/override/: people stepping in."""
 
 from django.urls import path
 
@@ -7,6 +8,8 @@ from interventions.api import views
 
 router = APIRouter()
 router.register("interventions", views.InterventionViewSet, basename="intervention")
+# Interventions on one agent answer beside the registry's agent endpoints.
+router.register("agents", views.AgentInterventionViewSet, basename="agent-intervention")
 
 urlpatterns = [
     path(

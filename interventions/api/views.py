@@ -11,8 +11,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents import selectors as agent_selectors
 from agents.api.permissions import IsPerson
-from agents.models import BusinessUnit
+from agents.api.serializers import AgentSerializer, LifecycleSerializer
+from agents.models import Agent, BusinessUnit
 from autonomy.api.actions import ActionSerializer
 from autonomy.api.routers import INTEGER_ID
 from autonomy.api.serializers import StrictSerializer
@@ -117,3 +119,53 @@ class ActionOverrideView(APIView):
         services.action_override(action=action, by=request.user, **data.validated_data)
         action = ActionRequest.objects.select_related("operation__connector", "agent").get(pk=pk)
         return Response(ActionSerializer(action).data)
+
+
+class AgentInterventionViewSet(viewsets.GenericViewSet):
+    """``/api/v1/agents/{id}/pause|resume|quarantine|kill/``: people stepping in on one agent,
+    beside the registry's own endpoints (``agents.api``). Who may is the services' rule
+    (``interventions.services.may_intervene``, ``may_resume``); which agents a person sees is
+    the registry's (``agents.selectors.agent_list``)."""
+
+    serializer_class = AgentSerializer
+    permission_classes = [IsPerson]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Agent.objects.none()
+        return agent_selectors.agent_list(user=self.request.user)
+
+    def _intervene(self, request, service) -> Response:
+        agent = self.get_object()
+        if not services.may_intervene(user=request.user, agent=agent):
+            raise DomainError(
+                ErrorCode.PERMISSION_DENIED,
+                "Only IT admins, risk officers, superusers and the agent's owner may do this.",
+                status_code=403,
+            )
+        data = LifecycleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        service(agent=agent, by=request.user, reason=data.validated_data["reason"])
+        agent.refresh_from_db()
+        return Response(AgentSerializer(agent).data)
+
+    @extend_schema(request=LifecycleSerializer, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._intervene(request, services.agent_pause)
+
+    @extend_schema(request=LifecycleSerializer, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._intervene(request, services.agent_resume)
+
+    @extend_schema(request=LifecycleSerializer, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def quarantine(self, request, pk=None):
+        return self._intervene(request, services.agent_quarantine)
+
+    @extend_schema(request=LifecycleSerializer, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def kill(self, request, pk=None):
+        """Quarantine, revoke every credential, cancel waiting actions and assigned steps."""
+        return self._intervene(request, services.agent_kill)

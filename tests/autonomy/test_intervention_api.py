@@ -161,7 +161,7 @@ def test_admin_kill_action_kills_the_selected_agents(admin_client):
     agent = make_agent(slug="admin-killed")
     response = admin_client.post(
         "/admin/agents/agent/",
-        {"action": "_bulk_kill", "_selected_action": [str(agent.pk)]},
+        {"action": "bulk_kill", "_selected_action": [str(agent.pk)]},
     )
     assert response.status_code == 302
     assert Agent.objects.get(pk=agent.pk).status == AgentStatus.QUARANTINED
