@@ -11,6 +11,7 @@ from agents.api import urls as agents_api
 from approvals.api import urls as approvals_api
 from autonomy import mcp_gateway
 from autonomy.api import errors as api_errors
+from autonomy.api import unavailable as api_unavailable
 from autonomy.api import urls as kernel_api
 from autonomy.api.routers import api_root_urls
 from autonomy.observability import health
@@ -61,7 +62,7 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if request.path.startswith("/api/"):
-        return api_errors.json_500(request)
+        return api_unavailable.server_error(request)
     from django.views.defaults import server_error
 
     return server_error(request)

@@ -4,12 +4,15 @@ API's callers 503 with the error envelope and ``Retry-After``: the request may b
 request itself is at fault.
 
 It is the API's exception handler: every view under ``/api/`` is a DRF view, and every other
-error goes on to ``autonomy.api.errors``.
+error goes on to ``autonomy.api.errors``; ``server_error`` answers the same for an error
+raised before or after the view (``handler500``).
 """
 
 import logging
+import sys
 
 from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
 from rest_framework.response import Response
 
 from autonomy.api import errors
@@ -33,3 +36,13 @@ def exception_handler(exc, context):
         body = errors.error_body(ErrorCode.DATABASE_UNAVAILABLE, MESSAGE)
         return Response(body, status=503, headers=HEADERS)
     return errors.exception_handler(exc, context)
+
+
+def server_error(request):
+    """``handler500`` under ``/api/``: a database error raised outside any API view (a
+    middleware reading the session, say) answers as one inside a view does, 503. Django
+    calls the handler while it handles the exception, so ``sys.exc_info`` names it."""
+    if isinstance(sys.exc_info()[1], DATABASE_AWAY):
+        body = errors.error_body(ErrorCode.DATABASE_UNAVAILABLE, MESSAGE)
+        return JsonResponse(body, status=503, headers=HEADERS)
+    return errors.json_500(request)

@@ -38,3 +38,30 @@ def test_an_api_write_whose_database_goes_away_answers_503_with_the_envelope():
     again = api.post("/api/v1/actions/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert again.status_code == 201, again.content
     assert ActionRequest.objects.count() == 1
+
+
+class DatabaseAwayMiddleware:
+    """A middleware whose own read fails, as the session's or auditlog's does when the
+    database goes away before the view runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        raise OperationalError("could not connect to server: Connection refused")
+
+
+def test_a_database_error_outside_the_view_answers_503_too(settings):
+    """Raised before any API view, the error reaches Django's handler500, not DRF's."""
+    from django.test import Client
+
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "tests.faults.test_database_unavailable.DatabaseAwayMiddleware",
+    ]
+    response = Client(raise_request_exception=False).get("/api/v1/agents/me/")
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "2"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    page = Client(raise_request_exception=False).get("/admin/login/")
+    assert page.status_code == 500  # a page, not the API: Django's own error page
