@@ -4,6 +4,7 @@
     pending_approval ─release─▶ approved | denied (decided again: the gate may refuse now)
     pending_approval ─reject / expire─▶ denied
     pending_approval | approved (not started) ─cancel─▶ cancelled
+    received | pending_approval ─(the shadow level)─▶ shadowed: recorded, never executed
     approved ─execute─▶ executing ─settle─▶ succeeded | failed
 
 Each transition is one function that checks it is legal (``_move``) and writes the status,
@@ -59,7 +60,7 @@ STATUS_FOR_VERDICT = {
 }
 # Every legal move; ``executing`` to itself is an execution taken back from a lost worker.
 TRANSITIONS = {
-    S.PENDING_APPROVAL: {S.APPROVED, S.DENIED, S.CANCELLED},
+    S.PENDING_APPROVAL: {S.APPROVED, S.DENIED, S.CANCELLED, S.SHADOWED},
     S.APPROVED: {S.EXECUTING, S.CANCELLED},
     S.EXECUTING: {S.EXECUTING, S.SUCCEEDED, S.FAILED},
 }
@@ -185,6 +186,7 @@ def action_request(
     run_here: bool = False,
     operation: Operation | None = None,
     fresh_key: bool = False,
+    template_key: str | None = None,
 ) -> tuple[ActionRequest, bool]:
     """Decide and record one action (``received`` to its first state). Returns (action,
     replayed).
@@ -199,6 +201,9 @@ def action_request(
     read ``operation`` (with its connector) in its own transaction passes it, and it is not
     looked up again. ``fresh_key``: the caller knows that no action has ``idempotency_key``
     yet (a workflow step's names its attempt), so the probe for a replay is skipped.
+    ``template_key``: the workflow template a step acts for, whose autonomy level applies.
+    An action decided at the shadow level (and not denied) is recorded ``shadowed``: it is
+    never executed, nor sent to people.
 
     The decision is made inside the transaction that records it, after ``usage.hold``: no
     concurrent request of the same agent reads the limits between this one's read and its
@@ -231,6 +236,7 @@ def action_request(
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
                 version=version, confirm_version=guess is not None, approval=approval,
+                template_key=template_key,
             )  # fmt: skip
         except gate.VersionMoved as moved:
             version = moved.version
@@ -238,9 +244,9 @@ def action_request(
             params = _validated_for(agent=agent, operation=operation, params=params)
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
-                version=version, approval=approval,
+                version=version, approval=approval, template_key=template_key,
             )  # fmt: skip
-        status = STATUS_FOR_VERDICT[decision.verdict]
+        status = S.SHADOWED if decision.shadow else STATUS_FOR_VERDICT[decision.verdict]
         decided_at = timezone.now()
         action = ActionRequest(
             agent=agent,
@@ -261,6 +267,8 @@ def action_request(
             trace_id=tracing.current_trace_id(),
             created_at=now,
             decided_at=decided_at,
+            finished_at=decided_at if status == S.SHADOWED else None,
+            autonomy_level=decision.level.level,
         )
         if run_here and status == S.APPROVED:
             # Its caller runs it now: executing from the start, one write fewer.
@@ -290,6 +298,8 @@ def action_request(
             dispatch_on_commit(action.pk)
         elif action.status == S.PENDING_APPROVAL:
             signals.action_needs_approval.send(sender=ActionRequest, action=action)
+        elif action.status == S.SHADOWED:
+            signals.action_settled.send(sender=ActionRequest, action=action)
     return action, False
 
 
@@ -355,13 +365,19 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
         now = timezone.now()
         reasons = [*action.reasons, gate.reason_entry(code, message)]
         released = decision.verdict != Verdict.DENY
-        if released:
+        if decision.shadow:
+            # The level moved to shadow while it waited: recorded, never executed.
+            reasons += decision.reasons[-1:]
+            _move(action, S.SHADOWED, reasons=reasons, params=action.params, finished_at=now,
+                  autonomy_level=decision.level.level)  # fmt: skip
+            released = False
+        elif released:
             _move(action, S.APPROVED, reasons=reasons, params=action.params)
             usage.spend_record(agent_id=action.agent_id, amount=decision.amount, at=now)
         else:
             reasons += decision.reasons
             _move(action, S.DENIED, reasons=reasons, params=action.params, finished_at=now)
-        refused = None if released else next(iter(decision.reasons), None)
+        refused = None if released or decision.shadow else next(iter(decision.reasons), None)
         audit.append(
             kind="action_released" if released else "action_outcome",
             actor="gate",
@@ -582,6 +598,7 @@ def action_simulate(
     replaces=None,
     approval=None,
     by_agent: bool = False,
+    template_key: str | None = None,
 ):
     """The gate's answer for a hypothetical request, with a workflow step's ``approval`` ask
     when it is one. Nothing is recorded or executed.
@@ -601,4 +618,5 @@ def action_simulate(
         draft_text=draft_text,
         draft_replaces=replaces,
         approval=approval,
+        template_key=template_key,
     )

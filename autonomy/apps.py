@@ -31,5 +31,6 @@ class AutonomyConfig(AppConfig):
         auditlog.register(models.Connector)
         auditlog.register(models.Operation)
         auditlog.register(models.Policy)
+        auditlog.register(models.AutonomySetting)
         auditlog.register(GroupObjectPermission)
         auditlog.register(UserObjectPermission)

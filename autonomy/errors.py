@@ -52,6 +52,9 @@ class ErrorCode(StrEnum):
     RISK_NEEDS_APPROVAL = "risk_needs_approval"
     BUDGET_EXCEEDED = "budget_exceeded"
     ALLOWED = "allowed"
+    AUTONOMY_SHADOW = "autonomy_shadow"
+    AUTONOMY_SUPERVISED = "autonomy_supervised"
+    AUTONOMY_AUTONOMOUS = "autonomy_autonomous"
     # approvals
     NOT_AN_APPROVER = "not_an_approver"
     APPROVAL_NOT_PENDING = "approval_not_pending"

@@ -1,6 +1,7 @@
 """The one decision function every agent action passes: API, workflows, simulate, MCP.
 
     status → credential → operation enabled → grant → limits → risk → Cedar → thresholds
+      → autonomy level (``autonomy.levels``: shadow, supervised, guarded, autonomous)
 
 It reads a constant number of rows (operation, grants, recent behaviour, policy version) and
 collects every reason rather than stopping at the first, so a denial explains itself.
@@ -15,9 +16,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentStatus
-from autonomy import conditions, risk, selectors
+from autonomy import conditions, levels, risk, selectors
 from autonomy.errors import ErrorCode
-from autonomy.models import Operation, Verdict
+from autonomy.models import AutonomyLevel, Operation, Verdict
 from autonomy.policy import engine as policy_engine
 
 STATUS_CODES = {
@@ -55,6 +56,12 @@ class Decision:
     policies: dict = field(default_factory=dict)
     grant: dict | None = None
     amount: Decimal | None = None
+    level: levels.Level = levels.DEFAULT
+
+    @property
+    def shadow(self) -> bool:
+        """Decided and recorded, never executed (the shadow level)."""
+        return self.level.level == AutonomyLevel.SHADOW and self.verdict != Verdict.DENY
 
     def as_dict(self) -> dict:
         """Field by field: ``dataclasses.asdict`` deep-copies, and the gate calls this on every
@@ -67,6 +74,7 @@ class Decision:
             "policies": self.policies,
             "grant": self.grant,
             "amount": None if self.amount is None else str(self.amount),
+            "autonomy_level": self.level.as_dict(),
         }
 
 
@@ -122,6 +130,7 @@ def decide(
     confirm_version: bool = False,
     approval: ApprovalAsk | None = None,
     release: bool = False,
+    template_key: str | None = None,
 ) -> Decision:
     """``approval``: the caller's process wants a person to approve this even when the gate
     would allow it (a workflow step's approval gate and its condition); it never turns a
@@ -135,7 +144,13 @@ def decide(
     ``autonomy.policy.engine.store_version``), so the decision does not read it again. With
     ``confirm_version`` it is a guess (the one ``selectors.cached_version`` gives): the
     decision checks it against what its own read sees and raises ``VersionMoved`` when the
-    store moved, so the caller resolves its operation again and asks again."""
+    store moved, so the caller resolves its operation again and asks again.
+
+    ``template_key``: the workflow template a step acts for, whose autonomy level applies
+    too. The level (``autonomy.levels.level_for``, the most restrictive that applies) is an
+    input here: ``supervised`` sends what would be allowed to a person, ``autonomous`` skips
+    the risk-threshold approval (policy, grants, limits and the deny threshold still hold),
+    and ``shadow`` marks a decision to be recorded and never executed."""
     at = at or timezone.now()
     reasons: list[dict] = []
 
@@ -268,7 +283,9 @@ def decide(
         policies=policies,
         grant=grant,
         amount=amount,
+        level=levels.level_for(agent=agent, operation_key=operation.key, template_key=template_key),
     )
+    level = decision.level
     if reasons:
         return decision
 
@@ -280,6 +297,7 @@ def decide(
                 "Approved by a person, and still granted, permitted and within limits.",
             )
         )
+        _note_shadow(decision)
         return decision
     if result.approval_required:
         reasons.append(
@@ -289,7 +307,18 @@ def decide(
                 policies=[p["policy"] for p in result.permits],
             )
         )
-    if assessment.score >= unit.approval_threshold:
+    waived = []
+    if assessment.score >= unit.approval_threshold and level.level == AutonomyLevel.AUTONOMOUS:
+        waived.append(
+            reason_entry(
+                ErrorCode.AUTONOMY_AUTONOMOUS,
+                f"Risk {assessment.score} is at or above {unit.name}'s approval threshold "
+                f"{unit.approval_threshold}; the level is {level.describe()}, so risk "
+                "thresholds do not ask a person.",
+                **level.as_dict(),
+            )
+        )
+    elif assessment.score >= unit.approval_threshold:
         reasons.append(
             reason_entry(
                 ErrorCode.RISK_NEEDS_APPROVAL,
@@ -301,12 +330,35 @@ def decide(
         )
     if approval is not None and approval.applies():
         reasons.append(approval.as_reason())
+    if level.level == AutonomyLevel.SUPERVISED:
+        reasons.append(
+            reason_entry(
+                ErrorCode.AUTONOMY_SUPERVISED,
+                f"The level is {level.describe()}: a person approves every action.",
+                **level.as_dict(),
+            )
+        )
     decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
     if not reasons:
         reasons.append(
             reason_entry(
                 ErrorCode.ALLOWED,
-                "Granted, permitted by policy, risk below the approval threshold.",
+                "Granted, permitted by policy, risk below the approval threshold."
+                if not waived
+                else "Granted, permitted by policy and within limits.",
             )
         )
+    reasons.extend(waived)
+    _note_shadow(decision)
     return decision
+
+
+def _note_shadow(decision: Decision) -> None:
+    if decision.shadow:
+        decision.reasons.append(
+            reason_entry(
+                ErrorCode.AUTONOMY_SHADOW,
+                f"The level is {decision.level.describe()}: decided and recorded, never executed.",
+                **decision.level.as_dict(),
+            )
+        )

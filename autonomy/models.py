@@ -143,6 +143,91 @@ class ActionStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Decided and recorded under the shadow autonomy level, and never executed.
+    SHADOWED = "shadowed", "Shadowed"
+
+
+class AutonomyLevel(models.TextChoices):
+    """How far an agent acts on its own, most restrictive first (``autonomy.levels``)."""
+
+    SHADOW = "shadow", "Shadow: decided and recorded, never executed"
+    SUPERVISED = "supervised", "Supervised: a person approves every allowed action"
+    GUARDED = "guarded", "Guarded: risk thresholds decide"
+    AUTONOMOUS = "autonomous", "Autonomous: only policy and hard limits apply"
+
+
+class AutonomySetting(models.Model):
+    """One autonomy level set on exactly one of an agent, a role, a business unit or a
+    workflow template (by its key: the kernel does not import ``workflows``), optionally
+    narrowed to some operations. ``autonomy.levels.level_for`` picks the most restrictive
+    that applies."""
+
+    level = models.CharField(max_length=20, choices=AutonomyLevel.choices)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    role = models.ForeignKey(
+        "agents.Role", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    template_key = models.SlugField(
+        max_length=100, blank=True, help_text="a workflow template's key"
+    )
+    operations = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='operation keys ("erp.pay_invoice") it is narrowed to; empty: all',
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        agent__isnull=False,
+                        role__isnull=True,
+                        business_unit__isnull=True,
+                        template_key="",
+                    )
+                    | Q(
+                        agent__isnull=True,
+                        role__isnull=False,
+                        business_unit__isnull=True,
+                        template_key="",
+                    )
+                    | Q(
+                        agent__isnull=True,
+                        role__isnull=True,
+                        business_unit__isnull=False,
+                        template_key="",
+                    )
+                    | (
+                        Q(agent__isnull=True, role__isnull=True, business_unit__isnull=True)
+                        & ~Q(template_key="")
+                    )
+                ),
+                name="autonomy_setting_one_scope",
+            )
+        ]
+        indexes = [models.Index(fields=["template_key"], name="autonomy_setting_template")]
+
+    def __str__(self) -> str:
+        return f"{self.level} on {self.scope}"
+
+    @property
+    def scope(self) -> str:
+        """Where it is set, as the trace names it: "business unit finance"."""
+        if self.agent_id:
+            return f"agent {self.agent.slug}"
+        if self.role_id:
+            return f"role {self.role.slug}"
+        if self.business_unit_id:
+            return f"business unit {self.business_unit.slug}"
+        return f"workflow template {self.template_key}"
 
 
 class Verdict(models.TextChoices):
@@ -199,6 +284,10 @@ class ActionRequest(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="")
     outcome = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
+    # The autonomy level it was decided at (``autonomy.levels``).
+    autonomy_level = models.CharField(
+        max_length=20, choices=AutonomyLevel.choices, default=AutonomyLevel.GUARDED
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -217,6 +306,12 @@ class ActionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} by {self.agent} ({self.status})"
+
+    @property
+    def executed(self) -> bool:
+        """Whether its connector was called (or is being called); a shadowed action never
+        is."""
+        return self.started_at is not None
 
 
 class AgentUsage(models.Model):
