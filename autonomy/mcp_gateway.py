@@ -37,7 +37,7 @@ SESSION_HEADER = "Mcp-Session-Id"
 SESSION_SALT = "autonomy.mcp-session"
 STATUS_TOOL = "autonomy.action_status"
 DONE = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.CANCELLED,
-                  ActionStatus.DENIED})  # fmt: skip
+                  ActionStatus.DENIED, ActionStatus.SHADOWED})  # fmt: skip
 
 # JSON-RPC error codes
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -264,7 +264,18 @@ def _action_result(action: ActionRequest) -> dict:
         "status": action.status,
         "decision": action.verdict,
         "reasons": action.reasons,
+        "autonomy_level": action.autonomy_level,
+        "executed": action.executed,
     }
+    if action.status == ActionStatus.SHADOWED:
+        return {
+            "content": [{"type": "text", "text": (
+                f"Shadow: the gate decided {action.verdict} and recorded it (action "
+                f"{action.pk}); it was not executed."
+            )}],
+            "structuredContent": summary,
+            "isError": False,
+        }  # fmt: skip
     if action.status == ActionStatus.SUCCEEDED:
         summary["outcome"] = action.outcome
         return {

@@ -56,6 +56,20 @@ class AgentSerializer(StrictModelSerializer):
         read_only_fields = fields
 
 
+class AgentMeSerializer(AgentSerializer):
+    """An agent reading itself: its profile and the autonomy level it acts at (as set for all
+    its operations; one narrowed to some operations applies to those)."""
+
+    autonomy_level = serializers.CharField(read_only=True)
+    autonomy_level_source = serializers.CharField(
+        read_only=True, help_text='where it was set, e.g. "business unit finance"; "default"'
+    )
+
+    class Meta(AgentSerializer.Meta):
+        fields = [*AgentSerializer.Meta.fields, "autonomy_level", "autonomy_level_source"]
+        read_only_fields = fields
+
+
 class AgentWriteSerializer(StrictSerializer):
     """Input for create (all required but description/slug) and update (all optional)."""
 

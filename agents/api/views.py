@@ -14,6 +14,7 @@ from agents import selectors, services
 from agents.api import serializers as s
 from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, request_agent
 from agents.models import Agent, AgentStatus, RiskTier, Scope
+from autonomy import levels
 from autonomy.api.routers import INTEGER_ID
 
 
@@ -81,10 +82,15 @@ class AgentViewSet(
         agent = services.agent_update(agent=agent, by=request.user, **changes)
         return Response(s.AgentSerializer(agent).data)
 
-    @extend_schema(responses=s.AgentSerializer)
+    @extend_schema(responses=s.AgentMeSerializer)
     @action(detail=False, methods=["get"])
     def me(self, request):
-        return Response(s.AgentSerializer(request_agent(request)).data)
+        agent = request_agent(request)
+        level = levels.level_for(agent=agent)  # as set for all its operations
+        return Response(
+            s.AgentSerializer(agent).data
+            | {"autonomy_level": str(level.level), "autonomy_level_source": level.source}
+        )
 
     def _lifecycle(self, request, service):
         agent = self.get_object()

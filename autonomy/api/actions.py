@@ -81,6 +81,9 @@ class ActionSerializer(serializers.ModelSerializer):
     amount = serializers.DecimalField(
         max_digits=18, decimal_places=2, coerce_to_string=True, allow_null=True
     )
+    executed = serializers.BooleanField(
+        help_text="whether the connector was called; never for a shadowed action"
+    )
 
     class Meta:
         model = ActionRequest
@@ -107,6 +110,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "attempts",
             "outcome",
             "error",
+            "autonomy_level",
+            "executed",
         ]
         read_only_fields = fields
 
@@ -139,6 +144,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "attempts": int(action.attempts),
             "outcome": action.outcome,
             "error": action.error,
+            "autonomy_level": str(action.autonomy_level),
+            "executed": action.executed,
         }
 
 

@@ -28,6 +28,7 @@ ACTION_FINISHED = (
     ActionStatus.FAILED,
     ActionStatus.DENIED,
     ActionStatus.CANCELLED,
+    ActionStatus.SHADOWED,
 )
 # What starting an attempt changes on its step run.
 ATTEMPT_FIELDS = [
@@ -208,6 +209,7 @@ def _request_action(*, run: Run, step_run: StepRun, out: Outbox, also=()) -> Act
             approval=approval,
             run_here=True,  # allowed: recorded as executing, for this worker to run at once
             fresh_key=True,  # its attempt was counted just now, under the step run's lock
+            template_key=run.template.key,  # the template's autonomy level applies
         )
     except DomainError as exc:
         step_run.save(update_fields=fields)
@@ -284,6 +286,11 @@ def _action_ended(*, step_run: StepRun, run: Run, action: ActionRequest, out: Ou
     if action.status == ActionStatus.SUCCEEDED:
         step_succeed(run=run, step_run=step_run, output=action.outcome or {}, actor="worker",
                      out=out)  # fmt: skip
+    elif action.status == ActionStatus.SHADOWED:
+        # Decided and recorded, never executed: the run goes on, as a rehearsal does.
+        output = {"executed": False, "autonomy_level": action.autonomy_level,
+                  "action_id": str(action.pk)}  # fmt: skip
+        step_succeed(run=run, step_run=step_run, output=output, actor="gate", out=out)
     elif action.status == ActionStatus.FAILED:
         attempt_failed(run=run, step_run=step_run, kind="failed", error=action.error or {},
                        out=out)  # fmt: skip
