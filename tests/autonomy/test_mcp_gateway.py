@@ -16,7 +16,15 @@ from agents.models import Agent
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from autonomy import grants
-from autonomy.models import ActionRequest, ActionStatus, Operation
+from autonomy.models import (
+    ActionRequest,
+    ActionStatus,
+    AuditRecord,
+    AutonomyLevel,
+    AutonomySetting,
+    ConnectorCall,
+    Operation,
+)
 from tests.approvals.conftest import approver
 from tests.conftest import wait_for
 from tests.workflows.fixtures import build_world
@@ -90,6 +98,23 @@ def test_an_allowed_call_returns_the_executed_outcome(mcp, world, celery_worker)
     assert result.structured_content["outcome"]["accepted"] == {"amount": 120}
     action = ActionRequest.objects.get(pk=result.structured_content["action_id"])
     assert action.agent == world.agents[0] and action.status == ActionStatus.SUCCEEDED
+
+
+def test_a_shadow_call_answers_the_decision_and_executes_nothing(mcp, world):
+    clerk = world.agents[0]
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, role=clerk.role)
+
+    result = call(mcp, clerk, "erp.post-invoice", {"amount": 120})
+
+    assert result.is_error is False, result.content
+    summary = result.structured_content
+    assert summary["status"] == ActionStatus.SHADOWED and summary["decision"] == "allow"
+    assert summary["executed"] is False and summary["autonomy_level"] == "shadow"
+    assert "not executed" in result.content[0].text
+    assert not ConnectorCall.objects.exists()
+    assert AuditRecord.objects.filter(
+        kind="action_decision", action_id=summary["action_id"]
+    ).exists()
 
 
 def test_a_denied_call_is_a_tool_error_with_the_gates_reasons(mcp, world):
