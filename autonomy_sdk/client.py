@@ -17,7 +17,8 @@ import httpx
 
 from autonomy_sdk import errors
 
-FINISHED = {"succeeded", "failed", "denied", "cancelled"}
+# "shadowed": decided and recorded at the shadow autonomy level, never executed.
+FINISHED = {"succeeded", "failed", "denied", "cancelled", "shadowed"}
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
@@ -31,6 +32,8 @@ class Action:
     reasons: list = field(default_factory=list)
     outcome: Any = None
     error: Any = None
+    autonomy_level: str = "guarded"
+    executed: bool = False  # whether its system was called; never for a shadowed action
     raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -44,6 +47,8 @@ class Action:
             reasons=data.get("reasons") or [],
             outcome=data.get("outcome"),
             error=data.get("error"),
+            autonomy_level=data.get("autonomy_level", "guarded"),
+            executed=bool(data.get("executed")),
             raw=data,
         )
 

@@ -114,7 +114,8 @@ CODES: dict[str, type[AutonomyError]] = {
     # Reasons of a decision; they reach an agent inside ActionDenied, not as an HTTP error.
     **_classes(
         "grant_missing policy_forbid policy_no_permit policy_requires_approval risk_too_high"
-        " risk_needs_approval budget_exceeded allowed approval_gate",
+        " risk_needs_approval budget_exceeded allowed approval_gate"
+        " autonomy_shadow autonomy_supervised autonomy_autonomous",
         ActionDenied,
     ),
 }

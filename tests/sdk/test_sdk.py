@@ -11,7 +11,7 @@ from agents import services as agent_services
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from autonomy.errors import ErrorCode
-from autonomy.models import ActionRequest
+from autonomy.models import ActionRequest, AutonomyLevel, AutonomySetting
 from autonomy_sdk import AsyncClient, Client, errors
 from tests.approvals.conftest import approver
 from tests.conftest import wait_for
@@ -41,6 +41,18 @@ def test_every_server_error_code_has_a_typed_sdk_error():
 def test_act_waits_for_the_worker_and_returns_the_outcome(sdk, celery_worker):
     action = sdk().act("erp.post-invoice", {"amount": 120}, reason="monthly run", timeout=60)
     assert action.status == "succeeded" and action.outcome["accepted"] == {"amount": 120}
+
+
+def test_act_returns_a_shadow_action_at_once_as_decided_and_not_executed(sdk, world):
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, agent=world.agents[0])
+    client = sdk()
+
+    action = client.act("erp.post-invoice", {"amount": 120}, timeout=5, poll=0.1)
+
+    assert action.status == "shadowed" and action.decision == "allow"
+    assert action.executed is False and action.autonomy_level == "shadow"
+    me = client.me()
+    assert (me["autonomy_level"], me["autonomy_level_source"]) == ("shadow", "agent clerk-0")
 
 
 def test_act_waits_through_a_persons_approval(sdk, world, celery_worker):
