@@ -15,7 +15,7 @@ The windows read from minute rows (``window_bounds``):
   never lets an agent past its limit within one calendar minute (UTC); a burst at the very
   end of one minute is only partly counted against the next (``actions_last_minute``);
 - *denials in the last hour*: the current minute and the 59 before it;
-- *spend today*: allowed amounts since 00:00 UTC.
+- *spend today*: allowed amounts since 00:00 UTC (a shadowed action's never counts).
 """
 
 import math
@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from autonomy import counters
 from autonomy.counters import minute_of
-from autonomy.models import ActionRequest, AgentUsage, Verdict
+from autonomy.models import ActionRequest, ActionStatus, AgentUsage, Verdict
 
 _KEYS = ("agent", "minute")
 _ADDS = ("actions", "denials", "spend")
@@ -57,7 +57,9 @@ def usage_record(*, action: ActionRequest) -> None:
     """Count one decided action in its agent's minute: one statement, in the caller's
     transaction (after ``hold``)."""
     denied = action.verdict == Verdict.DENY
-    spend = action.amount if action.verdict == Verdict.ALLOW and action.amount else Decimal(0)
+    # A shadowed action counts as asked (the rate limit) but spends nothing: it never runs.
+    spends = action.verdict == Verdict.ALLOW and action.status != ActionStatus.SHADOWED
+    spend = action.amount if spends and action.amount else Decimal(0)
     _add(
         agent_id=action.agent_id,
         minute=minute_of(action.created_at),

@@ -236,3 +236,48 @@ def test_simulate_shows_the_level(registry):
     assert body["verdict"] == "needs_approval"
     assert body["autonomy_level"] == {"level": "supervised", "source": "agent ap-bot"}
     assert not ActionRequest.objects.exists()
+
+
+def test_shadow_actions_spend_nothing_of_the_daily_budget(registry):
+    agent = registry.agent
+    agent.max_daily_spend = 200
+    agent.save(update_fields=["max_daily_spend"])
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, agent=agent)
+    for n in range(3):  # 360 in all, were they spent
+        shadowed, _ = actions.action_request(
+            agent=agent,
+            operation_key="erp.post-invoice",
+            params={**INVOICE, "invoice_id": f"INV-{n}"},
+        )
+        assert shadowed.status == ActionStatus.SHADOWED, shadowed.reasons
+    AutonomySetting.objects.filter(agent=agent).delete()
+
+    action, _ = actions.action_request(
+        agent=agent, operation_key="erp.post-invoice", params={**INVOICE, "invoice_id": "real"}
+    )
+
+    assert action.status == ActionStatus.APPROVED, action.reasons
+
+
+def test_a_waiting_action_whose_level_moved_to_shadow_is_shadowed_when_approved(registry):
+    AutonomySetting.objects.create(level=AutonomyLevel.SUPERVISED, agent=registry.agent)
+    waiting, _ = actions.action_request(
+        agent=registry.agent, operation_key="erp.post-invoice", params=INVOICE
+    )
+    assert waiting.status == ActionStatus.PENDING_APPROVAL
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, role=registry.agent.role)
+
+    approvals.approval_decide(
+        request_id=ApprovalRequest.objects.get(action=waiting).pk,
+        approver=approver("boss"),
+        verdict="approve",
+        channel="inbox",
+    )
+
+    action = ActionRequest.objects.get(pk=waiting.pk)
+    assert action.status == ActionStatus.SHADOWED and action.autonomy_level == "shadow"
+    assert codes(action.reasons)[-1] == "autonomy_shadow"
+    assert not ConnectorCall.objects.exists()
+    assert AuditRecord.objects.filter(
+        kind="action_outcome", action_id=action.pk, payload__status="shadowed"
+    ).exists()
