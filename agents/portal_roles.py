@@ -17,7 +17,7 @@ def group_name(role: str) -> str:
 
 _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
-_KERNEL_MODELS = ("connector", "operation", "policy")
+_KERNEL_MODELS = ("connector", "operation", "policy", "autonomysetting")
 _VIEW_KERNEL = [f"autonomy.view_{m}" for m in _KERNEL_MODELS] + ["autonomy.view_actionrequest"]
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
 _HISTORY = [
@@ -27,9 +27,9 @@ _HISTORY = [
 ]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
-# write policies and can stop agents; auditors read everything including both histories;
-# approvers and viewers read the registry and what agents did. IT admins author workflow
-# templates; everyone reads templates and runs.
+# write policies, set autonomy levels and can stop agents; auditors read everything
+# including both histories; approvers and viewers read the registry and what agents did.
+# IT admins author workflow templates; everyone reads templates and runs.
 PERMISSIONS: dict[str, list[str]] = {
     PortalRole.IT_ADMIN: [
         f"agents.{action}_{m}" for m in _REGISTRY_MODELS for action in ("view", "add", "change")
@@ -47,6 +47,7 @@ PERMISSIONS: dict[str, list[str]] = {
     + _VIEW_KERNEL
     + ["agents.change_agent", "agents.change_credential"]
     + ["autonomy.add_policy", "autonomy.change_policy"]
+    + [f"autonomy.{action}_autonomysetting" for action in ("add", "change", "delete")]
     + _VIEW_WORKFLOWS
     + _HISTORY,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,

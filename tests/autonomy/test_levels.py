@@ -281,3 +281,26 @@ def test_a_waiting_action_whose_level_moved_to_shadow_is_shadowed_when_approved(
     assert AuditRecord.objects.filter(
         kind="action_outcome", action_id=action.pk, payload__status="shadowed"
     ).exists()
+
+
+def test_a_risk_officer_sets_a_level_in_the_admin_on_exactly_one_scope(registry, client):
+    officer = UserFactory(username="rita", is_staff=True)
+    officer.groups.add(Group.objects.get(name=group_name(PortalRole.RISK_OFFICER)))
+    client.force_login(officer)
+    url = "/admin/autonomy/autonomysetting/add/"
+    unit, role = registry.agent.business_unit, registry.agent.role
+    form = {"level": "shadow", "operations": "[]", "note": "", "template_key": ""}
+
+    both = client.post(url, {**form, "business_unit": unit.pk, "role": role.pk})
+    unknown = client.post(url, {**form, "role": role.pk, "operations": '["erp.nope"]'})
+    assert both.status_code == unknown.status_code == 200  # the form again, with its errors
+    assert b"exactly one of an agent" in both.content
+    assert b"No such operation: erp.nope." in unknown.content
+    assert not AutonomySetting.objects.exists()
+
+    saved = client.post(url, {**form, "business_unit": unit.pk})
+    assert saved.status_code == 302
+    assert levels.level_for(agent=registry.agent).as_dict() == {
+        "level": "shadow",
+        "source": "business unit finance",
+    }
