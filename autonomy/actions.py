@@ -269,6 +269,7 @@ def action_request(
             decided_at=decided_at,
             finished_at=decided_at if status == S.SHADOWED else None,
             autonomy_level=decision.level.level,
+            template_key=template_key or "",
         )
         if run_here and status == S.APPROVED:
             # Its caller runs it now: executing from the start, one write fewer.
@@ -360,7 +361,11 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
             action.params = validate_params(operation=action.operation, params=params)
         usage.hold(agent_id=action.agent_id)
         decision = gate.decide(
-            agent=action.agent, operation=action.operation, params=action.params, release=True
+            agent=action.agent,
+            operation=action.operation,
+            params=action.params,
+            release=True,
+            template_key=action.template_key or None,
         )
         now = timezone.now()
         reasons = [*action.reasons, gate.reason_entry(code, message)]

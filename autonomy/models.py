@@ -288,6 +288,9 @@ class ActionRequest(models.Model):
     autonomy_level = models.CharField(
         max_length=20, choices=AutonomyLevel.choices, default=AutonomyLevel.GUARDED
     )
+    # The workflow template a step's action was asked for (its key: the kernel does not
+    # import ``workflows``), so deciding it again on release applies the template's level.
+    template_key = models.CharField(max_length=80, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

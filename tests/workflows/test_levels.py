@@ -1,6 +1,8 @@
 """A workflow template's autonomy level applies to its steps: a shadow step is decided and
 recorded, never executed, and the run goes on."""
 
+from approvals import services as approvals
+from approvals.models import ApprovalRequest
 from autonomy.models import (
     ActionRequest,
     AuditRecord,
@@ -8,7 +10,8 @@ from autonomy.models import (
     AutonomySetting,
     ConnectorCall,
 )
-from tests.workflows.fixtures import diamond
+from tests.approvals.conftest import approver
+from tests.workflows.fixtures import diamond, published, step
 from workflows import services
 from workflows.models import RunStatus, StepRun, StepStatus
 
@@ -38,3 +41,27 @@ def test_another_templates_steps_are_not_shadowed(eager, world):
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert ConnectorCall.objects.count() == 4
+
+
+def test_a_step_waiting_for_a_person_is_shadowed_when_its_template_moved_to_shadow(eager, world):
+    template = published(
+        "approve-then-post",
+        [step("post", "post-invoice", input_map={"amount": "$.amount"}, approval="always")],
+    )
+    run = services.run_start(template=template, context={"amount": 120}, by=world.officer)
+    post = StepRun.objects.get(run=run, step__key="post")
+    assert post.status == StepStatus.WAITING_APPROVAL
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, template_key=template.key)
+
+    approvals.approval_decide(
+        request_id=ApprovalRequest.objects.get(action=post.action).pk,
+        approver=approver("boss"),
+        verdict="approve",
+        channel="inbox",
+    )
+
+    post.refresh_from_db()
+    run.refresh_from_db()
+    assert post.action.status == "shadowed" and post.output["executed"] is False
+    assert run.status == RunStatus.SUCCEEDED
+    assert not ConnectorCall.objects.exists()
