@@ -306,7 +306,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"RiskTierEnum": "agents.models.RiskTier"},
+    "ENUM_NAME_OVERRIDES": {
+        "RiskTierEnum": "agents.models.RiskTier",
+        "ActionStatusEnum": "autonomy.models.ActionStatus",
+        "AgentStatusEnum": "agents.models.AgentStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "autonomy.api.schema.document_errors",
