@@ -119,7 +119,20 @@ class Scope(models.TextChoices):
     TASKS_WRITE = "tasks:write", "Pull and complete workflow tasks"
 
 
-class Credential(models.Model):
+class StoredToken:
+    """What an agent's Credential and a person's PersonalToken share: a token is live until
+    it is revoked or its expiry (if it has one) passes."""
+
+    def state(self, now=None) -> str:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+class Credential(StoredToken, models.Model):
     """An API token. Only the prefix is stored in clear; the rest as a SHA-256 digest.
 
     Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching):
@@ -155,14 +168,6 @@ class Credential(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
-    def state(self, now=None) -> str:
-        now = now or timezone.now()
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
-
 
 class PersonalTokenScope(models.TextChoices):
     """What a person's token may do, on top of (never beyond) that person's permissions."""
@@ -171,7 +176,7 @@ class PersonalTokenScope(models.TextChoices):
     WRITE = "api:write", "Write (POST, PUT, PATCH, DELETE)"
 
 
-class PersonalToken(models.Model):
+class PersonalToken(StoredToken, models.Model):
     """A person's API token, for admins and integrations: it authenticates as its user, with
     that user's permissions narrowed by its scopes. Stored like an agent's Credential (prefix
     in clear, SHA-256 digest of the rest), and it always expires."""
@@ -197,14 +202,6 @@ class PersonalToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
-
-    def state(self, now=None) -> str:
-        now = now or timezone.now()
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at <= now:
-            return "expired"
-        return "active"
 
 
 # --- behaviour monitoring -------------------------------------------------------------------

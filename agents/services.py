@@ -298,36 +298,52 @@ def agent_credentials_revoke(*, agent: Agent, by=None, reason: str = "") -> int:
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-def credential_authenticate(*, token: str) -> Credential:
-    """Resolve a presented token to its live credential, or raise a DomainError saying why.
-
-    One indexed lookup by prefix, a constant-time digest comparison, and a last-used stamp
-    written at most once a minute so that a busy agent does not turn reads into writes.
-    """
+def stored_token_check(*, token: str, kind: str, find):
+    """The stored token behind a presented ``<kind>_<prefix>_<secret>``, live (not revoked,
+    not expired), or a DomainError (401) saying why not. ``find(prefix)`` reads the stored
+    token (an agent's Credential, a person's PersonalToken) or None. Its digest is compared
+    in constant time even when nothing was found, so timing does not tell which prefixes
+    exist. The one check behind both kinds of token."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+    if len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Malformed token.", status_code=401)
-    try:  # get(), not first(): no ORDER BY (credentials order by -created_at) to build
-        credential = Credential.objects.select_related(
-            "agent__service_user", "agent__business_unit", "agent__owner", "agent__role__group"
-        ).get(prefix=parts[1])
-    except Credential.DoesNotExist:
-        credential = None
-    # Compare even when nothing was found, so timing does not tell which prefixes exist.
-    expected = credential.token_hash if credential else token_digest("")
-    if not hmac.compare_digest(expected, token_digest(token)) or credential is None:
+    stored = find(parts[1])
+    expected = stored.token_hash if stored else token_digest("")
+    if not hmac.compare_digest(expected, token_digest(token)) or stored is None:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Invalid token.", status_code=401)
-    now = timezone.now()
-    state = credential.state(now)
+    state = stored.state(timezone.now())
     if state == "revoked":
         raise DomainError(ErrorCode.CREDENTIAL_REVOKED, "This token was revoked.", status_code=401)
     if state == "expired":
         raise DomainError(ErrorCode.CREDENTIAL_EXPIRED, "This token has expired.", status_code=401)
+    return stored
+
+
+def stored_token_used(stored) -> None:
+    """Stamp a token's last use at most once a minute, so that a busy caller does not turn
+    reads into writes."""
+    now = timezone.now()
+    if stored.last_used_at is None or now - stored.last_used_at > LAST_USED_RESOLUTION:
+        type(stored).objects.filter(pk=stored.pk).update(last_used_at=now)
+        stored.last_used_at = now
+
+
+def _credential_by_prefix(prefix: str) -> Credential | None:
+    try:  # get(), not first(): no ORDER BY (credentials order by -created_at) to build
+        return Credential.objects.select_related(
+            "agent__service_user", "agent__business_unit", "agent__owner", "agent__role__group"
+        ).get(prefix=prefix)
+    except Credential.DoesNotExist:
+        return None
+
+
+def credential_authenticate(*, token: str) -> Credential:
+    """Resolve a presented token to its live credential, or raise a DomainError saying why:
+    one indexed lookup by prefix (``stored_token_check``), and the last-used stamp."""
+    credential = stored_token_check(token=token, kind=TOKEN_PREFIX, find=_credential_by_prefix)
     if credential.agent.status == AgentStatus.RETIRED:
         raise DomainError(ErrorCode.AGENT_RETIRED, "This agent is retired.", status_code=401)
-    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION:
-        Credential.objects.filter(pk=credential.pk).update(last_used_at=now)
-        credential.last_used_at = now
+    stored_token_used(credential)
     return credential
 
 

@@ -7,7 +7,6 @@ expires, can be revoked, and records when it was last used. Agents' service user
 one: an agent authenticates with its own credentials.
 """
 
-import hmac
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -19,14 +18,13 @@ from rest_framework import authentication
 
 from agents.authentication import token_failure_record
 from agents.models import PersonalToken, PersonalTokenScope
-from agents.services import token_digest  # the agents' credential hashing, shared
+from agents.services import stored_token_check, stored_token_used, token_digest
 from autonomy.api.errors import CodedAuthenticationFailed
 from autonomy.errors import DomainError, ErrorCode
 
 TOKEN_PREFIX = "aosu"
 MAX_LIFETIME = timedelta(days=365)
 DEFAULT_LIFETIME = timedelta(days=90)
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -86,27 +84,17 @@ def user_token_revoke(*, token: PersonalToken) -> PersonalToken:
     return token
 
 
+def _personal_by_prefix(prefix: str) -> PersonalToken | None:
+    return PersonalToken.objects.select_related("user").filter(prefix=prefix).first()
+
+
 def user_token_authenticate(*, token: str) -> PersonalToken:
-    """The live token behind ``token``, or a DomainError (401) saying why not."""
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
-        raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Malformed token.", status_code=401)
-    personal = PersonalToken.objects.select_related("user").filter(prefix=parts[1]).first()
-    # Compare even when nothing was found, so timing does not tell which prefixes exist.
-    expected = personal.token_hash if personal else token_digest("")
-    if not hmac.compare_digest(expected, token_digest(token)) or personal is None:
-        raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Invalid token.", status_code=401)
-    now = timezone.now()
-    state = personal.state(now)
-    if state == "revoked":
-        raise DomainError(ErrorCode.CREDENTIAL_REVOKED, "This token was revoked.", status_code=401)
-    if state == "expired":
-        raise DomainError(ErrorCode.CREDENTIAL_EXPIRED, "This token has expired.", status_code=401)
+    """The live token behind ``token``, or a DomainError (401) saying why not: the agents'
+    check (``agents.services.stored_token_check``), and the person must be active."""
+    personal = stored_token_check(token=token, kind=TOKEN_PREFIX, find=_personal_by_prefix)
     if not personal.user.is_active:
         raise DomainError(ErrorCode.CREDENTIAL_INVALID, "Invalid token.", status_code=401)
-    if personal.last_used_at is None or now - personal.last_used_at > LAST_USED_RESOLUTION:
-        PersonalToken.objects.filter(pk=personal.pk).update(last_used_at=now)
-        personal.last_used_at = now
+    stored_token_used(personal)
     return personal
 
 
