@@ -1,10 +1,22 @@
-"""Fixtures of the registry's authority tests: an HR agent, its owner, a risk officer."""
+"""Fixtures of the registry's authority tests (an HR agent, its owner, a risk officer) and
+their two helpers (a client as someone, the error envelope read)."""
 
 import pytest
 from django.contrib.auth.models import Group
 
 from agents.portal_roles import PortalRole, group_name
 from tests.factories import BusinessUnitFactory, UserFactory, make_agent, make_role
+
+
+def as_(api, user):
+    api.force_authenticate(user)
+    return api
+
+
+def error(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    return body["error"]
 
 
 @pytest.fixture

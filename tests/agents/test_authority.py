@@ -8,22 +8,12 @@ from django.urls import reverse
 from agents.models import Agent
 from autonomy import grants
 from autonomy.models import Connector, ConnectorKind, Operation
+from tests.agents.conftest import as_, error
 from tests.factories import BusinessUnitFactory, UserFactory, make_role
 
 pytestmark = pytest.mark.django_db
 
 AGENTS = "/api/v1/agents/"
-
-
-def as_(api, user):
-    api.force_authenticate(user)
-    return api
-
-
-def error(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
 
 
 @pytest.mark.parametrize(

@@ -5,21 +5,11 @@ import pytest
 
 from agents.models import Agent, AgentStatus
 from interventions import services as intervention
+from tests.agents.conftest import as_, error
 
 pytestmark = pytest.mark.django_db
 
 AGENTS = "/api/v1/agents/"
-
-
-def as_(api, user):
-    api.force_authenticate(user)
-    return api
-
-
-def error(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
 
 
 def test_an_owner_cannot_lift_a_quarantine_a_risk_officer_set(api, hr_agent, owner, risk_officer):

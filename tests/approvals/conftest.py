@@ -7,6 +7,18 @@ from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import UserFactory
 
 
+@pytest.fixture
+def tasks_run_in_process():
+    """Celery tasks run in the test process, so their e-mail lands in mail.outbox; unlike
+    the root conftest's ``eager``, on the ordinary (rolled-back) test database."""
+    from config.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
 def approver(username: str, group: str | None = None):
     user = UserFactory(username=username, is_staff=True)
     user.groups.add(Group.objects.get_or_create(name=group or group_name(PortalRole.APPROVER))[0])

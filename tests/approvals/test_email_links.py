@@ -20,20 +20,10 @@ from autonomy.models import ActionStatus, AuditRecord
 from tests.approvals.conftest import approver, pending_action
 from tests.autonomy.gate_fixtures import build_registry
 
-pytestmark = pytest.mark.django_db
+# E-mails are sent by a Celery task: it runs here, so they land in mail.outbox.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_in_process")]
 
 LINK = re.compile(r"https?://\S+/approvals/e/[^/\s]+/")
-
-
-@pytest.fixture(autouse=True)
-def tasks_run_in_process():
-    """Celery tasks run in the test process, so their e-mail lands in mail.outbox."""
-    from config.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 @pytest.fixture

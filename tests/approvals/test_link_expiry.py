@@ -14,20 +14,10 @@ from approvals.models import ApprovalRequest, ApprovalStatus, Decision
 from tests.approvals.conftest import approver, pending_action
 from tests.autonomy.gate_fixtures import build_registry
 
-pytestmark = pytest.mark.django_db
+# E-mails are sent by a Celery task: it runs here, so they land in mail.outbox.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_in_process")]
 
 LINK = re.compile(r"https?://\S+/approvals/e/[^/\s]+/")
-
-
-@pytest.fixture(autouse=True)
-def tasks_run_in_process():
-    """E-mails are sent by a Celery task: run it here so they land in mail.outbox."""
-    from config.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 @pytest.fixture
