@@ -42,6 +42,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.bench import gate as gate_bench
+from tests.realparts import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("gate_scale_2proc",)
@@ -82,12 +83,6 @@ def tokens_for(world, count: int) -> list[str]:
         )
         tokens.append(agent_services.credential_issue(agent=agent)[1])
     return tokens
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(workers: int, log: Path) -> tuple[subprocess.Popen, int]:

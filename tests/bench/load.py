@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.bench import gate as gate_bench
+from tests.bench.gate import pct
+from tests.realparts import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ON_POSTGRES = urlsplit(os.environ.get("DATABASE_URL", "")).scheme in (
     "postgres", "postgresql", "pgsql", "psql",
@@ -55,27 +59,7 @@ def note(text: str) -> None:
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- the throwaway database, the production environment, the registry -----------------------
-
-
-def _admin(url: str):
-    import psycopg
-
-    parts = urlsplit(url)
-    return psycopg.connect(
-        urlunsplit(parts._replace(scheme="postgresql", path="/postgres")), autocommit=True
-    )
 
 
 def production_env(database_url: str, data_dir: str, broker: str, queue: str) -> dict:
@@ -337,9 +321,8 @@ def main() -> int:
         return 0
     url = os.environ["DATABASE_URL"]
     name = f"autonomy_loadbench_{os.getpid()}"
-    with _admin(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    gate_bench.SERVER["url"] = url
+    gate_bench.create_postgres_database(url, name)
     database_url = urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
     redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     try:
@@ -350,8 +333,7 @@ def main() -> int:
             tokens = seed(env)
             bench_e2e(env, tokens, log)
     finally:
-        with _admin(url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        gate_bench.drop_postgres_databases()
     if "--json" in sys.argv:
         Path(sys.argv[sys.argv.index("--json") + 1]).write_text(json.dumps(FIGURES))
     return 0
