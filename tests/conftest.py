@@ -160,6 +160,16 @@ def bearer(client: APIClient, token: str) -> APIClient:
     return client
 
 
+def assert_envelope(response, status: int, code: str) -> dict:
+    """The answer is ``status`` with the JSON error envelope and ``code``; returns the error."""
+    assert response.status_code == status, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and isinstance(error["details"], dict)
+    return error
+
+
 # --- real parts: PostgreSQL, Celery worker ---------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from agents import services
+from tests.conftest import assert_envelope
 from tests.factories import UserFactory, make_agent
 
 LOGIN = "/admin/login/"
@@ -72,15 +73,6 @@ def api_from(address: str, token: str) -> APIClient:
     client = APIClient(REMOTE_ADDR=address)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and isinstance(error["details"], dict)
-    return error
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from tests.conftest import bearer
+from tests.conftest import assert_envelope, bearer
 from tests.factories import UserFactory, make_agent
 
 SCHEMA = "/api/schema/"
@@ -24,15 +24,6 @@ NOT_IDS = [
     "00000000-0000-0000-0000-00000000000g",
     "x" * 300,
 ]
-
-
-def envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:300])
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and isinstance(error["details"], dict)
-    return error
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ def test_every_api_path_answers_a_bad_id_with_a_json_404(admin_api):
             path = re.sub(r"\{[^}]+\}", bad, template)
             response = getattr(admin_api, method)(path, {}, format="json")
             try:
-                envelope(response, 404, "not_found")
+                assert_envelope(response, 404, "not_found")
             except AssertionError as exc:
                 wrong.append((method.upper(), path[:90], str(exc)[:200]))
     assert not wrong, "\n".join(map(str, wrong))
@@ -78,8 +69,10 @@ def test_an_agent_gets_a_json_404_for_a_bad_id_too(agent):
     _, token = services.credential_issue(agent=agent)
     client = bearer(APIClient(), token)
     for path in ("/api/v1/actions/not-a-uuid/", "/api/v1/tasks/not-a-uuid/"):
-        envelope(client.get(path), 404, "not_found")
-    envelope(client.post("/api/v1/tasks/not-a-uuid/claim/", {}, format="json"), 404, "not_found")
+        assert_envelope(client.get(path), 404, "not_found")
+    assert_envelope(
+        client.post("/api/v1/tasks/not-a-uuid/claim/", {}, format="json"), 404, "not_found"
+    )
 
 
 def _nested(depth: int) -> str:
@@ -104,14 +97,14 @@ def test_deeply_nested_json_is_refused_with_a_400(admin_api, agent_api, depth):
     ]
     for client, path in posts:
         response = client.post(path, _nested(depth), content_type="application/json")
-        error = envelope(response, 400, "json_too_deep")
+        error = assert_envelope(response, 400, "json_too_deep")
         assert error["details"]["max_depth"] >= 16
 
 
 @pytest.mark.django_db
 def test_deeply_nested_lists_are_refused_too(agent_api):
     body = "[" * 3000 + "]" * 3000
-    envelope(
+    assert_envelope(
         agent_api.post("/api/v1/actions/", body, content_type="application/json"),
         400,
         "json_too_deep",
@@ -139,28 +132,28 @@ def test_json_within_the_depth_limit_still_parses(admin_api):
 )
 def test_unmatched_api_paths_answer_a_json_404_in_every_mode(admin_api, path, debug):
     with override_settings(DEBUG=debug):
-        envelope(admin_api.get(path), 404, "not_found")
+        assert_envelope(admin_api.get(path), 404, "not_found")
 
 
 @pytest.mark.django_db
 def test_nul_bytes_and_wrong_content_types_answer_envelopes(admin_api):
-    envelope(
+    assert_envelope(
         admin_api.post(
             "/api/v1/business-units/", "a=b", content_type="application/x-www-form-urlencoded"
         ),
         415,
         "unsupported_media_type",
     )
-    envelope(
+    assert_envelope(
         admin_api.post("/api/v1/business-units/", '{"a": ', content_type="application/json"),
         400,
         "malformed_json",
     )
-    envelope(admin_api.get("/api/v1/agents/%00/"), 404, "not_found")
+    assert_envelope(admin_api.get("/api/v1/agents/%00/"), 404, "not_found")
     response = admin_api.post(
         "/api/v1/business-units/", {"name": "nul\x00unit", "slug": "nul"}, format="json"
     )
-    envelope(response, 400, "validation_failed")
+    assert_envelope(response, 400, "validation_failed")
 
 
 @pytest.mark.django_db
@@ -177,7 +170,7 @@ def test_nul_characters_in_action_json_answer_an_envelope(registry, params):
     response = client.post("/api/v1/actions/", body, format="json")
     assert response.status_code < 500, response.content
     if response.status_code >= 400:
-        envelope(response, response.status_code, response.json()["error"]["code"])
+        assert_envelope(response, response.status_code, response.json()["error"]["code"])
 
 
 @pytest.mark.django_db
@@ -185,7 +178,7 @@ def test_a_body_past_the_upload_limit_is_a_413(agent_api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     body = '{"operation": "erp.post-invoice", "params": {"x": "' + "a" * 5000 + '"}}'
     response = agent_api.post("/api/v1/actions/", body, content_type="application/json")
-    envelope(response, 413, "payload_too_large")
+    assert_envelope(response, 413, "payload_too_large")
 
 
 @pytest.mark.django_db
