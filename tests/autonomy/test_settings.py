@@ -12,6 +12,14 @@ from tests.realparts import ROOT
 PROD_SECRET = "x9!Kq2#vLm7$Rt4&Yp8*Wn3^Zs6(Hd1)Fg5+Jb0=Uc-Ae_Ti~Ol.Me<Ns>Pq?Rr:Ss;Tt"
 PROD_SECRETS_KEY = "connector-secrets-key-kept-apart-from-SECRET_KEY-7f3a9c"
 PROD_AUDIT_KEY = "audit-record-mac-key-kept-out-of-the-database-41c9e2"
+# What a production process is started with in these tests.
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": PROD_SECRET,
+    "ALLOWED_HOSTS": "aos.example.com",
+    "AUTONOMY_SECRETS_KEY": PROD_SECRETS_KEY,
+    "AUTONOMY_AUDIT_KEY": PROD_AUDIT_KEY,
+}
 PRINT_DB = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "d = s.DATABASES['default']; "
@@ -57,14 +65,7 @@ def test_database_url_forms(url, engine, name):
     "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "AUTONOMY_SECRETS_KEY", "AUTONOMY_AUDIT_KEY"]
 )
 def test_production_refuses_to_start_without_its_secrets(missing):
-    env = {
-        "DJANGO_ENV": "production",
-        "SECRET_KEY": PROD_SECRET,
-        "ALLOWED_HOSTS": "aos.example",
-        "AUTONOMY_SECRETS_KEY": PROD_SECRETS_KEY,
-        "AUTONOMY_AUDIT_KEY": PROD_AUDIT_KEY,
-    }
-    env.pop(missing)
+    env = {name: value for name, value in PRODUCTION.items() if name != missing}
     result = run("import django; django.setup()", **env)
     assert result.returncode != 0
     assert f"{missing} must be set when DJANGO_ENV=production" in result.stderr
@@ -73,11 +74,7 @@ def test_production_refuses_to_start_without_its_secrets(missing):
 def test_production_passes_check_deploy_with_nothing_reported(tmp_path):
     result = run(
         args=["check", "--deploy", "--fail-level", "DEBUG"],
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -92,11 +89,7 @@ def test_production_logs_are_json_with_the_request_id(tmp_path):
     )
     result = run(
         code,
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -115,11 +108,7 @@ def test_production_redirects_to_https_except_the_probes(tmp_path):
     )
     result = run(
         code,
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -135,11 +124,7 @@ def test_production_keeps_the_schema_and_the_docs_from_anonymous_callers(tmp_pat
     )
     result = run(
         code,
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -150,11 +135,7 @@ def test_production_keeps_the_schema_and_the_docs_from_anonymous_callers(tmp_pat
 def test_production_refuses_a_secrets_key_shorter_than_32_characters(keys):
     result = run(
         "import django; django.setup()",
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=keys,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **(PRODUCTION | {"AUTONOMY_SECRETS_KEY": keys}),
     )
     assert result.returncode != 0
     assert "every AUTONOMY_SECRETS_KEY must be at least 32 characters" in result.stderr
@@ -164,11 +145,7 @@ def test_production_accepts_a_long_secrets_key_and_a_rotation_list(tmp_path):
     result = run(
         "import django; django.setup(); from django.conf import settings; "
         "print(len(settings.AUTONOMY_SECRETS_KEY))",
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=f"{'n' * 32},{PROD_SECRETS_KEY}",
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **(PRODUCTION | {"AUTONOMY_SECRETS_KEY": f"{'n' * 32},{PROD_SECRETS_KEY}"}),
         AUTONOMY_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -187,11 +164,7 @@ def test_production_accepts_a_long_secrets_key_and_a_rotation_list(tmp_path):
 def test_check_deploy_is_clean_in_every_supported_production_shape(tmp_path, extra):
     result = run(
         args=["check", "--deploy", "--fail-level", "DEBUG"],
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
         **extra,
     )
@@ -208,11 +181,7 @@ def test_a_tls_proxy_that_redirects_takes_the_redirect_over(tmp_path):
     )
     result = run(
         code,
-        DJANGO_ENV="production",
-        SECRET_KEY=PROD_SECRET,
-        ALLOWED_HOSTS="aos.example.com",
-        AUTONOMY_SECRETS_KEY=PROD_SECRETS_KEY,
-        AUTONOMY_AUDIT_KEY=PROD_AUDIT_KEY,
+        **PRODUCTION,
         AUTONOMY_DATA_DIR=str(tmp_path),
         AUTONOMY_TLS_PROXY_REDIRECTS="true",
     )
