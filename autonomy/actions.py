@@ -45,7 +45,7 @@ from autonomy import (
     usage,
 )
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
-from autonomy.models import ActionRequest, ActionStatus, Operation, Verdict
+from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Operation, Verdict
 from autonomy.observability import rollup, tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.policy import engine as policy_engine
@@ -346,6 +346,12 @@ def dispatch_on_commit(action_id) -> None:
 # --- people's answers -----------------------------------------------------------------------
 
 
+# The approval codes that are people's answers (an expiry is nobody's): recorded on the action
+# as ``human_decision``, the rollouts' override ratio.
+PEOPLE_APPROVED = {"approval_granted", "approval_overridden"}
+PEOPLE_REJECTED = {"approval_rejected"}
+
+
 def action_release(*, action_id, code: str, message: str, params: dict | None = None):
     """A person approved a waiting action (``pending_approval``): decide it again, as it is
     now, and send it to a worker, or deny it when the gate refuses now (a grant revoked, the
@@ -370,18 +376,20 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
         now = timezone.now()
         reasons = [*action.reasons, gate.reason_entry(code, message)]
         released = decision.verdict != Verdict.DENY
+        said = action.human_decision or (HumanDecision.APPROVED if code in PEOPLE_APPROVED else "")
         if decision.shadow:
             # The level moved to shadow while it waited: recorded, never executed.
             reasons += decision.reasons[-1:]
             _move(action, S.SHADOWED, reasons=reasons, params=action.params, finished_at=now,
-                  autonomy_level=decision.level.level)  # fmt: skip
+                  autonomy_level=decision.level.level, human_decision=said)  # fmt: skip
             released = False
         elif released:
-            _move(action, S.APPROVED, reasons=reasons, params=action.params)
+            _move(action, S.APPROVED, reasons=reasons, params=action.params, human_decision=said)
             usage.spend_record(agent_id=action.agent_id, amount=decision.amount, at=now)
         else:
             reasons += decision.reasons
-            _move(action, S.DENIED, reasons=reasons, params=action.params, finished_at=now)
+            _move(action, S.DENIED, reasons=reasons, params=action.params, finished_at=now,
+                  human_decision=said)  # fmt: skip
         refused = None if released or decision.shadow else next(iter(decision.reasons), None)
         audit.append(
             kind="action_released" if released else "action_outcome",
@@ -410,7 +418,8 @@ def action_params_narrow(*, action_id, params: dict) -> None:
     if action is None or action.status != S.PENDING_APPROVAL:
         raise IllegalTransition(current=getattr(action, "status", "gone"), target="narrowed")
     action.params = validate_params(operation=action.operation, params=params)
-    action.save(update_fields=["params"])
+    action.human_decision = HumanDecision.CHANGED
+    action.save(update_fields=["params", "human_decision"])
 
 
 def action_reject(*, action_id, code: str, message: str, actor: str = "system"):
@@ -421,7 +430,9 @@ def action_reject(*, action_id, code: str, message: str, actor: str = "system"):
         if action is None or action.status != S.PENDING_APPROVAL:
             return action
         note = gate.reason_entry(code, message)
-        _move(action, S.DENIED, reasons=[*action.reasons, note], finished_at=timezone.now())
+        said = HumanDecision.REJECTED if code in PEOPLE_REJECTED else action.human_decision
+        _move(action, S.DENIED, reasons=[*action.reasons, note], finished_at=timezone.now(),
+              human_decision=said)  # fmt: skip
         _outcome_recorded(action, actor, error=note)
     return action
 

@@ -13,9 +13,11 @@ class AutonomyConfig(AppConfig):
 
         from autonomy.audit import receivers
         from autonomy.policy import receivers as policy_receivers
+        from autonomy.rollouts import receivers as rollout_receivers
 
         receivers.connect()
         policy_receivers.connect()
+        rollout_receivers.connect()
 
         from autonomy.observability import tracing
 
@@ -32,5 +34,7 @@ class AutonomyConfig(AppConfig):
         auditlog.register(models.Operation)
         auditlog.register(models.Policy)
         auditlog.register(models.AutonomySetting)
+        auditlog.register(models.RolloutPlan, exclude_fields=["current_wave", "wave_since"])
+        auditlog.register(models.RolloutWave, m2m_fields={"agents", "business_units"})
         auditlog.register(GroupObjectPermission)
         auditlog.register(UserObjectPermission)

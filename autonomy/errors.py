@@ -74,6 +74,11 @@ class ErrorCode(StrEnum):
     CLAIM_NOT_HELD = "claim_not_held"
     CLAIM_HELD = "claim_held"
     HANDOFF_TARGET_INELIGIBLE = "handoff_target_ineligible"
+    # rollouts
+    ROLLOUT_CRITERIA_NOT_MET = "rollout_criteria_not_met"
+    ROLLOUT_NO_NEXT_WAVE = "rollout_no_next_wave"
+    ROLLOUT_NOT_STARTED = "rollout_not_started"
+    ROLLOUT_INACTIVE = "rollout_inactive"
     # server
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

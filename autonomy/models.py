@@ -230,10 +230,210 @@ class AutonomySetting(models.Model):
         return f"workflow template {self.template_key}"
 
 
+# --- rollout in waves (``autonomy.rollouts``) -----------------------------------------------
+
+
+class RolloutPlan(models.Model):
+    """A controlled rollout: a group of agents (those of a role, or those acting in a
+    workflow template's steps, or both) widened wave by wave. The agents the waves up to
+    ``current_wave`` reach act at the current wave's level; the rest of the group at
+    ``held_level``. ``current_wave`` moves only through ``autonomy.rollouts.services``: up
+    through an approved promotion, down by a person or a tripped guard."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=160)
+    description = models.TextField(blank=True)
+    role = models.ForeignKey(
+        "agents.Role",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the agents it covers: those of this role",
+    )
+    template_key = models.SlugField(
+        max_length=100, blank=True, help_text="or those acting in this workflow template's steps"
+    )
+    operations = models.JSONField(
+        default=list, blank=True, help_text="operation keys it is narrowed to; empty: all"
+    )
+    held_level = models.CharField(
+        max_length=20,
+        choices=AutonomyLevel.choices,
+        default=AutonomyLevel.SHADOW,
+        help_text="the level of the group's agents no wave has reached yet",
+    )
+    current_wave = models.PositiveSmallIntegerField(
+        default=0, help_text="0: not started, every agent of the group is held"
+    )
+    wave_since = models.DateTimeField(null=True, blank=True)
+    window_minutes = models.PositiveIntegerField(
+        default=24 * 60, help_text="the entry criteria are measured over this window"
+    )
+    auto_propose = models.BooleanField(
+        default=True, help_text="propose the promotion as soon as the next wave's criteria hold"
+    )
+    active = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approver_group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who approves its promotions (empty: the risk officers)",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(role__isnull=False) | ~Q(template_key=""),
+                name="rollout_plan_has_group",
+            )
+        ]
+        permissions = [("promote_rolloutplan", "Can propose and demote rollout waves")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RolloutWave(models.Model):
+    """One step of a plan: whom it reaches (on top of the waves before it), the level they act
+    at while it is current, what must hold to enter it, and what demotes it."""
+
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="waves")
+    number = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=160, blank=True)
+    level = models.CharField(max_length=20, choices=AutonomyLevel.choices)
+    agents = models.ManyToManyField("agents.Agent", blank=True, related_name="+")
+    business_units = models.ManyToManyField("agents.BusinessUnit", blank=True, related_name="+")
+    everyone = models.BooleanField(default=False, help_text="reaches the plan's whole group")
+    # Entry criteria, measured on the agents the previous wave reached, over the plan's
+    # window. Empty: not required.
+    min_actions = models.PositiveIntegerField(default=0)
+    max_denial_ratio = models.FloatField(null=True, blank=True)
+    max_failure_ratio = models.FloatField(null=True, blank=True)
+    max_open_drift_flags = models.PositiveIntegerField(null=True, blank=True)
+    max_override_ratio = models.FloatField(null=True, blank=True)
+    # Guards while it is current: this many failures within the guard window, or any new
+    # drift flag, demote the plan to the wave before it at once.
+    guard_failures = models.PositiveIntegerField(null=True, blank=True)
+    guard_window_minutes = models.PositiveIntegerField(default=10)
+    guard_drift_flag = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["plan", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "number"], name="rollout_wave_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="rollout_wave_from_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"wave {self.number}" + (f" ({self.name})" if self.name else "")
+
+
+class PromotionStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPROVED = "approved", "Approved and carried out"
+    REJECTED = "rejected", "Rejected"
+    VOID = "void", "Void: the plan moved while it waited"
+
+
+class RolloutPromotion(models.Model):
+    """A proposal to move a plan up one wave, with the figures that justified it. Carried out
+    only when the approval it opened (``approvals``) is granted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="promotions")
+    from_wave = models.PositiveSmallIntegerField()
+    to_wave = models.PositiveSmallIntegerField()
+    figures = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=10, choices=PromotionStatus.choices, default=PromotionStatus.PENDING
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One promotion waits per plan at a time.
+            models.UniqueConstraint(
+                fields=["plan"], condition=Q(status="pending"), name="one_pending_promotion"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan}: wave {self.from_wave} → {self.to_wave} ({self.status})"
+
+
+class RolloutEventKind(models.TextChoices):
+    PROPOSED = "proposed", "Promotion proposed"
+    PROMOTED = "promoted", "Promoted"
+    REJECTED = "rejected", "Promotion rejected"
+    VOIDED = "voided", "Promotion void"
+    DEMOTED = "demoted", "Demoted"
+    GUARD_TRIPPED = "guard_tripped", "Guard tripped"
+
+
+class RolloutEvent(models.Model):
+    """The plan's history: every change of its wave, who made it and why."""
+
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=RolloutEventKind.choices)
+    from_wave = models.PositiveSmallIntegerField()
+    to_wave = models.PositiveSmallIntegerField()
+    actor = models.CharField(max_length=200)
+    reason = models.TextField(blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    promotion = models.ForeignKey(
+        RolloutPromotion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["plan", "-created_at"], name="rollout_event_plan")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: wave {self.from_wave} → {self.to_wave}"
+
+
+class RolloutMeasurement(models.Model):
+    """A plan's figures and its next wave's criteria at one moment (measured on beat), for
+    the charts over time on the plan's page."""
+
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="measurements")
+    wave = models.PositiveSmallIntegerField(help_text="the current wave when measured")
+    at = models.DateTimeField()
+    figures = models.JSONField(default=dict)
+    met = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["plan", "-at"], name="rollout_measure_plan")]
+
+    def __str__(self) -> str:
+        return f"{self.plan} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class Verdict(models.TextChoices):
     ALLOW = "allow", "Allow"
     DENY = "deny", "Deny"
     NEEDS_APPROVAL = "needs_approval", "Needs approval"
+
+
+class HumanDecision(models.TextChoices):
+    APPROVED = "approved", "Approved as asked"
+    CHANGED = "changed", "Approved with changes"
+    REJECTED = "rejected", "Rejected"
 
 
 class ActionRequest(models.Model):
@@ -291,6 +491,11 @@ class ActionRequest(models.Model):
     # The workflow template a step's action was asked for (its key: the kernel does not
     # import ``workflows``), so deciding it again on release applies the template's level.
     template_key = models.CharField(max_length=80, blank=True, default="")
+    # What people answered when it waited for them (``HumanDecision``), for the override
+    # ratio of rollouts; empty when it never waited or nobody answered.
+    human_decision = models.CharField(
+        max_length=10, choices=HumanDecision.choices, blank=True, default="", db_default=""
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -62,3 +62,20 @@ def audit_publish() -> int | None:
 
     published = audit.publish()
     return published.checkpoint["seq"] if published.checkpoint else None
+
+
+@shared_task
+def rollouts_measure() -> dict:
+    """Celery beat: measure every active rollout plan and propose the promotions whose
+    criteria hold."""
+    from autonomy.rollouts import services
+
+    return services.plans_measure()
+
+
+@shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5)
+def rollout_notify(event_id: int) -> int:
+    """Tell a plan's owner and approvers that its wave changed."""
+    from autonomy.rollouts import notify
+
+    return notify.event_notify(event_id=event_id)

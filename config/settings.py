@@ -432,6 +432,14 @@ AUTONOMY_WORKFLOW_REDISPATCH_SECONDS = env.int("AUTONOMY_WORKFLOW_REDISPATCH_SEC
 # steps of a worker whose last beat is older than AUTONOMY_WORKER_LOST_SECONDS.
 AUTONOMY_WORKER_BEAT_SECONDS = env.float("AUTONOMY_WORKER_BEAT_SECONDS", default=5.0)
 AUTONOMY_WORKER_LOST_SECONDS = env.float("AUTONOMY_WORKER_LOST_SECONDS", default=20.0)
+# Rollout plans are measured this often (the charts on a plan's page, and promotions proposed
+# when the next wave's criteria hold); measurements are kept this many days.
+AUTONOMY_ROLLOUT_MEASURE_SECONDS = env.float("AUTONOMY_ROLLOUT_MEASURE_SECONDS", default=60.0)
+AUTONOMY_ROLLOUT_KEEP_DAYS = env.int("AUTONOMY_ROLLOUT_KEEP_DAYS", default=14)
+CELERY_BEAT_SCHEDULE["rollouts-measure"] = {
+    "task": "autonomy.tasks.rollouts_measure",
+    "schedule": AUTONOMY_ROLLOUT_MEASURE_SECONDS,
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # An approved action no worker has started this long after its decision is sent again (its
 # publish, made after commit off the request thread, was lost).
