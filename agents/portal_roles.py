@@ -18,7 +18,12 @@ def group_name(role: str) -> str:
 _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
 _KERNEL_MODELS = ("connector", "operation", "policy", "autonomysetting")
-_VIEW_KERNEL = [f"autonomy.view_{m}" for m in _KERNEL_MODELS] + ["autonomy.view_actionrequest"]
+_ROLLOUT_MODELS = ("rolloutplan", "rolloutwave", "rolloutpromotion", "rolloutevent")
+_VIEW_KERNEL = (
+    [f"autonomy.view_{m}" for m in _KERNEL_MODELS]
+    + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
+    + ["autonomy.view_actionrequest"]
+)
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
 _HISTORY = [
     "auditlog.view_logentry",
@@ -27,7 +32,8 @@ _HISTORY = [
 ]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
-# write policies, set autonomy levels and can stop agents; auditors read everything
+# write policies, set autonomy levels, run rollout plans (propose promotions, demote waves)
+# and can stop agents; auditors read everything
 # including both histories; approvers and viewers read the registry and what agents did.
 # IT admins author workflow templates; everyone reads templates and runs.
 PERMISSIONS: dict[str, list[str]] = {
@@ -48,6 +54,12 @@ PERMISSIONS: dict[str, list[str]] = {
     + ["agents.change_agent", "agents.change_credential"]
     + ["autonomy.add_policy", "autonomy.change_policy"]
     + [f"autonomy.{action}_autonomysetting" for action in ("add", "change", "delete")]
+    + [
+        f"autonomy.{action}_{m}"
+        for m in ("rolloutplan", "rolloutwave")
+        for action in ("add", "change")
+    ]
+    + ["autonomy.promote_rolloutplan"]
     + _VIEW_WORKFLOWS
     + _HISTORY,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 
 
 class ConnectorKind(models.TextChoices):
@@ -299,6 +300,9 @@ class RolloutPlan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("rollouts:plan", args=[self.slug])
 
 
 class RolloutWave(models.Model):
