@@ -4,7 +4,7 @@ against the next wave's entry criteria."""
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from agents.models import Agent, DriftFlag, FlagStatus
@@ -13,7 +13,11 @@ from autonomy.models import (
     ActionStatus,
     HumanDecision,
     Operation,
+    PromotionStatus,
+    RolloutEvent,
+    RolloutMeasurement,
     RolloutPlan,
+    RolloutPromotion,
     RolloutWave,
     Verdict,
 )
@@ -248,3 +252,125 @@ def plan_health(*, plan: RolloutPlan, now=None) -> dict:
         "criteria": [c.as_dict() for c in checked],
         "met": all(c.met for c in checked),
     }
+
+
+# --- the plan's pages and API ---------------------------------------------------------------
+
+REACH_NAMES = 5  # the agents a wave's line names; the rest are counted
+
+
+def _pending_promotions() -> Prefetch:
+    return Prefetch(
+        "promotions",
+        queryset=RolloutPromotion.objects.filter(status=PromotionStatus.PENDING).select_related(
+            "proposed_by"
+        ),
+        to_attr="pending_promotions",
+    )
+
+
+def _waves() -> Prefetch:
+    return Prefetch(
+        "waves",
+        queryset=RolloutWave.objects.order_by("number").prefetch_related(
+            Prefetch("agents", queryset=Agent.objects.only("pk", "name", "slug").order_by("name")),
+            "business_units",
+        ),
+    )
+
+
+def plan_list():
+    """Every plan with its role, its waves (agents and units), the level of its current wave
+    (``current_level``), its waiting promotion (``pending_promotions``) and its latest
+    measurement (``measured_at``, ``measured_met``), in a constant number of queries."""
+    latest = RolloutMeasurement.objects.filter(plan=OuterRef("pk")).order_by("-at")
+    return (
+        RolloutPlan.objects.select_related("role__group", "owner", "approver_group")
+        .annotate(
+            current_level=Subquery(
+                RolloutWave.objects.filter(
+                    plan=OuterRef("pk"), number=OuterRef("current_wave")
+                ).values("level")[:1]
+            ),
+            measured_at=Subquery(latest.values("at")[:1]),
+            measured_met=Subquery(latest.values("met")[:1]),
+        )
+        .prefetch_related(_waves(), _pending_promotions())
+        .order_by("name")
+    )
+
+
+def plan_by_slug(*, slug: str) -> RolloutPlan | None:
+    """One plan as ``plan_list`` gives it, or None."""
+    return plan_list().filter(slug=slug).first()
+
+
+@dataclass(frozen=True)
+class WaveReach:
+    """Whom the waves up to ``wave`` reach together (``agents``), and a few of those this wave
+    adds (``adds``, ``adds_count``)."""
+
+    wave: RolloutWave
+    agents: int
+    adds: list
+    adds_count: int
+    everyone: bool
+
+
+def wave_reach(*, plan: RolloutPlan) -> list[WaveReach]:
+    """Each wave of ``plan`` (prefetched by ``plan_list``) with how many of the plan's agents
+    it reaches, as ``population`` counts them. Two queries, however many waves and agents:
+    the agents the waves name (themselves or by unit), and the group's size when a wave
+    reaches everyone."""
+    waves = list(plan.waves.all())
+    group = Agent.objects.all()
+    if plan.role_id:
+        group = group.filter(role_id=plan.role_id)
+    named = {a.pk for w in waves for a in w.agents.all()}
+    units = {u.pk for w in waves for u in w.business_units.all()}
+    rows = list(
+        group.filter(Q(pk__in=named) | Q(business_unit_id__in=units))
+        .order_by("name")
+        .values_list("pk", "name", "business_unit_id")
+    )
+    group_size = group.count() if any(w.everyone for w in waves) else None
+    reached: set = set()
+    everyone = False
+    found = []
+    for wave in waves:
+        own_agents = {a.pk for a in wave.agents.all()}
+        own_units = {u.pk for u in wave.business_units.all()}
+        adds = [
+            name
+            for pk, name, unit in rows
+            if (pk in own_agents or unit in own_units) and pk not in reached
+        ]
+        reached |= {pk for pk, _, unit in rows if pk in own_agents or unit in own_units}
+        everyone = everyone or wave.everyone
+        found.append(
+            WaveReach(
+                wave=wave,
+                agents=group_size if everyone else len(reached),
+                adds=adds[:REACH_NAMES],
+                adds_count=len(adds),
+                everyone=wave.everyone,
+            )
+        )
+    return found
+
+
+def plan_events(*, plan: RolloutPlan, limit: int = 100) -> list[RolloutEvent]:
+    """The plan's history, newest first."""
+    return list(plan.events.order_by("-created_at", "-pk")[:limit])
+
+
+def plan_measurements(*, plan: RolloutPlan, since, limit: int = 2000) -> list[tuple]:
+    """``(at, wave, met, figures)`` of the plan's measurements since ``since``, oldest first:
+    the series of its charts over time."""
+    rows = list(
+        plan.measurements.filter(at__gte=since)
+        .order_by("-at")
+        .values_list("at", "wave", "met", "figures")[:limit]
+    )
+    rows.reverse()
+    return rows
