@@ -310,6 +310,7 @@ SPECTACULAR_SETTINGS = {
         "RiskTierEnum": "agents.models.RiskTier",
         "ActionStatusEnum": "autonomy.models.ActionStatus",
         "AgentStatusEnum": "agents.models.AgentStatus",
+        "AutonomyLevelEnum": "autonomy.models.AutonomyLevel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
