@@ -118,7 +118,7 @@ def measure(*, plan: RolloutPlan, now=None) -> dict:
     now = now or timezone.now()
     since = now - timedelta(minutes=plan.window_minutes)
     agents = population(plan=plan)
-    row = plan_actions(plan=plan, agents=agents, since=since).aggregate(
+    row = plan_actions(plan=plan, agents=agents).filter(created_at__gte=since).aggregate(
         actions=Count("pk"),
         denied=Count("pk", filter=Q(verdict=Verdict.DENY)),
         executed=Count("pk", filter=Q(status__in=[ActionStatus.SUCCEEDED, ActionStatus.FAILED])),
@@ -149,10 +149,9 @@ def measure(*, plan: RolloutPlan, now=None) -> dict:
     }
 
 
-def plan_actions(*, plan: RolloutPlan, agents, since):
-    """The actions ``agents`` asked for since ``since`` that the plan covers (its template,
-    its operations)."""
-    actions = ActionRequest.objects.filter(agent__in=agents.values("pk"), created_at__gte=since)
+def plan_actions(*, plan: RolloutPlan, agents):
+    """The actions of ``agents`` that the plan covers (its template, its operations)."""
+    actions = ActionRequest.objects.filter(agent__in=agents.values("pk"))
     if plan.template_key:
         actions = actions.filter(template_key=plan.template_key)
     if plan.operations:
