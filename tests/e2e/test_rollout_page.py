@@ -1,6 +1,7 @@
 """An officer opens a rollout plan in its second wave, reads the waves, the live criteria of
-the third and the charts over time, sees the figures move without a reload, and demotes the
-plan with a reason, in headless Chromium against the live portal; a screenshot is kept."""
+the third and the charts over time, sees the figures move without a reload, proposes the
+promotion and then demotes the plan with a reason, in headless Chromium against the live
+portal; screenshots are kept."""
 
 from datetime import timedelta
 
@@ -48,9 +49,14 @@ def test_officer_reads_a_plan_watches_it_live_and_demotes_it(live_server, browse
     )  # fmt: skip
     expect(page.locator("[data-figure='actions']")).to_have_text("125", timeout=15_000)
 
+    page.locator("#propose-promotion").click()
+    expect(page.locator(".flash-success")).to_contain_text("Promotion to wave 3 proposed")
+    expect(page.locator(".promotion-waiting")).to_contain_text("waits for an approval")
+    expect(page.locator(".history-proposed")).to_contain_text("actions 125")
+
     page.fill("#demote-reason", "invoice totals look off")
     page.locator("#demote-wave").click()
     expect(page.locator(".flash-success")).to_contain_text("Demoted to wave 1")
-    expect(page.locator(".event-demoted")).to_contain_text("invoice totals look off")
-    expect(page.locator(".event-demoted")).to_contain_text("rita-risk")
+    expect(page.locator(".history-demoted")).to_contain_text("invoice totals look off")
+    expect(page.locator(".history-demoted")).to_contain_text("rita-risk")
     screenshot(page, "rollout-plan-demoted")
