@@ -99,6 +99,25 @@ def _summary(figures: dict) -> str:
     return ""
 
 
+def _wave_terms(wave) -> dict:
+    """A wave's entry criteria and guards, as short phrases."""
+    entry = [f"≥ {wave.min_actions} actions"] if wave.min_actions else []
+    for name, label, threshold in (
+        ("denial_ratio", "denied", wave.max_denial_ratio),
+        ("failure_ratio", "failed", wave.max_failure_ratio),
+        ("override_ratio", "overridden", wave.max_override_ratio),
+        ("open_drift_flags", "open flags", wave.max_open_drift_flags),
+    ):
+        if threshold is not None:
+            entry.append(f"{label} ≤ {_shown(name, threshold)}")
+    guards = []
+    if wave.guard_failures:
+        guards.append(f"{wave.guard_failures} failures in {wave.guard_window_minutes} min")
+    if wave.guard_drift_flag:
+        guards.append("any drift flag")
+    return {"entry": entry, "guards": guards}
+
+
 def _live(plan: RolloutPlan) -> dict:
     health = selectors.plan_health(plan=plan)
     for criterion in health["criteria"]:
@@ -148,7 +167,7 @@ def plan_page(request: HttpRequest, plan: str) -> HttpResponse:
         "portal/rollouts/plan.html",
         {
             **live,
-            "reach": selectors.wave_reach(plan=plan),
+            "reach": [(r, _wave_terms(r.wave)) for r in selectors.wave_reach(plan=plan)],
             "events": [(e, _summary(e.figures)) for e in selectors.plan_events(plan=plan)],
             "charts": _charts(plan, live["health"], now=timezone.now()),
             "chart_hours": CHART_HOURS,

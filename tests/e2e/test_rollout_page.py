@@ -32,6 +32,11 @@ def test_officer_reads_a_plan_watches_it_live_and_demotes_it(live_server, browse
             )  # fmt: skip
         services.plans_measure(now=at)
     page = browser_page
+    violations = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     sign_in_officer(page, live_server)
 
     page.goto(f"{live_server.url}/rollouts/")
@@ -60,3 +65,4 @@ def test_officer_reads_a_plan_watches_it_live_and_demotes_it(live_server, browse
     expect(page.locator(".history-demoted")).to_contain_text("invoice totals look off")
     expect(page.locator(".history-demoted")).to_contain_text("rita-risk")
     screenshot(page, "rollout-plan-demoted")
+    assert not violations, violations
