@@ -99,13 +99,20 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
     )
     waves = RolloutWaveSerializer(many=True, read_only=True)
     pending_promotion = serializers.SerializerMethodField()
+    measured_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="the last measurement by the beat"
+    )
+    measured_met = serializers.BooleanField(
+        read_only=True, allow_null=True,
+        help_text="whether the next wave's criteria held at the last measurement",
+    )  # fmt: skip
 
     class Meta:
         model = RolloutPlan
         fields = [
             "slug", "name", "description", "role", "template_key", "operations", "held_level",
             "current_wave", "current_level", "wave_since", "window_minutes", "auto_propose",
-            "active", "waves", "pending_promotion", "created_at",
+            "active", "waves", "pending_promotion", "measured_at", "measured_met", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

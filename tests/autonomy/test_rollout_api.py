@@ -42,6 +42,16 @@ def test_a_viewer_lists_plans_with_their_waves_and_current_wave(rollout, api, vi
     assert plan["waves"][0]["agents"] == ["ap-bot"]
     assert plan["waves"][2]["business_units"] == ["procurement"]
     assert plan["role"] == "invoice-processor" and plan["pending_promotion"] is None
+    assert plan["measured_at"] is None and plan["measured_met"] is None
+
+
+def test_the_list_says_what_the_last_measurement_found(rollout, api, viewer):
+    services.plans_measure()
+    api.force_authenticate(viewer)
+
+    (plan,) = api.get("/api/v1/rollouts/").json()["results"]
+
+    assert plan["measured_at"] is not None and plan["measured_met"] is True
 
 
 def test_a_plan_answers_with_its_health_measured_now(rollout, api, viewer):
@@ -151,6 +161,21 @@ def test_a_demotion_needs_a_reason_and_nothing_else(rollout, api, body, code):
     assert_envelope(api.post(PLAN + "demote/", body, format="json"), 400, code)
     rollout.plan.refresh_from_db()
     assert rollout.plan.current_wave == 2
+
+
+def test_steering_one_plan_leaves_the_others_alone(rollout, api):
+    other = RolloutPlan.objects.create(
+        slug="other-plan", name="Other", role=rollout.plan.role, current_wave=1
+    )
+    RolloutWave.objects.create(plan=other, number=1, level=AutonomyLevel.SUPERVISED)
+    api.force_authenticate(officer())
+
+    api.post(PLAN + "demote/", {"reason": "only this one"}, format="json")
+    api.post(PLAN + "promotions/")
+
+    other.refresh_from_db()
+    assert other.current_wave == 1 and not other.events.exists()
+    assert not other.promotions.exists()
 
 
 def test_a_plan_not_started_cannot_be_demoted(rollout, api):
