@@ -1,9 +1,12 @@
 """/api/v1/rollouts/ for people and /api/v1/agents/me/'s rollouts for agents: who reads, who
 steers, the envelopes of a refusal, and what an agent learns of the plans it is in."""
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from autonomy.models import (
     AutonomyLevel,
@@ -237,3 +240,37 @@ def test_an_agent_of_another_role_is_in_no_plan(rollout, api):
     other = make_agent(slug="it-helper-1")
     _, token = agent_services.credential_issue(agent=other)
     assert bearer(api, token).get("/api/v1/agents/me/").json()["rollouts"] == []
+
+
+# --- on PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_proposals_make_one_promotion(postgres):
+    """Officers pressing "Propose" at once: every answer is the same waiting promotion, one
+    row, one event (the plan's row lock in ``promotion_propose``)."""
+    build_rollout()
+    people = [officer(f"officer-{i}") for i in range(6)]
+    results, barrier = [], threading.Barrier(len(people))
+
+    def propose(person):
+        try:
+            client = APIClient()
+            client.force_authenticate(person)
+            barrier.wait()
+            response = client.post(PLAN + "promotions/")
+            results.append((response.status_code, response.json().get("id")))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=propose, args=(p,)) for p in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(results) == len(people)
+    assert {code for code, _ in results} <= {200, 201}
+    assert len({promotion for _, promotion in results}) == 1
+    assert RolloutPromotion.objects.count() == 1
+    assert RolloutEvent.objects.filter(kind=RolloutEventKind.PROPOSED).count() == 1
