@@ -253,6 +253,28 @@ def test_the_admin_refuses_unknown_operation_keys_with_the_levels_rule(rollout, 
     assert not RolloutPlan.objects.filter(slug="procurement").exists()
 
 
+def test_a_risk_officer_writes_a_plan_and_its_waves_in_the_admin(rollout, client):
+    client.force_login(officer())
+    agent = rollout.procurement[0]
+
+    response = client.post(
+        "/admin/autonomy/rolloutplan/add/",
+        _plan_form(operations='["erp.post-invoice"]')
+        | {
+            "waves-TOTAL_FORMS": "1", "waves-0-number": "1", "waves-0-name": "one buyer",
+            "waves-0-level": "supervised", "waves-0-agents": [str(agent.pk)],
+            "waves-0-business_units": [], "waves-0-min_actions": "5",
+            "waves-0-guard_window_minutes": "10",
+        },
+    )  # fmt: skip
+
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    plan = RolloutPlan.objects.get(slug="procurement")
+    assert (plan.current_wave, plan.operations) == (0, ["erp.post-invoice"])
+    (wave,) = plan.waves.all()
+    assert (wave.level, wave.min_actions, list(wave.agents.all())) == ("supervised", 5, [agent])
+
+
 def test_the_admin_never_moves_the_wave(rollout, client):
     client.force_login(officer())
     url = f"/admin/autonomy/rolloutplan/{rollout.plan.pk}/change/"
