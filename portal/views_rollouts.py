@@ -231,8 +231,12 @@ def plan_propose(request: HttpRequest, plan: RolloutPlan) -> HttpResponse:
 @_steerer_required
 def plan_demote(request: HttpRequest, plan: RolloutPlan) -> HttpResponse:
     try:
+        seen = request.POST.get("from_wave", "")
         plan = services.plan_demote(
-            plan_id=plan.pk, by=request.user, reason=request.POST.get("reason", "")[:REASON_MAX]
+            plan_id=plan.pk,
+            by=request.user,
+            reason=request.POST.get("reason", "")[:REASON_MAX],
+            from_wave=int(seen) if seen.isdigit() else None,
         )
     except DomainError as exc:
         messages.error(request, exc.message)

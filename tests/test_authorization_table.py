@@ -254,10 +254,10 @@ API = [
         "401 403 403 403 403 403 403 403 201",
     ),
     ("GET", "/api/v1/roles/{id}/", "role", None, "401 403 403 403 200 200 200 200 200"),
-    # Rollout plans: people with the view permission (IT admins have none); risk officers
+    # Rollout plans: every portal role reads them; risk officers
     # steer. The plan's next wave's criteria do not hold, so proposing answers 409.
-    ("GET", "/api/v1/rollouts/", None, None, "401 403 403 403 200 200 200 200 403"),
-    ("GET", "/api/v1/rollouts/{slug}/", "plan", None, "401 403 403 403 200 200 200 200 403"),
+    ("GET", "/api/v1/rollouts/", None, None, "401 403 403 403 200 200 200 200 200"),
+    ("GET", "/api/v1/rollouts/{slug}/", "plan", None, "401 403 403 403 200 200 200 200 200"),
     (
         "POST",
         "/api/v1/rollouts/{slug}/promotions/",
@@ -503,9 +503,9 @@ PORTAL = [
         None,
         "302 302 302 403 200 200 200 200 200",
     ),
-    ("GET", "rollouts/", None, None, "302 302 302 403 200 200 200 200 403"),
-    ("GET", "rollouts/<slug:plan>/", "plan", None, "302 302 302 403 200 200 200 200 403"),
-    ("GET", "rollouts/<slug:plan>/live/", "plan", None, "302 302 302 403 200 200 200 200 403"),
+    ("GET", "rollouts/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "rollouts/<slug:plan>/", "plan", None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "rollouts/<slug:plan>/live/", "plan", None, "302 302 302 403 200 200 200 200 200"),
     (
         "POST",
         "rollouts/<slug:plan>/promote/",

@@ -134,6 +134,11 @@ class RolloutPlanDetailSerializer(RolloutPlanSerializer):
 
 class DemoteSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=2000, help_text="why; kept in the plan's history")
+    from_wave = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="the wave you saw; when the plan has moved since, nothing moves (409)",
+    )
 
 
 class MayViewRollouts(IsPerson):
@@ -209,5 +214,10 @@ class RolloutPlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         plan = self.get_object()
         data = DemoteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.plan_demote(plan_id=plan.pk, by=request.user, reason=data.validated_data["reason"])
+        services.plan_demote(
+            plan_id=plan.pk,
+            by=request.user,
+            reason=data.validated_data["reason"],
+            from_wave=data.validated_data.get("from_wave"),
+        )
         return self._detail(selectors.plan_by_slug(slug=plan.slug))

@@ -185,7 +185,7 @@ def measure(*, plan: RolloutPlan, now=None) -> dict:
     agents = population(plan=plan)
     row = (
         plan_actions(plan=plan, agents=agents)
-        .filter(created_at__gte=since)
+        .filter(created_at__gte=since, created_at__lt=now)
         .aggregate(
             actions=Count("pk"),
             denied=Count("pk", filter=Q(verdict=Verdict.DENY)),

@@ -180,19 +180,30 @@ def promotion_settle(*, promotion_id, approved: bool, actor: str, reason: str = 
     return promotion.status
 
 
-def plan_demote(*, plan_id, by=None, reason: str, guard: dict | None = None, now=None):
+def plan_demote(
+    *, plan_id, by=None, reason: str, from_wave: int | None = None, guard=None, now=None
+):
     """Move the plan down one wave (from wave 1: to none, every agent held). ``by``: the
     person doing it, who needs the authority; None with ``guard``: the guard that tripped.
-    A waiting promotion is void. Returns the plan."""
+    ``from_wave``: the wave the person saw; when the plan is no longer at it (a second click,
+    a guard first), nothing moves and the answer says so. A waiting promotion is void.
+    Returns the plan."""
     _check_authority(by)
     if not reason.strip():
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Say why the wave is demoted.")
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         plan = _locked(plan_id)
         if plan.current_wave == 0:
             raise DomainError(
                 ErrorCode.ROLLOUT_NOT_STARTED,
                 "No wave is current: there is nothing to demote.",
+                status_code=409,
+            )
+        if from_wave is not None and from_wave != plan.current_wave:
+            raise DomainError(
+                ErrorCode.ROLLOUT_WAVE_MOVED,
+                f"The plan is at wave {plan.current_wave} now, not {from_wave}: nothing moved.",
+                {"current_wave": plan.current_wave},
                 status_code=409,
             )
         _demote(plan, actor=by.get_username() if by else "guard", reason=reason, guard=guard,

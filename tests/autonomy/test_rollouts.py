@@ -494,3 +494,28 @@ def test_a_tripped_guard_demotes_the_wave_before_the_next_action(
     assert (tripped.from_wave, tripped.to_wave, tripped.figures["failures"]) == (3, 2, 2)
     mail = wait_for(lambda: celery_worker.mails(), what="the guard's e-mail")
     assert "guard tripped" in mail[0] and registry.officer.email in mail[0]
+
+
+def test_a_second_demote_of_the_wave_a_person_saw_moves_nothing(registry):
+    plan = make_plan(registry, wave=3)
+    rita = officer()
+    services.plan_demote(plan_id=plan.pk, by=rita, reason="Too many changes.", from_wave=3)
+    with pytest.raises(DomainError) as moved:
+        services.plan_demote(plan_id=plan.pk, by=rita, reason="Too many changes.", from_wave=3)
+    assert moved.value.code == ErrorCode.ROLLOUT_WAVE_MOVED
+    assert moved.value.details == {"current_wave": 2}
+    plan.refresh_from_db()
+    assert plan.current_wave == 2 and plan.events.count() == 1
+
+
+def test_figures_measured_for_a_past_moment_leave_out_what_came_after_it(registry):
+    plan = make_plan(registry, wave=2, window_minutes=60)
+    record(
+        registry.agent, status=ActionStatus.SUCCEEDED, op=registry.post, ago=timedelta(minutes=30)
+    )
+    record(
+        registry.agent, status=ActionStatus.SUCCEEDED, op=registry.post, ago=timedelta(minutes=5)
+    )
+    then = timezone.now() - timedelta(minutes=10)
+    assert selectors.measure(plan=plan, now=then)["actions"] == 1
+    assert selectors.measure(plan=plan)["actions"] == 2
