@@ -1,0 +1,210 @@
+"""A rollout plan moves up a wave only through an approval request: the same rules (quorum,
+separation of duties, expiry, inbox, e-mail links, API) as an agent's waiting action."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from agents.portal_roles import PortalRole, group_name
+from agents.services import portal_roles_sync
+from approvals import services
+from approvals.models import ApprovalRequest, ApprovalStatus, Channel, ExpiryOutcome
+from autonomy import actions
+from autonomy.errors import DomainError
+from autonomy.models import (
+    AuditRecord,
+    AutonomyLevel,
+    PromotionStatus,
+    RolloutEvent,
+    RolloutPlan,
+    RolloutWave,
+)
+from autonomy.rollouts import services as rollouts
+from tests.approvals.conftest import approver
+from tests.autonomy.gate_fixtures import build_registry
+
+OFFICERS = group_name(PortalRole.RISK_OFFICER)
+
+
+def officer(username: str):
+    portal_roles_sync()
+    return approver(username, group=OFFICERS)
+
+
+def seed_plan(registry, *, actions_taken: int = 3) -> RolloutPlan:
+    """A plan over the registry's role at wave 1 (its agent, guarded); wave 2 asks for three
+    actions and at most a fifth denied; the agent has taken ``actions_taken`` allowed ones."""
+    plan = RolloutPlan.objects.create(
+        slug="invoices", name="Invoice rollout", role=registry.agent.role, current_wave=1,
+        wave_since=timezone.now() - timedelta(hours=1), auto_propose=False,
+    )  # fmt: skip
+    first = RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.GUARDED)
+    first.agents.add(registry.agent)
+    RolloutWave.objects.create(
+        plan=plan, number=2, name="Finance", level=AutonomyLevel.GUARDED, min_actions=3,
+        max_denial_ratio=0.2,
+    )  # fmt: skip
+    RolloutWave.objects.create(plan=plan, number=3, level=AutonomyLevel.AUTONOMOUS, everyone=True)
+    for n in range(actions_taken):
+        action, _ = actions.action_request(
+            agent=registry.agent,
+            operation_key="erp.post-invoice",
+            params={"invoice_id": f"INV-{n}", "amount": 10},
+            reason="history",
+        )
+        assert action.verdict == "allow", action.reasons
+    return plan
+
+
+@pytest.fixture
+def proposed(db):
+    """A promotion of the plan to wave 2, proposed by a risk officer (``paula``)."""
+    registry = build_registry()
+    plan = seed_plan(registry)
+    paula = officer("paula")
+    promotion = rollouts.promotion_propose(plan_id=plan.pk, by=paula)
+    request = ApprovalRequest.objects.get(promotion=promotion)
+    return plan, promotion, request, paula
+
+
+def decide(request, user, verdict="approve", **kwargs):
+    return services.approval_decide(
+        request_id=request.pk, approver=user, verdict=verdict, channel=Channel.INBOX, **kwargs
+    )
+
+
+def wave_of(plan) -> int:
+    plan.refresh_from_db()
+    return plan.current_wave
+
+
+# --- opening ------------------------------------------------------------------------------
+
+
+def test_a_proposed_promotion_opens_one_request_and_the_plan_stays_where_it_is(proposed):
+    plan, promotion, request, paula = proposed
+    assert request.kind == "promotion" and request.action is None and request.agent is None
+    assert request.subject == "Promote Invoice rollout to wave 2 (guarded)"
+    assert request.status == ApprovalStatus.PENDING and request.quorum == 1
+    assert request.approver_group.name == OFFICERS and request.requested_by == paula
+    assert request.expiry_outcome == ExpiryOutcome.DENY
+    assert wave_of(plan) == 1 and promotion.status == PromotionStatus.PENDING
+    opened = AuditRecord.objects.get(kind="approval_opened", payload__approval_id=str(request.pk))
+    assert opened.payload["plan"] == "invoices" and opened.payload["to_wave"] == 2
+
+
+def test_the_plans_own_approver_group_decides_its_promotions(db):
+    registry = build_registry()
+    plan = seed_plan(registry)
+    plan.approver_group = Group.objects.create(name="Rollout board")
+    plan.save()
+    promotion = rollouts.promotion_propose(plan_id=plan.pk)
+    request = ApprovalRequest.objects.get(promotion=promotion)
+    assert request.approver_group.name == "Rollout board" and request.requested_by is None
+    assert services.may_decide(user=approver("bo", group="Rollout board"), request=request)
+    assert not services.may_decide(user=approver("ann"), request=request)
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+
+def test_approving_moves_the_plan_up_exactly_once(proposed):
+    plan, promotion, request, _ = proposed
+    ola = officer("ola")
+    request = decide(request, ola, comment="figures look right")
+    assert request.status == ApprovalStatus.APPROVED
+    assert wave_of(plan) == 2
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.APPROVED
+    event = RolloutEvent.objects.get(plan=plan, kind="promoted")
+    assert event.actor == "ola" and "figures look right" in event.reason
+    with pytest.raises(DomainError) as exc:
+        decide(request, officer("oscar"))
+    assert exc.value.code == "approval_not_pending"
+    assert wave_of(plan) == 2
+    assert RolloutEvent.objects.filter(plan=plan, kind="promoted").count() == 1
+
+
+def test_rejecting_leaves_the_plan_where_it_is(proposed):
+    plan, promotion, request, _ = proposed
+    request = decide(request, officer("ola"), "reject", comment="too early")
+    assert request.status == ApprovalStatus.REJECTED and wave_of(plan) == 1
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.REJECTED
+
+
+def test_the_proposer_may_approve_but_never_alone(proposed):
+    plan, _, request, paula = proposed
+    request = decide(request, paula)
+    assert request.status == ApprovalStatus.PENDING and request.approvals == 1
+    assert wave_of(plan) == 1
+    request = decide(request, officer("ola"))
+    assert request.status == ApprovalStatus.APPROVED and wave_of(plan) == 2
+
+
+def test_a_promotion_is_never_approved_with_changes(proposed):
+    plan, _, request, _ = proposed
+    with pytest.raises(DomainError) as exc:
+        decide(request, officer("ola"), "approve_with_changes", params={"amount": 1})
+    assert exc.value.code == "validation_failed" and exc.value.status_code == 400
+    request.refresh_from_db()
+    assert request.status == ApprovalStatus.PENDING and wave_of(plan) == 1
+    assert not request.decisions.exists()
+
+
+def test_a_redirected_promotion_waits_for_the_new_group(proposed):
+    plan, _, request, _ = proposed
+    board = Group.objects.create(name="Rollout board")
+    request = decide(request, officer("ola"), "redirect", redirect_to=board)
+    assert request.status == ApprovalStatus.PENDING and request.approver_group == board
+    request = decide(request, approver("bo", group="Rollout board"))
+    assert request.status == ApprovalStatus.APPROVED and wave_of(plan) == 2
+
+
+def test_someone_without_the_decide_permission_cannot_decide(proposed):
+    plan, _, request, _ = proposed
+    with pytest.raises(DomainError) as exc:
+        decide(request, approver("ann"))  # an approver of actions, not of this plan
+    assert exc.value.code == "not_an_approver" and exc.value.status_code == 403
+    assert wave_of(plan) == 1
+
+
+def test_promotions_are_never_decided_in_bulk(proposed):
+    plan, _, request, _ = proposed
+    done, refused = services.approvals_decide_bulk(
+        approver=officer("ola"), ids=[request.pk], verdict="approve", channel=Channel.INBOX
+    )
+    assert done == 0 and "never decided in bulk" in refused[0]
+    assert wave_of(plan) == 1
+
+
+# --- closed without people -----------------------------------------------------------------
+
+
+def test_a_demotion_while_it_waits_cancels_the_request(proposed):
+    plan, promotion, request, paula = proposed
+    rollouts.plan_demote(plan_id=plan.pk, by=paula, reason="failures in finance")
+    request.refresh_from_db()
+    promotion.refresh_from_db()
+    assert request.status == ApprovalStatus.CANCELLED and request.decided_at is not None
+    assert promotion.status == PromotionStatus.VOID and wave_of(plan) == 0
+    with pytest.raises(DomainError) as exc:
+        decide(request, officer("ola"))
+    assert exc.value.code == "approval_not_pending"
+    assert wave_of(plan) == 0
+
+
+@pytest.mark.parametrize("outcome", [ExpiryOutcome.DENY, ExpiryOutcome.APPROVE])
+def test_expiry_never_promotes(proposed, outcome):
+    plan, promotion, request, _ = proposed
+    ApprovalRequest.objects.filter(pk=request.pk).update(expiry_outcome=outcome)
+    counts = services.approvals_sweep(now=request.expires_at + timedelta(seconds=1))
+    assert counts["expired"] == 1
+    request.refresh_from_db()
+    promotion.refresh_from_db()
+    assert request.status == ApprovalStatus.EXPIRED
+    assert promotion.status == PromotionStatus.REJECTED and wave_of(plan) == 1
+    expired = AuditRecord.objects.get(kind="approval_expired")
+    assert expired.payload["outcome"] == "deny"
