@@ -208,3 +208,70 @@ def test_expiry_never_promotes(proposed, outcome):
     assert promotion.status == PromotionStatus.REJECTED and wave_of(plan) == 1
     expired = AuditRecord.objects.get(kind="approval_expired")
     assert expired.payload["outcome"] == "deny"
+
+
+# --- the inbox ----------------------------------------------------------------------------
+
+
+def test_the_inbox_lists_the_promotion_and_its_page_shows_figures_against_thresholds(
+    client, proposed
+):
+    plan, _, request, _ = proposed
+    client.force_login(officer("ola"))
+    listed = client.get("/inbox/").content.decode()
+    assert f'data-id="{request.pk}"' in listed and "Promote Invoice rollout" in listed
+    assert f'name="ids" value="{request.pk}"' not in listed  # never in bulk
+    page = client.get(f"/inbox/{request.pk}/").content.decode()
+    assert "Invoice rollout: wave 1 → 2" in page
+    figures = page[page.index('id="promotion-figures"') :]
+    for text in ("actions taken", "≥ 3", "denial ratio", "0.0%", "≤ 20.0%", "✓", "1 day"):
+        assert text in figures, text
+    assert 'value="approve"' in page and 'value="reject"' in page and 'value="redirect"' in page
+    assert "approve_with_changes" not in page
+
+
+def test_a_criterion_that_failed_shows_a_cross(client, proposed):
+    _, promotion, request, _ = proposed
+    promotion.figures["criteria"][0].update(value=1, met=False)
+    promotion.save()
+    client.force_login(officer("ola"))
+    page = client.get(f"/inbox/{request.pk}/").content.decode()
+    assert 'title="not met">✗' in page
+
+
+def test_approving_in_the_inbox_promotes_the_plan(client, proposed):
+    plan, _, request, _ = proposed
+    client.force_login(officer("ola"))
+    response = client.post(f"/inbox/{request.pk}/decide/", {"verdict": "approve"})
+    assert response.status_code == 302
+    assert wave_of(plan) == 2
+    page = client.get(response["Location"]).content.decode()
+    assert "The plan is at wave 2 now." in page
+
+
+def test_the_proposer_is_told_their_approval_does_not_count_alone(client, proposed):
+    plan, _, request, paula = proposed
+    client.force_login(paula)
+    assert "You proposed this promotion" in client.get(f"/inbox/{request.pk}/").content.decode()
+    response = client.post(f"/inbox/{request.pk}/decide/", {"verdict": "approve"}, follow=True)
+    assert "not approve it alone" in response.content.decode() and wave_of(plan) == 1
+
+
+def test_redirecting_in_the_inbox_hands_the_promotion_to_another_group(client, proposed):
+    plan, _, request, _ = proposed
+    Group.objects.create(name="Rollout board")
+    client.force_login(officer("ola"))
+    response = client.post(
+        f"/inbox/{request.pk}/decide/", {"verdict": "redirect", "redirect_to": "Rollout board"}
+    )
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.approver_group.name == "Rollout board" and wave_of(plan) == 1
+
+
+def test_a_person_who_may_not_decide_the_promotion_does_not_see_it(client, proposed):
+    plan, _, request, _ = proposed
+    client.force_login(approver("ann"))
+    assert client.get(f"/inbox/{request.pk}/").status_code == 404
+    assert client.post(f"/inbox/{request.pk}/decide/", {"verdict": "approve"}).status_code == 404
+    assert wave_of(plan) == 1
