@@ -1,10 +1,13 @@
 """A rollout plan moves up a wave only through an approval request: the same rules (quorum,
 separation of duties, expiry, inbox, e-mail links, API) as an agent's waiting action."""
 
+import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core import mail
 from django.utils import timezone
 
 from agents.portal_roles import PortalRole, group_name
@@ -275,3 +278,49 @@ def test_a_person_who_may_not_decide_the_promotion_does_not_see_it(client, propo
     assert client.get(f"/inbox/{request.pk}/").status_code == 404
     assert client.post(f"/inbox/{request.pk}/decide/", {"verdict": "approve"}).status_code == 404
     assert wave_of(plan) == 1
+
+
+# --- e-mail -------------------------------------------------------------------------------
+
+LINK = re.compile(r"https?://\S+/approvals/e/[^/\s]+/")
+
+
+@pytest.fixture
+def mailed(db, tasks_run_in_process, django_capture_on_commit_callbacks):
+    """A promotion proposed by ``paula``, both officers e-mailed; the plan's name needs
+    escaping in HTML, never in a plain-text e-mail."""
+    registry = build_registry()
+    plan = seed_plan(registry)
+    plan.name = "Invoices & credit notes"
+    plan.save()
+    paula, ola = officer("paula"), officer("ola")
+    with django_capture_on_commit_callbacks(execute=True):
+        promotion = rollouts.promotion_propose(plan_id=plan.pk, by=paula)
+    return plan, ApprovalRequest.objects.get(promotion=promotion), paula, ola
+
+
+def test_the_e_mail_carries_the_figures_in_plain_text_and_the_proposer_gets_no_link(mailed):
+    plan, request, paula, ola = mailed
+    (message,) = mail.outbox  # ola's; paula proposed it and may not approve alone
+    assert message.to == [ola.email]
+    assert "Promote Invoices & credit notes to wave 2" in message.subject
+    body = message.body
+    assert '"Invoices & credit notes" may move from wave 1 to wave 2' in body
+    assert "&amp;" not in body and "&#x27;" not in body and "&quot;" not in body
+    assert "[met]     actions taken: 3 (threshold ≥ 3)" in body
+    assert "denial ratio: 0.0% (threshold ≤ 20.0%)" in body
+    assert "Proposed by: paula" in body and LINK.search(body)
+
+
+def test_the_e_mail_link_shows_the_promotion_and_approving_there_promotes_the_plan(client, mailed):
+    plan, request, _, _ = mailed
+    path = urlsplit(LINK.search(mail.outbox[0].body).group(0)).path
+    page = client.get(path)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Promote Invoices &amp; credit notes to wave 2" in text and "≤ 20.0%" in text
+    result = client.post(path, {"verdict": "approve", "comment": "good figures"})
+    assert result.status_code == 200
+    assert "is at wave 2 now" in result.content.decode()
+    assert wave_of(plan) == 2
+    assert request.decisions.get().channel == Channel.EMAIL
