@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from agents.portal_roles import PortalRole, group_name
 from agents.services import portal_roles_sync
@@ -25,8 +26,9 @@ from autonomy.models import (
     RolloutWave,
 )
 from autonomy.rollouts import services as rollouts
-from tests.approvals.conftest import approver
+from tests.approvals.conftest import approver, pending_action
 from tests.autonomy.gate_fixtures import build_registry
+from tests.conftest import assert_envelope
 
 OFFICERS = group_name(PortalRole.RISK_OFFICER)
 
@@ -324,3 +326,64 @@ def test_the_e_mail_link_shows_the_promotion_and_approving_there_promotes_the_pl
     assert "is at wave 2 now" in result.content.decode()
     assert wave_of(plan) == 2
     assert request.decisions.get().channel == Channel.EMAIL
+
+
+# --- API ----------------------------------------------------------------------------------
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_the_api_shows_what_kind_of_work_waits_and_the_promotions_figures(proposed):
+    plan, promotion, request, paula = proposed
+    (row,) = api_as(officer("ola")).get("/api/v1/approvals/").json()["results"]
+    assert row["id"] == str(request.pk) and row["kind"] == "promotion"
+    assert row["action"] is None and row["agent"] is None and row["operation"] is None
+    assert row["requested_by"] == "paula"
+    assert row["promotion"]["id"] == str(promotion.pk) and row["promotion"]["plan"] == "invoices"
+    assert (row["promotion"]["from_wave"], row["promotion"]["to_wave"]) == (1, 2)
+    assert row["promotion"]["figures"]["met"] is True
+    assert row["promotion"]["figures"]["figures"]["actions"] == 3
+
+
+def test_deciding_through_the_api_promotes_the_plan(proposed):
+    plan, _, request, _ = proposed
+    answer = api_as(officer("ola")).post(
+        f"/api/v1/approvals/{request.pk}/decide/", {"verdict": "approve"}, format="json"
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "approved"
+    assert wave_of(plan) == 2
+
+
+def test_the_api_refuses_to_approve_a_promotion_with_changes(proposed):
+    plan, _, request, _ = proposed
+    answer = api_as(officer("ola")).post(
+        f"/api/v1/approvals/{request.pk}/decide/",
+        {"verdict": "approve_with_changes", "params": {"amount": 1}},
+        format="json",
+    )
+    assert_envelope(answer, 400, "validation_failed")
+    assert wave_of(plan) == 1
+
+
+def test_the_api_refuses_a_person_without_the_decide_permission(proposed):
+    plan, _, request, _ = proposed
+    ann = api_as(approver("ann"))
+    assert ann.get("/api/v1/approvals/").json()["results"] == []
+    answer = ann.post(
+        f"/api/v1/approvals/{request.pk}/decide/", {"verdict": "approve"}, format="json"
+    )
+    assert_envelope(answer, 403, "not_an_approver")
+    assert wave_of(plan) == 1
+
+
+def test_the_api_still_shows_an_actions_request_as_before(db):
+    registry = build_registry()
+    action = pending_action(registry)
+    (row,) = api_as(approver("ann")).get("/api/v1/approvals/").json()["results"]
+    assert row["kind"] == "action" and row["action"] == str(action.pk)
+    assert row["operation"] == "erp.post-invoice" and row["promotion"] is None
+    assert row["owner"] == registry.agent.owner.username and row["requested_by"] is None
