@@ -472,7 +472,11 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 actor="system",
                 agent_id=request.agent_id,
                 action_id=request.action_id,
-                payload={"approval_id": str(pk), "to": request.escalation_group.name},
+                payload={
+                    "approval_id": str(pk),
+                    **_promotion_ref(request),
+                    "to": request.escalation_group.name,
+                },
             )
             from approvals import tasks
 

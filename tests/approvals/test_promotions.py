@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -387,3 +388,44 @@ def test_the_api_still_shows_an_actions_request_as_before(db):
     assert row["kind"] == "action" and row["action"] == str(action.pk)
     assert row["operation"] == "erp.post-invoice" and row["promotion"] is None
     assert row["owner"] == registry.agent.owner.username and row["requested_by"] is None
+
+
+# --- pages that count requests --------------------------------------------------------------
+
+
+def test_escalation_reaches_the_risk_officers_for_a_plans_own_group(db):
+    registry = build_registry()
+    plan = seed_plan(registry)
+    plan.approver_group = Group.objects.create(name="Rollout board")
+    plan.save()
+    request = ApprovalRequest.objects.get(promotion=rollouts.promotion_propose(plan_id=plan.pk))
+    ola = officer("ola")
+    assert not services.may_decide(user=ola, request=request)
+    assert services.approvals_sweep(now=request.escalate_at + timedelta(seconds=1))["escalated"]
+    request = ApprovalRequest.objects.get(pk=request.pk)
+    assert services.may_decide(user=ola, request=request)
+    escalated = AuditRecord.objects.get(kind="approval_escalated")
+    assert escalated.payload["promotion_id"] == str(request.promotion_id)
+
+
+@override_settings(DEBUG=True)
+def test_the_dashboard_and_metrics_count_a_promotions_request(client, proposed):
+    plan, _, request, _ = proposed
+    client.force_login(officer("ola"))
+    dashboard = client.get("/dashboard/")
+    assert dashboard.status_code == 200
+    assert 'data-tile="approvals-pending"' in dashboard.content.decode()
+    metrics = client.get("/metrics").content.decode()
+    assert "autonomy_approvals_pending 1.0" in metrics
+    decide(request, officer("oscar"))
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_the_admin_shows_a_promotions_request(admin_client, proposed):
+    _, _, request, _ = proposed
+    listed = admin_client.get("/admin/approvals/approvalrequest/")
+    assert listed.status_code == 200 and "Promote Invoice rollout" in listed.content.decode()
+    assert (
+        admin_client.get(f"/admin/approvals/approvalrequest/{request.pk}/change/").status_code
+        == 200
+    )
