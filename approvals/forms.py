@@ -22,7 +22,7 @@ class DecisionForm(forms.Form):
         queryset=redirect_targets(),
         to_field_name="name",
         required=False,
-        empty_label="Hand to another group…",
+        empty_label="Another group…",
     )
     comment = forms.CharField(
         required=False,
