@@ -162,6 +162,7 @@ def approval_decide(
         raise DomainError(ErrorCode.NOT_AN_APPROVER, "Agents never approve.", status_code=403)
     try:
         with transaction.atomic():
+            _lock_plan_first(request_id)
             request = (
                 ApprovalRequest.objects.select_for_update(of=("self",))
                 .select_related("action__operation__connector", "agent__owner", "promotion")
@@ -407,6 +408,18 @@ def _settle(
     return functools.partial(move, action_id=request.action_id, code=code, message=message)
 
 
+def _lock_plan_first(request_id) -> None:
+    """Before a promotion's request is locked to be settled, its plan is: the kernel's
+    order (``promotion_lock``), which a demotion follows too (plan, promotion, then this
+    request, cancelled), so the two queue instead of deadlocking. One query for an action's
+    request."""
+    promotion_id = (
+        ApprovalRequest.objects.filter(pk=request_id).values_list("promotion_id", flat=True).first()
+    )
+    if promotion_id is not None:
+        rollout_services.promotion_lock(promotion_id=promotion_id)
+
+
 def _promotion_ref(request: ApprovalRequest) -> dict:
     """What an audit record of a promotion's request names besides the request."""
     return {"promotion_id": str(request.promotion_id)} if request.promotion_id else {}
@@ -419,6 +432,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
     expired = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
     for pk in expired.values_list("pk", flat=True)[:500]:
         with transaction.atomic():
+            _lock_plan_first(pk)
             request = (
                 ApprovalRequest.objects.select_for_update()
                 .filter(pk=pk, status=ApprovalStatus.PENDING)

@@ -2,12 +2,14 @@
 separation of duties, expiry, inbox, e-mail links, API) as an agent's waiting action."""
 
 import re
+import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -429,3 +431,61 @@ def test_the_admin_shows_a_promotions_request(admin_client, proposed):
         admin_client.get(f"/admin/approvals/approvalrequest/{request.pk}/change/").status_code
         == 200
     )
+
+
+# --- concurrency (PostgreSQL) ---------------------------------------------------------------
+
+
+def _at_once(*calls):
+    """Run each call in its own thread and connection, released together; their outcomes."""
+    outcomes, barrier = [None] * len(calls), threading.Barrier(len(calls))
+
+    def run(i, call):
+        try:
+            barrier.wait()
+            call()
+            outcomes[i] = "ok"
+        except DomainError as exc:
+            outcomes[i] = exc.code
+        except Exception as exc:  # noqa: BLE001 - a deadlock or any other crash is the finding
+            outcomes[i] = type(exc).__name__
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_officers_approving_at_once_move_the_plan_exactly_once(postgres):
+    registry = build_registry()
+    plan = seed_plan(registry)
+    request = ApprovalRequest.objects.get(promotion=rollouts.promotion_propose(plan_id=plan.pk))
+    people = [officer(f"o{i}") for i in range(8)]
+    outcomes = _at_once(*(lambda p=p: decide(request, p) for p in people))
+    assert outcomes.count("ok") == 1 and outcomes.count("approval_not_pending") == 7
+    assert wave_of(plan) == 2
+    assert RolloutEvent.objects.filter(plan=plan, kind="promoted").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("attempt", range(5))
+def test_an_approval_racing_a_demotion_never_deadlocks_and_one_of_them_wins(postgres, attempt):
+    registry = build_registry()
+    plan = seed_plan(registry)
+    paula, ola = officer("paula"), officer("ola")
+    request = ApprovalRequest.objects.get(promotion=rollouts.promotion_propose(plan_id=plan.pk))
+    outcomes = _at_once(
+        lambda: decide(request, ola),
+        lambda: rollouts.plan_demote(plan_id=plan.pk, by=paula, reason="failures"),
+    )
+    request.refresh_from_db()
+    if outcomes == ["ok", "ok"]:  # approved first, demoted after: back to wave 1
+        assert request.status == ApprovalStatus.APPROVED and wave_of(plan) == 1
+    else:  # demoted first: the request was cancelled before anyone could approve it
+        assert outcomes == ["approval_not_pending", "ok"], outcomes
+        assert request.status == ApprovalStatus.CANCELLED and wave_of(plan) == 0
