@@ -192,6 +192,8 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
 
 
 def _outcome(approval: ApprovalRequest, verdict: str) -> str:
+    if verdict == Verdict.REDIRECT:
+        return f"“{approval.subject}” now waits for {approval.approver_group.name}."
     if approval.kind == ApprovalKind.PROMOTION:
         return _promotion_outcome(approval, verdict)
     if approval.status == ApprovalStatus.APPROVED:
@@ -221,8 +223,6 @@ def _promotion_outcome(approval: ApprovalRequest, verdict: str) -> str:
         return f"Approved “{approval.subject}”. The plan is at wave {promotion.to_wave} now."
     if approval.status == ApprovalStatus.REJECTED:
         return f"Rejected “{approval.subject}”. The plan stays at wave {promotion.from_wave}."
-    if verdict == Verdict.REDIRECT:
-        return f"“{approval.subject}” now waits for {approval.approver_group.name}."
     return (
         f"Your approval of “{approval.subject}” is recorded. Whoever proposed a promotion may "
         "not approve it alone: another approver must still agree."

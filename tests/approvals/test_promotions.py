@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.core import mail
 from django.db import connection
 from django.test import override_settings
+from django.urls import include, path
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -236,6 +237,24 @@ def test_the_inbox_lists_the_promotion_and_its_page_shows_figures_against_thresh
         assert text in figures, text
     assert 'value="approve"' in page and 'value="reject"' in page and 'value="redirect"' in page
     assert "approve_with_changes" not in page
+
+
+# Another helper builds the plan's page; until it is merged a test URLconf stands in for it.
+_plan_page = [path("rollouts/<slug:slug>/", lambda request, slug: None, name="plan")]
+urlpatterns = [path("", include("config.urls")), path("", include((_plan_page, "rollouts")))]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_the_promotion_links_to_its_plans_page_when_the_portal_has_one(client, proposed):
+    client.force_login(officer("ola"))
+    page = client.get(f"/inbox/{proposed[2].pk}/").content.decode()
+    assert 'href="/rollouts/invoices/" id="plan-link"' in page
+
+
+def test_without_the_plans_page_the_promotion_names_the_plan_unlinked(client, proposed):
+    client.force_login(officer("ola"))
+    page = client.get(f"/inbox/{proposed[2].pk}/").content.decode()
+    assert 'id="promotion-plan"' in page and 'id="plan-link"' not in page
 
 
 def test_a_criterion_that_failed_shows_a_cross(client, proposed):
