@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.core import mail
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -255,6 +256,36 @@ def test_without_the_plans_page_the_promotion_names_the_plan_unlinked(client, pr
     client.force_login(officer("ola"))
     page = client.get(f"/inbox/{proposed[2].pk}/").content.decode()
     assert 'id="promotion-plan"' in page and 'id="plan-link"' not in page
+
+
+def _promotions_waiting(registry, n: int, start: int = 0) -> None:
+    """``n`` more plans over the registry's role, each with a promotion waiting (wave 2 asks
+    for nothing the empty record cannot show)."""
+    for i in range(start, start + n):
+        plan = RolloutPlan.objects.create(
+            slug=f"plan-{i}", name=f"Plan {i}", role=registry.agent.role, current_wave=1,
+            auto_propose=False,
+        )  # fmt: skip
+        RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.SHADOW)
+        RolloutWave.objects.create(plan=plan, number=2, level=AutonomyLevel.SUPERVISED)
+        rollouts.promotion_propose(plan_id=plan.pk)
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_the_inbox_costs_the_same_queries_for_2_and_12_promotions(client, db):
+    registry = build_registry()
+    client.force_login(officer("ola"))
+    _promotions_waiting(registry, 2)
+    few = {url: _queries(client, url) for url in ("/inbox/", "/inbox/list/")}
+    _promotions_waiting(registry, 10, start=2)
+    assert {url: _queries(client, url) for url in ("/inbox/", "/inbox/list/")} == few
+    request = ApprovalRequest.objects.filter(promotion__isnull=False).first()
+    assert _queries(client, f"/inbox/{request.pk}/?partial=1") <= 12
 
 
 def test_a_criterion_that_failed_shows_a_cross(client, proposed):
