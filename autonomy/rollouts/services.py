@@ -238,14 +238,15 @@ def guard_check(*, agent, template_key: str = "", drift_flag=None, now=None) -> 
     Returns the slugs of the plans demoted."""
     demoted = []
     for plan_id in selectors.guarded_plans(agent=agent, template_key=template_key):
-        plan = _locked(plan_id)  # one guard trip per wave: a second failure sees it moved
-        wave = plan.waves.filter(number=plan.current_wave).first()
-        if wave is None or plan.current_wave == 0:
-            continue
-        trip = _tripped(plan, wave, agent=agent, drift_flag=drift_flag, now=now)
-        if trip is not None:
-            _demote(plan, actor="guard", reason=trip.pop("reason"), guard=trip, now=now)
-            demoted.append(plan.slug)
+        with transaction.atomic(savepoint=False):
+            plan = _locked(plan_id)  # one trip per wave: a second failure sees it moved
+            wave = plan.waves.filter(number=plan.current_wave).first()
+            if wave is None or plan.current_wave == 0:
+                continue
+            trip = _tripped(plan, wave, agent=agent, drift_flag=drift_flag, now=now)
+            if trip is not None:
+                _demote(plan, actor="guard", reason=trip.pop("reason"), guard=trip, now=now)
+                demoted.append(plan.slug)
     return demoted
 
 
@@ -267,8 +268,8 @@ def _tripped(plan, wave, *, agent, drift_flag, now) -> dict | None:
     if plan.wave_since and plan.wave_since > since:
         since = plan.wave_since  # failures before this wave began are not its own
     failures = (
-        selectors.plan_actions(plan=plan, agents=selectors.population(plan=plan), since=since)
-        .filter(status=ActionStatus.FAILED)
+        selectors.plan_actions(plan=plan, agents=selectors.population(plan=plan))
+        .filter(status=ActionStatus.FAILED, finished_at__gte=since)
         .count()
     )
     if failures < wave.guard_failures:

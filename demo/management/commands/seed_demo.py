@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from demo import connectors, drift, registry, workflows
+from demo import connectors, drift, registry, rollouts, workflows
 
 
 class Command(BaseCommand):
@@ -20,7 +20,9 @@ class Command(BaseCommand):
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
         created["drift_flags"] = drift.seed_drift()  # after the first day: it needs it
-        if created["drift_flags"]:  # its history went in directly: count it on the dashboard
+        created["rollout_plans"] = rollouts.seed_rollout()
+        if created["drift_flags"] or created["rollout_plans"]:
+            # their history went in directly: count it on the dashboard
             from autonomy.observability.rollup import rollup_rebuild
 
             rollup_rebuild()
