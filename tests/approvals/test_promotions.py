@@ -13,14 +13,11 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.portal_roles import PortalRole, group_name
-from agents.services import portal_roles_sync
 from approvals import services
 from approvals.models import ApprovalRequest, ApprovalStatus, Channel, ExpiryOutcome
-from autonomy import actions
 from autonomy.errors import DomainError
 from autonomy.models import (
     AuditRecord,
@@ -31,41 +28,11 @@ from autonomy.models import (
     RolloutWave,
 )
 from autonomy.rollouts import services as rollouts
-from tests.approvals.conftest import approver, pending_action
+from tests.approvals.conftest import approver, officer, pending_action, seed_plan
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import assert_envelope
 
 OFFICERS = group_name(PortalRole.RISK_OFFICER)
-
-
-def officer(username: str):
-    portal_roles_sync()
-    return approver(username, group=OFFICERS)
-
-
-def seed_plan(registry, *, actions_taken: int = 3) -> RolloutPlan:
-    """A plan over the registry's role at wave 1 (its agent, guarded); wave 2 asks for three
-    actions and at most a fifth denied; the agent has taken ``actions_taken`` allowed ones."""
-    plan = RolloutPlan.objects.create(
-        slug="invoices", name="Invoice rollout", role=registry.agent.role, current_wave=1,
-        wave_since=timezone.now() - timedelta(hours=1), auto_propose=False,
-    )  # fmt: skip
-    first = RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.GUARDED)
-    first.agents.add(registry.agent)
-    RolloutWave.objects.create(
-        plan=plan, number=2, name="Finance", level=AutonomyLevel.GUARDED, min_actions=3,
-        max_denial_ratio=0.2,
-    )  # fmt: skip
-    RolloutWave.objects.create(plan=plan, number=3, level=AutonomyLevel.AUTONOMOUS, everyone=True)
-    for n in range(actions_taken):
-        action, _ = actions.action_request(
-            agent=registry.agent,
-            operation_key="erp.post-invoice",
-            params={"invoice_id": f"INV-{n}", "amount": 10},
-            reason="history",
-        )
-        assert action.verdict == "allow", action.reasons
-    return plan
 
 
 @pytest.fixture

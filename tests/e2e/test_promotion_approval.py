@@ -6,7 +6,7 @@ import pytest
 
 from autonomy.models import PromotionStatus, RolloutPlan
 from autonomy.rollouts import services as rollouts
-from tests.approvals.test_promotions import officer, seed_plan
+from tests.approvals.conftest import officer, seed_plan
 from tests.autonomy.gate_fixtures import build_registry
 from tests.oidc_fixtures import screenshot
 
