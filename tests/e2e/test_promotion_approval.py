@@ -56,3 +56,26 @@ def test_officer_approves_a_promotion_from_the_inbox(live_server, browser_page):
     assert RolloutPlan.objects.get(pk=plan.pk).current_wave == 2
     promotion.refresh_from_db()
     assert promotion.status == PromotionStatus.APPROVED
+
+
+def test_officer_approves_a_promotion_through_its_e_mail_link(live_server, browser_page):
+    from playwright.sync_api import expect
+
+    from approvals import links
+
+    registry = build_registry()
+    plan = seed_plan(registry)
+    promotion = rollouts.promotion_propose(plan_id=plan.pk, by=officer("paula"))
+    path = links.link_path(request=promotion.approval, approver=officer("olga"))
+
+    page = browser_page
+    page.goto(f"{live_server.url}{path}")
+    expect(page.locator("h1")).to_have_text("Promote Invoice rollout to wave 2")
+    expect(page.locator("#promotion-figures")).to_contain_text("≥ 3")
+    expect(page.locator(".detail-expiry")).to_contain_text("then it is not carried out")
+    screenshot(page, "email-promotion-review")
+
+    page.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.locator("#outcome-message")).to_contain_text("Invoice rollout is at wave 2 now.")
+    screenshot(page, "email-promotion-approved")
+    assert RolloutPlan.objects.get(pk=plan.pk).current_wave == 2
