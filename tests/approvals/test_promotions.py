@@ -112,6 +112,23 @@ def test_rejecting_leaves_the_plan_where_it_is(proposed):
     assert promotion.status == PromotionStatus.REJECTED
 
 
+def test_proposing_again_while_one_waits_opens_no_second_request(proposed):
+    plan, promotion, request, paula = proposed
+    assert rollouts.promotion_propose(plan_id=plan.pk, by=paula) == promotion
+    assert ApprovalRequest.objects.filter(promotion__plan=plan).count() == 1
+
+
+def test_an_approval_after_the_plan_moved_another_way_changes_nothing(client, proposed):
+    plan, promotion, request, _ = proposed
+    RolloutPlan.objects.filter(pk=plan.pk).update(current_wave=2)  # e.g. edited in the admin
+    client.force_login(officer("ola"))
+    response = client.post(f"/inbox/{request.pk}/decide/", {"verdict": "approve"}, follow=True)
+    assert "the plan moved while it waited: nothing changed" in response.content.decode()
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.VOID and wave_of(plan) == 2
+    assert not RolloutEvent.objects.filter(plan=plan, kind="promoted").exists()
+
+
 def test_the_proposer_may_approve_but_never_alone(proposed):
     plan, _, request, paula = proposed
     request = decide(request, paula)
