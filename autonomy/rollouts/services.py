@@ -140,15 +140,27 @@ def promotion_propose(*, plan_id, by=None, now=None) -> RolloutPromotion:
     return promotion
 
 
+def promotion_lock(*, promotion_id) -> RolloutPlan | None:
+    """Lock the plan a promotion would move, in the caller's transaction, before any other
+    row of it. Every writer of a plan takes the plan's row first (``plan_demote``,
+    ``guard_check``, ``promotion_propose``, ``promotion_settle``); whoever settles a
+    promotion locks it before its own rows too (``approvals``: before its request), so an
+    approval and a demotion at once queue instead of deadlocking. None: no such promotion."""
+    plan_id = (
+        RolloutPromotion.objects.filter(pk=promotion_id).values_list("plan_id", flat=True).first()
+    )
+    return None if plan_id is None else _locked(plan_id)
+
+
 def promotion_settle(*, promotion_id, approved: bool, actor: str, reason: str = "") -> str:
     """People decided the promotion's approval: carry it out (the plan moves to its wave) or
     close it rejected. A promotion whose plan moved while it waited is void. Run it in the
     approval's transaction. Returns the promotion's status."""
     with transaction.atomic(savepoint=False):
+        plan = promotion_lock(promotion_id=promotion_id)
         promotion = RolloutPromotion.objects.select_for_update().filter(pk=promotion_id).first()
-        if promotion is None or promotion.status != PromotionStatus.PENDING:
+        if plan is None or promotion is None or promotion.status != PromotionStatus.PENDING:
             return getattr(promotion, "status", "gone")
-        plan = _locked(promotion.plan_id)
         now = timezone.now()
         promotion.decided_at = now
         if approved and (plan.current_wave != promotion.from_wave or not plan.active):
