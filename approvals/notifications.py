@@ -48,8 +48,7 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
     promotion = None
     if request.promotion_id:
         promotion = selectors.promotion_summary(promotion=request.promotion)
-        if promotion["plan_url"]:
-            promotion["plan_url"] = f"{portal}{promotion['plan_url']}"
+        promotion["plan_url"] = f"{portal}{promotion['plan_url']}"
     for approver in eligible_approvers(request):
         url = f"{portal}{links.link_path(request=request, approver=approver)}"
         context = {

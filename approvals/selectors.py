@@ -5,7 +5,6 @@ from datetime import datetime
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Replace
-from django.urls import NoReverseMatch
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from approvals.models import ApprovalRequest, ApprovalStatus
@@ -77,7 +76,7 @@ def promotion_summary(*, promotion) -> dict:
     figures = proposal.get("figures") or {}
     return {
         "plan": promotion.plan,
-        "plan_url": plan_url(promotion.plan),
+        "plan_url": promotion.plan.get_absolute_url(),
         "from_wave": promotion.from_wave,
         "to_wave": promotion.to_wave,
         "met": bool(proposal.get("met")),
@@ -97,14 +96,6 @@ def promotion_summary(*, promotion) -> dict:
         "agents": figures.get("agents"),
         "actions": figures.get("actions"),
     }
-
-
-def plan_url(plan) -> str:
-    """The plan's portal page, or "" while the portal has none."""
-    try:
-        return plan.get_absolute_url()
-    except NoReverseMatch:
-        return ""
 
 
 def _figure(name: str, value) -> str:
