@@ -2,7 +2,7 @@
 
 Numbers come from ``portal.dashboard`` (a constant number of queries over
 pre-aggregated rows); chart geometry from ``charts``; the page re-reads its body every 30 s
-through ``dashboard/live/`` (``static/portal/dashboard.js``).
+through ``dashboard/live/`` (``static/portal/live.js``).
 """
 
 from functools import wraps

@@ -4,7 +4,7 @@ charts over time, history and its promote and demote buttons (``/rollouts/<slug>
 Reads come from ``autonomy.rollouts.selectors``; the buttons call
 ``autonomy.rollouts.services``, whose ``may_steer`` is the one rule of who steers a plan.
 The live figures are re-read every 10 s through ``/rollouts/<slug>/live/``
-(``static/portal/rollouts.js``).
+(``static/portal/live.js``).
 """
 
 from datetime import timedelta

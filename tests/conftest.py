@@ -208,6 +208,38 @@ class WorkerProcess:
         return [text for text in texts if text.endswith("-" * 79 + "\n")]
 
 
+def at_once(*calls) -> list:
+    """Run each call in its own thread and database connection, all released together by a
+    barrier. Each outcome: "ok" when the call returned, the code of a ``DomainError`` it
+    raised, or the class name of any other exception (a deadlock is a finding too)."""
+    import threading
+
+    from django.db import connection
+
+    from autonomy.errors import DomainError
+
+    outcomes, barrier = [None] * len(calls), threading.Barrier(len(calls))
+
+    def run(i, call):
+        try:
+            barrier.wait()
+            call()
+            outcomes[i] = "ok"
+        except DomainError as exc:
+            outcomes[i] = exc.code
+        except Exception as exc:  # noqa: BLE001 - reported as the outcome
+            outcomes[i] = type(exc).__name__
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
     """Poll until predicate() is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -1,7 +1,4 @@
-import threading
-
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from approvals import services
@@ -10,7 +7,7 @@ from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, ActionStatus, AuditRecord
 from tests.approvals.conftest import approver, pending_action
 from tests.autonomy.gate_fixtures import build_registry
-from tests.conftest import bearer
+from tests.conftest import at_once, bearer
 
 
 def decide(request, user, verdict="approve", **kwargs):
@@ -151,28 +148,12 @@ def test_approvers_decide_through_the_api_and_agents_never_can(waiting):
 
 
 def _race(request_id, users, verdicts):
-    outcomes, barrier = [], threading.Barrier(len(users))
+    def decide(user, verdict):
+        return lambda: services.approval_decide(
+            request_id=request_id, approver=user, verdict=verdict, channel=Channel.API
+        )
 
-    def run(user, verdict):
-        try:
-            barrier.wait()
-            services.approval_decide(
-                request_id=request_id, approver=user, verdict=verdict, channel=Channel.API
-            )
-            outcomes.append("ok")
-        except DomainError as exc:
-            outcomes.append(exc.code)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=run, args=pair) for pair in zip(users, verdicts, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
+    return at_once(*(decide(u, v) for u, v in zip(users, verdicts, strict=True)))
 
 
 @pytest.mark.django_db(transaction=True)

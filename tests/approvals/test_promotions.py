@@ -2,7 +2,6 @@
 separation of duties, expiry, inbox, e-mail links, API) as an agent's waiting action."""
 
 import re
-import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -29,7 +28,7 @@ from autonomy.models import (
 from autonomy.rollouts import services as rollouts
 from tests.approvals.conftest import approver, officer, pending_action, seed_plan
 from tests.autonomy.gate_fixtures import build_registry
-from tests.conftest import assert_envelope
+from tests.conftest import assert_envelope, at_once
 
 OFFICERS = group_name(PortalRole.RISK_OFFICER)
 
@@ -458,37 +457,13 @@ def test_the_admin_shows_a_promotions_request(admin_client, proposed):
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------
 
 
-def _at_once(*calls):
-    """Run each call in its own thread and connection, released together; their outcomes."""
-    outcomes, barrier = [None] * len(calls), threading.Barrier(len(calls))
-
-    def run(i, call):
-        try:
-            barrier.wait()
-            call()
-            outcomes[i] = "ok"
-        except DomainError as exc:
-            outcomes[i] = exc.code
-        except Exception as exc:  # noqa: BLE001 - a deadlock or any other crash is the finding
-            outcomes[i] = type(exc).__name__
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 def test_officers_approving_at_once_move_the_plan_exactly_once(postgres):
     registry = build_registry()
     plan = seed_plan(registry)
     request = ApprovalRequest.objects.get(promotion=rollouts.promotion_propose(plan_id=plan.pk))
     people = [officer(f"o{i}") for i in range(8)]
-    outcomes = _at_once(*(lambda p=p: decide(request, p) for p in people))
+    outcomes = at_once(*(lambda p=p: decide(request, p) for p in people))
     assert outcomes.count("ok") == 1 and outcomes.count("approval_not_pending") == 7
     assert wave_of(plan) == 2
     assert RolloutEvent.objects.filter(plan=plan, kind="promoted").count() == 1
@@ -501,7 +476,7 @@ def test_an_approval_racing_a_demotion_never_deadlocks_and_one_of_them_wins(post
     plan = seed_plan(registry)
     paula, ola = officer("paula"), officer("ola")
     request = ApprovalRequest.objects.get(promotion=rollouts.promotion_propose(plan_id=plan.pk))
-    outcomes = _at_once(
+    outcomes = at_once(
         lambda: decide(request, ola),
         lambda: rollouts.plan_demote(plan_id=plan.pk, by=paula, reason="failures"),
     )

@@ -1,8 +1,6 @@
 """/api/v1/rollouts/ for people and /api/v1/agents/me/'s rollouts for agents: who reads, who
 steers, the envelopes of a refusal, and what an agent learns of the plans it is in."""
 
-import threading
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +17,7 @@ from autonomy.models import (
 )
 from autonomy.rollouts import services
 from tests.autonomy.rollout_fixtures import build_rollout, officer
-from tests.conftest import assert_envelope, bearer
+from tests.conftest import assert_envelope, at_once, bearer
 from tests.factories import BusinessUnitFactory, make_agent
 
 pytestmark = pytest.mark.django_db
@@ -251,24 +249,15 @@ def test_concurrent_proposals_make_one_promotion(postgres):
     row, one event (the plan's row lock in ``promotion_propose``)."""
     build_rollout()
     people = [officer(f"officer-{i}") for i in range(6)]
-    results, barrier = [], threading.Barrier(len(people))
+    results = []
 
     def propose(person):
-        try:
-            client = APIClient()
-            client.force_authenticate(person)
-            barrier.wait()
-            response = client.post(PLAN + "promotions/")
-            results.append((response.status_code, response.json().get("id")))
-        finally:
-            connection.close()
+        client = APIClient()
+        client.force_authenticate(person)
+        return lambda: results.append(client.post(PLAN + "promotions/"))
 
-    threads = [threading.Thread(target=propose, args=(p,)) for p in people]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
+    assert set(at_once(*(propose(p) for p in people))) == {"ok"}
+    results = [(response.status_code, response.json().get("id")) for response in results]
     assert len(results) == len(people)
     assert {code for code, _ in results} <= {200, 201}
     assert len({promotion for _, promotion in results}) == 1
