@@ -3,23 +3,18 @@
 from django import forms
 from django.contrib import admin
 
-from autonomy.models import AutonomySetting, Operation
+from autonomy import level_settings
+from autonomy.errors import DomainError
+from autonomy.models import AutonomySetting
 
 
 def clean_operation_keys(keys) -> list[str]:
-    """A form's list of operation keys (``<connector>.<operation>``), each one registered;
-    shared by every admin form that narrows something to operations (levels, rollout plans)."""
-    keys = keys or []
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise forms.ValidationError('A list of operation keys, e.g. ["erp.pay_invoice"].')
-    known = {
-        f"{connector}.{slug}"
-        for connector, slug in Operation.objects.values_list("connector__slug", "slug")
-    }
-    unknown = sorted(set(keys) - known)
-    if unknown:
-        raise forms.ValidationError(f"No such operation: {', '.join(unknown)}.")
-    return keys
+    """A form's list of operation keys, checked by ``level_settings.check_operations`` (every
+    admin form that narrows something to operations: levels, rollout plans)."""
+    try:
+        return level_settings.check_operations(keys)
+    except DomainError as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 class AutonomySettingForm(forms.ModelForm):
@@ -32,17 +27,15 @@ class AutonomySettingForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        scopes = [
-            cleaned.get("agent"),
-            cleaned.get("role"),
-            cleaned.get("business_unit"),
-            cleaned.get("template_key"),
-        ]
-        if sum(1 for scope in scopes if scope) != 1:
-            raise forms.ValidationError(
-                "Set the level on exactly one of an agent, a role, a business unit or a "
-                "workflow template."
+        try:
+            level_settings.check_scope(
+                agent=cleaned.get("agent"),
+                role=cleaned.get("role"),
+                business_unit=cleaned.get("business_unit"),
+                template_key=cleaned.get("template_key"),
             )
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
         return cleaned
 
 

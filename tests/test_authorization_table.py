@@ -25,7 +25,7 @@ from rest_framework.test import APIClient
 from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
-from autonomy.models import AutonomyLevel, RolloutPlan, RolloutWave
+from autonomy.models import AutonomyLevel, AutonomySetting, RolloutPlan, RolloutWave
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
@@ -85,6 +85,9 @@ def build_world() -> World:
     RolloutWave.objects.create(  # its criteria do not hold: proposing answers 409
         plan=plan, number=2, level=AutonomyLevel.GUARDED, min_actions=1000
     )
+    setting = AutonomySetting.objects.create(  # on a template no row runs: it changes nothing
+        level=AutonomyLevel.SHADOW, template_key="authz-unused"
+    )
     return World(
         ids={
             "agent": agent_a.pk,
@@ -100,6 +103,7 @@ def build_world() -> World:
             "intervention": stop.pk,
             "credential": agent_a.credentials.get().pk,
             "plan": plan.slug,
+            "setting": setting.pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -127,6 +131,30 @@ API = [
         "401 403 403 403 403 403 403 200 200",
     ),
     ("GET", "/api/v1/agents/", None, None, "401 403 403 200 200 200 200 200 200"),
+    # Autonomy settings: every portal role reads them; risk officers and IT admins (who hold
+    # add on the kernel's models) set them; only risk officers remove them.
+    ("GET", "/api/v1/autonomy-settings/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "GET",
+        "/api/v1/autonomy-settings/{id}/",
+        "setting",
+        None,
+        "401 403 403 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/autonomy-settings/",
+        None,
+        {"level": "shadow", "template_key": "authz-new"},
+        "401 403 403 403 403 403 403 201 201",
+    ),
+    (
+        "DELETE",
+        "/api/v1/autonomy-settings/{id}/",
+        "setting",
+        None,
+        "401 403 403 403 403 403 403 204 403",
+    ),
     ("POST", "/api/v1/agents/", None, "new_agent", "401 403 403 403 403 403 403 403 201"),
     ("GET", "/api/v1/agents/{id}/", "agent", None, "401 403 403 200 200 200 200 200 200"),
     (
