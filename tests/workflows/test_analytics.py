@@ -3,12 +3,14 @@ raw rows, the pages read only rollups (as many queries for 10 runs as for 100,00
 people of the portal see them, and ``/metrics`` carries the same figures."""
 
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.db.models import Sum
 
 from agents.portal_roles import PortalRole, group_name
@@ -17,7 +19,7 @@ from autonomy import connectors, grants
 from autonomy.models import ActionRequest, ActionStatus, Verdict
 from tests.approvals.conftest import approver
 from tests.factories import UserFactory
-from tests.workflows.fixtures import published, step
+from tests.workflows.fixtures import build_world, published, step
 from workflows import analytics, services
 from workflows.models import (
     HISTOGRAM_BOUNDS_MS,
@@ -353,3 +355,44 @@ def test_metrics_carry_the_step_figures(seeded, client, settings):
         in text
     )
     assert 'autonomy_role_actions_last_24h{figure="overridden",role="wf-clerk"} 1.0' in text
+
+
+# --- concurrency on PostgreSQL ------------------------------------------------------------------
+
+
+def test_steps_finishing_at_once_are_all_counted_and_never_deadlock(postgres, transactional_db):
+    """Twelve agents finish the same step of twelve runs at the same moment: each transaction
+    adds to the same rollup rows (the step's counters and times, the version's runs), and
+    none is lost or waits on another crosswise."""
+    agents = build_world(clerks=12).agents
+    template = published("together", [step("only", None)])
+    for _ in agents:
+        services.run_start(template=template)
+    tasks = [services.task_next(agent=agent) for agent in agents]
+    barrier = threading.Barrier(len(agents))
+    errors: list[BaseException] = []
+
+    def finish(agent, task) -> None:
+        try:
+            barrier.wait(timeout=30)
+            services.task_complete(agent=agent, step_run_id=task.pk, output={"ok": True})
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=finish, args=pair) for pair in zip(agents, tasks, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors, errors[:3]
+    figures = analytics.version_figures(template=template, since=START - timedelta(days=400))
+    (only,) = figures.steps
+    assert only.counts["started"] == only.counts["succeeded"] == len(agents)
+    assert only.phases[Phase.RUNNING].count == len(agents)
+    assert figures.runs["started"] == figures.runs["succeeded"] == len(agents)
+    assert figures.run_time.count == len(agents)

@@ -34,7 +34,7 @@ def step_succeed(
     step_run.finished_at = timezone.now()
     step_run.lease_until = None
     step_run.save(update_fields=["status", "output", "error", "finished_at", "lease_until"])
-    step_finished(step=step, step_run=step_run, counter="succeeded", action=action)
+    step_finished(step=step, step_run=step_run, counter="succeeded", action=action, out=out)
     before = run.context.get(step.context_key)
     run.context[step.context_key] = output
     run.save(update_fields=["context"])
@@ -89,7 +89,7 @@ def advance(*, run: Run, out: Outbox, after=None) -> None:
                 sr.status = StepStatus.SKIPPED
                 sr.finished_at = timezone.now()
                 sr.save(update_fields=["status", "finished_at"])
-                step_counted(step=step, counter="skipped")
+                step_counted(step=step, counter="skipped", out=out)
                 out.event(
                     run, "step_skipped", f"{step.name}: {step.run_when!r} does not hold.",
                     step_run=sr,
@@ -102,7 +102,7 @@ def advance(*, run: Run, out: Outbox, after=None) -> None:
         run.status = RunStatus.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
-        run_counted(run=run, counter="succeeded")
+        run_counted(run=run, counter="succeeded", out=out)
         out.event(run, "run_succeeded", "Every step is done.")
         audit.append(
             kind="run_finished",
@@ -142,7 +142,7 @@ def _make_ready(*, run: Run, step_run: StepRun, out: Outbox) -> None:
     step = step_run.step
     step_run.input = conditions.resolve(step.input_map, run.context)
     step_run.ready_at = timezone.now()
-    step_counted(step=step, counter="started", at=step_run.ready_at)
+    step_counted(step=step, counter="started", at=step_run.ready_at, out=out)
     if step_run.assignee_id is None and step_run.assignee_role_id is None:
         step_run.assignee_id = step.assignee_agent_id
         step_run.assignee_role_id = step.assignee_role_id

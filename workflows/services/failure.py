@@ -58,7 +58,7 @@ def attempt_failed(
         else:
             step_run.status = StepStatus.READY
         step_run.save()
-        step_counted(step=step, counter="retried", at=now)
+        step_counted(step=step, counter="retried", at=now, out=out)
         out.event(
             run,
             "retry_scheduled",
@@ -118,7 +118,7 @@ def attempt_failed(
     step_run.status = StepStatus.FAILED
     step_run.finished_at = now
     step_run.save()
-    step_finished(step=step, step_run=step_run, counter="failed", action=action)
+    step_finished(step=step, step_run=step_run, counter="failed", action=action, out=out)
     out.event(run, "step_failed", f"{step.name} failed.", step_run=step_run, error=error)
     run_fail(run=run, reason=f"{step.name} failed.", out=out)
 
@@ -187,7 +187,7 @@ def run_compensate(*, run_id) -> Run:
             run.status = RunStatus.FAILED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
-            run_counted(run=run, counter="failed")
+            run_counted(run=run, counter="failed", out=out)
             out.event(
                 run,
                 "run_failed",
@@ -251,7 +251,7 @@ def compensate_step(*, run: Run, step_run: StepRun) -> bool:
         if ok:
             step_run.status = StepStatus.COMPENSATED
             step_run.save(update_fields=["status"])
-            step_counted(step=step, counter="compensated")
+            step_counted(step=step, counter="compensated", out=out)
         out.event(
             run,
             "step_compensated" if ok else "compensation_failed",

@@ -2,8 +2,9 @@
 and step (``StepRollup``, ``StepTimeRollup``), per template version (``RunRollup``) and per
 agent (``AgentRollup``).
 
-Each writer of a step's or a run's status adds to its hour's row with one upsert in its own
-transaction, so the figures can never drift from the rows they count; the pages and
+Each writer of a step's or a run's status adds to its hour's row in its own transaction (one
+upsert per row at the transaction's end, ``RollupCounts``), so the figures can never drift
+from the rows they count; the pages and
 ``/metrics`` read only these rows (``workflows.analytics``). ``step_times`` is the one
 definition of where a step's time went; ``analytics_rebuild`` recomputes everything from
 history with it (seeded data, or rows written before the rollups existed).
@@ -94,10 +95,35 @@ def _upsert(model, keys: tuple, adds: tuple, values: dict) -> None:
         cursor.execute(counters.add_sql(model, keys, adds), params)
 
 
-def step_counted(*, step: Step, counter: str, at: datetime | None = None) -> None:
-    """Add one to a step's counter (``STEP_COUNTERS``) in its hour: one statement, in the
-    caller's transaction."""
-    _upsert(
+class RollupCounts:
+    """What one transaction adds to rollup rows, merged per row and written at its end
+    (``Outbox.write``): the rows stay locked only from then until the commit, not while the
+    transaction does the rest of its work (the next step's claim), and rows are written in
+    one order, so two transactions never wait on each other's rows crosswise."""
+
+    def __init__(self) -> None:
+        self.rows: dict = {}  # (model label, keys, key values) -> (model, adds, values)
+
+    def add(self, model, keys: tuple, adds: tuple, values: dict) -> None:
+        row_key = (model._meta.label, keys, tuple(str(values[k]) for k in keys))
+        if row_key not in self.rows:
+            self.rows[row_key] = (model, adds, {k: values[k] for k in keys})
+        summed = self.rows[row_key][2]
+        for name in adds:
+            if name in values:
+                summed[name] = summed.get(name, 0) + values[name]
+
+    def write(self) -> None:
+        for row_key in sorted(self.rows):
+            model, adds, values = self.rows[row_key]
+            _upsert(model, row_key[1], adds, values)
+        self.rows = {}
+
+
+def step_counted(*, step: Step, counter: str, out, at: datetime | None = None) -> None:
+    """Add one to a step's counter (``STEP_COUNTERS``) in its hour, written with ``out``
+    (the transaction's ``Outbox``) at its end."""
+    out.counts.add(
         StepRollup,
         ("hour", "template", "step"),
         STEP_COUNTERS,
@@ -107,15 +133,15 @@ def step_counted(*, step: Step, counter: str, at: datetime | None = None) -> Non
 
 
 def step_finished(
-    *, step: Step, step_run: StepRun, counter: str, action: ActionRequest | None = None
+    *, step: Step, step_run: StepRun, counter: str, out, action: ActionRequest | None = None
 ) -> None:
     """A step run ended (``succeeded`` or ``failed``): count it and add its times
     (``step_times``) to its hour's histograms. ``action``: its last action, when the caller
-    holds it. Call with the step run's finish written."""
+    holds it. Call with the step run's finish set."""
     at = step_run.finished_at or timezone.now()
-    step_counted(step=step, counter=counter, at=at)
+    step_counted(step=step, counter=counter, at=at, out=out)
     for phase, ms in step_times(step_run=step_run, action=action).items():
-        _upsert(
+        out.counts.add(
             StepTimeRollup,
             ("hour", "template", "step", "phase"),
             TIME_ADDS,
@@ -124,15 +150,15 @@ def step_finished(
         )  # fmt: skip
 
 
-def run_counted(*, run: Run, counter: str) -> None:
+def run_counted(*, run: Run, counter: str, out) -> None:
     """Add one to a run's counter (``RUN_COUNTERS``) in its hour; a finished run adds its
-    duration too. One statement, in the caller's transaction."""
+    duration too. Written with ``out`` at the transaction's end."""
     values = {"hour": hour_of(run.finished_at or timezone.now()), "template": run.template_id,
               counter: 1}  # fmt: skip
     if run.finished_at is not None:
         ms = _ms(run.finished_at, run.created_at)
         values |= {"count": 1, "total_ms": ms, HISTOGRAM_FIELDS[bucket_of(ms)]: 1}
-    _upsert(RunRollup, ("hour", "template"), (*RUN_COUNTERS, *TIME_ADDS), values)
+    out.counts.add(RunRollup, ("hour", "template"), (*RUN_COUNTERS, *TIME_ADDS), values)
 
 
 def agent_action_settled(*, action: ActionRequest) -> None:

@@ -68,7 +68,7 @@ def _run_create(*, template: Template, context: dict, by, key: str) -> Run:
         StepRun.objects.bulk_create(
             StepRun(run=run, step=step, position=step.position) for step in template.steps.all()
         )
-        run_counted(run=run, counter="started")
+        run_counted(run=run, counter="started", out=out)
         out.event(run, "run_started", f"Started from {template}.", actor=actor)
         audit.append(
             kind="run_started",
