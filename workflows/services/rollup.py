@@ -87,19 +87,24 @@ def step_times(*, step_run: StepRun, action: ActionRequest | None) -> dict[str, 
     return {str(phase): ms for phase, ms in times.items()}
 
 
-def _upsert(model, keys: tuple, adds: tuple, values: dict) -> None:
+def _prepared(model, keys: tuple, adds: tuple, values: dict) -> dict:
     params = dict.fromkeys(adds, 0) | values
     for key in keys:  # as the database takes them: an agent's uuid, an aware hour
         params[key] = model._meta.get_field(key).get_db_prep_value(params[key], connection)
+    return params
+
+
+def _upsert(model, keys: tuple, adds: tuple, values: dict) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(counters.add_sql(model, keys, adds), params)
+        cursor.execute(counters.add_sql(model, keys, adds), _prepared(model, keys, adds, values))
 
 
 class RollupCounts:
     """What one transaction adds to rollup rows, merged per row and written at its end
-    (``Outbox.write``): the rows stay locked only from then until the commit, not while the
-    transaction does the rest of its work (the next step's claim), and rows are written in
-    one order, so two transactions never wait on each other's rows crosswise."""
+    (``Outbox.write``), one statement per model: the rows stay locked only from then until
+    the commit, not while the transaction does the rest of its work (the next step's
+    claim), and rows are written in one order, so two transactions never wait on each
+    other's rows crosswise."""
 
     def __init__(self) -> None:
         self.rows: dict = {}  # (model label, keys, key values) -> (model, adds, values)
@@ -114,10 +119,23 @@ class RollupCounts:
                 summed[name] = summed.get(name, 0) + values[name]
 
     def write(self) -> None:
+        by_model: dict = {}
         for row_key in sorted(self.rows):
             model, adds, values = self.rows[row_key]
-            _upsert(model, row_key[1], adds, values)
+            by_model.setdefault((model, row_key[1], adds), []).append(values)
         self.rows = {}
+        for (model, keys, adds), rows in by_model.items():
+            if len(rows) == 1:
+                params = _prepared(model, keys, adds, rows[0])
+            else:
+                params = {
+                    f"{name}_{i}": value
+                    for i, row in enumerate(rows)
+                    for name, value in _prepared(model, keys, adds, row).items()
+                }
+            sql = counters.add_sql(model, keys, adds, rows=len(rows))
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
 
 
 def step_counted(*, step: Step, counter: str, out, at: datetime | None = None) -> None:
