@@ -34,7 +34,7 @@ from workflows.models import (
     StepTimeRollup,
     Template,
 )
-from workflows.services.rollup import analytics_rebuild, bucket_of, hour_of
+from workflows.services.rollup import analytics_backfill, analytics_rebuild, bucket_of, hour_of
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TASK_WAIT, TASK_WORK, HUMAN_WAIT = 40, 150, 900  # seconds
@@ -250,6 +250,15 @@ def test_rebuilding_from_history_gives_the_rows_kept_live(seeded):
     assert rollup_rows() == live
 
 
+def test_backfill_fills_empty_rollups_from_history_and_leaves_kept_ones(seeded):
+    live = rollup_rows()
+    assert analytics_backfill() == 0  # kept live already: left as they are
+    for model in (StepRollup, StepTimeRollup, RunRollup, AgentRollup):
+        model.objects.all().delete()
+    assert analytics_backfill() > 0
+    assert rollup_rows() == live
+
+
 # --- the pages ------------------------------------------------------------------------------
 
 # Session and user (2), portal person (2), nav permissions (2), then the page's own reads:
@@ -329,6 +338,16 @@ def test_only_people_of_the_portal_read_analytics(world, client, path):
     assert client.get(path).status_code in (302, 403)  # an agent never reads them
     client.force_login(person("viewer"))
     assert client.get(path).status_code == 200
+
+
+def test_bad_parameters_fall_back_to_the_defaults(world, client):
+    onboarding()
+    client.force_login(person("viewer"))
+    for query in ("window=forever", "v=abc&vs=-1", "v=99&vs=1", "v=1&vs=1", "window=<script>"):
+        response = client.get(f"/workflows/analytics/onboard/?{query}")
+        assert response.status_code == 200, query
+        assert b"<script>" not in response.content
+    assert client.get("/workflows/analytics/?window=%00").status_code == 200
 
 
 def test_an_unknown_workflow_is_not_found(world, client):

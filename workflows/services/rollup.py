@@ -291,6 +291,15 @@ def analytics_rebuild() -> dict[str, int]:
     return {"steps": len(steps), "times": len(times), "runs": len(runs), "agents": len(agents)}
 
 
+def analytics_backfill() -> int:
+    """``analytics_rebuild`` when runs exist and no run was counted yet (a database that had
+    history before the rollups existed); otherwise nothing: live work keeps them. Returns
+    the rows written."""
+    if RunRollup.objects.exists() or not Run.objects.exists():
+        return 0
+    return sum(analytics_rebuild().values())
+
+
 def _agent_rows() -> list[AgentRollup]:
     """``AgentRollup`` rows from the actions: the ended ones by the hour they ended, and
     those that went to people by the hour they were asked."""
