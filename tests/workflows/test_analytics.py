@@ -250,6 +250,27 @@ def test_rebuilding_from_history_gives_the_rows_kept_live(seeded):
     assert rollup_rows() == live
 
 
+def test_a_step_a_person_fails_counts_the_same_live_and_rebuilt(eager, world):
+    """A step the gate denies waits for a person, who fails it: its last action's times count
+    as the rebuild counts them."""
+    template = published(
+        "deny", [step("a", "notify", escalate_to_human=True), step("b", after=["a"])]
+    )
+    grants.revoke_grant(target=world.ops["notify"], to=world.clerks)
+    with time_machine.travel(START, tick=False) as clock:
+        run = services.run_start(template=template, by=world.officer)
+        a = StepRun.objects.get(run=run, step__key="a")
+        assert a.status == StepStatus.ESCALATED
+        clock.shift(600)
+        services.step_fail(step_run=a, by=world.officer, reason="no grant")
+    live = rollup_rows()
+    (figures,) = [s for s in analytics.version_figures(template=template, since=START).steps
+                  if s.step.key == "a"]  # fmt: skip
+    assert figures.counts["failed"] == 1 and figures.phases[Phase.CONNECTOR].count == 1
+    analytics_rebuild()
+    assert rollup_rows() == live
+
+
 def test_backfill_fills_empty_rollups_from_history_and_leaves_kept_ones(seeded):
     live = rollup_rows()
     assert analytics_backfill() == 0  # kept live already: left as they are

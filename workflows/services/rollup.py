@@ -47,6 +47,8 @@ TIME_ADDS = ("count", "total_ms", *HISTOGRAM_FIELDS)
 # The run events that are a retry of a step: scheduled after a failed attempt, or a person's.
 RETRY_EVENTS = ("retry_scheduled", "step_retried")
 OVERRIDES = (HumanDecision.CHANGED, HumanDecision.REJECTED)
+# What ``step_times`` reads of a step's action.
+ACTION_TIMES = ("verdict", "created_at", "started_at", "finished_at")
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -155,7 +157,10 @@ def step_finished(
 ) -> None:
     """A step run ended (``succeeded`` or ``failed``): count it and add its times
     (``step_times``) to its hour's histograms. ``action``: its last action, when the caller
-    holds it. Call with the step run's finish set."""
+    holds it (else it is read: a person failed the step, or the sweep timed it out). Call
+    with the step run's finish set."""
+    if action is None and step_run.action_id is not None:
+        action = ActionRequest.objects.only(*ACTION_TIMES).get(pk=step_run.action_id)
     at = step_run.finished_at or timezone.now()
     step_counted(step=step, counter=counter, at=at, out=out)
     for phase, ms in step_times(step_run=step_run, action=action).items():
@@ -218,7 +223,7 @@ def analytics_rebuild() -> dict[str, int]:
     times: dict = defaultdict(lambda: dict.fromkeys(TIME_ADDS, 0))
     step_runs = StepRun.objects.select_related("step", "action").only(
         "status", "ready_at", "started_at", "finished_at", "step__template_id",
-        "action__verdict", "action__created_at", "action__started_at", "action__finished_at",
+        *(f"action__{name}" for name in ACTION_TIMES),
     )  # fmt: skip
     for step_run in step_runs.iterator(chunk_size=2000):
         step = step_run.step
