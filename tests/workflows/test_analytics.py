@@ -20,6 +20,7 @@ from autonomy.models import ActionRequest, ActionStatus, Verdict
 from tests.approvals.conftest import approver
 from tests.factories import UserFactory
 from tests.workflows.fixtures import build_world, published, step
+from tests.workflows.test_retry_and_cancel import cancel, undone_by_void
 from workflows import analytics, services
 from workflows.models import (
     HISTOGRAM_BOUNDS_MS,
@@ -267,6 +268,24 @@ def test_a_step_a_person_fails_counts_the_same_live_and_rebuilt(eager, world):
     (figures,) = [s for s in analytics.version_figures(template=template, since=START).steps
                   if s.step.key == "a"]  # fmt: skip
     assert figures.counts["failed"] == 1 and figures.phases[Phase.CONNECTOR].count == 1
+    analytics_rebuild()
+    assert rollup_rows() == live
+
+
+def test_a_step_undone_after_its_run_was_cancelled_counts_the_same_live_and_rebuilt(
+    eager, world, during_call
+):
+    """The cancel came while the step's action executed: the step never succeeded as a step,
+    its effect was undone; the run counts as cancelled."""
+    during_call["post-invoice"] = cancel(world)
+    with time_machine.travel(START, tick=False):
+        run = services.run_start(template=undone_by_void(), context={"amount": 70})
+    assert StepRun.objects.get(run=run, step__key="post").status == StepStatus.COMPENSATED
+    live = rollup_rows()
+    figures = analytics.version_figures(template=run.template, since=START)
+    post = next(s for s in figures.steps if s.step.key == "post")
+    assert post.counts["compensated"] == 1 and post.counts["succeeded"] == 0
+    assert figures.runs["cancelled"] == 1
     analytics_rebuild()
     assert rollup_rows() == live
 

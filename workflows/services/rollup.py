@@ -225,10 +225,19 @@ def analytics_rebuild() -> dict[str, int]:
         "status", "ready_at", "started_at", "finished_at", "step__template_id",
         *(f"action__{name}" for name in ACTION_TIMES),
     )  # fmt: skip
+    from workflows.services.failure import AFTER_CANCEL
+
+    # Cancelled while their action was executing, undone after: they never succeeded as a
+    # step (only their compensation counts).
+    undone_after_cancel = set(
+        RunEvent.objects.filter(kind__in=AFTER_CANCEL).values_list("step_run_id", flat=True)
+    )
     for step_run in step_runs.iterator(chunk_size=2000):
         step = step_run.step
         if step_run.ready_at is not None:
             steps[(hour_of(step_run.ready_at), step.template_id, step.pk)]["started"] += 1
+        if step_run.pk in undone_after_cancel:
+            continue
         ended = {
             StepStatus.SUCCEEDED: "succeeded",
             StepStatus.FAILED: "failed",
