@@ -252,9 +252,44 @@ def template_versions(*, key: str) -> list[Template]:
     return list(Template.objects.filter(key=key).order_by("-version"))
 
 
+def newest_bottlenecks(*, since: datetime) -> dict[str, tuple[int, Bottleneck]]:
+    """Per workflow key, the newest version with steps finished from ``since`` and its
+    bottleneck (``bottleneck``, from the step times alone); one query."""
+    steps: dict = {}
+    versions: dict = {}
+    for row in (
+        StepTimeRollup.objects.filter(hour__gte=since)
+        .order_by()
+        .values("template_id", "template__key", "template__version", "step_id", "step__key",
+                "step__name", "phase")
+        .annotate(count=Sum("count"), total_ms=Sum("total_ms"))
+    ):  # fmt: skip
+        key, version = row["template__key"], row["template__version"]
+        if version < versions.get(key, 0):
+            continue
+        if version > versions.get(key, 0):
+            versions[key], steps[key] = version, {}
+        figures = steps[key].get(row["step_id"])
+        if figures is None:
+            step = Step(pk=row["step_id"], key=row["step__key"], name=row["step__name"])
+            figures = steps[key][row["step_id"]] = StepFigures(
+                step=step,
+                counts=dict.fromkeys(STEP_COUNTERS, 0),
+                phases={phase: PhaseFigures() for phase in Phase.values},
+            )
+        figures.phases[row["phase"]] = PhaseFigures(count=row["count"], total_ms=row["total_ms"])
+    found = {}
+    for key, by_step in steps.items():
+        version = VersionFigures(template=None, runs={}, run_time=PhaseFigures(),
+                                 steps=list(by_step.values()))  # fmt: skip
+        if (named := bottleneck(version)) is not None:
+            found[key] = (versions[key], named)
+    return found
+
+
 def templates_overview(*, since: datetime) -> list[dict]:
-    """Per workflow (all its versions): its name, latest version and runs from ``since``;
-    two queries."""
+    """Per workflow (all its versions): its name, latest version and runs from ``since``,
+    and the bottleneck of its newest version that ran; three queries."""
     latest: dict = {}
     for template in Template.objects.order_by("key", "-version").only("key", "version", "name"):
         latest.setdefault(template.key, template)
@@ -269,6 +304,7 @@ def templates_overview(*, since: datetime) -> list[dict]:
             count=Sum("count"),
         )  # fmt: skip
     }
+    bottlenecks = newest_bottlenecks(since=since)
     rows = []
     for key, template in latest.items():
         row = runs.get(key) or {}
@@ -282,6 +318,7 @@ def templates_overview(*, since: datetime) -> list[dict]:
                 **figures,
                 "success_rate": _rate(figures["succeeded"], finished),
                 "mean_ms": row["total_ms"] / row["count"] if row.get("count") else None,
+                "bottleneck": bottlenecks.get(key),
             }
         )
     return sorted(rows, key=lambda r: (-r["started"], r["key"]))

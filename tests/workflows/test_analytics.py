@@ -302,9 +302,9 @@ def test_backfill_fills_empty_rollups_from_history_and_leaves_kept_ones(seeded):
 # --- the pages ------------------------------------------------------------------------------
 
 # Session and user (2), portal person (2), nav permissions (2), then the page's own reads:
-# index: templates, run rollups, agents, roles; a template: its versions, then per version
+# index: templates, run rollups, step times (bottlenecks), agents, roles; a template: its versions, then per version
 # shown steps, step rollups, time rollups and run rollups (two versions), and the chart.
-INDEX_MAX_QUERIES = 10
+INDEX_MAX_QUERIES = 11
 TEMPLATE_MAX_QUERIES = 16
 
 
@@ -366,6 +366,9 @@ def test_the_template_page_shows_the_bottleneck_and_both_versions(seeded, client
     assert 'data-step="gather"' in body and "v1 and v2 side by side" in body
     index = client.get("/workflows/analytics/?window=30d").content.decode()
     assert 'data-template="onboard"' in index and "clerk-0" in index
+    # v2's runs never waited for a person: its task is its bottleneck.
+    assert '<span class="bottleneck-cell" data-step="gather">gather</span>' in index
+    assert "(v2)" in index
 
 
 @pytest.mark.parametrize("path", ["/workflows/analytics/", "/workflows/analytics/onboard/"])
