@@ -37,8 +37,11 @@ def _nice_max(value: int) -> int:
     return value
 
 
-def stacked_bars(series: Series, *, label_format: str) -> dict:
-    """Bars per bucket, stacked by verdict, scaled to the tallest bucket."""
+def stacked_bars(
+    series: Series, *, label_format: str, tones: dict = COLOURS, labels: dict = LABELS
+) -> dict:
+    """Bars per bucket, stacked by verdict (or by the keys ``tones`` and ``labels`` name),
+    scaled to the tallest bucket."""
     n = len(series.starts)
     plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM - PAD_TOP
     slot = plot_w / n
@@ -60,8 +63,8 @@ def stacked_bars(series: Series, *, label_format: str) -> dict:
                     y=round(base, 2),
                     width=round(slot - gap, 2),
                     height=round(max(h, 0.5), 2),
-                    tone=COLOURS.get(verdict, "allow"),
-                    title=f"{start:{label_format}}: {count} {LABELS.get(verdict, verdict)}",
+                    tone=tones.get(verdict, "allow"),
+                    title=f"{start:{label_format}}: {count} {labels.get(verdict, verdict)}",
                 )
             )
     ticks = [
@@ -81,7 +84,7 @@ def stacked_bars(series: Series, *, label_format: str) -> dict:
         "left": PAD_LEFT,
         "baseline": HEIGHT - PAD_BOTTOM,
         "total": sum(totals),
-        "totals": {LABELS[k]: v for k, v in series.totals.items() if k in LABELS},
+        "totals": {labels[k]: v for k, v in series.totals.items() if k in labels},
     }
 
 
@@ -170,3 +173,24 @@ def line_chart(
         "ticks": ticks,
         "samples": len(values),
     }
+
+
+def share_bars(rows: list[dict], *, parts: list[tuple[str, str]]) -> dict:
+    """One horizontal bar per row split into its parts' shares (each row's ``shares``: part
+    -> fraction), e.g. where a step's time goes. ``parts``: (key, label) in drawing order."""
+    row_h, label_w, width = 26, 170, 720
+    plot_w = width - label_w - 8
+    bars = []
+    for i, row in enumerate(rows):
+        x, segments = float(label_w), []
+        for key, label in parts:
+            share = row["shares"].get(key, 0)
+            if share <= 0:
+                continue
+            w = plot_w * share
+            segments.append({"x": round(x, 2), "width": round(max(w, 0.5), 2), "tone": key,
+                             "title": f"{row['label']}: {share:.0%} {label}"})  # fmt: skip
+            x += w
+        bars.append({"y": i * row_h, "text_y": i * row_h + 17, "label": row["label"],
+                     "segments": segments})  # fmt: skip
+    return {"width": width, "height": max(row_h * len(rows), row_h), "bars": bars}

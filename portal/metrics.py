@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from agents.models import Agent, AgentStatus
 from approvals.models import ApprovalRequest, ApprovalStatus
 from autonomy.models import ActivityRollup, Intervention, InterventionKind, Verdict
+from portal.metrics_analytics import analytics_metrics
 from workflows.models import Run, RunStatus
 
 WINDOW = timedelta(minutes=5)
@@ -64,6 +65,7 @@ class FleetCollector:
         yield _by_status(
             "autonomy_workflow_runs", "Workflow runs by status.", Run, RunStatus.values
         )
+        yield from analytics_metrics()
 
 
 def _by_status(name: str, documentation: str, model, statuses) -> GaugeMetricFamily:

@@ -490,6 +490,14 @@ PORTAL = [
     ),
     ("POST", "inbox/bulk/", "approval", "bulk", "302 302 302 302 302 302 302 302 302"),
     ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
+    ("GET", "workflows/analytics/", None, None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "GET",
+        "workflows/analytics/<slug:key>/",
+        "template",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
     ("GET", "workflows/runs/", None, None, "302 302 302 403 200 200 200 200 200"),
     ("GET", "workflows/runs/live/", None, None, "302 302 302 403 200 200 200 200 200"),
     ("GET", "workflows/runs/<uuid:run_id>/", "run", None, "302 302 302 403 200 200 200 200 200"),
@@ -620,6 +628,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<uuid:agent_id>": world.ids["agent"],
         "<slug:verb>": "pause",
         "<slug:plan>": world.ids["plan"],
+        "<slug:key>": "authz",  # the template of the world's run
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

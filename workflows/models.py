@@ -241,6 +241,9 @@ class StepRun(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # When the step first became ready or was first offered (never moved by retries): the
+    # start of its wait for an agent, in the analytics (``workflows.services.rollup``).
+    ready_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
@@ -346,3 +349,136 @@ class Claim(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_key} {self.status} by {self.agent_id}"
+
+
+# --- analytics: rollups kept as work happens (``workflows.services.rollup``) ------------------
+
+# Upper bounds (milliseconds) of the duration histograms' buckets, about ×3 apart, from 10 ms to
+# 28 hours; the last bucket is open. Percentiles come from these counts, never from raw rows.
+HISTOGRAM_BOUNDS_MS = (
+    10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000,
+    10_000_000, 30_000_000, 100_000_000,
+)  # fmt: skip
+HISTOGRAM_FIELDS = tuple(f"h{i:02d}" for i in range(len(HISTOGRAM_BOUNDS_MS) + 1))
+
+
+class DurationHistogram(models.Model):
+    """How many durations fell in each bucket of ``HISTOGRAM_BOUNDS_MS``, their count and
+    their sum (for means and shares of time)."""
+
+    count = models.PositiveIntegerField(default=0)
+    total_ms = models.BigIntegerField(default=0)
+    h00 = models.PositiveIntegerField(default=0)
+    h01 = models.PositiveIntegerField(default=0)
+    h02 = models.PositiveIntegerField(default=0)
+    h03 = models.PositiveIntegerField(default=0)
+    h04 = models.PositiveIntegerField(default=0)
+    h05 = models.PositiveIntegerField(default=0)
+    h06 = models.PositiveIntegerField(default=0)
+    h07 = models.PositiveIntegerField(default=0)
+    h08 = models.PositiveIntegerField(default=0)
+    h09 = models.PositiveIntegerField(default=0)
+    h10 = models.PositiveIntegerField(default=0)
+    h11 = models.PositiveIntegerField(default=0)
+    h12 = models.PositiveIntegerField(default=0)
+    h13 = models.PositiveIntegerField(default=0)
+    h14 = models.PositiveIntegerField(default=0)
+    h15 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Phase(models.TextChoices):
+    """Where a step's time goes, end to end: the four parts add up to its duration."""
+
+    WAIT_AGENT = "wait_agent", "waiting for an agent"
+    WAIT_HUMAN = "wait_human", "waiting for a person"
+    RUNNING = "running", "running"
+    CONNECTOR = "connector", "in the connector"
+
+
+class StepRollup(models.Model):
+    """One step of one template version in one hour: how many of its step runs started,
+    succeeded, failed, were retried, compensated or skipped."""
+
+    hour = models.DateTimeField()
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="+")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+")
+    started = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    compensated = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "template", "step"], name="one_step_rollup")
+        ]
+        indexes = [models.Index(fields=["template", "hour"], name="step_rollup_template")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h step {self.step_id}"
+
+
+class StepTimeRollup(DurationHistogram):
+    """The durations of one phase of one step's finished step runs in one hour."""
+
+    hour = models.DateTimeField()
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="+")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+")
+    phase = models.CharField(max_length=12, choices=Phase.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "template", "step", "phase"], name="one_step_time_rollup"
+            )
+        ]
+        indexes = [models.Index(fields=["template", "hour"], name="step_time_rollup_template")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h step {self.step_id} {self.phase}"
+
+
+class RunRollup(DurationHistogram):
+    """One template version's runs in one hour: started and how they ended, with the
+    durations of those that finished."""
+
+    hour = models.DateTimeField()
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="+")
+    started = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "template"], name="one_run_rollup")]
+        indexes = [models.Index(fields=["template", "hour"], name="run_rollup_template")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h template {self.template_id}"
+
+
+class AgentRollup(models.Model):
+    """One agent's actions that ended in one hour (from the kernel's signals): how they ended,
+    how many waited for people and what people answered, and what the succeeded ones spent."""
+
+    hour = models.DateTimeField()
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="+")
+    settled = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    denied = models.PositiveIntegerField(default=0)
+    approvals_needed = models.PositiveIntegerField(default=0)
+    answered = models.PositiveIntegerField(default=0)
+    overridden = models.PositiveIntegerField(default=0)
+    spend = models.DecimalField(max_digits=20, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "agent"], name="one_agent_rollup")]
+        indexes = [models.Index(fields=["hour"], name="agent_rollup_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h agent {self.agent_id}"

@@ -2,8 +2,10 @@
 demo registry's agents; ``demo_runs`` keeps runs going and does the agents' tasks."""
 
 import random
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.core.management import call_command
 
 from agents.models import Agent, AgentStatus
@@ -11,6 +13,7 @@ from approvals.models import ApprovalRequest
 from demo import connectors as demo_connectors
 from demo import registry as demo_registry
 from demo import workflows as demo_workflows
+from tests.factories import UserFactory
 from workflows import authoring, services
 from workflows.models import Run, RunStatus, StepRun, StepStatus, Template, TemplateStatus
 
@@ -125,3 +128,21 @@ def test_demo_runs_keeps_runs_in_flight_and_does_the_agents_tasks(eager, capsys)
     assert out.strip().splitlines()[-1] == "demo_runs: stopped"
     assert Run.objects.count() >= 3
     assert StepRun.objects.filter(step__kind="task", status=StepStatus.SUCCEEDED).exists()
+
+
+def test_the_analytics_page_names_the_onboarding_bottleneck(eager, client):
+    """Demo runs played on a clock that moves: the onboarding's task waits for a demo agent's
+    round and its thinking, while its operation steps take no time, so the page names it."""
+    seed_world()
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        player = demo_workflows.DemoPlayer(in_flight=4, think_seconds=4, rng=random.Random(5))
+        for _ in range(12):
+            player.tick()
+            clock.shift(2)
+        player.finish_tasks(now=None)
+        onboarding = authoring.latest_published(key="customer-onboarding")
+        assert onboarding.runs.filter(status=RunStatus.SUCCEEDED).exists()
+        client.force_login(UserFactory(username="demo-reader", is_staff=True, is_superuser=True))
+        page = client.get("/workflows/analytics/customer-onboarding/?window=24h")
+    assert page.status_code == 200
+    assert "Step &#x27;Gather documents&#x27; is the bottleneck" in page.content.decode()

@@ -16,6 +16,7 @@ PAGES = [
     "/activity/",
     "/dashboard/",
     "/workflows/runs/",
+    "/workflows/analytics/",
     "/rollouts/",
     "/api/docs/",
 ]

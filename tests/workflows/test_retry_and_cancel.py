@@ -83,22 +83,6 @@ def test_a_retry_is_recorded_with_who_did_it_and_the_budget_it_renewed(eager, wo
 # --- a cancel while the step's action is executing ------------------------------------------
 
 
-@pytest.fixture
-def during_call(monkeypatch):
-    """Lets a test do something (cancel the run) while the ERP is executing a call."""
-    ledger = connectors.EXECUTORS["erp"]
-    hooks = {}
-
-    def erp(*, operation, **kwargs):
-        hook = hooks.pop(operation.slug, None)
-        if hook is not None:
-            hook()
-        return ledger(operation=operation, **kwargs)
-
-    monkeypatch.setitem(connectors.EXECUTORS, "erp", erp)
-    return hooks
-
-
 def posting(**extra):
     return published(
         "posting",

@@ -9,6 +9,7 @@ from workflows.models import STEP_DONE, Run, RunStatus, StepKind, StepRun, StepS
 from workflows.services.assignment import agent_pick
 from workflows.services.failure import attempt_failed
 from workflows.services.outbox import Outbox
+from workflows.services.rollup import run_counted, step_counted, step_finished
 
 # What ``advance`` reads of a step run (its step comes from ``selectors.template_steps``):
 # what making it ready and claiming it next read and write.
@@ -17,12 +18,15 @@ ADVANCE_FIELDS = (
     "escalations", "action", "started_at", "worker",
 )  # fmt: skip
 # What making a step ready writes of its step run.
-MADE_READY_FIELDS = ["status", "input", "assignee", "assignee_role", "dispatched_at"]
+MADE_READY_FIELDS = ["status", "input", "assignee", "assignee_role", "dispatched_at", "ready_at"]
 
 
-def step_succeed(*, run: Run, step_run: StepRun, output: dict, actor: str, out: Outbox) -> None:
+def step_succeed(
+    *, run: Run, step_run: StepRun, output: dict, actor: str, out: Outbox, action=None
+) -> None:
     """Record a step's output in the step run and in the run's context, and advance the run.
-    Call with the run and the step run locked."""
+    ``action``: the step's last action, for its times in the analytics. Call with the run
+    and the step run locked."""
     step = step_run.step
     step_run.status = StepStatus.SUCCEEDED
     step_run.output = output
@@ -30,6 +34,7 @@ def step_succeed(*, run: Run, step_run: StepRun, output: dict, actor: str, out: 
     step_run.finished_at = timezone.now()
     step_run.lease_until = None
     step_run.save(update_fields=["status", "output", "error", "finished_at", "lease_until"])
+    step_finished(step=step, step_run=step_run, counter="succeeded", action=action, out=out)
     before = run.context.get(step.context_key)
     run.context[step.context_key] = output
     run.save(update_fields=["context"])
@@ -84,6 +89,7 @@ def advance(*, run: Run, out: Outbox, after=None) -> None:
                 sr.status = StepStatus.SKIPPED
                 sr.finished_at = timezone.now()
                 sr.save(update_fields=["status", "finished_at"])
+                step_counted(step=step, counter="skipped", out=out)
                 out.event(
                     run, "step_skipped", f"{step.name}: {step.run_when!r} does not hold.",
                     step_run=sr,
@@ -96,6 +102,7 @@ def advance(*, run: Run, out: Outbox, after=None) -> None:
         run.status = RunStatus.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
+        run_counted(run=run, counter="succeeded", out=out)
         out.event(run, "run_succeeded", "Every step is done.")
         audit.append(
             kind="run_finished",
@@ -134,12 +141,14 @@ def _make_ready(*, run: Run, step_run: StepRun, out: Outbox) -> None:
     out.write_held()  # a step made ready before: the pick below counts ready steps
     step = step_run.step
     step_run.input = conditions.resolve(step.input_map, run.context)
+    step_run.ready_at = timezone.now()
+    step_counted(step=step, counter="started", at=step_run.ready_at, out=out)
     if step_run.assignee_id is None and step_run.assignee_role_id is None:
         step_run.assignee_id = step.assignee_agent_id
         step_run.assignee_role_id = step.assignee_role_id
     if step.kind == StepKind.TASK:
         step_run.status = StepStatus.WAITING_AGENT
-        step_run.save(update_fields=["status", "input", "assignee", "assignee_role"])
+        step_run.save(update_fields=["status", "input", "assignee", "assignee_role", "ready_at"])
         who = step_run.assignee or step_run.assignee_role
         out.event(run, "task_offered", f"{step.name} offered to {who}.", step_run=step_run)
         return

@@ -15,6 +15,7 @@ from workflows.services.execute import ACTION_FINISHED
 from workflows.services.failure import open_steps_cancel, run_fail
 from workflows.services.locking import run_lock
 from workflows.services.outbox import Outbox, actor_name
+from workflows.services.rollup import run_counted, step_counted, step_finished
 from workflows.transitions import run_controls, step_controls
 
 # Steps a person may hand to another agent: nobody is working on them.
@@ -87,6 +88,7 @@ def run_cancel(*, run: Run, by, reason: str = "") -> Run:
         run.status = RunStatus.CANCELLED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
+        run_counted(run=run, counter="cancelled", out=out)
         _control(run, by, "cancelled", reason, out=out)
         # A step whose action ended well while the run was paused, before its worker moved
         # it on: its worker says what happened and undoes it (``effect_after_cancel``).
@@ -130,6 +132,7 @@ def step_retry(*, step_run: StepRun, by, reason: str = "") -> StepRun:
         spent = {"attempts": step_run.attempt, "escalations": step_run.escalations,
                  "from": getattr(step_run.assignee, "slug", None)}  # fmt: skip
         _restart(step_run)
+        step_counted(step=step_run.step, counter="retried", out=out)
         if step_run.step.kind == StepKind.TASK:
             step_run.status = StepStatus.WAITING_AGENT
             step_run.save()
@@ -244,6 +247,7 @@ def step_skip(*, step_run: StepRun, by, reason: str = "") -> StepRun:
         step_run.status = StepStatus.SKIPPED
         step_run.finished_at = timezone.now()
         step_run.save(update_fields=["status", "finished_at"])
+        step_counted(step=step_run.step, counter="skipped", out=out)
         _control(run, by, "step_skipped", f"{step_run.step.name}. {reason}".strip(), out=out)
         advance(run=run, out=out)
     return step_run
@@ -256,6 +260,7 @@ def step_fail(*, step_run: StepRun, by, reason: str = "") -> StepRun:
         step_run.status = StepStatus.FAILED
         step_run.finished_at = timezone.now()
         step_run.save(update_fields=["status", "finished_at"])
+        step_finished(step=step_run.step, step_run=step_run, counter="failed", out=out)
         _control(run, by, "step_failed", f"{step_run.step.name}. {reason}".strip(), out=out)
         run_fail(run=run, reason=f"{actor_name(by)} failed {step_run.step.name}.", out=out)
     return step_run

@@ -285,15 +285,16 @@ def _action_ended(*, step_run: StepRun, run: Run, action: ActionRequest, out: Ou
     step = step_run.step
     if action.status == ActionStatus.SUCCEEDED:
         step_succeed(run=run, step_run=step_run, output=action.outcome or {}, actor="worker",
-                     out=out)  # fmt: skip
+                     out=out, action=action)  # fmt: skip
     elif action.status == ActionStatus.SHADOWED:
         # Decided and recorded, never executed: the run goes on, as a rehearsal does.
         output = {"executed": False, "autonomy_level": action.autonomy_level,
                   "action_id": str(action.pk)}  # fmt: skip
-        step_succeed(run=run, step_run=step_run, output=output, actor="gate", out=out)
+        step_succeed(run=run, step_run=step_run, output=output, actor="gate", out=out,
+                     action=action)  # fmt: skip
     elif action.status == ActionStatus.FAILED:
         attempt_failed(run=run, step_run=step_run, kind="failed", error=action.error or {},
-                       out=out)  # fmt: skip
+                       out=out, action=action)  # fmt: skip
     elif action.status == ActionStatus.DENIED:
         codes = {r.get("code") for r in action.reasons}
         people = codes & {"approval_rejected", "approval_expired"}
@@ -303,6 +304,7 @@ def _action_ended(*, step_run: StepRun, run: Run, action: ActionRequest, out: Ou
             kind="rejected" if people else "denied",
             error={"code": "rejected" if people else "denied", "reasons": action.reasons},
             out=out,
+            action=action,
         )
     elif action.status == ActionStatus.CANCELLED:
         step_run.status = StepStatus.CANCELLED

@@ -21,6 +21,7 @@ from workflows.models import (
 from workflows.services.assignment import agent_pick
 from workflows.services.locking import run_lock
 from workflows.services.outbox import Outbox
+from workflows.services.rollup import run_counted, step_counted, step_finished
 
 # What a cancelled run's timeline says of a step whose action succeeded after the cancel.
 AFTER_CANCEL = ("compensating_after_cancel", "effect_not_compensated")
@@ -35,9 +36,12 @@ def escalation_levels(step) -> list[str]:
     return levels
 
 
-def attempt_failed(*, run: Run, step_run: StepRun, kind: str, error: dict, out: Outbox) -> None:
+def attempt_failed(
+    *, run: Run, step_run: StepRun, kind: str, error: dict, out: Outbox, action=None
+) -> None:
     """One attempt failed. ``kind``: failed (retryable), denied (by the gate), rejected (by
     people), invalid (bad input), escalated (the agent asked), timeout (no result in time).
+    ``action``: the attempt's action, for the step's times in the analytics.
 
     Call with the run and the step run locked."""
     step = step_run.step
@@ -54,6 +58,7 @@ def attempt_failed(*, run: Run, step_run: StepRun, kind: str, error: dict, out: 
         else:
             step_run.status = StepStatus.READY
         step_run.save()
+        step_counted(step=step, counter="retried", at=now, out=out)
         out.event(
             run,
             "retry_scheduled",
@@ -107,10 +112,13 @@ def attempt_failed(*, run: Run, step_run: StepRun, kind: str, error: dict, out: 
             )
             return
         if "human" in levels[step_run.escalations :]:
-            return attempt_failed(run=run, step_run=step_run, kind=kind, error=error, out=out)
+            return attempt_failed(
+                run=run, step_run=step_run, kind=kind, error=error, out=out, action=action
+            )
     step_run.status = StepStatus.FAILED
     step_run.finished_at = now
     step_run.save()
+    step_finished(step=step, step_run=step_run, counter="failed", action=action, out=out)
     out.event(run, "step_failed", f"{step.name} failed.", step_run=step_run, error=error)
     run_fail(run=run, reason=f"{step.name} failed.", out=out)
 
@@ -179,6 +187,7 @@ def run_compensate(*, run_id) -> Run:
             run.status = RunStatus.FAILED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
+            run_counted(run=run, counter="failed", out=out)
             out.event(
                 run,
                 "run_failed",
@@ -242,6 +251,7 @@ def compensate_step(*, run: Run, step_run: StepRun) -> bool:
         if ok:
             step_run.status = StepStatus.COMPENSATED
             step_run.save(update_fields=["status"])
+            step_counted(step=step, counter="compensated", out=out)
         out.event(
             run,
             "step_compensated" if ok else "compensation_failed",

@@ -5,6 +5,7 @@ from django.db import transaction
 
 from agents.models import Agent
 from workflows.models import Run, RunEvent, StepRun
+from workflows.services.rollup import RollupCounts
 
 
 def actor_name(by) -> str:
@@ -27,8 +28,8 @@ def step_send(step_run_id, *, countdown: float | None = None) -> None:
 
 
 class Outbox:
-    """A transaction's run events and the steps it sends, written when the transaction's
-    work is done: ``with transaction.atomic(), Outbox() as out:``.
+    """A transaction's run events, analytics counts and the steps it sends, written when the
+    transaction's work is done: ``with transaction.atomic(), Outbox() as out:``.
 
     The use case that owns the transaction makes one and passes it to every function that
     changes runs. On leaving the block without an error, the events are inserted together
@@ -48,6 +49,7 @@ class Outbox:
         self.sends: list[tuple] = []  # (step run id, countdown): sent again, or later
         self.hold_ready = hold_ready
         self.held: dict = {}  # step run: the fields still to write
+        self.counts = RollupCounts()  # the analytics rollups' increments
 
     def __enter__(self) -> "Outbox":
         return self
@@ -93,6 +95,7 @@ class Outbox:
         if self.events:
             RunEvent.objects.bulk_create(self.events)
             self.events = []
+        self.counts.write()
         sends = [(step_run.pk, None) for step_run in self.ready] + self.sends
         self.ready, self.sends = [], []
         for step_run_id, countdown in sends:

@@ -9,6 +9,7 @@ from workflows.models import Run, StepRun, Template
 from workflows.services.advance import advance
 from workflows.services.locking import run_lock
 from workflows.services.outbox import Outbox, actor_name
+from workflows.services.rollup import run_counted
 
 
 def run_start(
@@ -67,6 +68,7 @@ def _run_create(*, template: Template, context: dict, by, key: str) -> Run:
         StepRun.objects.bulk_create(
             StepRun(run=run, step=step, position=step.position) for step in template.steps.all()
         )
+        run_counted(run=run, counter="started", out=out)
         out.event(run, "run_started", f"Started from {template}.", actor=actor)
         audit.append(
             kind="run_started",

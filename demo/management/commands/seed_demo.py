@@ -3,6 +3,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from demo import connectors, drift, registry, rollouts, workflows
+from workflows.services.rollup import analytics_backfill
 
 
 class Command(BaseCommand):
@@ -26,5 +27,6 @@ class Command(BaseCommand):
             from autonomy.observability.rollup import rollup_rebuild
 
             rollup_rebuild()
+        created["analytics_rows"] = analytics_backfill()  # runs from before the rollups
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
