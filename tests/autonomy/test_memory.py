@@ -401,3 +401,68 @@ def test_a_correction_keeps_the_provenance_and_names_the_person(fleet):
     assert entry.written_by == risk
     record = AuditRecord.objects.get(kind="memory_corrected")
     assert record.payload["before"]["value"] == "prefers fax"
+
+
+# --- the admin --------------------------------------------------------------------------------
+
+ADMIN = "/admin/autonomy/memoryentry/"
+
+
+def _admin_client(role: str):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(_person(role))
+    return client
+
+
+def test_the_admin_purges_by_provenance_in_one_step(fleet):
+    remember(fleet.api(fleet.token_a), "customer:4411", "poison")
+    remember(fleet.api(fleet.token_a), "vendor:acme", "poison", scope="role")
+    remember(fleet.api(fleet.token_a2), "customer:5000", "fine")
+    one = MemoryEntry.objects.get(key="customer:4411")
+    risk = _admin_client(PortalRole.RISK_OFFICER)
+
+    response = risk.post(
+        ADMIN, {"action": "purge_by_provenance", "_selected_action": [one.pk]}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "Purged 2 entries written by agent-a" in response.content.decode()
+    assert list(MemoryEntry.objects.values_list("key", flat=True)) == ["customer:5000"]
+
+
+def test_a_viewer_sees_the_admin_list_masked_and_cannot_purge(fleet):
+    remember(fleet.api(fleet.token_a), "card", "4111 1111 1111 1111", sensitivity="restricted")
+    entry = MemoryEntry.objects.get()
+    viewer = _admin_client(PortalRole.VIEWER)
+
+    listed = viewer.get(ADMIN).content.decode()
+    detail = viewer.get(f"{ADMIN}{entry.pk}/change/").content.decode()
+    viewer.post(ADMIN, {"action": "purge_by_provenance", "_selected_action": [entry.pk]})
+
+    assert "4111" not in listed and selectors.MASKED in listed
+    assert "4111" not in detail and selectors.MASKED in detail
+    assert MemoryEntry.objects.exists()
+    assert "4111" in _admin_client(PortalRole.RISK_OFFICER).get(ADMIN).content.decode()
+
+
+def test_a_correction_in_the_admin_goes_through_the_service(fleet):
+    remember(fleet.api(fleet.token_a), "customer:4411", "prefers fax")
+    entry = MemoryEntry.objects.get()
+    risk = _admin_client(PortalRole.RISK_OFFICER)
+
+    response = risk.post(
+        f"{ADMIN}{entry.pk}/change/",
+        {
+            "value": '"prefers e-mail"',
+            "sensitivity": "internal",
+            "expires_at_0": "2026-12-31",
+            "expires_at_1": "12:00:00",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry.refresh_from_db()
+    assert entry.value == "prefers e-mail" and entry.written_by.username == "p-risk_officer"
+    assert AuditRecord.objects.filter(kind="memory_corrected").count() == 1
