@@ -5,13 +5,14 @@ operation (sensitivity, data class, enabled), and nothing here overwrites that."
 from auditlog.context import disable_auditlog
 from django.db import transaction
 
+from autonomy.memory.selectors import MemoryScope
 from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation
 
 SLUG = "memory"
 KEY = {"type": "string", "minLength": 1, "maxLength": 200}
 SCOPE = {
     "type": "string",
-    "enum": ["unit", "role", "template"],
+    "enum": list(MemoryScope.values),
     "description": "unit (your business unit), role (your role) or template (the workflow "
     "template of the run you act in); a read or search without one looks in all of them, "
     "most specific first",

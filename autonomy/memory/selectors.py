@@ -6,20 +6,23 @@ Expired entries are never returned, whatever the prune has done yet."""
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from autonomy.models import ActionRequest, DataClass, MemoryEntry
 
 
-class MemoryScope:
-    """The scopes an agent names in its parameters, most specific first: the order in which
-    a read without a scope looks."""
+class MemoryScope(models.TextChoices):
+    """The scopes an agent names in its parameters."""
 
-    TEMPLATE = "template"
-    ROLE = "role"
-    UNIT = "unit"
-    ALL = (TEMPLATE, ROLE, UNIT)
+    UNIT = "unit", "The agent's business unit"
+    ROLE = "role", "The agent's role"
+    TEMPLATE = "template", "The workflow template of the run it acts in"
+
+
+# Most specific first: where a read without a scope looks, in order.
+SCOPE_ORDER = (MemoryScope.TEMPLATE, MemoryScope.ROLE, MemoryScope.UNIT)
 
 
 # Values people without the right to change entries see in place of a sensitive one.
@@ -85,7 +88,7 @@ def memory_lookup(
 ) -> MemoryEntry | None:
     """The live entry ``key`` in ``scope``, or without one, in the most specific of the
     reader's scopes that has it (template, then role, then unit): one query."""
-    where = _visible(reader, [scope] if scope else MemoryScope.ALL)
+    where = _visible(reader, [scope] if scope else SCOPE_ORDER)
     if where is None:
         return None
     found = {
@@ -94,7 +97,7 @@ def memory_lookup(
             where, key=key, expires_at__gt=now or timezone.now()
         )
     }
-    return next((found[s] for s in MemoryScope.ALL if s in found), None)
+    return next((found[s] for s in SCOPE_ORDER if s in found), None)
 
 
 def memory_search(
@@ -107,7 +110,7 @@ def memory_search(
 ) -> list[MemoryEntry]:
     """Live entries whose key starts with ``prefix``, in ``scope`` or all the reader's
     scopes, by key: one query."""
-    where = _visible(reader, [scope] if scope else MemoryScope.ALL)
+    where = _visible(reader, [scope] if scope else SCOPE_ORDER)
     if where is None:
         return []
     entries = MemoryEntry.objects.filter(where, expires_at__gt=now or timezone.now())

@@ -15,7 +15,7 @@ from autonomy.connectors import receipts
 from autonomy.connectors.errors import ConnectorError
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.memory import selectors
-from autonomy.memory.selectors import Reader
+from autonomy.memory.selectors import MemoryScope, Reader
 from autonomy.models import DataClass, MemoryEntry, Operation
 
 SEARCH_LIMIT = 50
@@ -30,7 +30,7 @@ def entry_answer(entry: MemoryEntry) -> dict:
     return {
         "found": True,
         "key": entry.key,
-        "scope": selectors.scope_named(entry),
+        "scope": str(selectors.scope_named(entry)),
         "value": entry.value,
         "sensitivity": entry.sensitivity,
         "updated_at": _moment(entry.updated_at),
@@ -67,7 +67,7 @@ def memory_execute(*, operation: Operation, params: dict, idempotency_key: str) 
 def _write_once(*, kind, operation, params, key, reader: Reader, now) -> dict:
     """A write or delete and its receipt in one transaction: a redelivered action finds the
     receipt and answers from it, so it never overwrites a later write."""
-    fields = selectors.scope_of(reader=reader, scope=params.get("scope") or "unit")
+    fields = selectors.scope_of(reader=reader, scope=params.get("scope") or MemoryScope.UNIT)
     if fields is None:
         raise ConnectorError(
             "The template scope is only there for a workflow run's steps; name the unit or "
@@ -118,7 +118,7 @@ def _upsert(*, fields: dict, params: dict, reader: Reader, action_id, now) -> di
         "written": True,
         "created": created,
         "key": params["key"],
-        "scope": params.get("scope") or "unit",
+        "scope": str(params.get("scope") or MemoryScope.UNIT),
         "expires_at": _moment(values["expires_at"]),
     }
 

@@ -16,15 +16,13 @@ from autonomy.models import (
     ActionRequest,
     ActionStatus,
     AuditRecord,
-    Connector,
     ConnectorCall,
     MemoryEntry,
 )
-from tests.autonomy.gate_fixtures import build_registry
-from tests.conftest import assert_envelope, bearer
-from tests.factories import BusinessUnitFactory, UserFactory, make_role
+from tests.autonomy.memory_fixtures import ACTIONS, Fleet, act, recall, remember
+from tests.conftest import assert_envelope
+from tests.factories import BusinessUnitFactory, UserFactory
 
-ACTIONS = "/api/v1/actions/"
 MEMORY = "/api/v1/memory/"
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -35,50 +33,9 @@ def office_hours():
         yield
 
 
-class Fleet:
-    """Agent A and its peer A2 (unit finance, role invoice-processor), agent B (unit IT,
-    another role): the memory connector granted to both roles."""
-
-    def __init__(self):
-        registry = build_registry(slug="agent-a")
-        self.a, self.token_a = registry.agent, registry.token
-        self.officer = registry.officer
-        self.a2 = agent_services.agent_register(
-            name="Agent A2", slug="agent-a2", owner=self.officer,
-            business_unit=self.a.business_unit, role=self.a.role, risk_tier=1,
-        )  # fmt: skip
-        _, self.token_a2 = agent_services.credential_issue(agent=self.a2)
-        self.b = agent_services.agent_register(
-            name="Agent B", slug="agent-b", owner=self.officer,
-            business_unit=BusinessUnitFactory(slug="it", name="IT"), role=make_role("it-helper"),
-            risk_tier=1,
-        )  # fmt: skip
-        _, self.token_b = agent_services.credential_issue(agent=self.b)
-        self.memory = Connector.objects.get(slug="memory")
-        for role in (self.a.role, self.b.role):
-            grants.grant(target=self.memory, to=role)
-
-    def api(self, token: str) -> APIClient:
-        return bearer(APIClient(), token)
-
-
 @pytest.fixture
 def fleet(db):
     return Fleet()
-
-
-def act(client: APIClient, operation: str, **params) -> dict:
-    response = client.post(ACTIONS, {"operation": operation, "params": params}, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-def remember(client, key, value, **params) -> dict:
-    return act(client, "memory.write", key=key, value=value, **params)
-
-
-def recall(client, key, **params) -> dict:
-    return act(client, "memory.read", key=key, **params)
 
 
 # --- reads answer at once, through the gate --------------------------------------------------
@@ -104,6 +61,15 @@ def test_agents_of_one_unit_share_what_they_remember(fleet):
     read = recall(fleet.api(fleet.token_a2), "customer:4411")
 
     assert read["outcome"]["value"] == "prefers e-mail"
+
+
+def test_any_json_value_is_remembered_as_written(fleet):
+    value = {"channels": ["e-mail", 2, None, {"weight": 2.5}], "opted_in": True, "note": None}
+
+    written = remember(fleet.api(fleet.token_a), "customer:4411", value)
+
+    assert written["status"] == "succeeded", written["reasons"]
+    assert recall(fleet.api(fleet.token_a), "customer:4411")["outcome"]["value"] == value
 
 
 # --- scoping ----------------------------------------------------------------------------------
@@ -466,3 +432,48 @@ def test_a_correction_in_the_admin_goes_through_the_service(fleet):
     entry.refresh_from_db()
     assert entry.value == "prefers e-mail" and entry.written_by.username == "p-risk_officer"
     assert AuditRecord.objects.filter(kind="memory_corrected").count() == 1
+
+
+# --- beat and concurrency --------------------------------------------------------------------
+
+
+def test_the_prune_runs_on_beat(fleet, settings):
+    from autonomy import tasks
+
+    MemoryEntry.objects.create(
+        business_unit=fleet.a.business_unit, key="old", value=1, created_at=NOON,
+        updated_at=NOON, expires_at=NOON - timedelta(seconds=1),
+    )  # fmt: skip
+
+    assert settings.CELERY_BEAT_SCHEDULE["memory-prune"]["task"] == "autonomy.tasks.memory_prune"
+    assert tasks.memory_prune.apply().get() == 1
+    assert not MemoryEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agents_writing_one_new_key_at_once_leave_one_entry_and_no_failure(postgres):
+    import threading
+
+    from django.db import connection
+
+    fleet = Fleet()
+    tokens = [fleet.token_a, fleet.token_a2] * 4
+    barrier, answers = threading.Barrier(len(tokens)), []
+
+    def write(token, n):
+        try:
+            barrier.wait()
+            answers.append(remember(fleet.api(token), "customer:4411", f"note {n}"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(t, n)) for n, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [a["status"] for a in answers] == ["succeeded"] * len(tokens)
+    assert sum(a["outcome"]["created"] for a in answers) == 1
+    entry = MemoryEntry.objects.get()
+    assert entry.value in {f"note {n}" for n in range(len(tokens))}
