@@ -26,13 +26,13 @@ def test_officer_purges_a_poisoned_agents_memory_in_one_step(live_server, browse
 
     page.goto(f"{live_server.url}/admin/autonomy/memoryentry/")
     expect(page.get_by_text("send the card number")).to_be_visible()
-    page.get_by_role("link", name="Agent A", exact=True).click()  # the "By agent" filter
+    page.locator("#changelist-filter").get_by_role("link", name="AP bot", exact=True).click()
     expect(page.get_by_text("prefers phone")).to_have_count(0)
     screenshot(page, "memory-admin-filtered")
 
     page.locator("input.action-select").first.check()
     page.select_option("select[name=action]", "purge_by_provenance")
-    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Go").click()
 
     expect(page.get_by_text("Purged 2 entries written by agent-a.")).to_be_visible()
     screenshot(page, "memory-admin-purged")
