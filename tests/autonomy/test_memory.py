@@ -477,3 +477,18 @@ def test_agents_writing_one_new_key_at_once_leave_one_entry_and_no_failure(postg
     assert sum(a["outcome"]["created"] for a in answers) == 1
     entry = MemoryEntry.objects.get()
     assert entry.value in {f"note {n}" for n in range(len(tokens))}
+
+
+def test_every_installation_has_the_memory_connector_and_curation_is_kept(db):
+    from autonomy.memory.registry import memory_connector_ensure
+    from autonomy.models import Operation
+
+    write = Operation.objects.get(connector__slug="memory", slug="write")  # made after migrate
+    write.sensitivity, write.enabled = 4, False
+    write.save()
+
+    assert memory_connector_ensure() == 0
+    write.refresh_from_db()
+    assert (write.sensitivity, write.enabled) == (4, False)
+    keys = set(Operation.objects.filter(connector__slug="memory").values_list("slug", flat=True))
+    assert keys == {"read", "write", "delete", "search"}
