@@ -492,3 +492,31 @@ def test_every_installation_has_the_memory_connector_and_curation_is_kept(db):
     assert (write.sensitivity, write.enabled) == (4, False)
     keys = set(Operation.objects.filter(connector__slug="memory").values_list("slug", flat=True))
     assert keys == {"read", "write", "delete", "search"}
+
+
+@pytest.mark.parametrize("entries", [10, 1000])
+def test_a_warm_read_costs_the_same_queries_whatever_the_memory_holds(
+    fleet, entries, django_assert_num_queries, monkeypatch
+):
+    from autonomy import dispatch
+
+    monkeypatch.setattr(dispatch.publisher, "submit", lambda action_id: None)
+    now = datetime.now(UTC)
+    MemoryEntry.objects.bulk_create(
+        MemoryEntry(
+            business_unit_id=unit, key=f"customer:{i}", value=i, agent=fleet.a, created_at=now,
+            updated_at=now, expires_at=now + timedelta(days=1),
+        )
+        for unit in (fleet.a.business_unit_id, fleet.b.business_unit_id)
+        for i in range(entries)
+    )  # fmt: skip
+    a = fleet.api(fleet.token_a)
+    recall(a, "customer:1")  # warm: policies compiled, operation cached
+    # the gate's decision and its records (as any allowed POST: test_actions_api), then the
+    # read: its reader (the action's agent), the lookup, and the settle (UPDATE, audit INSERT,
+    # in a transaction of its own); on PostgreSQL also the agent's advisory lock
+    from django.db import connection
+
+    with django_assert_num_queries(15 if connection.vendor == "postgresql" else 14):
+        read = recall(a, "customer:7")
+    assert read["outcome"]["value"] == 7
