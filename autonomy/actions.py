@@ -204,8 +204,9 @@ def action_request(
     ``template_key``: the workflow template a step acts for, whose autonomy level applies.
     An action decided at the shadow level (and not denied) is recorded ``shadowed``: it is
     never executed, nor sent to people. An allowed action of a connector that answers from
-    our own database (``connectors.runs_inline``: shared memory) is executed here, after its
-    decision commits, and returned settled: a read is only useful with its answer.
+    our own database (``connectors.runs_inline``: shared memory) is executed here, in the
+    transaction that records its decision, and returned settled: a read is only useful with
+    its answer.
 
     The decision is made inside the transaction that records it, after ``usage.hold``: no
     concurrent request of the same agent reads the limits between this one's read and its
@@ -305,8 +306,10 @@ def action_request(
             signals.action_needs_approval.send(sender=ActionRequest, action=action)
         elif action.status == S.SHADOWED:
             signals.action_settled.send(sender=ActionRequest, action=action)
-    if inline:
-        action = _perform_and_settle(action)
+        if inline:
+            # Our own database, a few statements: executed and settled in the transaction
+            # that records the decision, so decision, change and outcome commit together.
+            action = action_settle(action=action_perform(action_id=action.pk, action=action))
     return action, False
 
 

@@ -61,7 +61,8 @@ EXECUTORS = {
     "memory": _memory,
 }
 # Connector types that answer from our own database, in a few milliseconds: an allowed
-# action of theirs runs in the request that asked for it, and its answer carries the outcome.
+# action of theirs runs in the request that asked for it (in the transaction recording its
+# decision: ``actions.action_request``), and its answer carries the outcome.
 INLINE_KINDS = frozenset({ConnectorKind.MEMORY})
 
 

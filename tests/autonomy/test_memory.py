@@ -512,11 +512,11 @@ def test_a_warm_read_costs_the_same_queries_whatever_the_memory_holds(
     )  # fmt: skip
     a = fleet.api(fleet.token_a)
     recall(a, "customer:1")  # warm: policies compiled, operation cached
-    # the gate's decision and its records (as any allowed POST: test_actions_api), then the
-    # read: its reader (the action's agent), the lookup, and the settle (UPDATE, audit INSERT,
-    # in a transaction of its own); on PostgreSQL also the agent's advisory lock
+    # the gate's decision and its records (as any allowed POST: test_actions_api), and in
+    # the same transaction the read: its reader (the action's agent), the lookup, the settle
+    # (UPDATE, audit INSERT); on PostgreSQL also the agent's advisory lock
     from django.db import connection
 
-    with django_assert_num_queries(15 if connection.vendor == "postgresql" else 14):
+    with django_assert_num_queries(13 if connection.vendor == "postgresql" else 12):
         read = recall(a, "customer:7")
     assert read["outcome"]["value"] == 7

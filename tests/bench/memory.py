@@ -3,7 +3,7 @@
 - memory_read_p50_us / memory_read_p99_us: one ``memory.read`` through the gate, as an agent
   asks it: ``POST /api/v1/actions/`` through the whole Django stack (test client, same
   process), token authentication, the gate's decision, its audit record, and the read
-  executed in the request after the decision commits, the value in the answer.
+  executed in the transaction that records the decision, the value in the answer.
 - memory_gate_baseline_p50_us: the same POST for an allowed read of another connector (the
   gate and its records, executed later by a worker): what the memory read costs beyond the
   gate is the difference.
