@@ -520,3 +520,19 @@ def test_a_warm_read_costs_the_same_queries_whatever_the_memory_holds(
     with django_assert_num_queries(13 if connection.vendor == "postgresql" else 12):
         read = recall(a, "customer:7")
     assert read["outcome"]["value"] == 7
+
+
+def test_a_purge_of_an_unknown_agent_or_without_one_is_refused_and_purges_nothing(fleet):
+    remember(fleet.api(fleet.token_a), "customer:4411", "x")
+    risk = APIClient()
+    risk.force_authenticate(_person(PortalRole.RISK_OFFICER))
+
+    assert_envelope(risk.post(f"{MEMORY}purge/", {"agent": "nobody"}, format="json"), 404,
+                    "not_found")  # fmt: skip
+    assert_envelope(risk.post(f"{MEMORY}purge/", {}, format="json"), 400, "validation_failed")
+    assert_envelope(
+        risk.post(f"{MEMORY}purge/", {"agent": "agent-a", "all": True}, format="json"), 400,
+        "unknown_field",
+    )  # fmt: skip
+    assert MemoryEntry.objects.count() == 1
+    assert not AuditRecord.objects.filter(kind="memory_purged").exists()
