@@ -536,3 +536,34 @@ def test_a_purge_of_an_unknown_agent_or_without_one_is_refused_and_purges_nothin
     )  # fmt: skip
     assert MemoryEntry.objects.count() == 1
     assert not AuditRecord.objects.filter(kind="memory_purged").exists()
+
+
+def _entries(fleet, n: int) -> None:
+    now = datetime.now(UTC)
+    MemoryEntry.objects.bulk_create(
+        MemoryEntry(
+            business_unit=fleet.a.business_unit if i % 2 else None,
+            role=None if i % 2 else fleet.b.role, key=f"k{i}", value=i, agent=fleet.a,
+            sensitivity="restricted" if i % 3 else "internal", created_at=now, updated_at=now,
+            expires_at=now + timedelta(days=1),
+        )
+        for i in range(n)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [10, 200])
+def test_the_peoples_list_and_the_admin_cost_the_same_queries_for_10_or_200_entries(
+    fleet, rows, django_assert_max_num_queries
+):
+    from django.test import Client
+
+    _entries(fleet, rows)
+    viewer = APIClient()
+    viewer.force_authenticate(_person(PortalRole.VIEWER))
+    admin = Client()
+    admin.force_login(_person(PortalRole.RISK_OFFICER))
+
+    with django_assert_max_num_queries(5):
+        assert viewer.get(MEMORY).status_code == 200
+    with django_assert_max_num_queries(12):
+        assert admin.get(ADMIN).status_code == 200
