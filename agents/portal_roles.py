@@ -22,7 +22,7 @@ _ROLLOUT_MODELS = ("rolloutplan", "rolloutwave", "rolloutpromotion", "rollouteve
 _VIEW_KERNEL = (
     [f"autonomy.view_{m}" for m in _KERNEL_MODELS]
     + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
-    + ["autonomy.view_actionrequest"]
+    + ["autonomy.view_actionrequest", "autonomy.view_memoryentry"]
 )
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
 _HISTORY = [
@@ -32,8 +32,8 @@ _HISTORY = [
 ]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
-# write policies, set autonomy levels, run rollout plans (propose promotions, demote waves)
-# and can stop agents; auditors read everything
+# write policies, set autonomy levels, run rollout plans (propose promotions, demote waves),
+# correct, delete and purge shared memory, and can stop agents; auditors read everything
 # including both histories; approvers and viewers read the registry and what agents did.
 # IT admins author workflow templates; everyone reads templates and runs.
 PERMISSIONS: dict[str, list[str]] = {
@@ -41,7 +41,7 @@ PERMISSIONS: dict[str, list[str]] = {
         f"agents.{action}_{m}" for m in _REGISTRY_MODELS for action in ("view", "add", "change")
     ]
     + [f"autonomy.{action}_{m}" for m in _KERNEL_MODELS for action in ("view", "add", "change")]
-    + ["autonomy.view_actionrequest", "auth.view_user"]
+    + ["autonomy.view_actionrequest", "autonomy.view_memoryentry", "auth.view_user"]
     + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
     + [
         f"workflows.{action}_{m}"
@@ -61,6 +61,7 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("add", "change")
     ]
     + ["autonomy.promote_rolloutplan"]
+    + [f"autonomy.{action}_memoryentry" for action in ("change", "delete", "purge")]
     + _VIEW_WORKFLOWS
     + _HISTORY,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,

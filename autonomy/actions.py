@@ -203,7 +203,10 @@ def action_request(
     yet (a workflow step's names its attempt), so the probe for a replay is skipped.
     ``template_key``: the workflow template a step acts for, whose autonomy level applies.
     An action decided at the shadow level (and not denied) is recorded ``shadowed``: it is
-    never executed, nor sent to people.
+    never executed, nor sent to people. An allowed action of a connector that answers from
+    our own database (``connectors.runs_inline``: shared memory) is executed here, in the
+    transaction that records its decision, and returned settled: a read is only useful with
+    its answer.
 
     The decision is made inside the transaction that records it, after ``usage.hold``: no
     concurrent request of the same agent reads the limits between this one's read and its
@@ -271,8 +274,10 @@ def action_request(
             autonomy_level=decision.level.level,
             template_key=template_key or "",
         )
-        if run_here and status == S.APPROVED:
-            # Its caller runs it now: executing from the start, one write fewer.
+        inline = not run_here and status == S.APPROVED and connectors.runs_inline(operation)
+        if (run_here or inline) and status == S.APPROVED:
+            # Its caller (or, inline, this function) runs it now: executing from the start,
+            # one write fewer.
             action.status, action.started_at, action.attempts = S.EXECUTING, decided_at, 1
         if not _inserted(action, may_clash=bool(idempotency_key) and not fresh_key):
             # A concurrent request with the same key committed first: answer with its action.
@@ -301,6 +306,10 @@ def action_request(
             signals.action_needs_approval.send(sender=ActionRequest, action=action)
         elif action.status == S.SHADOWED:
             signals.action_settled.send(sender=ActionRequest, action=action)
+        if inline:
+            # Our own database, a few statements: executed and settled in the transaction
+            # that records the decision, so decision, change and outcome commit together.
+            action = action_settle(action=action_perform(action_id=action.pk, action=action))
     return action, False
 
 

@@ -4,6 +4,7 @@ from autonomy import (  # noqa: F401
     admin_actions,
     admin_audit,
     admin_levels,
+    admin_memory,
     admin_policy,
     admin_registry,
     admin_rollouts,

@@ -2,6 +2,7 @@ import os
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class AutonomyConfig(AppConfig):
@@ -38,3 +39,12 @@ class AutonomyConfig(AppConfig):
         auditlog.register(models.RolloutWave, m2m_fields={"agents", "business_units"})
         auditlog.register(GroupObjectPermission)
         auditlog.register(UserObjectPermission)
+
+        post_migrate.connect(_ensure_memory_connector, sender=self)
+
+
+def _ensure_memory_connector(**kwargs) -> None:
+    """Every installation has the built-in shared-memory connector (``autonomy.memory``)."""
+    from autonomy.memory.registry import memory_connector_ensure
+
+    memory_connector_ensure()

@@ -17,6 +17,8 @@ class ConnectorKind(models.TextChoices):
     MCP = "mcp", "MCP server"
     EMAIL = "email", "E-mail"
     INTERNAL = "internal", "Built-in"
+    # The kernel's shared memory across runs (``autonomy.memory``): one built-in connector.
+    MEMORY = "memory", "Shared memory"
 
 
 class DataClass(models.TextChoices):
@@ -714,3 +716,92 @@ class WorkerBeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MemoryEntry(models.Model):
+    """One thing agents remember across runs ("customer 4411 prefers e-mail"), in exactly one
+    scope: a business unit, a role, or a workflow template (by its key: the kernel does not
+    import ``workflows``). Agents read and write it only through the gate (the ``memory``
+    connector's operations); who may see which scope is ``autonomy.memory.selectors``. The
+    provenance (agent, action, template) says who wrote it last, so everything an agent
+    later found poisoned wrote is purged in one step (``memory_purge``)."""
+
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    role = models.ForeignKey(
+        "agents.Role", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    template_key = models.SlugField(
+        max_length=100, blank=True, help_text="a workflow template's key"
+    )
+    key = models.CharField(max_length=200)
+    value = models.JSONField()
+    sensitivity = models.CharField(
+        max_length=20, choices=DataClass.choices, default=DataClass.INTERNAL
+    )
+    # provenance: the agent and the action that wrote it last, and the template it acted for
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.ForeignKey(
+        ActionRequest,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    action_template_key = models.CharField(
+        max_length=80, blank=True, help_text="the workflow template the writing action acted for"
+    )
+    # a person who corrected it in the portal, last
+    written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="never returned after this; pruned on beat")
+
+    class Meta:
+        ordering = ["key", "pk"]
+        verbose_name = "memory entry"
+        verbose_name_plural = "memory entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(business_unit__isnull=False, role__isnull=True, template_key="")
+                    | Q(business_unit__isnull=True, role__isnull=False, template_key="")
+                    | (Q(business_unit__isnull=True, role__isnull=True) & ~Q(template_key=""))
+                ),
+                name="memory_entry_one_scope",
+            ),
+            # One entry per key in each scope; each also serves reads by key and by prefix.
+            models.UniqueConstraint(
+                fields=["business_unit", "key"],
+                condition=Q(business_unit__isnull=False),
+                name="memory_unit_key",
+            ),
+            models.UniqueConstraint(
+                fields=["role", "key"], condition=Q(role__isnull=False), name="memory_role_key"
+            ),
+            models.UniqueConstraint(
+                fields=["template_key", "key"],
+                condition=~Q(template_key=""),
+                name="memory_template_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="memory_expiry")]
+        permissions = [("purge_memoryentry", "Can purge memory entries by their provenance")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.key}"
+
+    @property
+    def scope(self) -> str:
+        """Where it lives, as people read it: "business unit customer-ops"."""
+        if self.business_unit_id:
+            return f"business unit {self.business_unit.slug}"
+        if self.role_id:
+            return f"role {self.role.slug}"
+        return f"workflow template {self.template_key}"

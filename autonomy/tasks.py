@@ -43,6 +43,14 @@ def usage_prune() -> int:
     return usage.usage_prune()
 
 
+@shared_task
+def memory_prune() -> int:
+    """Celery beat: delete shared-memory entries past their time to live."""
+    from autonomy.memory import services
+
+    return services.memory_prune()
+
+
 @shared_task(ignore_result=True)
 def audit_seal() -> int:
     """Celery beat (``AUTONOMY_AUDIT_SEAL_SECONDS``): chain the audit records appended since

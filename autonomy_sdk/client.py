@@ -335,6 +335,19 @@ class _Calls:
     def release(self, claim_id: int) -> Claim:
         return self._run(_Call("POST", f"/api/v1/claims/{claim_id}/release/", Claim.of))
 
+    # shared memory: ``memory.*`` operations through the gate, answered in the request
+    @staticmethod
+    def _memory_params(key: str, scope: str | None, **more) -> dict:
+        params = {"key": key, **{k: v for k, v in more.items() if v is not None}}
+        if scope is not None:
+            params["scope"] = scope
+        return params
+
+    @staticmethod
+    def _recalled(action: Action, default):
+        outcome = action.outcome or {}
+        return outcome.get("value") if outcome.get("found") else default
+
     # shared by both clients
     def _request_kwargs(self, call: _Call) -> dict:
         headers = {"Idempotency-Key": call.idempotency_key} if call.idempotency_key else {}
@@ -433,6 +446,38 @@ class Client(_Calls):
             action = self.action(action.id)
         return self._settled(action)
 
+    def remember(
+        self,
+        key: str,
+        value: Any,
+        *,
+        scope: str | None = None,
+        ttl_seconds: int | None = None,
+        sensitivity: str | None = None,
+        reason: str = "",
+        timeout: float = 300.0,
+    ) -> Action:
+        """Write ``value`` under ``key`` in shared memory (``scope``: "unit", the default,
+        "role" or "template"); the gate decides as for any action. Raises ``ActionDenied``
+        when it refuses."""
+        params = self._memory_params(
+            key, scope, value=value, ttl_seconds=ttl_seconds, sensitivity=sensitivity
+        )
+        return self.act("memory.write", params, reason, timeout=timeout)
+
+    def recall(
+        self, key: str, default: Any = None, *, scope: str | None = None, reason: str = ""
+    ) -> Any:
+        """The value under ``key`` in shared memory (the most specific of this agent's scopes
+        without ``scope``), or ``default`` when there is none this agent may see."""
+        action = self.act("memory.read", self._memory_params(key, scope), reason)
+        return self._recalled(action, default)
+
+    def forget(self, key: str, *, scope: str | None = None, reason: str = "") -> bool:
+        """Delete ``key`` from shared memory; whether there was one."""
+        action = self.act("memory.delete", self._memory_params(key, scope), reason)
+        return bool((action.outcome or {}).get("deleted"))
+
 
 class AsyncClient(_Calls):
     """The same calls for asyncio: ``await client.act(...)``."""
@@ -490,3 +535,29 @@ class AsyncClient(_Calls):
             await asyncio.sleep(poll)
             action = await self.action(action.id)
         return self._settled(action)
+
+    async def remember(
+        self,
+        key: str,
+        value: Any,
+        *,
+        scope: str | None = None,
+        ttl_seconds: int | None = None,
+        sensitivity: str | None = None,
+        reason: str = "",
+        timeout: float = 300.0,
+    ) -> Action:
+        params = self._memory_params(
+            key, scope, value=value, ttl_seconds=ttl_seconds, sensitivity=sensitivity
+        )
+        return await self.act("memory.write", params, reason, timeout=timeout)
+
+    async def recall(
+        self, key: str, default: Any = None, *, scope: str | None = None, reason: str = ""
+    ) -> Any:
+        action = await self.act("memory.read", self._memory_params(key, scope), reason)
+        return self._recalled(action, default)
+
+    async def forget(self, key: str, *, scope: str | None = None, reason: str = "") -> bool:
+        action = await self.act("memory.delete", self._memory_params(key, scope), reason)
+        return bool((action.outcome or {}).get("deleted"))

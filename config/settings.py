@@ -445,6 +445,18 @@ CELERY_BEAT_SCHEDULE["rollouts-measure"] = {
     "task": "autonomy.tasks.rollouts_measure",
     "schedule": AUTONOMY_ROLLOUT_MEASURE_SECONDS,
 }
+# Shared memory (autonomy.memory): an entry written without a time to live lives this long,
+# none longer than the maximum; expired entries are never read, and pruned this often.
+AUTONOMY_MEMORY_DEFAULT_TTL_SECONDS = env.int(
+    "AUTONOMY_MEMORY_DEFAULT_TTL_SECONDS", default=30 * 24 * 3600
+)
+AUTONOMY_MEMORY_MAX_TTL_SECONDS = env.int(
+    "AUTONOMY_MEMORY_MAX_TTL_SECONDS", default=365 * 24 * 3600
+)
+CELERY_BEAT_SCHEDULE["memory-prune"] = {
+    "task": "autonomy.tasks.memory_prune",
+    "schedule": env.float("AUTONOMY_MEMORY_PRUNE_SECONDS", default=600.0),
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # An approved action no worker has started this long after its decision is sent again (its
 # publish, made after commit off the request thread, was lost).

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from agents.models import Role
 from autonomy import actions, grants
+from autonomy.memory.registry import memory_connector_ensure
 from autonomy.models import Connector, ConnectorKind, DataClass, Effect, Operation, Policy
 
 MONEY = {"type": "number", "minimum": 0}
@@ -86,9 +87,12 @@ GRANTS = {
     "po-buyer": ([], ["erp.create-purchase-order", "erp.read-invoice", "mail.send-email"]),
     "supplier-onboarder": (["mail"], ["crm.read-account"]),
     "hr-assistant": (["mail"], ["hris.read-employee"]),
-    "support-agent": (["itsm"], ["crm.read-account", "crm.update-contact", "mail.send-email"]),
-    "onboarding-agent": (["crm", "mail"], []),
-    "incident-triager": (["itsm", "mail"], []),
+    "support-agent": (
+        ["itsm", "memory"],
+        ["crm.read-account", "crm.update-contact", "mail.send-email"],
+    ),
+    "onboarding-agent": (["crm", "mail"], ["memory.read", "memory.write", "memory.search"]),
+    "incident-triager": (["itsm", "mail", "memory"], []),
     "access-provisioner": (["itsm"], ["hris.read-employee"]),
     "contract-reviewer": ([], ["crm.read-account"]),
     "data-analyst": (["warehouse"], []),
@@ -148,6 +152,12 @@ def seed() -> dict[str, int]:
             operations[op.key] = op
             created["operations"] += made
         wire_demo_systems(connectors=connectors, operations=operations)
+        # the kernel's shared memory, granted to customer-ops and IT roles below
+        memory_connector_ensure()
+        connectors["memory"] = Connector.objects.get(slug="memory")
+        operations.update(
+            (op.key, op) for op in Operation.objects.filter(connector=connectors["memory"])
+        )
         if created["operations"] or created["connectors"]:
             roles = {r.slug: r for r in Role.objects.select_related("group")}
             for role_slug, (whole, single) in GRANTS.items():

@@ -5,8 +5,9 @@ process's one is revoked first, so restarts never pile credentials up); its toke
 in this process's memory. A steady scheduler hands one *play* at a time to a small thread
 pool: mostly allowed reads and writes within the agent's grants, some large amounts that
 need a person, a few ungranted operations that the gate denies, now and then a workflow task
-pulled and completed, and a couple of drifting agents that burst onto operations they never
-use. One log line per ``log_every`` actions counts the decisions.
+pulled and completed, now and then a read or write of shared memory (``memory.*``), and a
+couple of drifting agents that burst onto operations they never use. One log line per
+``log_every`` actions counts the decisions.
 """
 
 import itertools
@@ -25,6 +26,7 @@ import httpx
 from agents import services
 from agents.models import Agent, AgentStatus, Credential, Scope
 from autonomy_sdk import Client, errors
+from demo.memory import CUSTOMERS
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ CREDENTIAL_NAME = "fleet"
 SUPPLIERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli"]
 TITLES = ["VPN drops every hour", "Cannot open the ERP", "Laptop will not boot", "Printer jam"]
 TEAMS = ["network-ops", "identity-team", "desk-side", "app-support"]
+CONTACT_NOTES = ["prefers e-mail", "prefers phone", "prefers chat", "no calls after 17:00"]
 
 
 def _n(rng: random.Random) -> int:
@@ -64,9 +67,12 @@ ROUTINE: dict[str, list[tuple[str, Callable]]] = {
                                           "phone": f"+44 20 7946 {r.randint(0, 9999):04d}"}),
         ("itsm.create-incident", lambda r: {"title": r.choice(TITLES),
                                             "priority": r.randint(2, 4)}),
+        ("memory.write", lambda r: {"key": f"customer:{r.choice(CUSTOMERS)}:contact",
+                                    "value": r.choice(CONTACT_NOTES), "ttl_seconds": 7 * 86400}),
     ],
     "onboarding-agent": [
         ("crm.read-account", lambda r: {"account_id": f"ACC-{_n(r):05d}"}),
+        ("memory.read", lambda r: {"key": f"customer:{r.choice(CUSTOMERS)}:contact"}),
         ("crm.verify-identity", lambda r: {"account_id": f"ACC-{_n(r):05d}",
                                            "document": f"passport:{r.randint(10**7, 10**8 - 1)}"}),
     ],
@@ -77,6 +83,8 @@ ROUTINE: dict[str, list[tuple[str, Callable]]] = {
                                             "category": "network"}),
         ("itsm.assign-incident", lambda r: {"incident_id": f"INC-{_n(r):05d}",
                                             "team": r.choice(TEAMS)}),
+        # IT's memory has the known issues; a customer-ops entry is not IT's to read
+        ("memory.read", lambda r: {"key": r.choice(["vpn:known-issue", "customer:4411:contact"])}),
     ],
     "access-provisioner": [
         ("itsm.create-incident", lambda r: {"title": "Access request", "priority": 3}),

@@ -14,18 +14,20 @@ or a portal URL has no row, and names the cells that differ from the table.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
-from autonomy.models import AutonomyLevel, AutonomySetting, RolloutPlan, RolloutWave
+from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
@@ -75,6 +77,11 @@ def build_world() -> World:
     action = pending_action(registry)
     run = run_for([agent_a], key="authz")
     claim = coordination.claim_acquire(agent=agent_a, resource_key="erp:invoice:INV-1")
+    memory = MemoryEntry.objects.create(
+        business_unit=agent_a.business_unit, key="customer:4411", value="prefers e-mail",
+        agent=agent_a, created_at=timezone.now(), updated_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(days=1),
+    )  # fmt: skip
     stop = intervention_services.emergency_stop(
         by=people["risk"], reason="table", business_unit=agent_b.business_unit
     )
@@ -104,6 +111,7 @@ def build_world() -> World:
             "credential": agent_a.credentials.get().pk,
             "plan": plan.slug,
             "setting": setting.pk,
+            "memory": memory.pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -270,6 +278,18 @@ API = [
         None,
         REASON,
         "401 403 403 403 403 403 403 201 201",
+    ),
+    # shared memory: people read it (sensitive values masked unless they may change it); risk
+    # officers delete and purge; agents reach it only as memory.* actions
+    ("GET", "/api/v1/memory/", None, None, "401 403 403 403 200 200 200 200 200"),
+    ("GET", "/api/v1/memory/{id}/", "memory", None, "401 403 403 403 200 200 200 200 200"),
+    ("DELETE", "/api/v1/memory/{id}/", "memory", None, "401 403 403 403 403 403 403 204 403"),
+    (
+        "POST",
+        "/api/v1/memory/purge/",
+        None,
+        {"agent": "agent-a", **REASON},
+        "401 403 403 403 403 403 403 200 403",
     ),
     ("GET", "/api/v1/operations/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/operations/{key}/", "operation", None, "401 200 404 403 403 403 403 403 403"),

@@ -90,6 +90,14 @@ def test_intervention_bench_prints_and_writes_every_figure(tmp_path):
     assert all(value > 0 for value in figures.values()), figures
 
 
+def test_memory_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path, "memory", ["--rounds", 5, "--entries", 10], drop=lambda k: k == "BENCH_ROUNDS"
+    )
+    assert all(isinstance(v, int) and v > 0 for v in figures.values()), figures
+    assert figures["memory_bench_entries"] == 20
+
+
 def test_activity_bench_prints_and_writes_every_figure(tmp_path):
     figures, _ = run_bench(
         tmp_path,

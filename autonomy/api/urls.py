@@ -1,9 +1,9 @@
 """/api/v1/: the kernel's endpoints (actions, operations, autonomy settings, rollouts,
-simulate). Each app includes its own from ``<app>/api/urls.py`` (``config/urls.py``)."""
+simulate, memory). Each app includes its own from ``<app>/api/urls.py`` (``config/urls.py``)."""
 
 from django.urls import path
 
-from autonomy.api import actions, levels, operations, rollouts
+from autonomy.api import actions, levels, memory, operations, rollouts
 from autonomy.api.routers import APIRouter
 
 router = APIRouter()
@@ -11,6 +11,7 @@ router.register("actions", actions.ActionViewSet, basename="action")
 router.register("operations", operations.OperationViewSet, basename="operation")
 router.register("rollouts", rollouts.RolloutPlanViewSet, basename="rollout")
 router.register("autonomy-settings", levels.AutonomySettingViewSet, basename="autonomy-setting")
+router.register("memory", memory.MemoryEntryViewSet, basename="memory-entry")
 
 urlpatterns = [
     path("simulate/", actions.SimulateView.as_view(), name="simulate"),

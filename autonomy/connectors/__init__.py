@@ -5,10 +5,12 @@ from OpenAPI), ``sql`` (PostgreSQL), ``smtp`` (e-mail) and the built-in ``ledger
 simulates a system by recording receipts. ERP, CRM, ITSM and HTTP connectors are HTTP
 systems once their config has a ``base_url``; SQL once it names a ``dsn_secret``; e-mail once
 it names a ``host``; MCP (``mcp_client``, tools on an MCP server) once it has a ``url``;
-until then (the demo's), and for ``internal``, the ledger answers. Secrets live encrypted
-in ``ConnectorSecret`` (``vault``) and never leave this package: error messages are scrubbed
-of them. The idempotency key (the action id) makes a redelivered call harmless in every type
-(see ``receipts``).
+until then (the demo's), and for ``internal``, the ledger answers. ``memory`` is the kernel's
+shared memory (``autonomy.memory``): it answers from our own database, so its operations run
+in the request that asked for them once the gate allows them (``runs_inline``). Secrets live
+encrypted in ``ConnectorSecret`` (``vault``) and never leave this package: error messages are
+scrubbed of them. The idempotency key (the action id) makes a redelivered call harmless in
+every type (see ``receipts``).
 
 When an operation's ``config.result_schema`` is set, the system's answer (``result["data"]``,
 or the whole result for the ledger) must match it, else the call fails.
@@ -21,9 +23,9 @@ from django.db import DatabaseError
 
 from autonomy.connectors import ledger, mcp_client, rest, smtp, sql, vault
 from autonomy.connectors.errors import ConnectorError
-from autonomy.models import Operation
+from autonomy.models import ConnectorKind, Operation
 
-__all__ = ["EXECUTORS", "ConnectorError", "call"]
+__all__ = ["EXECUTORS", "ConnectorError", "call", "runs_inline"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,12 @@ def _real_or_ledger(execute, required_setting: str):
     return run
 
 
+def _memory(*, operation: Operation, params: dict, idempotency_key: str) -> dict:
+    from autonomy.memory.services import memory_execute
+
+    return memory_execute(operation=operation, params=params, idempotency_key=idempotency_key)
+
+
 _http = _real_or_ledger(rest.execute, "base_url")
 EXECUTORS = {
     "internal": ledger.execute,
@@ -50,7 +58,16 @@ EXECUTORS = {
     "sql": _real_or_ledger(sql.execute, "dsn_secret"),
     "email": _real_or_ledger(smtp.execute, "host"),
     "mcp": _real_or_ledger(mcp_client.execute, "url"),
+    "memory": _memory,
 }
+# Connector types that answer from our own database, in a few milliseconds: an allowed
+# action of theirs runs in the request that asked for it (in the transaction recording its
+# decision: ``actions.action_request``), and its answer carries the outcome.
+INLINE_KINDS = frozenset({ConnectorKind.MEMORY})
+
+
+def runs_inline(operation: Operation) -> bool:
+    return operation.connector.kind in INLINE_KINDS
 
 
 def _check_result(operation: Operation, result: dict) -> None:

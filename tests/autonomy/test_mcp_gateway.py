@@ -221,3 +221,34 @@ def test_listing_the_granted_operations_takes_the_same_queries_for_few_or_many(
         granted = grants.operations_callable(agent=agent)
 
     assert len(granted) == 5 + extra
+
+
+# --- shared memory as tools -------------------------------------------------------------------
+
+
+def test_granted_memory_operations_are_tools_and_answer_without_a_worker(mcp, world):
+    from autonomy.models import Connector, MemoryEntry
+
+    clerk, senior = world.agents[0], world.seniors_agents[0]
+    grants.grant(target=Connector.objects.get(slug="memory"), to=clerk.role)
+
+    assert {"memory.read", "memory.write", "memory.delete", "memory.search"} <= tool_names(
+        mcp, clerk
+    )
+    assert not any(name.startswith("memory.") for name in tool_names(mcp, senior))
+
+    async def work(session):
+        written = await session.call_tool(
+            "memory.write", {"key": "customer:4411", "value": "prefers e-mail"}
+        )
+        read = await session.call_tool("memory.read", {"key": "customer:4411"})
+        return written, read
+
+    written, read = mcp(clerk, work)  # no Celery worker: memory runs in the request
+
+    assert written.is_error is False and written.structured_content["status"] == "succeeded"
+    assert read.is_error is False
+    assert read.structured_content["outcome"]["value"] == "prefers e-mail"
+    assert MemoryEntry.objects.get().agent == clerk
+    denied = call(mcp, senior, "memory.read", {"key": "customer:4411"})
+    assert denied.is_error is True and "grant_missing" in denied.content[0].text

@@ -83,12 +83,17 @@ def save(fleet: Fleet, name: str, text: str, *, enabled: bool = True) -> Policy:
 def test_schema_params_are_the_union_of_operation_parameters_without_conflicting_names(fleet):
     context = build_schema()[""]["actions"]["invoke"]["appliesTo"]["context"]
     params = context["attributes"]["params"]["attributes"]
+    # the built-in shared-memory operations are in every registry (``autonomy.memory``)
+    memory = {"key": "String", "prefix": "String", "scope": "String", "sensitivity": "String",
+              "ttl_seconds": "Long"}  # fmt: skip
     assert params == {
         "amount": {"type": "Long", "required": False},
         "currency": {"type": "String", "required": False},
         "urgent": {"type": "Boolean", "required": False},
         "limit": {"type": "Long", "required": False},
+        **{name: {"type": cedar, "required": False} for name, cedar in memory.items()},
     }  # "ref" is a string in one operation and an integer in another; "filters" has no scalar
+    # "value" (memory.write) has no type at all, so no scalar either
 
 
 def test_schema_describes_the_registry_entities_and_is_accepted_by_cedar(fleet):

@@ -281,7 +281,8 @@ def build_world(rng: random.Random, sizes: Sizes) -> World:
     Connector.objects.bulk_create(
         [Connector(slug=slug, name=slug.upper(), kind=kind) for slug, kind in CONNECTORS]
     )
-    connectors = list(Connector.objects.order_by("pk"))
+    # this registry's own, not the built-in shared-memory connector every installation has
+    connectors = list(Connector.objects.filter(slug__in=dict(CONNECTORS)).order_by("pk"))
     rows = []
     for connector in connectors:
         for slug, (effect, sensitivity, money, schema, amount, count) in OPERATIONS.items():

@@ -201,12 +201,16 @@ def bench_module(module: str) -> bool:
 
 # Each in a process of its own: the engine's cost per step against a raw Celery chain, runs
 # per minute and queries per step (real workers); kill committed → the agent's next request
-# refused; server-sent events' lag at 200 events/s with nothing lost; the dashboard at
+# refused; one shared-memory read through the gate against the gate alone; server-sent
+# events' lag at 200 events/s with nothing lost; the dashboard at
 # 1,000,000 actions against 10,000 in the same run; the analytics page with 100,000 runs
 # against 10 (rollups seeded in bulk); the gate's requests/s with two web
 # processes against one; on PostgreSQL, the highest end-to-end rate of allowed actions in
 # production mode (``load``).
-MODULES = ["workflows", "intervention", "activity", "dashboard", "analytics", "gate_scale", "load"]
+MODULES = [
+    "workflows", "intervention", "memory", "activity", "dashboard", "analytics", "gate_scale",
+    "load",
+]  # fmt: skip
 
 
 def write_json() -> Path:

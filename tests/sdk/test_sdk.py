@@ -199,3 +199,57 @@ def test_the_async_client_reads_its_rollouts(live_server, world):
             return await aos.rollouts()
 
     assert asyncio.run(agent()) == []
+
+
+# --- shared memory ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def memory_granted(world):
+    from autonomy import grants
+    from autonomy.models import Connector
+
+    grants.grant(target=Connector.objects.get(slug="memory"), to=world.clerks)
+    return world
+
+
+def test_remember_then_recall_answers_at_once_without_a_worker(sdk, memory_granted):
+    writer, reader = sdk(memory_granted.agents[0]), sdk(memory_granted.agents[1])
+
+    written = writer.remember("customer:4411", {"prefers": "e-mail"}, ttl_seconds=3600)
+
+    assert written.status == "succeeded" and written.outcome["created"] is True
+    assert reader.recall("customer:4411") == {"prefers": "e-mail"}
+    assert reader.recall("customer:9999", default="unknown") == "unknown"
+    assert reader.forget("customer:4411") is True
+    assert writer.recall("customer:4411") is None
+
+
+def test_recall_of_another_units_key_is_the_default_and_remember_ungranted_raises(
+    sdk, memory_granted
+):
+    from agents import services as agents
+    from tests.factories import BusinessUnitFactory
+
+    sdk(memory_granted.agents[0]).remember("customer:4411", "prefers e-mail")
+    outsider = agents.agent_register(
+        name="Outsider", slug="outsider", owner=memory_granted.officer,
+        business_unit=BusinessUnitFactory(slug="it", name="IT"), role=memory_granted.clerks,
+    )  # fmt: skip
+    senior = sdk(memory_granted.seniors_agents[0])
+
+    assert sdk(outsider).recall("customer:4411", scope="unit", default="none") == "none"
+    with pytest.raises(errors.ActionDenied) as denied:
+        senior.remember("customer:4411", "poison")
+    assert denied.value.code == "grant_missing"
+
+
+def test_the_async_client_remembers_and_recalls(live_server, memory_granted):
+    _, token = agent_services.credential_issue(agent=memory_granted.agents[0])
+
+    async def agent():
+        async with AsyncClient(live_server.url, token) as aos:
+            await aos.remember("tone", "formal", scope="role")
+            return await aos.recall("tone")
+
+    assert asyncio.run(agent()) == "formal"

@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from demo import connectors, drift, registry, rollouts, workflows
+from demo import connectors, drift, memory, registry, rollouts, workflows
 from workflows.services.rollup import analytics_backfill
 
 
@@ -20,6 +20,7 @@ class Command(BaseCommand):
         created.update(connectors.seed())
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
+        created["memory_entries"] = memory.seed_memory()
         created["drift_flags"] = drift.seed_drift()  # after the first day: it needs it
         created["rollout_plans"] = rollouts.seed_rollout()
         if created["drift_flags"] or created["rollout_plans"]:
