@@ -1,15 +1,16 @@
 """Registry changes move the policy-store version.
 
 Connectors and operations are what policies, the gate and its caches see (entities,
-parameter types, the operation a key names); any save or delete of one moves the version in
-its own transaction, so every process drops what it compiled or cached for the old one.
+parameter types, the operation a key names), and content rules are the gate's input read per
+version (``autonomy.content.rules``); any save or delete of one moves the version in its own
+transaction, so every process drops what it compiled or cached for the old one.
 Bulk writes (``bulk_create``, ``QuerySet.update``) send no signals: call
 ``registry_changed`` after them, as ``seed_demo`` and the bench do.
 """
 
 from django.db.models.signals import post_delete, post_save
 
-from autonomy.models import Connector, Operation
+from autonomy.models import Connector, ContentRule, Operation
 from autonomy.policy.services import registry_changed
 
 
@@ -18,7 +19,7 @@ def _on_registry_change(sender, **kwargs) -> None:
 
 
 def connect() -> None:
-    for model in (Connector, Operation):
+    for model in (Connector, Operation, ContentRule):
         for signal in (post_save, post_delete):
             signal.connect(
                 _on_registry_change,
