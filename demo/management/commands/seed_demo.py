@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from demo import connectors, drift, registry, rollouts, workflows
+from demo import connectors, drift, guardrails, registry, rollouts, workflows
 
 
 class Command(BaseCommand):
@@ -17,6 +17,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         created = registry.seed(agents=agents)
         created.update(connectors.seed())
+        created.update(guardrails.seed())
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
         created["drift_flags"] = drift.seed_drift()  # after the first day: it needs it
