@@ -119,11 +119,7 @@ def decide(registry, params):
 
 # --- the table: every detector with every effect ---------------------------------------------
 
-TABLE = [
-    (detector, effect)
-    for detector in SAMPLES
-    for effect in ContentEffect
-]
+TABLE = [(detector, effect) for detector in SAMPLES for effect in ContentEffect]
 
 
 @pytest.mark.parametrize(("detector", "effect"), TABLE)
@@ -483,3 +479,33 @@ def test_the_demo_rules_block_a_card_number_and_send_a_brand_violation_to_people
     waiting, _ = actions.action_request(agent=agent, operation_key=op, params=brand_email(rng))
     assert waiting.status == ActionStatus.PENDING_APPROVAL, waiting.reasons
     assert "Brand: no promises we cannot keep" in str(waiting.reasons)
+
+
+def test_at_the_shadow_level_content_reasons_are_recorded_and_nothing_is_sent(mail):
+    from autonomy.models import AutonomyLevel, AutonomySetting
+
+    AutonomySetting.objects.create(level=AutonomyLevel.SHADOW, agent=mail.agent)
+    rule(name="brand", detector=Detector.FORBIDDEN_TERMS, effect=ContentEffect.NEEDS_APPROVAL,
+         options={"terms": ["guaranteed"]})  # fmt: skip
+    rule(name="secrets", detector=Detector.SECRET, effect=ContentEffect.REDACT)
+    action, _ = actions.action_request(
+        agent=mail.agent, operation_key="mail.send-email", params=email(f"guaranteed {AWS_KEY}")
+    )
+    assert action.status == ActionStatus.SHADOWED
+    assert {"content_needs_approval", "content_redacted", "autonomy_shadow"} <= set(
+        codes(action.reasons)
+    )
+    assert AWS_KEY not in str(action.params)
+    assert mail.inbox.received() == [] and not ApprovalRequest.objects.exists()
+
+
+def test_simulate_returns_the_params_that_would_be_sent(mail):
+    rule(name="secrets", detector=Detector.SECRET, effect=ContentEffect.REDACT)
+    agent = bearer(APIClient(), mail.token)
+    body = agent.post(
+        "/api/v1/simulate/",
+        {"operation": "mail.send-email", "params": email(f"key {AWS_KEY}")},
+        format="json",
+    ).json()
+    assert body["verdict"] == "allow"
+    assert body["redacted_params"]["body"] == "key [redacted: aws access key]"
