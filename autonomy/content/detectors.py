@@ -58,11 +58,11 @@ class Text:
 
 # Digits with the separators people type between them; every numeric detector looks only
 # inside these (scanning 5 KB once instead of once per detector).
-DIGIT_RUN = re.compile(r"[+(]?[0-9][0-9 ()-]{4,}[0-9]")
+DIGIT_RUN = re.compile(r"[+(]?[0-9][0-9 ().-]{4,}[0-9]")
 NOT_DIGITS = str.maketrans("", "", "0123456789")
 EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}$")
-CARD = re.compile(r"(?<![0-9-])[0-9](?:[ -]?[0-9]){12,18}(?![0-9-])")
+CARD = re.compile(r"(?<![0-9])[0-9](?:[ .-]?[0-9]){12,18}(?![0-9])")
 PHONE_DIGITS = (7, 15)
 IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
 NATIONAL_IDS = {

@@ -57,14 +57,31 @@ class Rule:
         )
 
 
+def _strings(value) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [str(v).strip() for v in value if isinstance(v, str | int) and str(v).strip()]
+
+
 def _rule(row: dict) -> Rule:
-    options = dict(row["options"] or {})
+    """A row as the scan uses it. Options are checked in the admin form; a row written
+    around it must still never break decisions: unknown national-id schemes are dropped
+    (none left: the defaults), non-lists read as empty."""
+    options = dict(row["options"]) if isinstance(row["options"], dict) else {}
+    if row["detector"] == Detector.NATIONAL_ID:
+        options["schemes"] = [s for s in _strings(options.get("schemes"))
+                              if s in detectors.NATIONAL_IDS]  # fmt: skip
+    if not isinstance(options.get("region", ""), str):
+        options["region"] = ""
+    for key in ("terms", "domains"):
+        if key in options:
+            options[key] = _strings(options[key])
     if row["detector"] == Detector.FORBIDDEN_TERMS:
-        terms = [str(t) for t in options.get("terms") or [] if str(t).strip()]
+        terms = options.get("terms") or []
         options["_pattern"] = detectors.terms_pattern(terms)
         options["_lower_terms"] = [t.strip().lower() for t in terms]
     if row["detector"] == Detector.REQUIRED_TERMS:
-        terms = [str(t).strip() for t in options.get("terms") or [] if str(t).strip()]
+        terms = options.get("terms") or []
         options["_required"] = [(term, detectors.terms_pattern([term])) for term in terms]
     key = json.dumps([row["detector"], row["options"]], sort_keys=True, default=str)
     return Rule(

@@ -509,3 +509,40 @@ def test_simulate_returns_the_params_that_would_be_sent(mail):
     ).json()
     assert body["verdict"] == "allow"
     assert body["redacted_params"]["body"] == "key [redacted: aws access key]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111111111111111",
+        "card 4111-1111-1111-1111.",
+        "card 4111.1111.1111.1111, thanks",
+        "(4111 1111 1111 1111)",
+        "pay with 5555 5555 5555 4444 today",
+    ],
+)
+def test_card_numbers_are_found_however_they_are_written(mail, text):
+    rule(name="cards")
+    assert decide(mail, email(text)).verdict == "deny"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 4111 1111 1111 1112", "call 020 7946 0958", "total 1,240.50 EUR on 3.12.2026"],
+)
+def test_numbers_that_fail_the_checksum_are_not_cards(mail, text):
+    rule(name="cards")
+    assert decide(mail, email(text)).verdict == "allow"
+
+
+def test_a_rule_stored_with_bad_options_does_not_break_decisions(mail):
+    ContentRule.objects.create(
+        name="ids", detector=Detector.NATIONAL_ID, effect=ContentEffect.BLOCK,
+        options={"schemes": ["xx.nope", 7]},
+    )  # fmt: skip
+    ContentRule.objects.create(
+        name="terms", detector=Detector.FORBIDDEN_TERMS, effect=ContentEffect.BLOCK,
+        options={"terms": "guaranteed"},
+    )  # fmt: skip
+    assert decide(mail, email(CLEAN)).verdict == "allow"
+    assert decide(mail, email("SSN 536-90-4399")).verdict == "deny"  # the default schemes
