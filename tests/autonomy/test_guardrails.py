@@ -546,3 +546,48 @@ def test_a_rule_stored_with_bad_options_does_not_break_decisions(mail):
     )  # fmt: skip
     assert decide(mail, email(CLEAN)).verdict == "allow"
     assert decide(mail, email("SSN 536-90-4399")).verdict == "deny"  # the default schemes
+
+
+# --- who may write rules -----------------------------------------------------------------------
+
+ADD_RULE = "/admin/autonomy/contentrule/add/"
+
+
+def _portal_person(username: str, role: str):
+    from agents.portal_roles import group_name
+
+    user = UserFactory(username=username, is_staff=True)
+    user.groups.add(Group.objects.get(name=group_name(role)))
+    return user
+
+
+def _rule_form(**fields) -> dict:
+    return {"name": "cards", "detector": "card", "options": "{}", "effect": "block",
+            "enabled": "on", **fields}  # fmt: skip
+
+
+@pytest.mark.parametrize(("role", "may"), [("risk_officer", True), ("it_admin", True),
+                                           ("approver", False), ("viewer", False)])  # fmt: skip
+def test_only_risk_officers_and_it_admins_write_content_rules(client, role, may):
+    client.force_login(_portal_person(f"p-{role}", role))
+    response = client.post(ADD_RULE, _rule_form())
+    assert (response.status_code == 302) == may, response.status_code
+    assert ContentRule.objects.filter(name="cards").exists() == may
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"detector": "forbidden_terms", "options": "{}"}, "options"),
+        ({"detector": "recipient_domains", "options": '{"domains": "corp"}'}, "options"),
+        ({"detector": "national_id", "options": '{"schemes": ["xx.nope"]}'}, "options"),
+        ({"detector": "required_terms", "options": '{"terms": ["Hi"]}', "effect": "redact"},
+         "effect"),
+    ],
+)  # fmt: skip
+def test_the_admin_refuses_a_rule_the_gate_could_not_apply(client, fields, field):
+    client.force_login(_portal_person("risk", "risk_officer"))
+    response = client.post(ADD_RULE, _rule_form(**fields))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not ContentRule.objects.exists()
