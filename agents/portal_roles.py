@@ -42,6 +42,7 @@ PERMISSIONS: dict[str, list[str]] = {
     ]
     + [f"autonomy.{action}_{m}" for m in _KERNEL_MODELS for action in ("view", "add", "change")]
     + ["autonomy.view_actionrequest", "auth.view_user"]
+    + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
     + [
         f"workflows.{action}_{m}"
         for m in ("template", "step")

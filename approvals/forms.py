@@ -3,6 +3,7 @@
 import uuid
 
 from django import forms
+from django.contrib.auth.models import Group
 
 from approvals.models import Verdict
 
@@ -10,8 +11,19 @@ VERDICTS = [(Verdict.APPROVE, "Approve"), (Verdict.REJECT, "Reject")]
 BULK_MAX = 200
 
 
+def redirect_targets():
+    """The groups of people a request may be handed to (never an agent role's group)."""
+    return Group.objects.filter(agent_role__isnull=True).order_by("name")
+
+
 class DecisionForm(forms.Form):
-    verdict = forms.ChoiceField(choices=VERDICTS)
+    verdict = forms.ChoiceField(choices=[*VERDICTS, (Verdict.REDIRECT, "Redirect")])
+    redirect_to = forms.ModelChoiceField(
+        queryset=redirect_targets(),
+        to_field_name="name",
+        required=False,
+        empty_label="Another group…",
+    )
     comment = forms.CharField(
         required=False,
         max_length=5000,
@@ -44,4 +56,6 @@ class UUIDListField(forms.Field):
 
 
 class BulkDecisionForm(DecisionForm):
+    verdict = forms.ChoiceField(choices=VERDICTS)
+    redirect_to = None  # one verdict for several: approve or reject only
     ids = UUIDListField()

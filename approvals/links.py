@@ -47,7 +47,10 @@ def link_open(token: str) -> EmailLink:
         ) from exc
     link = (
         EmailLink.objects.select_related(
-            "request__action__operation__connector", "request__agent", "approver"
+            "request__action__operation__connector",
+            "request__agent",
+            "request__promotion__plan",
+            "approver",
         )
         .filter(nonce=data.get("n"), request_id=data.get("r"), approver_id=data.get("u"))
         .first()

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
+from django.db.models import Q
 
 
 class ApprovalStatus(models.TextChoices):
@@ -34,16 +35,45 @@ class Verdict(models.TextChoices):
     REDIRECT = "redirect", "Redirect"
 
 
+class ApprovalKind(models.TextChoices):
+    ACTION = "action", "Action"
+    PROMOTION = "promotion", "Rollout promotion"
+
+
 class ApprovalRequest(models.Model):
-    """Work that waits for people: who may decide, how many must agree, until when."""
+    """Work that waits for people: who may decide, how many must agree, until when. The work
+    is an agent's action the gate sent to people, or a rollout plan's promotion to its next
+    wave; the rules (quorum, separation of duties, expiry, escalation) are the same."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     action = models.OneToOneField(
-        "autonomy.ActionRequest", on_delete=models.CASCADE, related_name="approval"
+        "autonomy.ActionRequest",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval",
     )
-    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="+")
+    promotion = models.OneToOneField(
+        "autonomy.RolloutPromotion",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval",
+    )
+    # The action's agent and its unit; empty for a promotion, which no one agent asked for.
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     business_unit = models.ForeignKey(
-        "agents.BusinessUnit", on_delete=models.PROTECT, related_name="+"
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The person who asked for it (a promotion's proposer); may approve, never alone.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     subject = models.CharField(max_length=300)
     risk_score = models.PositiveSmallIntegerField(default=0, db_index=True)
@@ -73,10 +103,30 @@ class ApprovalRequest(models.Model):
                          name="approval_inbox"),
             models.Index(fields=["status", "expires_at"], name="approval_expiry"),
         ]  # fmt: skip
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__isnull=False, promotion__isnull=True)
+                | Q(action__isnull=True, promotion__isnull=False),
+                name="approval_for_action_or_promotion",
+            )
+        ]
         permissions = [("decide_approvalrequest", "Can decide approval requests")]
 
     def __str__(self) -> str:
         return self.subject
+
+    @property
+    def kind(self) -> str:
+        return ApprovalKind.PROMOTION if self.promotion_id else ApprovalKind.ACTION
+
+    @property
+    def interested_ids(self) -> set:
+        """Separation of duties: the people whose approval counts but never alone (the
+        agent's owner, the person who asked for it)."""
+        people = {self.requested_by_id}
+        if self.agent_id:
+            people.add(self.agent.owner_id)
+        return people - {None}
 
 
 class Decision(models.Model):

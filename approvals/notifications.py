@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
-from approvals import links
+from approvals import links, selectors
 from approvals.models import ApprovalRequest, ApprovalStatus
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,17 @@ def eligible_approvers(request: ApprovalRequest):
         get_user_model()
         .objects.filter(groups__in=groups, is_active=True)
         .exclude(email="")
-        .exclude(pk=request.agent.owner_id)  # the owner never decides alone; no link for them
+        # The agent's owner and the requester never decide alone: no link for them.
+        .exclude(pk__in=request.interested_ids)
         .distinct()
     )
 
 
 def approvers_notify(*, request_id: str, reason: str = "new") -> int:
     request = (
-        ApprovalRequest.objects.select_related("agent__owner", "action__operation__connector")
+        ApprovalRequest.objects.select_related(
+            "agent__owner", "action__operation__connector", "promotion__plan", "requested_by"
+        )
         .filter(pk=request_id)
         .first()
     )
@@ -42,11 +45,17 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
         return 0
     sent = 0
     portal = settings.AUTONOMY_PORTAL_URL.rstrip("/")  # "https://host/" + "/approvals/..." 404s
+    promotion = None
+    if request.promotion_id:
+        promotion = selectors.promotion_summary(promotion=request.promotion)
+        if promotion["plan_url"]:
+            promotion["plan_url"] = f"{portal}{promotion['plan_url']}"
     for approver in eligible_approvers(request):
         url = f"{portal}{links.link_path(request=request, approver=approver)}"
         context = {
             "request": request,
             "action": request.action,
+            "promotion": promotion,
             "approver": approver,
             "url": url,
             "inbox_url": f"{portal}/inbox/",

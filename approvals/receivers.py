@@ -1,9 +1,7 @@
-"""Approvals react to the kernel's action lifecycle (``autonomy.signals``)."""
-
-from django.utils import timezone
+"""Approvals react to the kernel's action lifecycle and rollout promotions
+(``autonomy.signals``)."""
 
 from approvals import services
-from approvals.models import ApprovalRequest, ApprovalStatus
 from autonomy.models import ActionStatus, Verdict
 
 
@@ -16,6 +14,14 @@ def on_action_settled(sender, action, **kwargs) -> None:
     """An action that waited for people was cancelled (a kill, a cancelled run): nobody
     needs to decide it any more."""
     if action.verdict == Verdict.NEEDS_APPROVAL and action.status == ActionStatus.CANCELLED:
-        ApprovalRequest.objects.filter(action_id=action.pk, status=ApprovalStatus.PENDING).update(
-            status=ApprovalStatus.CANCELLED, decided_at=timezone.now()
-        )
+        services.approval_cancel(action_id=action.pk)
+
+
+def on_rollout_promotion_proposed(sender, promotion, **kwargs) -> None:
+    """A plan's next wave's criteria hold: open the request that carries the promotion out."""
+    services.approval_open_promotion(promotion=promotion)
+
+
+def on_rollout_promotion_closed(sender, promotion, **kwargs) -> None:
+    """The plan moved while its promotion waited (a demotion): nobody needs to decide it."""
+    services.approval_cancel(promotion_id=promotion.pk)

@@ -1,8 +1,11 @@
 """Reads for approvers: what this person may decide, with everything needed on one screen."""
 
+from datetime import datetime
+
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Replace
+from django.urls import NoReverseMatch
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from approvals.models import ApprovalRequest, ApprovalStatus
@@ -40,7 +43,11 @@ def inbox_for_user(*, user, status: str = ApprovalStatus.PENDING) -> QuerySet[Ap
         .annotate(pk_text=bare(Cast("pk", CharField())))
         .filter(pk_text__in=Subquery(granted.union(direct)))
         .select_related(
-            "agent__owner", "business_unit", "approver_group", "action__operation__connector"
+            "agent__owner",
+            "business_unit",
+            "approver_group",
+            "action__operation__connector",
+            "promotion__plan",
         )
         .order_by("-risk_score", "created_at")
     )
@@ -50,7 +57,7 @@ def approval_detail(*, request_id) -> ApprovalRequest | None:
     return (
         ApprovalRequest.objects.select_related(
             "agent__owner", "agent__role__group", "business_unit", "approver_group",
-            "action__operation__connector",
+            "action__operation__connector", "promotion__plan", "requested_by",
         )
         .prefetch_related("decisions__approver")
         .filter(pk=request_id)
@@ -60,3 +67,65 @@ def approval_detail(*, request_id) -> ApprovalRequest | None:
 
 def agent_recent_actions(*, agent, limit: int = 10):
     return agent.actions.select_related("operation__connector").order_by("-created_at")[:limit]
+
+
+def promotion_summary(*, promotion) -> dict:
+    """What people read to decide a promotion: the measured figures (as proposed, so what
+    they approve is what was measured) against the next wave's thresholds, each worded for
+    the page and the e-mail alike, and the plan's page when the portal has one."""
+    proposal = promotion.figures or {}
+    figures = proposal.get("figures") or {}
+    return {
+        "plan": promotion.plan,
+        "plan_url": plan_url(promotion.plan),
+        "from_wave": promotion.from_wave,
+        "to_wave": promotion.to_wave,
+        "met": bool(proposal.get("met")),
+        "criteria": [
+            {
+                "label": c.get("label") or c.get("name"),
+                "value": _figure(c.get("name", ""), c.get("value")),
+                "threshold": ("≥ " if c.get("at_least") else "≤ ")
+                + _figure(c.get("name", ""), c.get("threshold")),
+                "met": bool(c.get("met")),
+            }
+            for c in proposal.get("criteria") or []
+        ],
+        "window": _window(figures.get("window_minutes")),
+        "since": _moment(figures.get("since")),
+        "at": _moment(figures.get("at")),
+        "agents": figures.get("agents"),
+        "actions": figures.get("actions"),
+    }
+
+
+def plan_url(plan) -> str:
+    """The plan's portal page, or "" while the portal has none."""
+    try:
+        return plan.get_absolute_url()
+    except NoReverseMatch:
+        return ""
+
+
+def _figure(name: str, value) -> str:
+    if value is None:
+        return "—"
+    if name.endswith("_ratio"):
+        return f"{value:.1%}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _moment(text):
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _window(minutes) -> str:
+    if not minutes:
+        return "—"
+    if minutes % (24 * 60) == 0:
+        days = minutes // (24 * 60)
+        return f"{days} day{'s' if days != 1 else ''}"
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

@@ -1,5 +1,9 @@
 """Use cases of approvals: open a request for waiting work, decide it, expire and escalate.
 
+The waiting work is an agent's action the gate sent to people, or a rollout plan's promotion
+to its next wave; one set of rules decides both, and ``_settle`` hands the outcome to the
+kernel's owner of each (``autonomy.actions``, ``autonomy.rollouts.services``).
+
 A decision locks the request row, so any number of simultaneous clicks produce exactly one
 outcome; one person's second click is refused by a unique constraint, never counted twice.
 """
@@ -18,6 +22,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from agents.portal_roles import PortalRole, group_name
 from approvals import selectors
 from approvals.models import (
+    ApprovalKind,
     ApprovalRequest,
     ApprovalStatus,
     Decision,
@@ -26,7 +31,8 @@ from approvals.models import (
 )
 from autonomy import actions, audit
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import ActionRequest
+from autonomy.models import ActionRequest, RolloutPromotion
+from autonomy.rollouts import services as rollout_services
 
 log = logging.getLogger(__name__)
 DECIDE = "approvals.decide_approvalrequest"
@@ -67,11 +73,72 @@ def approval_open(*, action: ActionRequest) -> ApprovalRequest:
             "expires_at": request.expires_at.isoformat(),
         },
     )
+    _notify_on_commit(request)
+    return request
+
+
+# A promotion is carried out as proposed, or not at all: nothing in it to narrow.
+PROMOTION_VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.REDIRECT)
+
+
+def approval_open_promotion(*, promotion: RolloutPromotion) -> ApprovalRequest:
+    """Open the request that carries out a rollout plan's promotion when granted. Call inside
+    the transaction that proposed it. It waits for the plan's approvers (the risk officers
+    when it names none); the proposer may approve, never alone."""
+    plan = promotion.plan
+    now = timezone.now()
+    approvers = plan.approver_group or _portal_group(PortalRole.RISK_OFFICER)
+    wave = plan.waves.filter(number=promotion.to_wave).first()
+    level = f" ({wave.level})" if wave else ""
+    request = ApprovalRequest.objects.create(
+        promotion=promotion,
+        requested_by_id=promotion.proposed_by_id,
+        subject=f"Promote {plan.name} to wave {promotion.to_wave}{level}"[:300],
+        approver_group=approvers,
+        escalation_group=_portal_group(PortalRole.RISK_OFFICER),
+        quorum=1,
+        expires_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_TTL_SECONDS),
+        expiry_outcome=ExpiryOutcome.DENY,  # nobody deciding never widens a rollout
+        escalate_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS),
+    )
+    assign_perm(DECIDE, approvers, request)
+    audit.append(
+        kind="approval_opened",
+        actor=promotion.proposed_by.get_username() if promotion.proposed_by_id else "system",
+        payload={
+            "approval_id": str(request.pk),
+            "promotion_id": str(promotion.pk),
+            "plan": plan.slug,
+            "from_wave": promotion.from_wave,
+            "to_wave": promotion.to_wave,
+            "approvers": approvers.name,
+            "quorum": request.quorum,
+            "expires_at": request.expires_at.isoformat(),
+        },
+    )
+    _notify_on_commit(request)
+    return request
+
+
+def _notify_on_commit(request: ApprovalRequest) -> None:
     from approvals import tasks
 
     request_id = str(request.pk)
     transaction.on_commit(lambda: tasks.approval_notify.delay(request_id))
-    return request
+
+
+def approval_cancel(*, action_id=None, promotion_id=None) -> int:
+    """The waiting work went away without people (an action cancelled, a promotion void
+    because its plan moved): its pending request closes, cancelled, and its links with it.
+    Runs in the transaction that closed the work. Returns how many closed (0 or 1)."""
+    if (action_id is None) == (promotion_id is None):
+        raise ValueError("Cancel the request of one action or one promotion.")
+    waiting = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
+    if action_id is not None:
+        waiting = waiting.filter(action_id=action_id)
+    else:
+        waiting = waiting.filter(promotion_id=promotion_id)
+    return waiting.update(status=ApprovalStatus.CANCELLED, decided_at=timezone.now())
 
 
 def may_decide(*, user, request: ApprovalRequest) -> bool:
@@ -95,9 +162,10 @@ def approval_decide(
         raise DomainError(ErrorCode.NOT_AN_APPROVER, "Agents never approve.", status_code=403)
     try:
         with transaction.atomic():
+            _lock_plan_first(request_id)
             request = (
                 ApprovalRequest.objects.select_for_update(of=("self",))
-                .select_related("action__operation__connector", "agent__owner")
+                .select_related("action__operation__connector", "agent__owner", "promotion")
                 .filter(pk=request_id)
                 .first()
             )
@@ -115,6 +183,12 @@ def approval_decide(
                     f"This request is already {request.status}.",
                     {"status": request.status},
                     status_code=409,
+                )
+            if request.kind == ApprovalKind.PROMOTION and verdict not in PROMOTION_VERDICTS:
+                raise DomainError(
+                    ErrorCode.VALIDATION_FAILED,
+                    "A promotion is approved, rejected or redirected, never changed.",
+                    {"verdict": verdict, "allowed": list(PROMOTION_VERDICTS)},
                 )
             if verdict == Verdict.APPROVE_WITH_CHANGES:
                 params = _narrowed_params(request=request, params=params)
@@ -135,6 +209,7 @@ def approval_decide(
                 action_id=request.action_id,
                 payload={
                     "approval_id": str(request.pk),
+                    **_promotion_ref(request),
                     "verdict": verdict,
                     "channel": channel,
                     "comment": comment[:5000],
@@ -171,6 +246,12 @@ def approvals_decide_bulk(
         if approval is None:
             refused.append(f"{pk}: not pending in your inbox.")
             continue
+        if approval.kind == ApprovalKind.PROMOTION:
+            refused.append(
+                f"“{approval.subject}”: a rollout promotion is never decided in bulk; open it "
+                "and decide it on its own."
+            )
+            continue
         if approval.risk_score >= BULK_MAX_RISK:
             refused.append(
                 f"“{approval.subject}”: risk {approval.risk_score} is too high for a bulk "
@@ -194,7 +275,8 @@ def approval_override(
 ) -> ApprovalRequest:
     """A person with authority settles a waiting action at once, whatever the quorum: the
     request closes, the action executes (approve) or is denied (reject). The caller checks
-    the authority (``interventions.services``) and owns the transaction."""
+    the authority (``interventions.services``) and owns the transaction. Actions only: a
+    promotion is decided by its approvers, never overridden."""
     request = (
         ApprovalRequest.objects.select_for_update(of=("self",))
         .select_related("action__operation__connector", "agent__owner")
@@ -214,7 +296,7 @@ def approval_override(
         )
     if verdict not in (Verdict.APPROVE, Verdict.REJECT):
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Override with approve or reject.")
-    if verdict == Verdict.APPROVE and by.pk == request.agent.owner_id:
+    if verdict == Verdict.APPROVE and by.pk in request.interested_ids:
         # Separation of duties holds for overrides too: an owner never approves alone.
         raise DomainError(
             ErrorCode.NOT_AN_APPROVER,
@@ -228,11 +310,11 @@ def approval_override(
         )
     who = by.get_username()
     if verdict == Verdict.APPROVE:
-        then = _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_overridden",
-                       message=f"Allowed by {who}'s override: {reason}"[:500])  # fmt: skip
+        status, code, said = ApprovalStatus.APPROVED, "approval_overridden", "Allowed"
     else:
-        then = _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
-                       message=f"Denied by {who}'s override: {reason}"[:500])  # fmt: skip
+        status, code, said = ApprovalStatus.REJECTED, "approval_rejected", "Denied"
+    then = _settle(request=request, status=status, code=code, actor=who,
+                   message=f"{said} by {who}'s override: {reason}"[:500])  # fmt: skip
     audit.append(
         kind="approval_decision",
         actor=who,
@@ -269,11 +351,13 @@ def _narrowed_params(*, request: ApprovalRequest, params) -> dict:
 
 
 def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], object] | None:
-    """Count one decision on the request. Returns the waiting action's move when the request
+    """Count one decision on the request. Returns the waiting work's move when the request
     is settled by it (see ``_settle``), else None."""
+    who = decision.approver.get_username()
     if decision.verdict == Verdict.REJECT:
         return _settle(request=request, status=ApprovalStatus.REJECTED, code="approval_rejected",
-                       message=f"Rejected by {decision.approver.get_username()}.")  # fmt: skip
+                       actor=who, message=f"Rejected by {who}.",
+                       comment=decision.comment)  # fmt: skip
     if decision.verdict == Verdict.REDIRECT:
         target = decision.redirected_to
         if target is None:
@@ -291,27 +375,54 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], obje
         ).values_list("approver_id", flat=True)
     )
     request.approvals = len(approvals)
-    # Separation of duties: the agent's owner may approve, but never alone.
-    independent = any(a != request.agent.owner_id for a in approvals)
+    # Separation of duties: the agent's owner and the requester may approve, never alone.
+    independent = any(a not in request.interested_ids for a in approvals)
     if request.approvals >= request.quorum and independent:
         return _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_granted",
-                       message=f"Approved ({request.approvals} of {request.quorum}).")  # fmt: skip
+                       actor=who, message=f"Approved ({request.approvals} of {request.quorum}).",
+                       comment=decision.comment)  # fmt: skip
     request.save(update_fields=["approvals"])
     return None
 
 
 def _settle(
-    *, request: ApprovalRequest, status: str, code: str, message: str
+    *, request: ApprovalRequest, status: str, code: str, actor: str, message: str, comment: str = ""
 ) -> Callable[[], object]:
-    """Close the request. Returns the waiting action's move through its lifecycle (released,
-    so the gate decides it again, or denied), for the caller to make once it has written its
-    own audit record, so the trail reads: the people's decision, then what became of the
-    action."""
+    """Close the request. Returns the waiting work's move through its owner's lifecycle, for
+    the caller to make once it has written its own audit record, so the trail reads: the
+    people's decision, then what became of the work. An action is released (the gate decides
+    it again) or denied; a promotion is carried out (the plan moves up) or closed rejected."""
     request.status = status
     request.decided_at = timezone.now()
     request.save(update_fields=["status", "decided_at", "approvals"])
-    move = actions.action_release if status == ApprovalStatus.APPROVED else actions.action_reject
+    approved = status == ApprovalStatus.APPROVED
+    if request.kind == ApprovalKind.PROMOTION:
+        return functools.partial(
+            rollout_services.promotion_settle,
+            promotion_id=request.promotion_id,
+            approved=approved,
+            actor=actor,
+            reason=f"{message} {comment}".strip(),  # the plan's history says why
+        )
+    move = actions.action_release if approved else actions.action_reject
     return functools.partial(move, action_id=request.action_id, code=code, message=message)
+
+
+def _lock_plan_first(request_id) -> None:
+    """Before a promotion's request is locked to be settled, its plan is: the kernel's
+    order (``promotion_lock``), which a demotion follows too (plan, promotion, then this
+    request, cancelled), so the two queue instead of deadlocking. One query for an action's
+    request."""
+    promotion_id = (
+        ApprovalRequest.objects.filter(pk=request_id).values_list("promotion_id", flat=True).first()
+    )
+    if promotion_id is not None:
+        rollout_services.promotion_lock(promotion_id=promotion_id)
+
+
+def _promotion_ref(request: ApprovalRequest) -> dict:
+    """What an audit record of a promotion's request names besides the request."""
+    return {"promotion_id": str(request.promotion_id)} if request.promotion_id else {}
 
 
 def approvals_sweep(*, now=None) -> dict[str, int]:
@@ -321,6 +432,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
     expired = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
     for pk in expired.values_list("pk", flat=True)[:500]:
         with transaction.atomic():
+            _lock_plan_first(pk)
             request = (
                 ApprovalRequest.objects.select_for_update()
                 .filter(pk=pk, status=ApprovalStatus.PENDING)
@@ -328,11 +440,16 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
             )
             if request is None:
                 continue
-            approve = request.expiry_outcome == ExpiryOutcome.APPROVE
+            # A promotion that nobody decided is never carried out, whatever the outcome says.
+            approve = (
+                request.expiry_outcome == ExpiryOutcome.APPROVE
+                and request.kind == ApprovalKind.ACTION
+            )
             then = _settle(
                 request=request,
                 status=ApprovalStatus.APPROVED if approve else ApprovalStatus.EXPIRED,
                 code="approval_expired",
+                actor="system",
                 message="Nobody decided in time; the request "
                 + ("was approved." if approve else "expired."),
             )
@@ -341,7 +458,11 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 actor="system",
                 agent_id=request.agent_id,
                 action_id=request.action_id,
-                payload={"approval_id": str(pk), "outcome": request.expiry_outcome},
+                payload={
+                    "approval_id": str(pk),
+                    **_promotion_ref(request),
+                    "outcome": ExpiryOutcome.APPROVE if approve else ExpiryOutcome.DENY,
+                },
             )
             then()
             counts["expired"] += 1
@@ -365,7 +486,11 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 actor="system",
                 agent_id=request.agent_id,
                 action_id=request.action_id,
-                payload={"approval_id": str(pk), "to": request.escalation_group.name},
+                payload={
+                    "approval_id": str(pk),
+                    **_promotion_ref(request),
+                    "to": request.escalation_group.name,
+                },
             )
             from approvals import tasks
 

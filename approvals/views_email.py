@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from approvals import links, selectors, services
-from approvals.models import ApprovalStatus, Channel, EmailLink, Verdict
+from approvals.models import ApprovalKind, ApprovalStatus, Channel, EmailLink, Verdict
 from autonomy.errors import DomainError, ErrorCode
 
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT)
@@ -80,12 +80,11 @@ def _review(request, link: EmailLink, *, error: str = "", status: int = 200):
         return _result(request, "not_an_approver", status=403, link=link)
     context = {
         "approval": approval,
-        "action": approval.action,
         "approver": link.approver,
-        "params_json": json.dumps(approval.action.params, indent=2, sort_keys=True),
         "verdicts": {"approve": Verdict.APPROVE, "reject": Verdict.REJECT},
         "comment": request.POST.get("comment", ""),
         "error": error,
+        **_work(approval),
     }
     return render(request, "approvals/email_confirm.html", context, status=status)
 
@@ -106,8 +105,8 @@ def _result(
         "headline": headline,
         "tone": tone,
         "approval": approval,
-        "action": approval.action if approval else None,
         "approver": link.approver if link else None,
+        **(_work(approval) if approval else {}),
         "message": error.message if error else "",
     }
     return render(
@@ -116,3 +115,14 @@ def _result(
         context,
         status=error.status_code if error else status,
     )
+
+
+def _work(approval) -> dict:
+    """What the request is about: the agent's action, or the plan's promotion."""
+    if approval.kind == ApprovalKind.PROMOTION:
+        return {"promotion": selectors.promotion_summary(promotion=approval.promotion)}
+    action = approval.action
+    return {
+        "action": action,
+        "params_json": json.dumps(action.params, indent=2, sort_keys=True),
+    }

@@ -18,8 +18,9 @@ from django.views.decorators.http import etag, require_GET, require_POST
 
 from approvals import selectors, services
 from approvals.forms import BulkDecisionForm, DecisionForm
-from approvals.models import ApprovalRequest, ApprovalStatus, Channel, Verdict
+from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
 from autonomy.errors import DomainError, ErrorCode
+from autonomy.models import PromotionStatus
 from autonomy.risk import FACTOR_LABELS
 
 PAGE_SIZE = 50
@@ -132,14 +133,31 @@ def _risk_factors(action) -> list[dict]:
 def _detail_context(
     request: HttpRequest, approval: ApprovalRequest, *, form=None, error: str = ""
 ) -> dict:
-    action = approval.action
     decisions = list(approval.decisions.all())
     mine = next((d for d in decisions if d.approver_id == request.user.pk), None)
     pending = approval.status == ApprovalStatus.PENDING
+    decision = {
+        "approval": approval,
+        "decisions": decisions,
+        "my_decision": mine,
+        "pending": pending,
+        "can_decide": pending and mine is None,
+        "needs_independent": pending and approval.approvals >= approval.quorum,
+        "form": form or DecisionForm(),
+        "error": error,
+        "bulk_max_risk": BULK_MAX_RISK,
+    }
+    if approval.kind == ApprovalKind.PROMOTION:
+        return {
+            **decision,
+            "promotion": selectors.promotion_summary(promotion=approval.promotion),
+            "is_proposer": approval.requested_by_id == request.user.pk,
+        }
+    action = approval.action
     asked_by = [r for r in action.reasons or [] if r.get("code") in APPROVAL_REASONS]
     policies = action.policy_ids or {}
     return {
-        "approval": approval,
+        **decision,
         "action": action,
         "agent": approval.agent,
         "recent_actions": selectors.agent_recent_actions(agent=approval.agent),
@@ -153,15 +171,7 @@ def _detail_context(
             for reason in asked_by
             for name in (reason.get("details") or {}).get("policies", [])
         ),
-        "decisions": decisions,
-        "my_decision": mine,
-        "pending": pending,
-        "can_decide": pending and mine is None,
-        "needs_independent": pending and approval.approvals >= approval.quorum,
         "is_owner": approval.agent.owner_id == request.user.pk,
-        "form": form or DecisionForm(),
-        "error": error,
-        "bulk_max_risk": BULK_MAX_RISK,
     }
 
 
@@ -182,6 +192,10 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
 
 
 def _outcome(approval: ApprovalRequest, verdict: str) -> str:
+    if verdict == Verdict.REDIRECT:
+        return f"“{approval.subject}” now waits for {approval.approver_group.name}."
+    if approval.kind == ApprovalKind.PROMOTION:
+        return _promotion_outcome(approval, verdict)
     if approval.status == ApprovalStatus.APPROVED:
         return f"Approved “{approval.subject}”. The action is released to run."
     if approval.status == ApprovalStatus.REJECTED:
@@ -194,6 +208,24 @@ def _outcome(approval: ApprovalRequest, verdict: str) -> str:
     return (
         f"Your approval of “{approval.subject}” is recorded "
         f"({approval.approvals} of {approval.quorum}); it waits for more approvers."
+    )
+
+
+def _promotion_outcome(approval: ApprovalRequest, verdict: str) -> str:
+    promotion = approval.promotion
+    if approval.status == ApprovalStatus.APPROVED:
+        promotion.refresh_from_db(fields=["status"])
+        if promotion.status == PromotionStatus.VOID:
+            return (
+                f"Approved “{approval.subject}”, but the plan moved while it waited: nothing "
+                "changed; it may be proposed again."
+            )
+        return f"Approved “{approval.subject}”. The plan is at wave {promotion.to_wave} now."
+    if approval.status == ApprovalStatus.REJECTED:
+        return f"Rejected “{approval.subject}”. The plan stays at wave {promotion.from_wave}."
+    return (
+        f"Your approval of “{approval.subject}” is recorded. Whoever proposed a promotion may "
+        "not approve it alone: another approver must still agree."
     )
 
 
@@ -217,6 +249,7 @@ def decide(request: HttpRequest, request_id) -> HttpResponse:
             verdict=verdict,
             channel=Channel.INBOX,
             comment=form.cleaned_data["comment"],
+            redirect_to=form.cleaned_data["redirect_to"],
         )
     except DomainError as exc:
         return _detail_page(

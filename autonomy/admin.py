@@ -7,5 +7,6 @@ from autonomy import (  # noqa: F401
     admin_levels,
     admin_policy,
     admin_registry,
+    admin_rollouts,
     admin_workers,
 )

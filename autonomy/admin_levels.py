@@ -6,23 +6,29 @@ from django.contrib import admin
 from autonomy.models import AutonomySetting, Operation
 
 
+def clean_operation_keys(keys) -> list[str]:
+    """A form's list of operation keys (``<connector>.<operation>``), each one registered;
+    shared by every admin form that narrows something to operations (levels, rollout plans)."""
+    keys = keys or []
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise forms.ValidationError('A list of operation keys, e.g. ["erp.pay_invoice"].')
+    known = {
+        f"{connector}.{slug}"
+        for connector, slug in Operation.objects.values_list("connector__slug", "slug")
+    }
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise forms.ValidationError(f"No such operation: {', '.join(unknown)}.")
+    return keys
+
+
 class AutonomySettingForm(forms.ModelForm):
     class Meta:
         model = AutonomySetting
         fields = ["level", "agent", "role", "business_unit", "template_key", "operations", "note"]
 
     def clean_operations(self):
-        keys = self.cleaned_data.get("operations") or []
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise forms.ValidationError('A list of operation keys, e.g. ["erp.pay_invoice"].')
-        known = {
-            f"{connector}.{slug}"
-            for connector, slug in Operation.objects.values_list("connector__slug", "slug")
-        }
-        unknown = sorted(set(keys) - known)
-        if unknown:
-            raise forms.ValidationError(f"No such operation: {', '.join(unknown)}.")
-        return keys
+        return clean_operation_keys(self.cleaned_data.get("operations"))
 
     def clean(self):
         cleaned = super().clean()

@@ -84,6 +84,7 @@ class ErrorCode(StrEnum):
     ROLLOUT_NO_NEXT_WAVE = "rollout_no_next_wave"
     ROLLOUT_NOT_STARTED = "rollout_not_started"
     ROLLOUT_INACTIVE = "rollout_inactive"
+    ROLLOUT_WAVE_MOVED = "rollout_wave_moved"
     # server
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

@@ -298,7 +298,9 @@ def decide(
         policies=policies,
         grant=grant,
         amount=amount,
-        level=levels.level_for(agent=agent, operation_key=operation.key, template_key=template_key),
+        level=levels.level_for(
+            agent=agent, operation_key=operation.key, template_key=template_key, version=seen
+        ),
         params=content.params,
     )
     level = decision.level

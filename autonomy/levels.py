@@ -3,19 +3,23 @@
 A level is set (``AutonomySetting``) on an agent, its role, its business unit or the
 workflow template a step runs for, optionally narrowed to some operations; an active rollout
 plan covering the agent (``autonomy.rollouts``) gives it its current wave's level, or the
-plan's held level when no wave has reached it yet. The most
-restrictive that applies wins (shadow < supervised < guarded < autonomous); with none, the
-level is ``guarded``, the gate's behaviour before levels existed. ``gate.decide`` calls
-``level_for`` once per decision: two indexed queries (settings, plans), read fresh, so a
-changed setting or a plan's new wave holds from the next decision in every process, with no
-cache to invalidate.
+plan's held level when no wave has reached it yet. The most restrictive that applies wins
+(shadow < supervised < guarded < autonomous); with none, the level is ``guarded``, the
+gate's behaviour before levels existed.
+
+``gate.decide`` calls ``level_for`` once per decision with the policy-store version its one
+read saw. Settings and plans are read once per version into a ``LevelIndex`` that every
+decision of the process shares, so a decision asks the database nothing for its level. Any
+save or delete of a setting, a plan or a wave (a promotion, a demotion by a guard included)
+moves that version in its own transaction (``autonomy.rollouts.receivers``), so the next
+decision in every process reads them again.
 """
 
+import threading
 from dataclasses import dataclass
 
-from django.db.models import Q
-
 from autonomy.models import AutonomyLevel, AutonomySetting
+from autonomy.policy import engine as policy_engine
 from autonomy.rollouts import selectors as rollout_selectors
 
 ORDER = [
@@ -44,39 +48,82 @@ class Level:
 DEFAULT = Level(AutonomyLevel.GUARDED, "default")
 
 
-def level_for(*, agent, operation_key: str | None = None, template_key: str | None = None):
+class LevelIndex:
+    """Every autonomy setting and active rollout plan, as one policy-store version has them.
+    Replaced whole when the version moves."""
+
+    def __init__(self, version: int):
+        self.version = version
+        self.settings = tuple(
+            AutonomySetting.objects.order_by("pk").values_list(
+                "level", "agent_id", "role_id", "business_unit_id", "template_key", "operations"
+            )
+        )
+        self.plans = rollout_selectors.plan_table()
+
+    def level_for(self, agent, operation_key, template_key) -> Level:
+        found = DEFAULT
+        for level, agent_id, role_id, unit_id, template, operations in self.settings:
+            if not (
+                agent_id == agent.pk
+                or role_id == agent.role_id
+                or unit_id == agent.business_unit_id
+                or (template and template == template_key)
+            ):
+                continue
+            if operations and operation_key not in operations:
+                continue
+            if found is not DEFAULT and RANK[level] >= RANK[found.level]:
+                continue
+            found = Level(
+                AutonomyLevel(level), _source(agent, agent_id, role_id, unit_id, template)
+            )
+        for plan in self.plans:
+            said = plan.level_of(agent, template_key=template_key)
+            if said is None or (plan.operations and operation_key not in plan.operations):
+                continue
+            if found is not DEFAULT and RANK[said.level] >= RANK[found.level]:
+                continue
+            found = Level(AutonomyLevel(said.level), said.source)
+        return found
+
+
+_lock = threading.Lock()
+_index: LevelIndex | None = None
+
+
+def _index_for(version: int | None) -> LevelIndex:
+    global _index
+    version = version or 0
+    index = _index
+    # Version 0 (no store row: a flushed test database) never moves: read again, never trust it.
+    if index is not None and index.version == version and version:
+        return index
+    with _lock:
+        if _index is None or _index.version != version or not version:
+            _index = LevelIndex(version)
+        return _index
+
+
+def index_forget() -> None:
+    """Drop this process's level index (see ``compiled_forget`` in the policy engine: only a
+    database whose versions start again, a test database, needs it)."""
+    global _index
+    with _lock:
+        _index = None
+
+
+def level_for(
+    *, agent, operation_key: str | None = None, template_key: str | None = None, version=None
+) -> Level:
     """The level ``agent`` acts at for ``operation_key`` (a setting narrowed to other
     operations does not apply; without an operation, only settings narrowed to none do),
-    within the workflow template ``template_key`` when a step asks. Two queries; the agent's
-    role and business unit names come from the agent as loaded."""
-    scope = (
-        Q(agent_id=agent.pk) | Q(role_id=agent.role_id) | Q(business_unit_id=agent.business_unit_id)
-    )
-    if template_key:
-        scope |= Q(template_key=template_key)
-    rows = AutonomySetting.objects.filter(scope).values_list(
-        "level", "agent_id", "role_id", "business_unit_id", "template_key", "operations"
-    )
-    candidates = [
-        (
-            level,
-            operations,
-            lambda a=agent_id, r=role_id, u=unit_id, t=template: _source(agent, a, r, u, t),
-        )
-        for level, agent_id, role_id, unit_id, template, operations in rows.order_by("pk")
-    ]
-    candidates += [
-        (plan.level, plan.operations, lambda plan=plan: plan.source)
-        for plan in rollout_selectors.plan_levels(agent=agent, template_key=template_key)
-    ]
-    found = DEFAULT
-    for level, operations, source in candidates:
-        if operations and operation_key not in operations:
-            continue
-        if found is not DEFAULT and RANK[level] >= RANK[found.level]:
-            continue
-        found = Level(AutonomyLevel(level), source())
-    return found
+    within the workflow template ``template_key`` when a step asks. ``version``: the
+    policy-store version the caller read (the gate's); without it, one query reads it. The
+    agent's role and business unit come from the agent as loaded."""
+    if version is None:
+        version = policy_engine.store_version()
+    return _index_for(version).level_for(agent, operation_key, template_key)
 
 
 def _source(agent, agent_id, role_id, unit_id, template) -> str:

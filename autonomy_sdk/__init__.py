@@ -11,6 +11,6 @@ Needs only ``httpx``; it never imports Django.
 """
 
 from autonomy_sdk import errors
-from autonomy_sdk.client import Action, AsyncClient, Claim, Client, Task
+from autonomy_sdk.client import Action, AsyncClient, Claim, Client, Rollout, Task
 
-__all__ = ["Action", "AsyncClient", "Claim", "Client", "Task", "errors"]
+__all__ = ["Action", "AsyncClient", "Claim", "Client", "Rollout", "Task", "errors"]

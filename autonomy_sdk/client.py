@@ -110,6 +110,34 @@ class Claim:
 
 
 @dataclass
+class Rollout:
+    """A rollout plan the agent is in: the wave the plan is at, whether its waves reach this
+    agent yet, and the autonomy level that gives it (on ``operations``; empty: all)."""
+
+    plan: str
+    name: str
+    wave: int
+    reached: bool
+    level: str
+    operations: list = field(default_factory=list)
+
+    @classmethod
+    def of(cls, data: dict) -> "Rollout":
+        return cls(
+            plan=data["plan"],
+            name=data.get("name", data["plan"]),
+            wave=data["wave"],
+            reached=bool(data["reached"]),
+            level=data["level"],
+            operations=data.get("operations") or [],
+        )
+
+    @classmethod
+    def all_of(cls, me: dict) -> list["Rollout"]:
+        return [cls.of(item) for item in me.get("rollouts") or []]
+
+
+@dataclass
 class _Call:
     method: str
     path: str
@@ -149,6 +177,10 @@ class _Calls:
     # identity
     def me(self) -> dict:
         return self._run(_Call("GET", "/api/v1/agents/me/"))
+
+    def rollouts(self) -> list[Rollout]:
+        """The rollout plans this agent is in (from ``me()``), each with its wave and level."""
+        return self._run(_Call("GET", "/api/v1/agents/me/", Rollout.all_of))
 
     # actions
     def request_action(

@@ -105,7 +105,9 @@ CODES: dict[str, type[AutonomyError]] = {
     **_classes(
         "illegal_transition conflict idempotency_key_reused approval_not_pending already_decided"
         " changes_denied template_immutable template_not_published run_not_active"
-        " step_not_actionable task_not_available claim_not_held claim_held operation_disabled",
+        " step_not_actionable task_not_available claim_not_held claim_held operation_disabled"
+        " rollout_criteria_not_met rollout_no_next_wave rollout_not_started rollout_inactive"
+        " rollout_wave_moved",
         Conflict,
     ),
     "rate_limited": RateLimited,

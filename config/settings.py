@@ -310,6 +310,11 @@ SPECTACULAR_SETTINGS = {
         "RiskTierEnum": "agents.models.RiskTier",
         "ActionStatusEnum": "autonomy.models.ActionStatus",
         "AgentStatusEnum": "agents.models.AgentStatus",
+        "AutonomyLevelEnum": "autonomy.models.AutonomyLevel",
+        # Two models' ``kind``: the interventions' keeps the name it had before approvals
+        # grew one.
+        "KindEnum": "autonomy.models.InterventionKind",
+        "ApprovalKindEnum": "approvals.models.ApprovalKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

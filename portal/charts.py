@@ -107,3 +107,66 @@ def horizontal_bars(rows: list[dict], *, label: str, value: str, tone: str) -> d
         "bars": bars,
         "value_x": label_w + 8,
     }
+
+
+LINE_WIDTH, LINE_HEIGHT, LINE_PAD_RIGHT = 460, 150, 8
+LINE_POINTS = 120
+
+
+def line_chart(
+    points: list[tuple], *, threshold: float | None = None, percent: bool = False
+) -> dict:
+    """One figure over time (``(at, value)`` pairs, oldest first; a None value breaks the
+    line), with the threshold it is held against as a dashed line. Ratios are drawn as
+    percentages (``percent``). At most ``LINE_POINTS`` points: a longer series is thinned
+    evenly, keeping its last point."""
+    if len(points) > LINE_POINTS:
+        step = len(points) / LINE_POINTS
+        points = [points[int(i * step)] for i in range(LINE_POINTS - 1)] + [points[-1]]
+    scale = 100 if percent else 1
+    values = [v * scale for _, v in points if v is not None]
+    limit = threshold * scale if threshold is not None else None
+    top = _nice_max(int(-(-max([*values, limit or 0, 0]) // 1)))
+    plot_w = LINE_WIDTH - PAD_LEFT - LINE_PAD_RIGHT
+    plot_h = LINE_HEIGHT - PAD_BOTTOM - PAD_TOP
+    first, last = (points[0][0], points[-1][0]) if points else (None, None)
+    span = (last - first).total_seconds() if points else 0
+
+    def x(at) -> float:
+        return round(PAD_LEFT + (plot_w * (at - first).total_seconds() / span if span else 0), 2)
+
+    def y(value: float) -> float:
+        return round(LINE_HEIGHT - PAD_BOTTOM - plot_h * value / top, 2)
+
+    unit = " %" if percent else ""
+    segments, current, dots = [], [], []
+    for at, value in points:
+        if value is None:
+            if current:
+                segments.append(" ".join(current))
+            current = []
+            continue
+        shown = value * scale
+        current.append(f"{x(at)},{y(shown)}")
+        dots.append({"x": x(at), "y": y(shown), "title": f"{at:%H:%M} UTC: {shown:g}{unit}"})
+    if current:
+        segments.append(" ".join(current))
+    ticks = []
+    if points:
+        ticks = [{"x": PAD_LEFT, "label": f"{first:%H:%M}", "anchor": "start"}]
+        if span:
+            ticks.append({"x": PAD_LEFT + plot_w, "label": f"{last:%H:%M}", "anchor": "end"})
+    return {
+        "width": LINE_WIDTH,
+        "height": LINE_HEIGHT,
+        "left": PAD_LEFT,
+        "right": PAD_LEFT + plot_w,
+        "segments": segments,
+        "dots": dots if len(dots) <= 40 else [],
+        "last": dots[-1] if dots else None,
+        "threshold_y": y(limit) if limit is not None else None,
+        "threshold": f"{limit:g}{unit}" if limit is not None else None,
+        "grid": [{"y": y(top * f), "label": f"{top * f:g}"} for f in (0, 0.5, 1)],
+        "ticks": ticks,
+        "samples": len(values),
+    }

@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
+from autonomy.models import AutonomyLevel, RolloutPlan, RolloutWave
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
@@ -77,6 +78,13 @@ def build_world() -> World:
     stop = intervention_services.emergency_stop(
         by=people["risk"], reason="table", business_unit=agent_b.business_unit
     )
+    plan = RolloutPlan.objects.create(
+        slug="authz-plan", name="Authz plan", role=agent_a.role, current_wave=1
+    )
+    RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.SUPERVISED)
+    RolloutWave.objects.create(  # its criteria do not hold: proposing answers 409
+        plan=plan, number=2, level=AutonomyLevel.GUARDED, min_actions=1000
+    )
     return World(
         ids={
             "agent": agent_a.pk,
@@ -91,6 +99,7 @@ def build_world() -> World:
             "claim": claim.pk,
             "intervention": stop.pk,
             "credential": agent_a.credentials.get().pk,
+            "plan": plan.slug,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -245,6 +254,24 @@ API = [
         "401 403 403 403 403 403 403 403 201",
     ),
     ("GET", "/api/v1/roles/{id}/", "role", None, "401 403 403 403 200 200 200 200 200"),
+    # Rollout plans: every portal role reads them; risk officers
+    # steer. The plan's next wave's criteria do not hold, so proposing answers 409.
+    ("GET", "/api/v1/rollouts/", None, None, "401 403 403 403 200 200 200 200 200"),
+    ("GET", "/api/v1/rollouts/{slug}/", "plan", None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/rollouts/{slug}/promotions/",
+        "plan",
+        None,
+        "401 403 403 403 403 403 403 409 403",
+    ),
+    (
+        "POST",
+        "/api/v1/rollouts/{slug}/demote/",
+        "plan",
+        REASON,
+        "401 403 403 403 403 403 403 200 403",
+    ),
     ("POST", "/api/v1/runs/", None, {"template": "authz"}, "401 201 201 403 403 403 403 403 403"),
     ("GET", "/api/v1/runs/{id}/", "run", None, "401 200 404 403 403 403 403 403 403"),
     ("GET", "/api/v1/runs/{run_id}/messages/", "run", None, "401 200 403 403 403 403 403 403 403"),
@@ -336,7 +363,7 @@ def _api_path(world: World, path: str, id_key) -> str:
     if id_key is None:
         return path
     value = "erp.post-invoice" if id_key == "operation" else world.ids[id_key]
-    for name in ("{id}", "{run_id}", "{key}"):
+    for name in ("{id}", "{run_id}", "{key}", "{slug}"):
         path = path.replace(name, str(value))
     return path
 
@@ -476,6 +503,23 @@ PORTAL = [
         None,
         "302 302 302 403 200 200 200 200 200",
     ),
+    ("GET", "rollouts/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "rollouts/<slug:plan>/", "plan", None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "rollouts/<slug:plan>/live/", "plan", None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "POST",
+        "rollouts/<slug:plan>/promote/",
+        "plan",
+        None,
+        "302 302 302 403 403 403 403 302 403",
+    ),
+    (
+        "POST",
+        "rollouts/<slug:plan>/demote/",
+        "plan",
+        {"reason": "table"},
+        "302 302 302 403 403 403 403 302 403",
+    ),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -547,6 +591,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<int:pk>": world.ids["intervention"],
         "<uuid:agent_id>": world.ids["agent"],
         "<slug:verb>": "pause",
+        "<slug:plan>": world.ids["plan"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

@@ -56,17 +56,37 @@ class AgentSerializer(StrictModelSerializer):
         read_only_fields = fields
 
 
+class AgentRolloutSerializer(serializers.Serializer):
+    """One rollout plan the agent is in, and what it says of the agent."""
+
+    plan = serializers.SlugField(help_text="the plan's slug")
+    name = serializers.CharField()
+    wave = serializers.IntegerField(help_text="the plan's current wave (0: not started)")
+    reached = serializers.BooleanField(help_text="whether the waves up to it reach this agent")
+    level = serializers.CharField(help_text="the level it gives: its wave's, or the held level")
+    operations = serializers.ListField(
+        child=serializers.CharField(), help_text="the operations it covers; empty: all"
+    )
+
+
 class AgentMeSerializer(AgentSerializer):
-    """An agent reading itself: its profile and the autonomy level it acts at (as set for all
-    its operations; one narrowed to some operations applies to those)."""
+    """An agent reading itself: its profile, the autonomy level it acts at (as set for all
+    its operations; one narrowed to some operations applies to those) and the rollout plans
+    it is in."""
 
     autonomy_level = serializers.CharField(read_only=True)
     autonomy_level_source = serializers.CharField(
         read_only=True, help_text='where it was set, e.g. "business unit finance"; "default"'
     )
+    rollouts = AgentRolloutSerializer(many=True, read_only=True)
 
     class Meta(AgentSerializer.Meta):
-        fields = [*AgentSerializer.Meta.fields, "autonomy_level", "autonomy_level_source"]
+        fields = [
+            *AgentSerializer.Meta.fields,
+            "autonomy_level",
+            "autonomy_level_source",
+            "rollouts",
+        ]
         read_only_fields = fields
 
 

@@ -16,6 +16,7 @@ from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, 
 from agents.models import Agent, AgentStatus, RiskTier, Scope
 from autonomy import levels
 from autonomy.api.routers import INTEGER_ID
+from autonomy.rollouts import selectors as rollout_selectors
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -89,7 +90,11 @@ class AgentViewSet(
         level = levels.level_for(agent=agent)  # as set for all its operations
         return Response(
             s.AgentSerializer(agent).data
-            | {"autonomy_level": str(level.level), "autonomy_level_source": level.source}
+            | {
+                "autonomy_level": str(level.level),
+                "autonomy_level_source": level.source,
+                "rollouts": [p.as_dict() for p in rollout_selectors.plan_levels(agent=agent)],
+            }
         )
 
     def _lifecycle(self, request, service):

@@ -3,8 +3,9 @@
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
-from approvals.models import ApprovalRequest, Decision, Verdict
+from approvals.models import ApprovalKind, ApprovalRequest, Decision, Verdict
 from autonomy.api.serializers import StrictSerializer
+from autonomy.models import RolloutPromotion
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -15,25 +16,42 @@ class DecisionSerializer(serializers.ModelSerializer):
         fields = ["approver", "verdict", "comment", "channel", "params", "created_at"]
 
 
+class PromotionSerializer(serializers.ModelSerializer):
+    """A rollout plan's proposed move up one wave, with the figures measured for it."""
+
+    plan = serializers.CharField(source="plan.slug")
+    figures = serializers.JSONField()
+
+    class Meta:
+        model = RolloutPromotion
+        fields = ["id", "plan", "from_wave", "to_wave", "figures"]
+
+
 class ApprovalSerializer(serializers.ModelSerializer):
-    agent = serializers.CharField(source="agent.slug")
-    owner = serializers.CharField(source="agent.owner.username")
-    business_unit = serializers.CharField(source="business_unit.slug")
+    """One request. ``kind`` says what waits: an agent's ``action`` (its agent, operation,
+    parameters and risk) or a rollout plan's ``promotion``; the other's fields are null."""
+
+    kind = serializers.ChoiceField(choices=ApprovalKind.choices, read_only=True)
+    agent = serializers.CharField(source="agent.slug", allow_null=True)
+    owner = serializers.CharField(source="agent.owner.username", allow_null=True)
+    business_unit = serializers.CharField(source="business_unit.slug", allow_null=True)
     approvers = serializers.CharField(source="approver_group.name")
-    action = serializers.UUIDField(source="action_id")
-    operation = serializers.CharField(source="action.operation.key")
-    params = serializers.JSONField(source="action.params")
-    reason = serializers.CharField(source="action.reason")
-    risk_factors = serializers.JSONField(source="action.risk_factors")
-    gate_reasons = serializers.JSONField(source="action.reasons")
+    requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
+    action = serializers.UUIDField(source="action_id", allow_null=True)
+    operation = serializers.CharField(source="action.operation.key", allow_null=True)
+    params = serializers.JSONField(source="action.params", allow_null=True)
+    reason = serializers.CharField(source="action.reason", allow_null=True)
+    risk_factors = serializers.JSONField(source="action.risk_factors", allow_null=True)
+    gate_reasons = serializers.JSONField(source="action.reasons", allow_null=True)
+    promotion = PromotionSerializer(allow_null=True, read_only=True)
 
     class Meta:
         model = ApprovalRequest
         fields = [
-            "id", "subject", "agent", "owner", "business_unit", "approvers", "action",
-            "operation", "params", "reason", "risk_score", "risk_factors", "gate_reasons",
-            "quorum", "approvals", "status", "expires_at", "escalated_at", "created_at",
-            "decided_at",
+            "id", "kind", "subject", "agent", "owner", "business_unit", "approvers",
+            "requested_by", "action", "operation", "params", "reason", "risk_score",
+            "risk_factors", "gate_reasons", "promotion", "quorum", "approvals", "status",
+            "expires_at", "escalated_at", "created_at", "decided_at",
         ]  # fmt: skip
 
 

@@ -4,7 +4,7 @@ against the next wave's entry criteria."""
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from agents.models import Agent, DriftFlag, FlagStatus
@@ -13,7 +13,11 @@ from autonomy.models import (
     ActionStatus,
     HumanDecision,
     Operation,
+    PromotionStatus,
+    RolloutEvent,
+    RolloutMeasurement,
     RolloutPlan,
+    RolloutPromotion,
     RolloutWave,
     Verdict,
 )
@@ -56,40 +60,101 @@ def _reached_by(agent_id, unit_id, *, plan_ref) -> Exists:
     )
 
 
-def plan_levels(*, agent, template_key: str | None = None) -> list[PlanLevel]:
-    """The active plans covering ``agent`` (by its role, or by ``template_key`` when it acts
-    in a workflow step), each with the level it gives the agent. One query."""
-    covers = Q(template_key="")
-    if template_key:
-        covers |= Q(template_key=template_key)
-    rows = (
+@dataclass(frozen=True)
+class PlanEntry:
+    """An active plan as the level rule needs it: whom it covers, whom its waves up to the
+    current one reach, and at which level."""
+
+    slug: str
+    name: str
+    role_id: int | None
+    template_key: str
+    operations: tuple
+    held_level: str
+    wave: int
+    wave_level: str | None
+    everyone: bool
+    agent_ids: frozenset
+    unit_ids: frozenset
+
+    def level_of(self, agent, *, template_key: str | None = None) -> PlanLevel | None:
+        """What the plan says of ``agent`` (in ``template_key``'s steps), or None when it
+        does not cover it."""
+        if self.role_id is not None and self.role_id != agent.role_id:
+            return None
+        if self.template_key and self.template_key != template_key:
+            return None
+        reached = bool(self.wave_level) and (
+            self.everyone or agent.pk in self.agent_ids or agent.business_unit_id in self.unit_ids
+        )
+        return PlanLevel(
+            plan=self.slug,
+            plan_name=self.name,
+            wave=self.wave,
+            reached=reached,
+            level=self.wave_level if reached else self.held_level,
+            operations=list(self.operations),
+        )
+
+
+def plan_table() -> tuple[PlanEntry, ...]:
+    """Every active plan with what its waves up to the current one reach. Four queries,
+    whatever the number of plans, waves and agents (``autonomy.levels`` reads it once per
+    policy-store version)."""
+    plans = list(
         RolloutPlan.objects.filter(active=True)
-        .filter(Q(role_id=agent.role_id) | Q(role__isnull=True))
-        .filter(covers)
-        .annotate(
-            reached=_reached_by(agent.pk, agent.business_unit_id, plan_ref=OuterRef("pk")),
-            wave_level=Subquery(
-                RolloutWave.objects.filter(
-                    plan=OuterRef("pk"), number=OuterRef("current_wave")
-                ).values("level")[:1]
-            ),
-        )
-        .values_list(
-            "slug", "name", "current_wave", "held_level", "operations", "reached", "wave_level"
-        )
         .order_by("pk")
-    )
-    return [
-        PlanLevel(
-            plan=slug,
-            plan_name=name,
-            wave=wave,
-            reached=bool(reached and wave_level),
-            level=wave_level if reached and wave_level else held,
-            operations=operations or [],
+        .values_list(
+            "pk", "slug", "name", "role_id", "template_key", "operations", "held_level",
+            "current_wave",
         )
-        for slug, name, wave, held, operations, reached, wave_level in rows
+    )  # fmt: skip
+    if not plans:
+        return ()
+    current = {pk: wave for pk, *_rest, wave in plans}
+    waves = [
+        (wave_pk, plan_pk, number, level, everyone)
+        for wave_pk, plan_pk, number, level, everyone in RolloutWave.objects.filter(
+            plan__in=current, number__gte=1
+        ).values_list("pk", "plan_id", "number", "level", "everyone")
+        if number <= current[plan_pk]
     ]
+    plan_of = {wave_pk: plan_pk for wave_pk, plan_pk, *_ in waves}
+    agents: dict[int, set] = {pk: set() for pk in current}
+    units: dict[int, set] = {pk: set() for pk in current}
+    for wave_pk, agent_id in RolloutWave.agents.through.objects.filter(
+        rolloutwave_id__in=plan_of
+    ).values_list("rolloutwave_id", "agent_id"):
+        agents[plan_of[wave_pk]].add(agent_id)
+    for wave_pk, unit_id in RolloutWave.business_units.through.objects.filter(
+        rolloutwave_id__in=plan_of
+    ).values_list("rolloutwave_id", "businessunit_id"):
+        units[plan_of[wave_pk]].add(unit_id)
+    everyone = {plan_pk for _, plan_pk, _, _, flag in waves if flag}
+    level_at = {(plan_pk, number): level for _, plan_pk, number, level, _ in waves}
+    return tuple(
+        PlanEntry(
+            slug=slug,
+            name=name,
+            role_id=role_id,
+            template_key=template_key or "",
+            operations=tuple(operations or ()),
+            held_level=held,
+            wave=wave,
+            wave_level=level_at.get((pk, wave)),
+            everyone=pk in everyone,
+            agent_ids=frozenset(agents[pk]),
+            unit_ids=frozenset(units[pk]),
+        )  # fmt: skip
+        for pk, slug, name, role_id, template_key, operations, held, wave in plans
+    )
+
+
+def plan_levels(*, agent, template_key: str | None = None) -> list[PlanLevel]:
+    """What each active plan covering ``agent`` says of it, read fresh (the agent's own view
+    in the API; the gate reads the same through ``autonomy.levels``' cached index)."""
+    found = (plan.level_of(agent, template_key=template_key) for plan in plan_table())
+    return [said for said in found if said is not None]
 
 
 def population(*, plan: RolloutPlan, wave: int | None = None):
@@ -118,16 +183,22 @@ def measure(*, plan: RolloutPlan, now=None) -> dict:
     now = now or timezone.now()
     since = now - timedelta(minutes=plan.window_minutes)
     agents = population(plan=plan)
-    row = plan_actions(plan=plan, agents=agents).filter(created_at__gte=since).aggregate(
-        actions=Count("pk"),
-        denied=Count("pk", filter=Q(verdict=Verdict.DENY)),
-        executed=Count("pk", filter=Q(status__in=[ActionStatus.SUCCEEDED, ActionStatus.FAILED])),
-        failed=Count("pk", filter=Q(status=ActionStatus.FAILED)),
-        answered=Count("pk", filter=~Q(human_decision="")),
-        overridden=Count(
-            "pk",
-            filter=Q(human_decision__in=[HumanDecision.CHANGED, HumanDecision.REJECTED]),
-        ),
+    row = (
+        plan_actions(plan=plan, agents=agents)
+        .filter(created_at__gte=since, created_at__lt=now)
+        .aggregate(
+            actions=Count("pk"),
+            denied=Count("pk", filter=Q(verdict=Verdict.DENY)),
+            executed=Count(
+                "pk", filter=Q(status__in=[ActionStatus.SUCCEEDED, ActionStatus.FAILED])
+            ),
+            failed=Count("pk", filter=Q(status=ActionStatus.FAILED)),
+            answered=Count("pk", filter=~Q(human_decision="")),
+            overridden=Count(
+                "pk",
+                filter=Q(human_decision__in=[HumanDecision.CHANGED, HumanDecision.REJECTED]),
+            ),
+        )
     )
     flags = DriftFlag.objects.filter(agent__in=agents.values("pk"), status=FlagStatus.OPEN)
     return {
@@ -247,3 +318,125 @@ def plan_health(*, plan: RolloutPlan, now=None) -> dict:
         "criteria": [c.as_dict() for c in checked],
         "met": all(c.met for c in checked),
     }
+
+
+# --- the plan's pages and API ---------------------------------------------------------------
+
+REACH_NAMES = 5  # the agents a wave's line names; the rest are counted
+
+
+def _pending_promotions() -> Prefetch:
+    return Prefetch(
+        "promotions",
+        queryset=RolloutPromotion.objects.filter(status=PromotionStatus.PENDING).select_related(
+            "proposed_by"
+        ),
+        to_attr="pending_promotions",
+    )
+
+
+def _waves() -> Prefetch:
+    return Prefetch(
+        "waves",
+        queryset=RolloutWave.objects.order_by("number").prefetch_related(
+            Prefetch("agents", queryset=Agent.objects.only("pk", "name", "slug").order_by("name")),
+            "business_units",
+        ),
+    )
+
+
+def plan_list():
+    """Every plan with its role, its waves (agents and units), the level of its current wave
+    (``current_level``), its waiting promotion (``pending_promotions``) and its latest
+    measurement (``measured_at``, ``measured_met``), in a constant number of queries."""
+    latest = RolloutMeasurement.objects.filter(plan=OuterRef("pk")).order_by("-at")
+    return (
+        RolloutPlan.objects.select_related("role__group", "owner", "approver_group")
+        .annotate(
+            current_level=Subquery(
+                RolloutWave.objects.filter(
+                    plan=OuterRef("pk"), number=OuterRef("current_wave")
+                ).values("level")[:1]
+            ),
+            measured_at=Subquery(latest.values("at")[:1]),
+            measured_met=Subquery(latest.values("met")[:1]),
+        )
+        .prefetch_related(_waves(), _pending_promotions())
+        .order_by("name")
+    )
+
+
+def plan_by_slug(*, slug: str) -> RolloutPlan | None:
+    """One plan as ``plan_list`` gives it, or None."""
+    return plan_list().filter(slug=slug).first()
+
+
+@dataclass(frozen=True)
+class WaveReach:
+    """Whom the waves up to ``wave`` reach together (``agents``), and a few of those this wave
+    adds (``adds``, ``adds_count``)."""
+
+    wave: RolloutWave
+    agents: int
+    adds: list
+    adds_count: int
+    everyone: bool
+
+
+def wave_reach(*, plan: RolloutPlan) -> list[WaveReach]:
+    """Each wave of ``plan`` (prefetched by ``plan_list``) with how many of the plan's agents
+    it reaches, as ``population`` counts them. Two queries, however many waves and agents:
+    the agents the waves name (themselves or by unit), and the group's size when a wave
+    reaches everyone."""
+    waves = list(plan.waves.all())
+    group = Agent.objects.all()
+    if plan.role_id:
+        group = group.filter(role_id=plan.role_id)
+    named = {a.pk for w in waves for a in w.agents.all()}
+    units = {u.pk for w in waves for u in w.business_units.all()}
+    rows = list(
+        group.filter(Q(pk__in=named) | Q(business_unit_id__in=units))
+        .order_by("name")
+        .values_list("pk", "name", "business_unit_id")
+    )
+    group_size = group.count() if any(w.everyone for w in waves) else None
+    reached: set = set()
+    everyone = False
+    found = []
+    for wave in waves:
+        own_agents = {a.pk for a in wave.agents.all()}
+        own_units = {u.pk for u in wave.business_units.all()}
+        adds = [
+            name
+            for pk, name, unit in rows
+            if (pk in own_agents or unit in own_units) and pk not in reached
+        ]
+        reached |= {pk for pk, _, unit in rows if pk in own_agents or unit in own_units}
+        everyone = everyone or wave.everyone
+        found.append(
+            WaveReach(
+                wave=wave,
+                agents=group_size if everyone else len(reached),
+                adds=adds[:REACH_NAMES],
+                adds_count=len(adds),
+                everyone=wave.everyone,
+            )
+        )
+    return found
+
+
+def plan_events(*, plan: RolloutPlan, limit: int = 100) -> list[RolloutEvent]:
+    """The plan's history, newest first."""
+    return list(plan.events.order_by("-created_at", "-pk")[:limit])
+
+
+def plan_measurements(*, plan: RolloutPlan, since, limit: int = 2000) -> list[tuple]:
+    """``(at, wave, met, figures)`` of the plan's measurements since ``since``, oldest first:
+    the series of its charts over time."""
+    rows = list(
+        plan.measurements.filter(at__gte=since)
+        .order_by("-at")
+        .values_list("at", "wave", "met", "figures")[:limit]
+    )
+    rows.reverse()
+    return rows

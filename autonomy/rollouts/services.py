@@ -140,15 +140,27 @@ def promotion_propose(*, plan_id, by=None, now=None) -> RolloutPromotion:
     return promotion
 
 
+def promotion_lock(*, promotion_id) -> RolloutPlan | None:
+    """Lock the plan a promotion would move, in the caller's transaction, before any other
+    row of it. Every writer of a plan takes the plan's row first (``plan_demote``,
+    ``guard_check``, ``promotion_propose``, ``promotion_settle``); whoever settles a
+    promotion locks it before its own rows too (``approvals``: before its request), so an
+    approval and a demotion at once queue instead of deadlocking. None: no such promotion."""
+    plan_id = (
+        RolloutPromotion.objects.filter(pk=promotion_id).values_list("plan_id", flat=True).first()
+    )
+    return None if plan_id is None else _locked(plan_id)
+
+
 def promotion_settle(*, promotion_id, approved: bool, actor: str, reason: str = "") -> str:
     """People decided the promotion's approval: carry it out (the plan moves to its wave) or
     close it rejected. A promotion whose plan moved while it waited is void. Run it in the
     approval's transaction. Returns the promotion's status."""
     with transaction.atomic(savepoint=False):
+        plan = promotion_lock(promotion_id=promotion_id)
         promotion = RolloutPromotion.objects.select_for_update().filter(pk=promotion_id).first()
-        if promotion is None or promotion.status != PromotionStatus.PENDING:
+        if plan is None or promotion is None or promotion.status != PromotionStatus.PENDING:
             return getattr(promotion, "status", "gone")
-        plan = _locked(promotion.plan_id)
         now = timezone.now()
         promotion.decided_at = now
         if approved and (plan.current_wave != promotion.from_wave or not plan.active):
@@ -180,19 +192,30 @@ def promotion_settle(*, promotion_id, approved: bool, actor: str, reason: str = 
     return promotion.status
 
 
-def plan_demote(*, plan_id, by=None, reason: str, guard: dict | None = None, now=None):
+def plan_demote(
+    *, plan_id, by=None, reason: str, from_wave: int | None = None, guard=None, now=None
+):
     """Move the plan down one wave (from wave 1: to none, every agent held). ``by``: the
     person doing it, who needs the authority; None with ``guard``: the guard that tripped.
-    A waiting promotion is void. Returns the plan."""
+    ``from_wave``: the wave the person saw; when the plan is no longer at it (a second click,
+    a guard first), nothing moves and the answer says so. A waiting promotion is void.
+    Returns the plan."""
     _check_authority(by)
     if not reason.strip():
         raise DomainError(ErrorCode.VALIDATION_FAILED, "Say why the wave is demoted.")
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         plan = _locked(plan_id)
         if plan.current_wave == 0:
             raise DomainError(
                 ErrorCode.ROLLOUT_NOT_STARTED,
                 "No wave is current: there is nothing to demote.",
+                status_code=409,
+            )
+        if from_wave is not None and from_wave != plan.current_wave:
+            raise DomainError(
+                ErrorCode.ROLLOUT_WAVE_MOVED,
+                f"The plan is at wave {plan.current_wave} now, not {from_wave}: nothing moved.",
+                {"current_wave": plan.current_wave},
                 status_code=409,
             )
         _demote(plan, actor=by.get_username() if by else "guard", reason=reason, guard=guard,

@@ -1,8 +1,13 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from agents.portal_roles import PortalRole, group_name
+from agents.services import portal_roles_sync
 from autonomy import actions
+from autonomy.models import AutonomyLevel, RolloutPlan, RolloutWave
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import UserFactory
 
@@ -45,3 +50,34 @@ def pending_action(registry, *, amount: int = 100, key: str | None = None):
 def waiting(db):
     registry = build_registry()
     return registry, pending_action(registry)
+
+
+def officer(username: str):
+    """A risk officer: decides promotions the plan names no group for, may propose them."""
+    portal_roles_sync()
+    return approver(username, group=group_name(PortalRole.RISK_OFFICER))
+
+
+def seed_plan(registry, *, actions_taken: int = 3) -> RolloutPlan:
+    """A plan over the registry's role at wave 1 (its agent, guarded); wave 2 asks for three
+    actions and at most a fifth denied; the agent has taken ``actions_taken`` allowed ones."""
+    plan = RolloutPlan.objects.create(
+        slug="invoices", name="Invoice rollout", role=registry.agent.role, current_wave=1,
+        wave_since=timezone.now() - timedelta(hours=1), auto_propose=False,
+    )  # fmt: skip
+    first = RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.GUARDED)
+    first.agents.add(registry.agent)
+    RolloutWave.objects.create(
+        plan=plan, number=2, name="Finance", level=AutonomyLevel.GUARDED, min_actions=3,
+        max_denial_ratio=0.2,
+    )  # fmt: skip
+    RolloutWave.objects.create(plan=plan, number=3, level=AutonomyLevel.AUTONOMOUS, everyone=True)
+    for n in range(actions_taken):
+        action, _ = actions.action_request(
+            agent=registry.agent,
+            operation_key="erp.post-invoice",
+            params={"invoice_id": f"INV-{n}", "amount": 10},
+            reason="history",
+        )
+        assert action.verdict == "allow", action.reasons
+    return plan

@@ -9,7 +9,15 @@ from django.test import Client
 from tests.factories import UserFactory
 from tests.realparts import ROOT
 
-PAGES = ["/admin/login/", "/admin/", "/inbox/", "/activity/", "/dashboard/", "/api/docs/"]
+PAGES = [
+    "/admin/login/",
+    "/admin/",
+    "/inbox/",
+    "/activity/",
+    "/dashboard/",
+    "/rollouts/",
+    "/api/docs/",
+]
 INLINE = [
     (re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I), "an inline <script>"),
     (re.compile(r"<style\b", re.I), "a <style> block"),

@@ -30,6 +30,8 @@ from autonomy.models import (
     RolloutWave,
     Verdict,
 )
+from autonomy.policy import engine
+from autonomy.policy import services as policy_services
 from autonomy.rollouts import selectors, services
 from tests.autonomy.gate_fixtures import build_registry
 from tests.conftest import bearer, wait_for
@@ -43,6 +45,12 @@ KEY = "erp.post-invoice"
 def office_hours():
     with time_machine.travel(NOW, tick=True):
         yield
+
+
+def bulk_set(queryset, **fields):
+    """A bulk UPDATE sends no signal: say the registry changed, as bulk writers must."""
+    queryset.update(**fields)
+    policy_services.registry_changed()
 
 
 def officer(username="rita"):
@@ -73,7 +81,7 @@ def make_plan(registry, *, wave=0, **plan_fields) -> RolloutPlan:
     )  # fmt: skip
     three.business_units.add(agent.business_unit, procurement)
     RolloutWave.objects.create(plan=plan, number=4, level=AutonomyLevel.AUTONOMOUS, everyone=True)
-    RolloutPlan.objects.filter(pk=plan.pk).update(current_wave=wave, wave_since=timezone.now())
+    bulk_set(RolloutPlan.objects.filter(pk=plan.pk), current_wave=wave, wave_since=timezone.now())
     plan.refresh_from_db()
     return plan
 
@@ -101,7 +109,7 @@ def test_a_plan_holds_the_agents_no_wave_reached_and_gives_the_reached_its_curre
     assert levels.level_for(agent=other_role, operation_key=KEY) == levels.DEFAULT
 
     for wave, expected in [(1, "shadow"), (2, "supervised"), (3, "guarded"), (4, "autonomous")]:
-        RolloutPlan.objects.filter(pk=plan.pk).update(current_wave=wave)
+        bulk_set(RolloutPlan.objects.filter(pk=plan.pk), current_wave=wave)
         assert levels.level_for(agent=agent, operation_key=KEY).as_dict() == {
             "level": expected,
             "source": f"rollout plan invoices, wave {wave}",
@@ -122,7 +130,7 @@ def test_a_wave_reaches_the_agents_of_the_waves_before_it_and_holds_the_rest(reg
         "level": "supervised",
         "source": "rollout plan invoices, not yet reached (held)",
     }
-    RolloutPlan.objects.update(current_wave=3)  # finance and procurement
+    bulk_set(RolloutPlan.objects.all(), current_wave=3)  # finance and procurement
     assert {levels.level_for(agent=a).level for a in (agent, colleague, buyer)} == {"guarded"}
 
 
@@ -136,7 +144,7 @@ def test_the_most_restrictive_of_plan_and_settings_wins_and_is_named(registry):
         "level": "supervised",
         "source": "business unit finance",
     }
-    RolloutPlan.objects.update(current_wave=1)  # shadow, below the unit's setting
+    bulk_set(RolloutPlan.objects.all(), current_wave=1)  # shadow, below the unit's setting
     assert levels.level_for(agent=agent, operation_key=KEY).source == (
         "rollout plan invoices, wave 1"
     )
@@ -148,7 +156,7 @@ def test_a_plan_narrowed_to_operations_or_a_template_covers_only_those(registry)
     assert levels.level_for(agent=agent, operation_key=KEY) == levels.DEFAULT
     assert levels.level_for(agent=agent, operation_key="erp.read-invoice").level == "shadow"
 
-    RolloutPlan.objects.update(operations=[], template_key="month-end", role=None)
+    bulk_set(RolloutPlan.objects.all(), operations=[], template_key="month-end", role=None)
     assert levels.level_for(agent=agent, operation_key=KEY) == levels.DEFAULT
     in_template = levels.level_for(agent=agent, operation_key=KEY, template_key="month-end")
     assert in_template.as_dict() == {"level": "shadow", "source": "rollout plan invoices, wave 1"}
@@ -172,13 +180,27 @@ def test_the_gate_decides_at_the_plans_level_and_the_audit_names_the_plan(regist
     }
 
 
-def test_a_decision_reads_the_plan_in_two_queries_for_settings_and_plans(
+def test_a_decision_asks_nothing_for_its_level_once_its_process_read_the_version(
     registry, django_assert_num_queries
 ):
     make_plan(registry, wave=2)
-    agent = registry.agent
-    with django_assert_num_queries(2):
-        levels.level_for(agent=agent, operation_key=KEY, template_key="month-end")
+    agent, version = registry.agent, engine.store_version()
+    levels.level_for(agent=agent, operation_key=KEY, version=version)  # read once per version
+    with django_assert_num_queries(0):
+        level = levels.level_for(agent=agent, operation_key=KEY, version=version)
+    assert level.level == "supervised"
+    # A wave's new members move the version: the next decision reads them.
+    RolloutWave.objects.get(plan__slug="invoices", number=1).agents.remove(agent)
+    moved = engine.store_version()
+    assert moved != version
+    assert levels.level_for(agent=agent, operation_key=KEY, version=moved).as_dict() == {
+        "level": "supervised",
+        "source": "rollout plan invoices, wave 2",  # still reached: finance is in wave 2
+    }
+    RolloutWave.objects.get(plan__slug="invoices", number=2).business_units.clear()
+    assert levels.level_for(agent=agent, operation_key=KEY).source == (
+        "rollout plan invoices, not yet reached (held)"
+    )
 
 
 # --- figures and criteria ------------------------------------------------------------------
@@ -472,3 +494,28 @@ def test_a_tripped_guard_demotes_the_wave_before_the_next_action(
     assert (tripped.from_wave, tripped.to_wave, tripped.figures["failures"]) == (3, 2, 2)
     mail = wait_for(lambda: celery_worker.mails(), what="the guard's e-mail")
     assert "guard tripped" in mail[0] and registry.officer.email in mail[0]
+
+
+def test_a_second_demote_of_the_wave_a_person_saw_moves_nothing(registry):
+    plan = make_plan(registry, wave=3)
+    rita = officer()
+    services.plan_demote(plan_id=plan.pk, by=rita, reason="Too many changes.", from_wave=3)
+    with pytest.raises(DomainError) as moved:
+        services.plan_demote(plan_id=plan.pk, by=rita, reason="Too many changes.", from_wave=3)
+    assert moved.value.code == ErrorCode.ROLLOUT_WAVE_MOVED
+    assert moved.value.details == {"current_wave": 2}
+    plan.refresh_from_db()
+    assert plan.current_wave == 2 and plan.events.count() == 1
+
+
+def test_figures_measured_for_a_past_moment_leave_out_what_came_after_it(registry):
+    plan = make_plan(registry, wave=2, window_minutes=60)
+    record(
+        registry.agent, status=ActionStatus.SUCCEEDED, op=registry.post, ago=timedelta(minutes=30)
+    )
+    record(
+        registry.agent, status=ActionStatus.SUCCEEDED, op=registry.post, ago=timedelta(minutes=5)
+    )
+    then = timezone.now() - timedelta(minutes=10)
+    assert selectors.measure(plan=plan, now=then)["actions"] == 1
+    assert selectors.measure(plan=plan)["actions"] == 2

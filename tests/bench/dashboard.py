@@ -95,7 +95,7 @@ def fill(*, start: int, stop: int, total: int, agents, operations, now, days: fl
         "request_hash": "", "risk_factors": "[]", "reasons": "[]", "policy_ids": "{}",
         "amount": None, "request_id": "", "trace_id": "", "started_at": None, "finished_at": None,
         "attempts": 0, "worker": "", "outcome": None, "error": None,
-        "autonomy_level": "guarded", "template_key": "",
+        "autonomy_level": "guarded", "template_key": "", "human_decision": "",
     }  # fmt: skip
     verdicts = [("allow", "succeeded")] * 7 + [("needs_approval", "pending_approval")] * 2
     verdicts += [("deny", "denied")]

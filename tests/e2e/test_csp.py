@@ -10,7 +10,15 @@ from tests.factories import UserFactory
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a long local password"
-PAGES = ["/admin/", "/inbox/", "/activity/", "/dashboard/", "/workflows/runs/", "/api/docs/"]
+PAGES = [
+    "/admin/",
+    "/inbox/",
+    "/activity/",
+    "/dashboard/",
+    "/workflows/runs/",
+    "/rollouts/",
+    "/api/docs/",
+]
 
 
 def test_the_policy_blocks_nothing_on_the_portal_and_the_api_docs_draw(live_server, browser_page):

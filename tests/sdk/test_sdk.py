@@ -11,8 +11,14 @@ from agents import services as agent_services
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from autonomy.errors import ErrorCode
-from autonomy.models import ActionRequest, AutonomyLevel, AutonomySetting
-from autonomy_sdk import AsyncClient, Client, errors
+from autonomy.models import (
+    ActionRequest,
+    AutonomyLevel,
+    AutonomySetting,
+    RolloutPlan,
+    RolloutWave,
+)
+from autonomy_sdk import AsyncClient, Client, Rollout, errors
 from tests.approvals.conftest import approver
 from tests.conftest import wait_for
 from tests.workflows.fixtures import published, step
@@ -164,3 +170,32 @@ def test_the_async_client_makes_the_same_calls(live_server, world):
 
     me, action = asyncio.run(agent())
     assert me["slug"] == world.agents[0].slug and action.decision == "allow"
+
+
+def test_rollouts_lists_the_plans_the_agent_is_in_with_its_wave_and_level(sdk, world):
+    clerk, other = world.agents[0], world.agents[1]
+    plan = RolloutPlan.objects.create(
+        slug="clerks", name="Clerks", role=clerk.role, held_level=AutonomyLevel.SHADOW,
+        current_wave=1, operations=["erp.post-invoice"],
+    )  # fmt: skip
+    RolloutWave.objects.create(plan=plan, number=1, level=AutonomyLevel.SUPERVISED).agents.add(
+        clerk
+    )
+    RolloutPlan.objects.create(slug="seniors", name="Seniors", role=world.seniors)
+
+    assert sdk(clerk).rollouts() == [
+        Rollout(plan="clerks", name="Clerks", wave=1, reached=True, level="supervised",
+                operations=["erp.post-invoice"])
+    ]  # fmt: skip
+    held = sdk(other).rollouts()
+    assert [(r.plan, r.reached, r.level) for r in held] == [("clerks", False, "shadow")]
+
+
+def test_the_async_client_reads_its_rollouts(live_server, world):
+    _, token = agent_services.credential_issue(agent=world.agents[0])
+
+    async def agent():
+        async with AsyncClient(live_server.url, token) as aos:
+            return await aos.rollouts()
+
+    assert asyncio.run(agent()) == []
