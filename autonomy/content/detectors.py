@@ -45,10 +45,12 @@ class Text:
     @functools.cached_property
     def runs(self) -> list[tuple[int, str, int]]:
         """(offset, run, how many digits it holds) for each run of digits."""
-        found = []
-        for m in DIGIT_RUN.finditer(self.value):
-            run = m.group()
-            found.append((m.start(), run, len(run) - len(run.translate(NOT_DIGITS))))
+        found, value = [], self.value
+        for m in DIGIT_RUN.finditer(value):
+            start, run = m.start(), m.group()
+            if start and value[start - 1] in "+(":  # a country code's plus, an area code's (
+                start, run = start - 1, value[start - 1] + run
+            found.append((start, run, len(run) - len(run.translate(NOT_DIGITS))))
         return found
 
     @functools.cached_property
@@ -58,13 +60,16 @@ class Text:
 
 # Digits with the separators people type between them; every numeric detector looks only
 # inside these (scanning 5 KB once instead of once per detector).
-DIGIT_RUN = re.compile(r"[+(]?[0-9][0-9 ().-]{4,}[0-9]")
+# A pattern that starts with a plain character class lets the regex engine skip ahead fast
+# (an optional "+" or "(" in front made it six times slower); those are added back by hand.
+DIGIT_RUN = re.compile(r"[0-9][0-9 ().-]{4,}[0-9]")
 NOT_DIGITS = str.maketrans("", "", "0123456789")
 EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}$")
 CARD = re.compile(r"(?<![0-9])[0-9](?:[ .-]?[0-9]){12,18}(?![0-9])")
 PHONE_DIGITS = (7, 15)
 IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
+IBAN_LEAD, IBAN_TAIL = 16, 12
 NATIONAL_IDS = {
     "us.ssn": (re.compile(r"(?<![0-9-])[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9-])"), ssn.is_valid),
     "de.idnr": (
@@ -175,11 +180,19 @@ def _word_edges(value: str, start: int, end: int) -> bool:
 
 
 def _ibans(text: Text, options: dict) -> Iterable[Span]:
-    if not text.runs:
-        return
-    for m in IBAN.finditer(text.value):
-        if _word_edges(text.value, m.start(), m.end()) and iban.is_valid(m.group()):
-            yield Span(m.start(), m.end(), "IBAN")
+    """An IBAN holds a run of at least four digits, at most ``IBAN_LEAD`` characters after
+    its start (country, check digits, a bank code of letters): look only around those."""
+    value, seen = text.value, set()
+    for offset, run, digits in text.runs:
+        if digits < 4:
+            continue
+        start = max(0, offset - IBAN_LEAD)
+        for m in IBAN.finditer(value, start, offset + len(run) + IBAN_TAIL):
+            if m.start() in seen:
+                continue
+            seen.add(m.start())
+            if _word_edges(value, m.start(), m.end()) and iban.is_valid(m.group()):
+                yield Span(m.start(), m.end(), "IBAN")
 
 
 def _national_ids(text: Text, options: dict) -> Iterable[Span]:
@@ -252,14 +265,22 @@ def find(detector: str, text: Text, options: dict) -> list[Span]:
     return kept
 
 
-def missing_terms(texts: Iterable[str], terms: list[tuple[str, re.Pattern]]) -> list[str]:
-    """The required terms (each with its ``terms_pattern``) none of ``texts`` contains, as
-    whole words in any case."""
+def missing_terms(texts: Iterable[str], terms: list[str]) -> list[str]:
+    """The required terms none of ``texts`` contains, as whole words in any case."""
     joined = "\n".join(texts)
     lower = joined.lower()
-    return [
-        term for term, pattern in terms if term.lower() not in lower or not pattern.search(joined)
-    ]
+    return [term for term in terms if not _has_word(joined, lower, term.lower())]
+
+
+def _has_word(value: str, lower: str, term: str) -> bool:
+    """Whether ``term`` (lower-case) is in ``value`` as a whole word, found with ``str.find``
+    (a regular expression over the whole text cost more than every other check)."""
+    at = lower.find(term)
+    while at >= 0:
+        if _word_edges(value, at, at + len(term)):
+            return True
+        at = lower.find(term, at + 1)
+    return False
 
 
 def recipients_outside(values: Iterable[str], domains: Iterable[str]) -> list[str]:

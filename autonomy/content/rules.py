@@ -80,9 +80,6 @@ def _rule(row: dict) -> Rule:
         terms = options.get("terms") or []
         options["_pattern"] = detectors.terms_pattern(terms)
         options["_lower_terms"] = [t.strip().lower() for t in terms]
-    if row["detector"] == Detector.REQUIRED_TERMS:
-        terms = options.get("terms") or []
-        options["_required"] = [(term, detectors.terms_pattern([term])) for term in terms]
     key = json.dumps([row["detector"], row["options"]], sort_keys=True, default=str)
     return Rule(
         pk=row["pk"], name=row["name"], detector=row["detector"], effect=row["effect"],
@@ -306,7 +303,7 @@ def scan(*, rules: list[Rule], operation, params: dict) -> Scan:
             result.hits += hits
     for rule in rules:
         if rule.detector == Detector.REQUIRED_TERMS and operation.content_params:
-            for term in detectors.missing_terms(texts, rule.options["_required"]):
+            for term in detectors.missing_terms(texts, rule.options.get("terms") or []):
                 result.hits.append(Hit(rule, "", label=f"no {term!r}", shown=term))
         elif rule.detector == Detector.RECIPIENT_DOMAINS:
             for name in operation.recipient_params or []:
