@@ -591,3 +591,26 @@ def test_the_admin_refuses_a_rule_the_gate_could_not_apply(client, fields, field
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not ContentRule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("detector", "options", "text", "found"),
+    [
+        (Detector.IBAN, {}, "to GB82 WEST 1234 5698 7654 32 please", "GB82 WEST 1234 5698 7654 32"),
+        (Detector.IBAN, {}, "IBAN: NL91ABNA0417164300.", "NL91ABNA0417164300"),
+        (Detector.PHONE, {"region": "GB"}, "ring +44 20 7946 0958 now", "+44 20 7946 0958"),
+        (Detector.PHONE, {"region": "US"}, "call (415) 555-2671.", "(415) 555-2671"),
+        (Detector.NATIONAL_ID, {}, "DNI 12345678Z, idnr 36 574 261 809", "12345678Z"),
+        (Detector.REQUIRED_TERMS, {"terms": ["Kind regards"]}, "Hi", "Kind regards"),
+    ],
+)  # fmt: skip
+def test_what_detectors_find_is_named_in_the_reason(mail, detector, options, text, found):
+    rule(name="r", detector=detector, effect=ContentEffect.LOG, options=options)
+    decision = decide(mail, email(text))
+    [reason] = [r for r in decision.reasons if r["code"] == "content_logged"]
+    matches = reason["details"]["matches"]
+    if detector == Detector.REQUIRED_TERMS:
+        assert matches == [{"start": 0, "end": 0, "match": "Kind regards"}]
+        return
+    start, end = matches[0]["start"], matches[0]["end"]
+    assert text[start:end] == found
