@@ -249,6 +249,18 @@ def drift_check(*, agent: Agent, now: datetime | None = None) -> list[DriftFlag]
     return raised
 
 
+def flag_raise(
+    *, agent: Agent, kind: str, subject: str, evidence: dict, now: datetime | None = None
+) -> DriftFlag | None:
+    """Raise one flag seen outside the baseline comparison (a result over its declared
+    bound, ``autonomy.content.results``), in the caller's transaction; None when the same
+    flag is already open. A unit with ``auto_quarantine_on_drift`` quarantines the agent."""
+    flag = _raise(agent=agent, finding=Finding(kind, subject, evidence), now=now or timezone.now())
+    if flag is not None and agent.business_unit.auto_quarantine_on_drift:
+        _auto_quarantine(agent=agent, flags=[flag])
+    return flag
+
+
 def _raise(*, agent: Agent, finding: Finding, now: datetime) -> DriftFlag | None:
     try:
         with transaction.atomic():

@@ -238,6 +238,7 @@ class DriftKind(models.TextChoices):
     DENIAL_BURST = "denial_burst", "Denial burst"
     UNUSUAL_HOUR = "unusual_hour", "Unusual hour"
     DATA_CLASS_ESCALATION = "data_class_escalation", "Data-class escalation"
+    RESULT_BOUND = "result_bound", "Result over its declared bound"
 
 
 class FlagStatus(models.TextChoices):

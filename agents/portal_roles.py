@@ -17,7 +17,7 @@ def group_name(role: str) -> str:
 
 _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
-_KERNEL_MODELS = ("connector", "operation", "policy", "autonomysetting")
+_KERNEL_MODELS = ("connector", "operation", "policy", "autonomysetting", "contentrule")
 _ROLLOUT_MODELS = ("rolloutplan", "rolloutwave", "rolloutpromotion", "rolloutevent")
 _VIEW_KERNEL = (
     [f"autonomy.view_{m}" for m in _KERNEL_MODELS]
@@ -32,8 +32,9 @@ _HISTORY = [
 ]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
-# write policies, set autonomy levels, run rollout plans (propose promotions, demote waves),
-# correct, delete and purge shared memory, and can stop agents; auditors read everything
+# write policies and content rules, set autonomy levels, run rollout plans (propose
+# promotions, demote waves), correct, delete and purge shared memory, and can stop agents;
+# auditors read everything
 # including both histories; approvers and viewers read the registry and what agents did.
 # IT admins author workflow templates; everyone reads templates and runs.
 PERMISSIONS: dict[str, list[str]] = {
@@ -55,6 +56,7 @@ PERMISSIONS: dict[str, list[str]] = {
     + ["agents.change_agent", "agents.change_credential"]
     + ["autonomy.add_policy", "autonomy.change_policy"]
     + [f"autonomy.{action}_autonomysetting" for action in ("add", "change", "delete")]
+    + [f"autonomy.{action}_contentrule" for action in ("add", "change", "delete")]
     + [
         f"autonomy.{action}_{m}"
         for m in ("rolloutplan", "rolloutwave")

@@ -44,6 +44,7 @@ from autonomy import (
     signals,
     usage,
 )
+from autonomy.content import results
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Operation, Verdict
 from autonomy.observability import rollup, tracing
@@ -249,6 +250,10 @@ def action_request(
                 agent=agent, operation=operation, params=params, credential=credential,
                 version=version, approval=approval, template_key=template_key,
             )  # fmt: skip
+        if decision.params is not None:
+            # A content rule replaced text (redact, or a blocked match): the original is
+            # neither stored, audited nor sent.
+            params = decision.params
         status = S.SHADOWED if decision.shadow else STATUS_FOR_VERDICT[decision.verdict]
         decided_at = timezone.now()
         action = ActionRequest(
@@ -382,6 +387,8 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
             release=True,
             template_key=action.template_key or None,
         )
+        if decision.params is not None:  # a content rule added while it waited replaced text
+            action.params = decision.params
         now = timezone.now()
         reasons = [*action.reasons, gate.reason_entry(code, message)]
         released = decision.verdict != Verdict.DENY
@@ -578,6 +585,8 @@ def action_settle(*, action: ActionRequest) -> ActionRequest:
     if not settled:
         return ActionRequest.objects.select_related("operation__connector").get(pk=action.pk)
     _outcome_recorded(action, "worker", error=action.error)
+    if action.status == S.SUCCEEDED:
+        results.result_check(action=action)
     return action
 
 

@@ -3,6 +3,7 @@
 from autonomy import (  # noqa: F401
     admin_actions,
     admin_audit,
+    admin_content,
     admin_levels,
     admin_memory,
     admin_policy,

@@ -55,6 +55,11 @@ class ErrorCode(StrEnum):
     AUTONOMY_SHADOW = "autonomy_shadow"
     AUTONOMY_SUPERVISED = "autonomy_supervised"
     AUTONOMY_AUTONOMOUS = "autonomy_autonomous"
+    # content rules (``autonomy.content``): one code per effect
+    CONTENT_BLOCKED = "content_blocked"
+    CONTENT_NEEDS_APPROVAL = "content_needs_approval"
+    CONTENT_REDACTED = "content_redacted"
+    CONTENT_LOGGED = "content_logged"
     # approvals
     NOT_AN_APPROVER = "not_an_approver"
     APPROVAL_NOT_PENDING = "approval_not_pending"

@@ -1,7 +1,13 @@
 """The one decision function every agent action passes: API, workflows, simulate, MCP.
 
-    status → credential → operation enabled → grant → limits → risk → Cedar → thresholds
-      → autonomy level (``autonomy.levels``: shadow, supervised, guarded, autonomous)
+    status → credential → operation enabled → grant → limits → content rules → risk → Cedar
+      → thresholds → autonomy level (``autonomy.levels``: shadow, supervised, guarded,
+      autonomous)
+
+Content rules (``autonomy.content``) are inputs like the others: a ``block`` match is a
+reason to deny, a ``needs_approval`` match a reason to ask a person, and ``redact`` / ``log``
+matches are reasons that change nothing but the parameters (``Decision.params``: what the
+caller stores and sends when a rule replaced text).
 
 It reads a constant number of rows (operation, grants, recent behaviour, policy version) and
 collects every reason rather than stopping at the first, so a denial explains itself.
@@ -17,8 +23,9 @@ from django.utils import timezone
 
 from agents.models import AgentStatus
 from autonomy import conditions, levels, risk, selectors
+from autonomy.content import rules as content_rules
 from autonomy.errors import ErrorCode
-from autonomy.models import AutonomyLevel, Operation, Verdict
+from autonomy.models import AutonomyLevel, ContentEffect, Operation, Verdict
 from autonomy.policy import engine as policy_engine
 
 STATUS_CODES = {
@@ -57,6 +64,9 @@ class Decision:
     grant: dict | None = None
     amount: Decimal | None = None
     level: levels.Level = levels.DEFAULT
+    # The parameters to store and send when a content rule replaced text (``block`` or
+    # ``redact``); None when they are the request's as they came.
+    params: dict | None = None
 
     @property
     def shadow(self) -> bool:
@@ -75,6 +85,7 @@ class Decision:
             "grant": self.grant,
             "amount": None if self.amount is None else str(self.amount),
             "autonomy_level": self.level.as_dict(),
+            "redacted": self.params is not None,
         }
 
 
@@ -188,6 +199,10 @@ def decide(
             )
         )
 
+    content = _content(agent=agent, operation=operation, params=params, version=seen)
+    reasons += content.reasons(ContentEffect.BLOCK)
+    noted = content.reasons(ContentEffect.REDACT, ContentEffect.LOG)
+
     amount_value = risk.param_number(params, operation.amount_param)
     count_value = risk.param_number(params, operation.count_param)
     try:
@@ -286,9 +301,11 @@ def decide(
         level=levels.level_for(
             agent=agent, operation_key=operation.key, template_key=template_key, version=seen
         ),
+        params=content.params,
     )
     level = decision.level
     if reasons:
+        reasons += content.reasons(ContentEffect.NEEDS_APPROVAL) + noted
         return decision
 
     if release:
@@ -299,6 +316,7 @@ def decide(
                 "Approved by a person, and still granted, permitted and within limits.",
             )
         )
+        reasons.extend(noted)
         _note_shadow(decision)
         return decision
     if result.approval_required:
@@ -330,6 +348,7 @@ def decide(
                 threshold=unit.approval_threshold,
             )
         )
+    reasons += content.reasons(ContentEffect.NEEDS_APPROVAL)
     if approval is not None and approval.applies():
         reasons.append(approval.as_reason())
     if level.level == AutonomyLevel.SUPERVISED:
@@ -351,8 +370,18 @@ def decide(
             )
         )
     reasons.extend(waived)
+    reasons.extend(noted)
     _note_shadow(decision)
     return decision
+
+
+def _content(*, agent, operation: Operation, params: dict, version: int) -> content_rules.Scan:
+    """The content rules that apply to this agent and operation, run over its declared
+    content; nothing to read or scan for an operation that declares none."""
+    if not (operation.content_params or operation.recipient_params):
+        return content_rules.Scan()
+    applying = content_rules.rule_set(version).applying(agent=agent, operation=operation)
+    return content_rules.scan(rules=applying, operation=operation, params=params)
 
 
 def _note_shadow(decision: Decision) -> None:

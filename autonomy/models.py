@@ -81,6 +81,29 @@ class Operation(models.Model):
         blank=True,
         help_text="How the connector type runs it: HTTP method and path, SQL text, result schema.",
     )
+    # What the gate's content rules read (``autonomy.content``): the parameters that carry
+    # content that leaves (an e-mail's subject and body, a ticket comment), scanned with
+    # every string nested in them; and those that name recipients (domain allow-lists).
+    content_params = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Parameters carrying content that leaves, scanned by content rules: ["body"].',
+    )
+    recipient_params = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Parameters naming recipients, for domain allow-lists: ["to", "cc"].',
+    )
+    # The result rule: a read that answers with more records than this raises a drift flag.
+    result_max_records = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most records a result may hold; empty: no bound."
+    )
+    result_records_key = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text='Dotted path of the records list in the result ("data.items"); empty: '
+        '"data", or the result itself when it is a list.',
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -135,6 +158,73 @@ class PolicyStoreState(models.Model):
     def current(cls) -> int:
         row = cls.objects.filter(pk=1).values_list("version", flat=True).first()
         return row or 0
+
+
+class Detector(models.TextChoices):
+    """What a content rule looks for (``autonomy.content.detectors``)."""
+
+    EMAIL = "email", "E-mail addresses"
+    PHONE = "phone", "Phone numbers"
+    IBAN = "iban", "IBANs"
+    CARD = "card", "Card numbers"
+    NATIONAL_ID = "national_id", "National ids"
+    SECRET = "secret", "Secrets (keys and tokens)"
+    FORBIDDEN_TERMS = "forbidden_terms", "Forbidden terms"
+    REQUIRED_TERMS = "required_terms", "Required terms"
+    RECIPIENT_DOMAINS = "recipient_domains", "Recipient domains (allow-list)"
+
+
+class ContentEffect(models.TextChoices):
+    """What a match does to the decision, strongest first."""
+
+    BLOCK = "block", "Block (deny)"
+    NEEDS_APPROVAL = "needs_approval", "Needs approval"
+    REDACT = "redact", "Redact (the connector receives the redacted text)"
+    LOG = "log", "Log only"
+
+
+class ContentRule(models.Model):
+    """A rule on what agents send: a detector, its options and an effect, scoped to an
+    operation, a connector, a business unit and/or a role (each empty: any). The gate reads
+    the enabled rules per policy-store version (``autonomy.content.rules``): every save or
+    delete moves that version, so a change holds from the next decision."""
+
+    name = models.CharField(max_length=160, unique=True)
+    detector = models.CharField(max_length=30, choices=Detector.choices)
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"terms": [...]} for terms, {"domains": [...]} for recipients, '
+        '{"region": "GB"} for phones, {"schemes": ["us.ssn"]} for national ids.',
+    )
+    effect = models.CharField(max_length=20, choices=ContentEffect.choices)
+    operation = models.ForeignKey(
+        Operation, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    connector = models.ForeignKey(
+        Connector, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    role = models.ForeignKey(
+        "agents.Role", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Terms and recipients are not spans of text to replace.
+            models.CheckConstraint(
+                condition=~Q(effect="redact", detector__in=["required_terms", "recipient_domains"]),
+                name="content_rule_redacts_text_only",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ActionStatus(models.TextChoices):

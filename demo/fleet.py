@@ -4,10 +4,11 @@ Each agent gets a credential named ``fleet`` through ``credential_issue`` (the p
 process's one is revoked first, so restarts never pile credentials up); its token lives only
 in this process's memory. A steady scheduler hands one *play* at a time to a small thread
 pool: mostly allowed reads and writes within the agent's grants, some large amounts that
-need a person, a few ungranted operations that the gate denies, now and then a workflow task
-pulled and completed, now and then a read or write of shared memory (``memory.*``), and a
-couple of drifting agents that burst onto operations they never use. One log line per
-``log_every`` actions counts the decisions.
+need a person, a few ungranted operations that the gate denies, a few e-mails the content
+rules stop (a card number: blocked; an off-brand promise: to a person), now and then a
+workflow task pulled and completed, now and then a read or write of shared memory
+(``memory.*``), and a couple of drifting agents that burst onto operations they never use.
+One log line per ``log_every`` actions counts the decisions.
 """
 
 import itertools
@@ -26,6 +27,7 @@ import httpx
 from agents import services
 from agents.models import Agent, AgentStatus, Credential, Scope
 from autonomy_sdk import Client, errors
+from demo import guardrails
 from demo.memory import CUSTOMERS
 
 log = logging.getLogger(__name__)
@@ -265,6 +267,12 @@ class Fleet:
             outsiders = [m for m in self.members if m.role not in holders]
             if outsiders:
                 self._act(rng.choice(outsiders), operation, make(rng), "fleet: outside my grants")
+                return
+        if roll < 0.12:  # content the guardrails stop: a card number, an off-brand promise
+            operation, make, reason = rng.choice(guardrails.PLAYS)
+            senders = [m for r in guardrails.SENDERS for m in self.by_role.get(r, [])]
+            if senders:
+                self._act(rng.choice(senders), operation, make(rng), reason)
                 return
         if roll < 0.18:  # a large amount: a person decides
             roles = [r for r in LARGE if r in self.by_role]

@@ -12,6 +12,7 @@ from django.db.models import F
 
 from approvals.models import Decision
 from autonomy import audit
+from autonomy.content import results
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
 from autonomy.risk import FACTOR_LABELS
 from workflows.models import StepRun
@@ -31,6 +32,7 @@ class ActionTrace:
     step_runs: list = field(default_factory=list)  # workflows.StepRun with run and step
     records: list[AuditRecord] = field(default_factory=list)
     receipt: ConnectorCall | None = None
+    result_records: int | None = None  # records in the outcome, where its operation says
     timings: list[tuple[str, timedelta]] = field(default_factory=list)
 
 
@@ -128,6 +130,11 @@ def action_trace(*, action_id) -> ActionTrace | None:
         step_runs=step_runs,
         records=records,
         receipt=receipt,
+        result_records=(
+            results.records_in(operation=action.operation, outcome=action.outcome)
+            if action.outcome is not None
+            else None
+        ),
         timings=_timings(action, approval),
     )
 

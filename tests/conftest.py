@@ -82,19 +82,21 @@ def _other_sessions(*, wait: float) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def _fresh_registry_caches():
     """Each test starts with empty process caches of operations (the gate's and the workflow
-    steps'), compiled policies and autonomy levels.
+    steps'), compiled policies, autonomy levels and content rules.
 
     All are keyed by the policy-store version, which never repeats in one database's life;
     but tests flush the database and travel in time (``time_machine``), and the version is
     time-based, so a later test can see an earlier test's version number with other content.
     """
     from autonomy import levels, selectors
+    from autonomy.content import rules as content_rules
     from autonomy.policy import engine
     from workflows import selectors as workflow_selectors
 
     selectors.operations_forget()
     engine.compiled_forget()
     levels.index_forget()
+    content_rules.rules_forget()
     workflow_selectors.step_operations_forget()
 
 

@@ -146,3 +146,11 @@ def test_load_bench_runs_in_production_mode_on_postgresql(tmp_path, postgres):
     # p99 met 100 ms on a busy test machine says nothing, so the figure is not asserted.
     assert "actions_per_s_e2e_pg" in figures
     assert "5/s: 5/5 accepted" in done.stderr, done.stderr[-4000:]
+
+
+def test_guardrail_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path, "guardrails", ["--rounds", 10, "--series", 1],
+        drop=lambda k: k.startswith("BENCH_GUARDRAIL_"),
+    )  # fmt: skip
+    assert all(figures[name] > 0 for name in figures)

@@ -299,4 +299,5 @@ class SimulateView(APIView):
         return Response(
             {"agent": agent.slug, "operation": operation.key, "simulated": True}
             | decision.as_dict()
+            | ({"redacted_params": decision.params} if decision.params is not None else {})
         )

@@ -1,17 +1,25 @@
 """Registry changes move the policy-store version.
 
 Connectors and operations are what policies, the gate and its caches see (entities,
-parameter types, the operation a key names), and autonomy settings, rollout plans and their
-waves what the level index holds (``autonomy.levels``); any save or delete of one (or change
-of a wave's agents or units) moves the version in its own transaction, so every process
-drops what it compiled or cached for the old one.
+parameter types, the operation a key names), autonomy settings, rollout plans and their
+waves what the level index holds (``autonomy.levels``), and content rules the gate's input
+read per version (``autonomy.content.rules``); any save or delete of one (or change of a
+wave's agents or units) moves the version in its own transaction, so every process drops
+what it compiled or cached for the old one.
 Bulk writes (``bulk_create``, ``QuerySet.update``) send no signals: call
 ``registry_changed`` after them, as ``seed_demo`` and the bench do.
 """
 
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from autonomy.models import AutonomySetting, Connector, Operation, RolloutPlan, RolloutWave
+from autonomy.models import (
+    AutonomySetting,
+    Connector,
+    ContentRule,
+    Operation,
+    RolloutPlan,
+    RolloutWave,
+)
 from autonomy.policy.services import registry_changed
 
 
@@ -25,7 +33,7 @@ def _on_members_change(sender, action, **kwargs) -> None:
 
 
 def connect() -> None:
-    for model in (Connector, Operation, AutonomySetting, RolloutPlan, RolloutWave):
+    for model in (Connector, Operation, AutonomySetting, RolloutPlan, RolloutWave, ContentRule):
         for signal in (post_save, post_delete):
             signal.connect(
                 _on_registry_change,

@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from demo import connectors, drift, memory, registry, rollouts, workflows
+from demo import connectors, drift, guardrails, memory, registry, rollouts, workflows
 from workflows.services.rollup import analytics_backfill
 
 
@@ -18,6 +18,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         created = registry.seed(agents=agents)
         created.update(connectors.seed())
+        created.update(guardrails.seed())
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
         created["memory_entries"] = memory.seed_memory()
