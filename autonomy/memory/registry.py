@@ -28,7 +28,7 @@ def _schema(required: list[str], **props) -> dict:
     }
 
 
-# slug, name, description, effect, sensitivity, params schema, config
+# slug, name, description, effect, sensitivity, params schema, other fields
 OPERATIONS = [
     ("read", "Recall", "Read one entry of shared memory by its key.", Effect.READ, 1,
      _schema(["key"], key=KEY, scope=SCOPE), {}),
@@ -41,7 +41,7 @@ OPERATIONS = [
      _schema(["key", "value"], key=KEY, value={}, scope=SCOPE,
              ttl_seconds={"type": "integer", "minimum": 1},
              sensitivity={"type": "string", "enum": list(DataClass.values)}),
-     # the parameters that carry content, for content rules on writes
+     # the parameters that carry content: content rules (``autonomy.content``) apply to writes
      {"content_params": ["key", "value"]}),
     ("delete", "Forget", "Delete one entry of shared memory.", Effect.DELETE, 2,
      _schema(["key"], key=KEY, scope=SCOPE), {}),
@@ -63,13 +63,13 @@ def memory_connector_ensure() -> int:
             },
         )
         created += made
-        for slug, name, description, effect, sensitivity, schema, config in OPERATIONS:
+        for slug, name, description, effect, sensitivity, schema, fields in OPERATIONS:
             _, made = Operation.objects.get_or_create(
                 connector=connector,
                 slug=slug,
                 defaults=dict(
                     name=name, description=description, effect=effect, sensitivity=sensitivity,
-                    data_class=DataClass.INTERNAL, params_schema=schema, config=config,
+                    data_class=DataClass.INTERNAL, params_schema=schema, **fields,
                 ),
             )  # fmt: skip
             created += made

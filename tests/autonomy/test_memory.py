@@ -567,3 +567,18 @@ def test_the_peoples_list_and_the_admin_cost_the_same_queries_for_10_or_200_entr
         assert viewer.get(MEMORY).status_code == 200
     with django_assert_max_num_queries(12):
         assert admin.get(ADMIN).status_code == 200
+
+
+def test_content_rules_apply_to_memory_writes(fleet):
+    """A memory write carries content (its key and value): a card number in it is blocked by
+    the same content rule as anywhere else, and stored nowhere."""
+    from autonomy.models import ContentRule
+
+    ContentRule.objects.create(name="No cards", detector="card", effect="block")
+
+    written = remember(fleet.api(fleet.token_a), "customer:4411", {"card": "4111 1111 1111 1111"})
+
+    assert written["status"] == "denied" and written["decision"] == "deny"
+    assert "content_blocked" in {r["code"] for r in written["reasons"]}
+    assert "4111 1111 1111 1111" not in str(ActionRequest.objects.get(pk=written["id"]).params)
+    assert not MemoryEntry.objects.filter(key="customer:4411").exists()
