@@ -15,11 +15,11 @@ moves that version in its own transaction (``autonomy.rollouts.receivers``), so 
 decision in every process reads them again.
 """
 
-import threading
 from dataclasses import dataclass
 
 from autonomy.models import AutonomyLevel, AutonomySetting
 from autonomy.policy import engine as policy_engine
+from autonomy.policy.versioned import PerVersion
 from autonomy.rollouts import selectors as rollout_selectors
 
 ORDER = [
@@ -88,29 +88,8 @@ class LevelIndex:
         return found
 
 
-_lock = threading.Lock()
-_index: LevelIndex | None = None
-
-
-def _index_for(version: int | None) -> LevelIndex:
-    global _index
-    version = version or 0
-    index = _index
-    # Version 0 (no store row: a flushed test database) never moves: read again, never trust it.
-    if index is not None and index.version == version and version:
-        return index
-    with _lock:
-        if _index is None or _index.version != version or not version:
-            _index = LevelIndex(version)
-        return _index
-
-
-def index_forget() -> None:
-    """Drop this process's level index (see ``compiled_forget`` in the policy engine: only a
-    database whose versions start again, a test database, needs it)."""
-    global _index
-    with _lock:
-        _index = None
+_index = PerVersion(LevelIndex)
+index_forget = _index.forget
 
 
 def level_for(
@@ -123,7 +102,7 @@ def level_for(
     agent's role and business unit come from the agent as loaded."""
     if version is None:
         version = policy_engine.store_version()
-    return _index_for(version).level_for(agent, operation_key, template_key)
+    return _index.get(version).level_for(agent, operation_key, template_key)
 
 
 def _source(agent, agent_id, role_id, unit_id, template) -> str:

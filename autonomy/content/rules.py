@@ -15,13 +15,13 @@ can highlight them (``autonomy.templatetags.content_marks``).
 """
 
 import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from autonomy.content import detectors
 from autonomy.errors import ErrorCode
 from autonomy.models import ContentEffect, ContentRule, Detector
+from autonomy.policy.versioned import PerVersion
 
 EXCERPT_CONTEXT = 24
 MAX_MATCHES_PER_REASON = 50
@@ -103,29 +103,10 @@ class RuleSet:
         return [r for r in self.rules if r.applies(agent=agent, operation=operation)]
 
 
-_lock = threading.Lock()
-_cached: RuleSet | None = None
-
-
-def rule_set(version: int | None) -> RuleSet:
-    """The rules for ``version`` (the policy-store version this decision read). Version 0
-    (a database without its store row) never moves, so it is never trusted."""
-    global _cached
-    version = version or 0
-    cached = _cached
-    if cached is not None and cached.version == version and version:
-        return cached
-    with _lock:
-        if _cached is None or _cached.version != version or not version:
-            _cached = RuleSet(version)
-        return _cached
-
-
-def rules_forget() -> None:
-    """Drop this process's rules (a test database whose versions start again)."""
-    global _cached
-    with _lock:
-        _cached = None
+_rules = PerVersion(RuleSet)
+# The rules for a version (the policy-store version this decision read), shared per process.
+rule_set = _rules.get
+rules_forget = _rules.forget
 
 
 # --- scanning -------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ wrongly typed value denies rather than dodging a forbid.
 import functools
 import json
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -32,6 +31,7 @@ from django.db import connection
 from agents.models import BusinessUnit, Role
 from autonomy.models import Connector, Operation, Policy, PolicyStoreState
 from autonomy.policy.schema import ACTION, params_types, schema_for
+from autonomy.policy.versioned import PerVersion
 
 SLICE_CACHE_SIZE = 4096
 SPLIT_CACHE_SIZE = 16384
@@ -211,8 +211,7 @@ class CompiledStore:
         return tuple(found)
 
 
-_lock = threading.Lock()
-_compiled: CompiledStore | None = None
+_compiled = PerVersion(CompiledStore)
 
 
 def _quoted(model) -> tuple[str, str]:
@@ -238,8 +237,7 @@ def _read(selects: list[str], params: list, version: int | None = None) -> tuple
 def compiled_version() -> int | None:
     """The version this process last compiled the store for (never 0), or None: a guess a
     request may start from, as ``selectors.cached_version`` is, confirmed by the gate."""
-    compiled = _compiled
-    return compiled.version if compiled is not None and compiled.version else None
+    return _compiled.version()
 
 
 def store_version() -> int:
@@ -248,25 +246,14 @@ def store_version() -> int:
 
 
 def _compiled_for(version: int | None) -> CompiledStore:
-    global _compiled
-    version = version or 0  # no row (a flushed test database) reads as version 0
-    compiled = _compiled
-    # Version 0 never moves, whatever changes: compile again rather than trust it.
-    if compiled is not None and compiled.version == version and version:
-        return compiled
-    with _lock:
-        if _compiled is None or _compiled.version != version or not version:
-            _compiled = CompiledStore(version)
-        return _compiled
+    return _compiled.get(version)
 
 
 def compiled_forget() -> None:
     """Drop this process's compiled store: the next decision compiles for the version it
     reads. For a database whose versions start again (a test database flushed between
     tests); in production the version never repeats, so the cache never needs it."""
-    global _compiled
-    with _lock:
-        _compiled = None
+    _compiled.forget()
 
 
 def store() -> CompiledStore:
