@@ -311,6 +311,7 @@ SPECTACULAR_SETTINGS = {
         "ActionStatusEnum": "autonomy.models.ActionStatus",
         "AgentStatusEnum": "agents.models.AgentStatus",
         "AutonomyLevelEnum": "autonomy.models.AutonomyLevel",
+        "DataClassEnum": "autonomy.models.DataClass",
         # Two models' ``kind``: the interventions' keeps the name it had before approvals
         # grew one.
         "KindEnum": "autonomy.models.InterventionKind",

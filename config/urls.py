@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("workflows.urls")),
     path("", include("agents.urls")),
     path("", include("portal.urls")),
+    path("", include("portal.urls_analytics")),
     path("", include("portal.urls_rollouts")),
     path("", include("interventions.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),

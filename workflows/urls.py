@@ -2,17 +2,11 @@
 
 from django.urls import path
 
-from workflows import views, views_analytics
+from workflows import views
 
 app_name = "workflows"
 
 urlpatterns = [
-    path("workflows/analytics/", views_analytics.analytics_index, name="analytics"),
-    path(
-        "workflows/analytics/<slug:key>/",
-        views_analytics.analytics_template,
-        name="analytics-template",
-    ),
     path("workflows/runs/", views.run_list, name="run-list"),
     path("workflows/runs/live/", views.run_list_live, name="run-list-live"),
     path("workflows/runs/<uuid:run_id>/", views.run_detail, name="run-detail"),

@@ -3,7 +3,8 @@ the gate, as ``memory.*`` operations of ``/api/v1/actions/``)."""
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -42,7 +43,8 @@ class MemoryEntrySerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
-    def get_value(self, entry) -> object:
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_value(self, entry):
         return selectors.value_shown(entry=entry, user=self.context["request"].user)
 
 
