@@ -5,18 +5,9 @@ one scope, registered operation keys. Saving or deleting one moves the policy-st
 
 from django.db import transaction
 
-from autonomy import audit
+from autonomy import audit, selectors
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import AutonomyLevel, AutonomySetting, Operation
-
-
-def unknown_operation_keys(keys) -> list[str]:
-    """The keys of ``keys`` (``<connector>.<operation>``) no operation has."""
-    known = {
-        f"{connector}.{slug}"
-        for connector, slug in Operation.objects.values_list("connector__slug", "slug")
-    }
-    return sorted(set(keys) - known)
+from autonomy.models import AutonomyLevel, AutonomySetting
 
 
 def check_operations(keys) -> list[str]:
@@ -29,7 +20,7 @@ def check_operations(keys) -> list[str]:
             'A list of operation keys, e.g. ["erp.pay-invoice"].',
             {"fields": {"operations": ["not a list of operation keys"]}},
         )
-    unknown = unknown_operation_keys(keys)
+    unknown = sorted(set(keys) - selectors.operation_ids(keys=keys).keys())
     if unknown:
         raise DomainError(
             ErrorCode.VALIDATION_FAILED,

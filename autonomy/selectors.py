@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import operator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -68,6 +69,20 @@ def operations_forget() -> None:
     database whose versions start again needs it)."""
     global _operations
     _operations = (None, {})
+
+
+def operation_ids(*, keys) -> dict[str, int]:
+    """The ids of the operations ``keys`` name (``<connector>.<operation>``), by key; a key
+    no operation has is left out. One query: the one lookup of every list that narrows
+    something to operations (autonomy settings, rollout plans)."""
+    pairs = {tuple(key.split(".", 1)) for key in keys if "." in key}
+    if not pairs:
+        return {}
+    named = functools.reduce(
+        operator.or_, (Q(connector__slug=connector, slug=slug) for connector, slug in pairs)
+    )
+    rows = Operation.objects.filter(named).values_list("pk", "connector__slug", "slug")
+    return {f"{connector}.{slug}": pk for pk, connector, slug in rows}
 
 
 def copy_operation(operation: Operation) -> Operation:

@@ -4,15 +4,15 @@ against the next wave's entry criteria."""
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from agents.models import Agent, DriftFlag, FlagStatus
+from autonomy import selectors as kernel_selectors
 from autonomy.models import (
     ActionRequest,
     ActionStatus,
     HumanDecision,
-    Operation,
     PromotionStatus,
     RolloutEvent,
     RolloutMeasurement,
@@ -51,20 +51,12 @@ class PlanLevel:
         }
 
 
-def _reached_by(agent_id, unit_id, *, plan_ref) -> Exists:
-    """Whether a wave of the plan up to its current one reaches the agent."""
-    return Exists(
-        RolloutWave.objects.filter(plan=plan_ref, number__lte=OuterRef("current_wave")).filter(
-            Q(everyone=True) | Q(agents=agent_id) | Q(business_units=unit_id)
-        )
-    )
-
-
 @dataclass(frozen=True)
 class PlanEntry:
     """An active plan as the level rule needs it: whom it covers, whom its waves up to the
     current one reach, and at which level."""
 
+    pk: int
     slug: str
     name: str
     role_id: int | None
@@ -76,6 +68,7 @@ class PlanEntry:
     everyone: bool
     agent_ids: frozenset
     unit_ids: frozenset
+    guarded: bool  # its current wave has a guard
 
     def level_of(self, agent, *, template_key: str | None = None) -> PlanLevel | None:
         """What the plan says of ``agent`` (in ``template_key``'s steps), or None when it
@@ -113,10 +106,12 @@ def plan_table() -> tuple[PlanEntry, ...]:
         return ()
     current = {pk: wave for pk, *_rest, wave in plans}
     waves = [
-        (wave_pk, plan_pk, number, level, everyone)
-        for wave_pk, plan_pk, number, level, everyone in RolloutWave.objects.filter(
+        (wave_pk, plan_pk, number, level, everyone, guarded)
+        for wave_pk, plan_pk, number, level, everyone, guarded in RolloutWave.objects.filter(
             plan__in=current, number__gte=1
-        ).values_list("pk", "plan_id", "number", "level", "everyone")
+        )
+        .annotate(guarded=Q(guard_failures__isnull=False) | Q(guard_drift_flag=True))
+        .values_list("pk", "plan_id", "number", "level", "everyone", "guarded")
         if number <= current[plan_pk]
     ]
     plan_of = {wave_pk: plan_pk for wave_pk, plan_pk, *_ in waves}
@@ -130,10 +125,12 @@ def plan_table() -> tuple[PlanEntry, ...]:
         rolloutwave_id__in=plan_of
     ).values_list("rolloutwave_id", "businessunit_id"):
         units[plan_of[wave_pk]].add(unit_id)
-    everyone = {plan_pk for _, plan_pk, _, _, flag in waves if flag}
-    level_at = {(plan_pk, number): level for _, plan_pk, number, level, _ in waves}
+    everyone = {plan_pk for _, plan_pk, _, _, flag, _ in waves if flag}
+    level_at = {(plan_pk, number): level for _, plan_pk, number, level, _, _ in waves}
+    guarded = {(plan_pk, number) for _, plan_pk, number, _, _, flag in waves if flag}
     return tuple(
         PlanEntry(
+            pk=pk,
             slug=slug,
             name=name,
             role_id=role_id,
@@ -145,6 +142,7 @@ def plan_table() -> tuple[PlanEntry, ...]:
             everyone=pk in everyone,
             agent_ids=frozenset(agents[pk]),
             unit_ids=frozenset(units[pk]),
+            guarded=(pk, wave) in guarded,
         )  # fmt: skip
         for pk, slug, name, role_id, template_key, operations, held, wave in plans
     )
@@ -226,39 +224,22 @@ def plan_actions(*, plan: RolloutPlan, agents):
     if plan.template_key:
         actions = actions.filter(template_key=plan.template_key)
     if plan.operations:
-        actions = actions.filter(operation__in=_operation_ids(plan.operations))
+        actions = actions.filter(
+            operation__in=kernel_selectors.operation_ids(keys=plan.operations).values()
+        )
     return actions
 
 
-def guarded_plans(*, agent, template_key: str = ""):
+def guarded_plans(*, agent, template_key: str = "") -> list[int]:
     """The active plans whose current wave reaches ``agent`` (in ``template_key``'s steps,
-    for a template's plan) and has a guard, with that wave. One query."""
-    covers = (
-        Q(template_key="") | Q(template_key=template_key) if template_key else Q(template_key="")
-    )
-    plans = (
-        RolloutPlan.objects.filter(active=True, current_wave__gte=1)
-        .filter(Q(role_id=agent.role_id) | Q(role__isnull=True))
-        .filter(covers)
-        .filter(_reached_by(agent.pk, agent.business_unit_id, plan_ref=OuterRef("pk")))
-        .filter(
-            Exists(
-                RolloutWave.objects.filter(
-                    plan=OuterRef("pk"), number=OuterRef("current_wave")
-                ).filter(Q(guard_failures__isnull=False) | Q(guard_drift_flag=True))
-            )
-        )
-    )
-    return list(plans.values_list("pk", flat=True))
-
-
-def _operation_ids(keys) -> list[int]:
-    wanted = {tuple(k.split(".", 1)) for k in keys if "." in k}
-    return [
-        pk
-        for pk, connector, slug in Operation.objects.values_list("pk", "connector__slug", "slug")
-        if (connector, slug) in wanted
-    ]
+    for a template's plan) and has a guard: ``PlanEntry.level_of`` decides the reach, as it
+    does for the gate. Read fresh (on a failure or a new drift flag only)."""
+    found = []
+    for plan in plan_table():
+        said = plan.guarded and plan.level_of(agent, template_key=template_key or None)
+        if said and said.reached:
+            found.append(plan.pk)
+    return found
 
 
 @dataclass(frozen=True)
