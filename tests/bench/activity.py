@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.bench.common import pct
+
 REQUIRED = (
     "stream_lag_p50_ms",
     "stream_lag_p99_ms",
@@ -34,11 +36,6 @@ REQUIRED = (
 def emit(figures: dict, name: str, value) -> None:
     figures[name] = value
     print(f"{name}: {value}", flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def setup_django(data_dir: str) -> None:

@@ -20,16 +20,13 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.bench.common import Figures
 from tests.bench.dashboard import note, setup_django
 
 REQUIRED = ["analytics_100k_p50_ms", "analytics_10_p50_ms", "analytics_ratio", "analytics_queries"]
 HOURS = 30 * 24
-FIGURES: dict = {}
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 def templates():

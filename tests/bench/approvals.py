@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench.common import pct
+
 ROOT = Path(__file__).resolve().parents[2]
 APPROVALS = int(os.environ.get("BENCH_APPROVALS", "200"))
 INBOX_ROWS = int(os.environ.get("BENCH_INBOX_ROWS", "10000"))
@@ -23,11 +25,6 @@ INBOX_ROWS = int(os.environ.get("BENCH_INBOX_ROWS", "10000"))
 
 def emit(name: str, value) -> None:
     print(f"{name}: {value}", flush=True)
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def setup_django(data_dir: str) -> None:

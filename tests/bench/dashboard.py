@@ -26,6 +26,8 @@ import tempfile
 import time
 from datetime import UTC, timedelta
 
+from tests.bench.common import Figures
+
 REQUIRED = [
     "dashboard_rows",
     "dashboard_ms_p50",
@@ -36,12 +38,8 @@ REQUIRED = [
 ]
 BASELINE_ROWS = 10_000
 CHUNK = 20_000
-FIGURES: dict = {}
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 def note(text: str) -> None:

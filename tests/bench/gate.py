@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.bench.common import pct
+
 REQUIRED = (
     "gate_throughput_ratio",
     "decision_p99_growth",
@@ -159,11 +161,6 @@ def emit(figures: dict, name: str, value) -> None:
 def note(text: str) -> None:
     """Context for people, on stderr: stdout carries only ``name: value`` lines."""
     print(f"# {text}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def us(ns: float) -> float:

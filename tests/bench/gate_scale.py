@@ -42,11 +42,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.bench import gate as gate_bench
+from tests.bench.common import Figures
 from tests.realparts import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("gate_scale_2proc",)
-FIGURES: dict = {}
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 @dataclass
@@ -55,11 +57,6 @@ class Sizes:
     clients: int = 12
     seconds: int = 6
     pairs: int = 3
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def tokens_for(world, count: int) -> list[str]:

@@ -15,17 +15,18 @@ the machine lands on both sides. A throwaway SQLite database of its own.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from tests.bench.common import Figures, pct
 
 REQUIRED = ("guardrail_overhead", "guardrail_p99_ms", "guardrail_baseline_p99_ms")
-FIGURES: dict = {}
+FIGURES = Figures()
+emit = FIGURES.emit
 # An ordinary customer e-mail with a quoted earlier message: order numbers, dates, amounts
 # and three phone numbers, nothing any rule stops.
 BODY = """Dear Ms Silva,
@@ -87,16 +88,6 @@ I would also like future deliveries to go to our new address at the business par
 Thanks in advance,
 Ana
 """
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def setup_django(data_dir: str) -> None:
@@ -205,13 +196,7 @@ def main(argv=None) -> int:
         bench(args.rounds, args.series)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if missing:
-        print(f"# missing figures: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return FIGURES.finish(json_path=args.json, required=REQUIRED)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,13 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from tests.bench.common import Figures, pct
 
 REQUIRED = ("kill_to_deny_ms", "kill_to_deny_p99_ms", "kill_deny_baseline_ms")
-FIGURES: dict = {}
+FIGURES = Figures()
+emit = FIGURES.emit
 BODY = json.dumps({"operation": "erp.read-invoice", "params": {}})
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def setup_django(data_dir: str) -> None:
@@ -115,13 +107,7 @@ def main(argv=None) -> int:
         bench(args.kills)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if missing:
-        print(f"# missing figures: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return FIGURES.finish(json_path=args.json, required=REQUIRED)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.bench import gate as gate_bench
-from tests.bench.gate import pct
+from tests.bench.common import Figures, pct
 from tests.realparts import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,12 +47,8 @@ P99_LIMIT_MS = 100.0
 OPERATION = "erp.post-invoice"
 
 
-FIGURES: dict = {}
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 def note(text: str) -> None:

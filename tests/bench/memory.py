@@ -24,20 +24,12 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
+
+from tests.bench.common import Figures, pct
 
 REQUIRED = ("memory_read_p50_us", "memory_gate_baseline_p50_us", "memory_lookup_p50_us")
-FIGURES: dict = {}
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 def setup_django(data_dir: str) -> None:
@@ -132,13 +124,7 @@ def main(argv=None) -> int:
         bench(args.rounds, args.entries)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
-    missing = [name for name in REQUIRED if name not in FIGURES]
-    if missing:
-        print(f"# missing figures: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return FIGURES.finish(json_path=args.json, required=REQUIRED)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench.common import Figures, pct
+
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
-FIGURES: dict = {}
-
-
-def emit(name: str, value) -> None:
-    FIGURES[name] = value
-    print(f"{name}: {value}", flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+FIGURES = Figures()
+emit = FIGURES.emit
 
 
 def broker_round_trips(url: str, options: dict, rounds: int = ROUNDS) -> list[float] | None:
