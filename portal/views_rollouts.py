@@ -25,7 +25,6 @@ from autonomy.models import RolloutPlan
 from autonomy.rollouts import selectors, services
 from portal import charts
 
-VIEW = "autonomy.view_rolloutplan"
 REFRESH_MS = 10_000
 CHART_HOURS = 24
 REASON_MAX = 2000
@@ -41,7 +40,7 @@ CHARTED = (
 
 def may_read(*, user) -> bool:
     """People of the portal who may view rollout plans; agents never."""
-    return is_portal_person(user) and user.has_perm(VIEW)
+    return is_portal_person(user) and services.may_view(user=user)
 
 
 def reader_required(view):

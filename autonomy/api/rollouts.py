@@ -18,8 +18,6 @@ from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import RolloutPlan, RolloutPromotion, RolloutWave
 from autonomy.rollouts import selectors, services
 
-VIEW = "autonomy.view_rolloutplan"
-
 
 class RolloutWaveSerializer(serializers.ModelSerializer):
     agents = serializers.SlugRelatedField(
@@ -147,7 +145,7 @@ class MayViewRollouts(IsPerson):
     def has_permission(self, request, view):
         if not super().has_permission(request, view):
             return False
-        if not request.user.has_perm(VIEW):
+        if not services.may_view(user=request.user):
             raise DomainError(
                 ErrorCode.PERMISSION_DENIED,
                 "You need the permission to view rollout plans.",

@@ -28,7 +28,13 @@ from autonomy.models import (
 )
 from autonomy.rollouts import selectors
 
+VIEW = "autonomy.view_rolloutplan"
 STEER = "autonomy.promote_rolloutplan"
+
+
+def may_view(*, user) -> bool:
+    """Whether ``user`` may read rollout plans (the portal and the API add: people only)."""
+    return bool(user and user.is_active) and user.has_perm(VIEW)
 
 
 def may_steer(*, user) -> bool:
