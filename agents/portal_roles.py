@@ -33,7 +33,8 @@ _HISTORY = [
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and content rules, set autonomy levels, run rollout plans (propose
-# promotions, demote waves), correct, delete and purge shared memory, and can stop agents;
+# promotions, demote waves), correct, delete and purge shared memory, set approval routes
+# (stages and escalation rules), and can stop agents;
 # auditors read everything
 # including both histories; approvers and viewers read the registry and what agents did.
 # IT admins author workflow templates; everyone reads templates and runs.
@@ -64,6 +65,11 @@ PERMISSIONS: dict[str, list[str]] = {
     ]
     + ["autonomy.promote_rolloutplan"]
     + [f"autonomy.{action}_memoryentry" for action in ("change", "delete", "purge")]
+    + [
+        f"approvals.{action}_{m}"
+        for m in ("approvalroute", "routestage")
+        for action in ("view", "add", "change", "delete")
+    ]
     + _VIEW_WORKFLOWS
     + _HISTORY,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,

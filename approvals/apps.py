@@ -9,7 +9,9 @@ class ApprovalsConfig(AppConfig):
     name = "approvals"
 
     def ready(self) -> None:
-        from approvals import receivers
+        from auditlog.registry import auditlog
+
+        from approvals import models, receivers
         from autonomy.signals import (
             action_needs_approval,
             action_settled,
@@ -27,3 +29,6 @@ class ApprovalsConfig(AppConfig):
         rollout_promotion_closed.connect(
             receivers.on_rollout_promotion_closed, dispatch_uid="approvals.close_promotion"
         )
+        # Who decides what is governance: changes to routes are logged like policies.
+        auditlog.register(models.ApprovalRoute)
+        auditlog.register(models.RouteStage)

@@ -1,7 +1,8 @@
 """Signed, expiring, single-use e-mail links. The signature binds request, person and nonce;
 the nonce row is the server's record: it makes the link single-use and holds its expiry, which
 the server checks on every use together with the request's own expiry (the signer's max age is
-only a second bound, never the authority). A request that is decided or cancelled refuses its
+only a second bound, never the authority). A link is for one stage of the request: once
+that stage is decided it is refused here. A request that is decided or cancelled refuses its
 links through the decision service; one past its expiry refuses them here, swept or not."""
 
 import secrets
@@ -27,6 +28,7 @@ def link_path(*, request: ApprovalRequest, approver) -> str:
         request=request,
         approver=approver,
         expires_at=min(timezone.now() + max_age, request.expires_at),
+        stage=request.stage,
     )
     token = signing.dumps({"r": str(request.pk), "u": approver.pk, "n": nonce}, salt=SALT)
     return reverse("approvals:email-confirm", args=[token])
@@ -64,6 +66,13 @@ def link_open(token: str) -> EmailLink:
             ErrorCode.LINK_INVALID, "This link was already used.", {"why": "used"}, 410
         )
     now = timezone.now()
+    if link.stage != link.request.stage:
+        raise DomainError(
+            ErrorCode.LINK_INVALID,
+            f"This link was for stage {link.stage}, which is decided; the request has moved on.",
+            {"why": "stage", "stage": link.stage, "current_stage": link.request.stage},
+            410,
+        )
     if link.expires_at <= now or link.request.expires_at <= now:
         raise DomainError(ErrorCode.LINK_INVALID, "This link has expired.", {"why": "expired"}, 410)
     return link

@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
+from django.db.models import Q, prefetch_related_objects
 from django.template.loader import render_to_string
 
 from approvals import links, selectors
@@ -16,6 +17,7 @@ SUBJECTS = {
     "new": "Approval needed",
     "reminder": "Reminder: approval needed",
     "escalated": "Escalated: approval needed",
+    "stage": "Approval needed",
 }
 
 
@@ -23,14 +25,19 @@ def eligible_approvers(request: ApprovalRequest):
     groups = [request.approver_group_id]
     if request.escalated_at and request.escalation_group_id:
         groups.append(request.escalation_group_id)
-    return (
+    who = Q(groups__in=groups)
+    if request.escalated_at and request.escalation_user_id:
+        who |= Q(pk=request.escalation_user_id)
+    people = (
         get_user_model()
-        .objects.filter(groups__in=groups, is_active=True)
+        .objects.filter(who, is_active=True)
         .exclude(email="")
         # The agent's owner and the requester never decide alone: no link for them.
         .exclude(pk__in=request.interested_ids)
-        .distinct()
     )
+    if request.stage > 1:  # whoever decided an earlier stage never decides this one
+        people = people.exclude(pk__in=request.decisions.values("approver_id"))
+    return people.distinct()
 
 
 def approvers_notify(*, request_id: str, reason: str = "new") -> int:
@@ -49,6 +56,11 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
     if request.promotion_id:
         promotion = selectors.promotion_summary(promotion=request.promotion)
         promotion["plan_url"] = f"{portal}{promotion['plan_url']}"
+    stages = []
+    if request.routed:
+        prefetch_related_objects([request], *selectors.STAGE_HISTORY_PREFETCH)
+        stages = selectors.stage_history(request)
+    of_stage = f" (stage {request.stage} of {request.stages})" if request.stages > 1 else ""
     for approver in eligible_approvers(request):
         url = f"{portal}{links.link_path(request=request, approver=approver)}"
         context = {
@@ -58,9 +70,12 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
             "approver": approver,
             "url": url,
             "inbox_url": f"{portal}/inbox/",
+            "stage_track": stages,
+            "earlier_stages": [s for s in stages if s["number"] < request.stage],
         }
         send_mail(
-            subject=f"[Autonomy OS] {SUBJECTS.get(reason, SUBJECTS['new'])}: {request.subject}",
+            subject=f"[Autonomy OS] {SUBJECTS.get(reason, SUBJECTS['new'])}{of_stage}: "
+            f"{request.subject}",
             message=render_to_string("emails/approval_needed.txt", context),
             from_email=None,
             recipient_list=[approver.email],

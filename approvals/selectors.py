@@ -2,14 +2,26 @@
 
 from datetime import datetime
 
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import CharField, QuerySet, Subquery, Value
+from django.db.models import CharField, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Replace
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from approvals.models import ApprovalRequest, ApprovalStatus
+from agents.portal_roles import PortalRole, group_name
+from approvals.models import (
+    ApprovalRequest,
+    ApprovalRoute,
+    ApprovalStage,
+    ApprovalStatus,
+    ExpiryOutcome,
+    RouteStage,
+)
 
 DECIDE = "approvals.decide_approvalrequest"
+# What ``stage_history`` reads, prefetched by whoever lists or shows requests with it.
+STAGE_HISTORY_PREFETCH = ("decisions__approver", "stage_track__approver_group")
 
 
 def inbox_for_user(*, user, status: str = ApprovalStatus.PENDING) -> QuerySet[ApprovalRequest]:
@@ -58,10 +70,107 @@ def approval_detail(*, request_id) -> ApprovalRequest | None:
             "agent__owner", "agent__role__group", "business_unit", "approver_group",
             "action__operation__connector", "promotion__plan", "requested_by",
         )
-        .prefetch_related("decisions__approver")
+        .prefetch_related(*STAGE_HISTORY_PREFETCH)
         .filter(pk=request_id)
         .first()
     )  # fmt: skip
+
+
+# --- routes: who decides an action, in which stages, with which escalation -------------------
+
+
+def route_specificity(route: ApprovalRoute) -> tuple:
+    """How specific a route is; the larger tuple wins. A named operation outranks a named
+    unit, which outranks a narrower risk band, which outranks a higher amount threshold; on a
+    tie the older route (lower id) wins, so the choice never depends on query order."""
+    band = (100 if route.max_risk is None else route.max_risk) - (route.min_risk or 0)
+    return (
+        route.operation_id is not None,
+        route.business_unit_id is not None,
+        -band,
+        route.min_amount is not None,
+        route.min_amount or 0,
+        -route.pk,
+    )
+
+
+def route_for(*, action) -> ApprovalRoute | None:
+    """The one rule that routes an action's approval: the most specific enabled route whose
+    operation, unit, risk band and amount all match (``route_specificity``), with its stages
+    prefetched; None for the built-in default. One query."""
+    unit_id = action.agent.business_unit_id
+    risk, amount = action.risk_score, action.amount
+    matching = (
+        ApprovalRoute.objects.filter(enabled=True)
+        .filter(Q(operation=None) | Q(operation_id=action.operation_id))
+        .filter(Q(business_unit=None) | Q(business_unit_id=unit_id))
+        .filter(Q(min_risk=None) | Q(min_risk__lte=risk))
+        .filter(Q(max_risk=None) | Q(max_risk__gte=risk))
+        .filter(Q(min_amount=None) | Q(min_amount__lte=amount) if amount is not None
+                else Q(min_amount=None))
+        .prefetch_related("stages")
+    )  # fmt: skip
+    routes = [route for route in matching if route.stages.all()]  # a route needs a stage
+    return max(routes, key=route_specificity, default=None)
+
+
+def stages_planned(*, action, route: ApprovalRoute | None) -> list[ApprovalStage]:
+    """The stages an action's approval goes through, unsaved, each resolved to concrete
+    approvers, quorum, clocks and escalation target. Empty fields of a route's stage, and an
+    action no route matches, take the built-in default: the unit's approver group (else the
+    portal's approvers), two approvers at or above the unit's dual-control risk, the settings'
+    clocks, escalation to the risk officers."""
+    unit = action.agent.business_unit
+    plans = list(route.stages.all()) if route else [RouteStage(number=1, name="Approval")]
+    stages = []
+    for number, plan in enumerate(sorted(plans, key=lambda p: p.number), start=1):
+        escalate = plan.escalate_after_seconds or settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS
+        group, user = plan.escalate_to_group, plan.escalate_to_user
+        if group is None and user is None:
+            group = _portal_group(plan.escalate_to_role or PortalRole.RISK_OFFICER)
+        stages.append(
+            ApprovalStage(
+                number=number,
+                name=plan.name,
+                approver_group=plan.approver_group
+                or unit.approver_group
+                or _portal_group(PortalRole.APPROVER),
+                quorum=plan.quorum or (2 if action.risk_score >= unit.dual_control_risk else 1),
+                ttl_seconds=plan.ttl_seconds or settings.AUTONOMY_APPROVAL_TTL_SECONDS,
+                remind_after_seconds=plan.remind_after_seconds or escalate // 2,
+                escalate_after_seconds=escalate,
+                escalation_group=group,
+                escalation_user=user,
+                expiry_outcome=plan.expiry_outcome or ExpiryOutcome.DENY,
+            )
+        )
+    return stages
+
+
+def _portal_group(role: str) -> Group:
+    return Group.objects.get_or_create(name=group_name(role))[0]
+
+
+def stage_history(approval: ApprovalRequest) -> list[dict]:
+    """Each stage of a request with who decided it and when, for the page, the e-mail and the
+    API. Reads the prefetched ``stage_track`` and ``decisions`` (``approval_detail``); a
+    request opened without a route has no rows and one stage."""
+    decisions = list(approval.decisions.all())
+    return [
+        {
+            "number": stage.number,
+            "name": stage.name,
+            "approvers": stage.approver_group.name,
+            "quorum": stage.quorum,
+            "status": stage.status,
+            "status_display": stage.get_status_display(),
+            "current": stage.number == approval.stage and approval.status == ApprovalStatus.PENDING,
+            "started_at": stage.started_at,
+            "decided_at": stage.decided_at,
+            "decisions": [d for d in decisions if d.stage == stage.number],
+        }
+        for stage in approval.stage_track.all()
+    ]
 
 
 def agent_recent_actions(*, agent, limit: int = 10):

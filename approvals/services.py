@@ -24,9 +24,11 @@ from approvals import selectors
 from approvals.models import (
     ApprovalKind,
     ApprovalRequest,
+    ApprovalStage,
     ApprovalStatus,
     Decision,
     ExpiryOutcome,
+    StageStatus,
     Verdict,
 )
 from autonomy import actions, audit
@@ -43,24 +45,27 @@ def _portal_group(role: str) -> Group:
 
 
 def approval_open(*, action: ActionRequest) -> ApprovalRequest:
-    """Open the request for an action the gate sent to people. Call inside its transaction."""
+    """Open the request for an action the gate sent to people. Call inside its transaction.
+    Its stages, approvers and escalation come from the most specific route that matches the
+    action (``selectors.route_for``), else from the built-in default."""
     agent = action.agent
-    unit = agent.business_unit
-    now = timezone.now()
-    approvers = unit.approver_group or _portal_group(PortalRole.APPROVER)
-    request = ApprovalRequest.objects.create(
+    route = selectors.route_for(action=action)
+    planned = selectors.stages_planned(action=action, route=route)
+    request = ApprovalRequest(
         action=action,
         agent=agent,
-        business_unit=unit,
+        business_unit=agent.business_unit,
         subject=f"{agent.name}: {action.operation.key}"[:300],
         risk_score=action.risk_score,
-        approver_group=approvers,
-        escalation_group=_portal_group(PortalRole.RISK_OFFICER),
-        quorum=2 if action.risk_score >= unit.dual_control_risk else 1,
-        expires_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_TTL_SECONDS),
-        escalate_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS),
+        route=route,
+        route_label=route.label(list(route.stages.all())) if route else "",
+        stages=len(planned),
     )
-    assign_perm(DECIDE, approvers, request)
+    _stage_enter(request=request, stage=planned[0], now=timezone.now(), new=True)
+    if route:
+        for stage in planned:
+            stage.request = request
+        ApprovalStage.objects.bulk_create(planned)
     audit.append(
         kind="approval_opened",
         actor="gate",
@@ -68,13 +73,97 @@ def approval_open(*, action: ActionRequest) -> ApprovalRequest:
         action_id=action.pk,
         payload={
             "approval_id": str(request.pk),
-            "approvers": approvers.name,
+            "approvers": request.approver_group.name,
             "quorum": request.quorum,
             "expires_at": request.expires_at.isoformat(),
+            **({"route": request.route_label, "stages": request.stages} if route else {}),
         },
     )
     _notify_on_commit(request)
     return request
+
+
+def _stage_enter(*, request: ApprovalRequest, stage: ApprovalStage, now, new: bool = False):
+    """Make ``stage`` the request's current one: its approvers alone may decide (the earlier
+    stage's, and whoever it escalated to, no longer may), its quorum counts from zero and its
+    clocks start now. The one writer of the current stage's fields; ``new``: the request is
+    not saved yet (``approval_open``)."""
+    if not new:
+        remove_perm(DECIDE, request.approver_group, request)
+        if request.escalated_at and request.escalation_group_id:
+            remove_perm(DECIDE, request.escalation_group, request)
+        if request.escalated_at and request.escalation_user_id:
+            remove_perm(DECIDE, request.escalation_user, request)
+    request.stage, request.stage_name = stage.number, stage.name if request.routed else ""
+    request.approver_group = stage.approver_group
+    request.quorum = stage.quorum
+    request.approvals = 0
+    request.expires_at = now + timedelta(seconds=stage.ttl_seconds)
+    request.expiry_outcome = stage.expiry_outcome
+    request.remind_at = now + timedelta(seconds=stage.remind_after_seconds)
+    request.escalate_at = now + timedelta(seconds=stage.escalate_after_seconds)
+    request.escalation_group = stage.escalation_group
+    request.escalation_user = stage.escalation_user
+    request.reminded_at = request.escalated_at = None
+    if new:
+        request.save(force_insert=True)
+    else:
+        request.save(update_fields=STAGE_FIELDS)
+        ApprovalStage.objects.filter(request=request, number=stage.number).update(
+            status=StageStatus.PENDING, started_at=now
+        )
+    if new and request.routed:
+        stage.status, stage.started_at = StageStatus.PENDING, now
+    assign_perm(DECIDE, request.approver_group, request)
+
+
+STAGE_FIELDS = [
+    "stage", "stage_name", "approver_group", "quorum", "approvals", "expires_at",
+    "expiry_outcome", "remind_at", "escalate_at", "escalation_group", "escalation_user",
+    "reminded_at", "escalated_at",
+]  # fmt: skip
+
+
+def _stage_passed(
+    *,
+    request: ApprovalRequest,
+    actor: str,
+    message: str,
+    comment: str = "",
+    code: str = "approval_granted",
+    now=None,
+) -> Callable[[], object] | None:
+    """The current stage reached its quorum (or expired with outcome approve): the request
+    moves to its next stage, whose approvers are told, or, after its last, is settled
+    approved. Returns the waiting work's move when settled (``_settle``), else None."""
+    if request.stage >= request.stages:
+        return _settle(request=request, status=ApprovalStatus.APPROVED, code=code,
+                       actor=actor, message=message, comment=comment)  # fmt: skip
+    now = now or timezone.now()
+    passed = request.stage
+    ApprovalStage.objects.filter(request=request, number=passed).update(
+        status=StageStatus.APPROVED, decided_at=now
+    )
+    following = ApprovalStage.objects.select_related(
+        "approver_group", "escalation_group", "escalation_user"
+    ).get(request=request, number=passed + 1)
+    _stage_enter(request=request, stage=following, now=now)
+    audit.append(
+        kind="approval_stage_passed",
+        actor=actor,
+        agent_id=request.agent_id,
+        action_id=request.action_id,
+        payload={
+            "approval_id": str(request.pk),
+            "stage": passed,
+            "next_stage": following.number,
+            "next_name": following.name,
+            "approvers": following.approver_group.name,
+            "quorum": following.quorum,
+        },
+    )
+    _notify_on_commit(request, reason="stage")
+    return None
 
 
 # A promotion is carried out as proposed, or not at all: nothing in it to narrow.
@@ -100,6 +189,7 @@ def approval_open_promotion(*, promotion: RolloutPromotion) -> ApprovalRequest:
         expires_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_TTL_SECONDS),
         expiry_outcome=ExpiryOutcome.DENY,  # nobody deciding never widens a rollout
         escalate_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS),
+        remind_at=now + timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS // 2),
     )
     assign_perm(DECIDE, approvers, request)
     audit.append(
@@ -120,11 +210,11 @@ def approval_open_promotion(*, promotion: RolloutPromotion) -> ApprovalRequest:
     return request
 
 
-def _notify_on_commit(request: ApprovalRequest) -> None:
+def _notify_on_commit(request: ApprovalRequest, reason: str = "new") -> None:
     from approvals import tasks
 
     request_id = str(request.pk)
-    transaction.on_commit(lambda: tasks.approval_notify.delay(request_id))
+    transaction.on_commit(lambda: tasks.approval_notify.delay(request_id, reason))
 
 
 def approval_cancel(*, action_id=None, promotion_id=None) -> int:
@@ -138,7 +228,12 @@ def approval_cancel(*, action_id=None, promotion_id=None) -> int:
         waiting = waiting.filter(action_id=action_id)
     else:
         waiting = waiting.filter(promotion_id=promotion_id)
-    return waiting.update(status=ApprovalStatus.CANCELLED, decided_at=timezone.now())
+    now = timezone.now()
+    ApprovalStage.objects.filter(
+        request__in=waiting.exclude(route_label=""),
+        status__in=[StageStatus.PENDING, StageStatus.WAITING],
+    ).update(status=StageStatus.CANCELLED, decided_at=now)
+    return waiting.update(status=ApprovalStatus.CANCELLED, decided_at=now)
 
 
 def may_decide(*, user, request: ApprovalRequest) -> bool:
@@ -190,10 +285,13 @@ def approval_decide(
                     "A promotion is approved, rejected or redirected, never changed.",
                     {"verdict": verdict, "allowed": list(PROMOTION_VERDICTS)},
                 )
+            if request.stage > 1:
+                _refuse_earlier_stage_decider(request=request, approver=approver)
             if verdict == Verdict.APPROVE_WITH_CHANGES:
                 params = _narrowed_params(request=request, params=params)
             decision = Decision.objects.create(
                 request=request,
+                stage=request.stage,
                 approver=approver,
                 verdict=verdict,
                 channel=channel,
@@ -217,6 +315,7 @@ def approval_decide(
                     "status": request.status,
                     "approvals": request.approvals,
                     "quorum": request.quorum,
+                    **({"stage": decision.stage} if request.stages > 1 else {}),
                 },
             )
             if then is not None:
@@ -228,6 +327,20 @@ def approval_decide(
             status_code=409,
         ) from exc
     return request
+
+
+def _refuse_earlier_stage_decider(*, request: ApprovalRequest, approver) -> None:
+    """Separation of duties across stages: whoever decided an earlier stage of this request
+    never decides a later one (the unique decision per person and request enforces it in the
+    database; this names the reason)."""
+    earlier = request.decisions.filter(approver=approver, stage__lt=request.stage).first()
+    if earlier is not None:
+        raise DomainError(
+            ErrorCode.DECIDED_EARLIER_STAGE,
+            f"You decided stage {earlier.stage} of this request; a later stage needs someone else.",
+            {"stage": request.stage, "decided_stage": earlier.stage},
+            status_code=403,
+        )
 
 
 BULK_MAX_RISK = 40  # a request at or above this risk is decided on its own page, never in bulk
@@ -306,8 +419,9 @@ def approval_override(
     comment = f"Override: {reason}"[:5000]
     if not request.decisions.filter(approver=by).exists():
         Decision.objects.create(
-            request=request, approver=by, verdict=verdict, channel=channel, comment=comment
-        )
+            request=request, stage=request.stage, approver=by, verdict=verdict,
+            channel=channel, comment=comment,
+        )  # fmt: skip
     who = by.get_username()
     if verdict == Verdict.APPROVE:
         status, code, said = ApprovalStatus.APPROVED, "approval_overridden", "Allowed"
@@ -371,16 +485,18 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], obje
         actions.action_params_narrow(action_id=request.action_id, params=decision.params)
     approvals = list(
         request.decisions.filter(
-            verdict__in=[Verdict.APPROVE, Verdict.APPROVE_WITH_CHANGES]
+            stage=request.stage, verdict__in=[Verdict.APPROVE, Verdict.APPROVE_WITH_CHANGES]
         ).values_list("approver_id", flat=True)
     )
     request.approvals = len(approvals)
     # Separation of duties: the agent's owner and the requester may approve, never alone.
     independent = any(a not in request.interested_ids for a in approvals)
     if request.approvals >= request.quorum and independent:
-        return _settle(request=request, status=ApprovalStatus.APPROVED, code="approval_granted",
-                       actor=who, message=f"Approved ({request.approvals} of {request.quorum}).",
-                       comment=decision.comment)  # fmt: skip
+        of_stage = f"stage {request.stage} of {request.stages}, " if request.stages > 1 else ""
+        return _stage_passed(
+            request=request, actor=who, comment=decision.comment,
+            message=f"Approved ({of_stage}{request.approvals} of {request.quorum}).",
+        )  # fmt: skip
     request.save(update_fields=["approvals"])
     return None
 
@@ -395,6 +511,10 @@ def _settle(
     request.status = status
     request.decided_at = timezone.now()
     request.save(update_fields=["status", "decided_at", "approvals"])
+    if request.routed:
+        ApprovalStage.objects.filter(request=request, number=request.stage).update(
+            status=status, decided_at=request.decided_at
+        )
     approved = status == ApprovalStatus.APPROVED
     if request.kind == ApprovalKind.PROMOTION:
         return functools.partial(
@@ -445,14 +565,13 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 request.expiry_outcome == ExpiryOutcome.APPROVE
                 and request.kind == ApprovalKind.ACTION
             )
-            then = _settle(
-                request=request,
-                status=ApprovalStatus.APPROVED if approve else ApprovalStatus.EXPIRED,
-                code="approval_expired",
-                actor="system",
-                message="Nobody decided in time; the request "
-                + ("was approved." if approve else "expired."),
+            message = "Nobody decided in time; the request " + (
+                "was approved." if approve else "expired."
             )
+            if request.stages > 1:
+                message = f"Nobody decided stage {request.stage} of {request.stages} in time; " + (
+                    "it passed." if approve else "the request expired."
+                )
             audit.append(
                 kind="approval_expired",
                 actor="system",
@@ -461,24 +580,35 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 payload={
                     "approval_id": str(pk),
                     **_promotion_ref(request),
+                    **({"stage": request.stage} if request.stages > 1 else {}),
                     "outcome": ExpiryOutcome.APPROVE if approve else ExpiryOutcome.DENY,
                 },
             )
-            then()
+            if approve:
+                then = _stage_passed(request=request, actor="system", message=message,
+                                     code="approval_expired", now=now)  # fmt: skip
+            else:
+                then = _settle(request=request, status=ApprovalStatus.EXPIRED,
+                               code="approval_expired", actor="system",
+                               message=message)  # fmt: skip
+            if then is not None:
+                then()
             counts["expired"] += 1
     due = ApprovalRequest.objects.filter(
         status=ApprovalStatus.PENDING, escalate_at__lte=now, escalated_at__isnull=True
-    ).exclude(escalation_group=None)
+    ).exclude(escalation_group=None, escalation_user=None)
     for pk in due.values_list("pk", flat=True)[:500]:
         with transaction.atomic():
             request = (
-                ApprovalRequest.objects.select_for_update()
+                ApprovalRequest.objects.select_for_update(of=("self",))
+                .select_related("escalation_group", "escalation_user")
                 .filter(pk=pk, status=ApprovalStatus.PENDING, escalated_at__isnull=True)
                 .first()
             )
             if request is None:
                 continue
-            assign_perm(DECIDE, request.escalation_group, request)
+            target = request.escalation_user or request.escalation_group
+            assign_perm(DECIDE, target, request)
             request.escalated_at = now
             request.save(update_fields=["escalated_at"])
             audit.append(
@@ -489,19 +619,20 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 payload={
                     "approval_id": str(pk),
                     **_promotion_ref(request),
-                    "to": request.escalation_group.name,
+                    **({"stage": request.stage} if request.stages > 1 else {}),
+                    **({"rule": request.route_label} if request.routed else {}),
+                    "to": target.get_username() if request.escalation_user_id else target.name,
                 },
             )
             from approvals import tasks
 
             transaction.on_commit(lambda pk=str(pk): tasks.approval_notify.delay(pk, "escalated"))
             counts["escalated"] += 1
-    remind_after = timedelta(seconds=settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS / 2)
     stale = ApprovalRequest.objects.filter(
         status=ApprovalStatus.PENDING,
         reminded_at__isnull=True,
         escalated_at__isnull=True,
-        created_at__lte=now - remind_after,
+        remind_at__lte=now,
     )
     for pk in stale.values_list("pk", flat=True)[:500]:
         updated = ApprovalRequest.objects.filter(pk=pk, reminded_at__isnull=True).update(

@@ -18,7 +18,10 @@ from autonomy.errors import DomainError, ErrorCode
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT)
 
 # Which page explains a refusal to the person holding the link (the status code is the error's).
-LINK_REFUSALS = {"expired": "expired", "used": "used", "tampered": "invalid", "unknown": "invalid"}
+LINK_REFUSALS = {
+    "expired": "expired", "used": "used", "tampered": "invalid", "unknown": "invalid",
+    "stage": "stage_decided",
+}  # fmt: skip
 DECISION_REFUSALS = {
     ErrorCode.APPROVAL_NOT_PENDING: "settled",
     ErrorCode.ALREADY_DECIDED: "already_decided",
@@ -29,6 +32,8 @@ DECISION_REFUSALS = {
 OUTCOMES = {
     "approved": ("Approved", "success"),
     "recorded": ("Your approval is recorded", "success"),
+    "advanced": ("Approved: on to the next stage", "success"),
+    "stage_decided": ("This stage is already decided", "warning"),
     "rejected": ("Rejected", "success"),
     "settled": ("Already decided", "warning"),
     "already_decided": ("You already decided", "warning"),
@@ -68,7 +73,9 @@ def confirm(request, token: str):
             )
     except DomainError as exc:
         return _result(request, DECISION_REFUSALS.get(exc.code, "refused"), exc, link=link)
-    outcome = "recorded" if approval.status == ApprovalStatus.PENDING else approval.status
+    outcome = approval.status
+    if approval.status == ApprovalStatus.PENDING:
+        outcome = "advanced" if approval.stage > link.stage else "recorded"
     return _result(request, outcome, link=link)
 
 

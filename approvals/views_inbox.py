@@ -60,7 +60,7 @@ def _list_version(request: HttpRequest, *args, **kwargs) -> str:
     The poller sends it back as ``If-None-Match``; an unchanged inbox answers 304, empty.
     """
     page = _inbox_page(request)
-    rows = [(str(r.pk), r.approvals, r.quorum, r.escalated_at) for r in page.object_list]
+    rows = [(str(r.pk), r.stage, r.approvals, r.quorum, r.escalated_at) for r in page.object_list]
     seed = repr((request.user.pk, page.number, page.paginator.count, rows))
     return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
@@ -146,6 +146,7 @@ def _detail_context(
         "form": form or DecisionForm(),
         "error": error,
         "bulk_max_risk": BULK_MAX_RISK,
+        "stage_track": selectors.stage_history(approval) if approval.routed else [],
     }
     if approval.kind == ApprovalKind.PROMOTION:
         return {
@@ -200,6 +201,11 @@ def _outcome(approval: ApprovalRequest, verdict: str) -> str:
         return f"Approved “{approval.subject}”. The action is released to run."
     if approval.status == ApprovalStatus.REJECTED:
         return f"Rejected “{approval.subject}”. The action is stopped and will not run."
+    if approval.approvals == 0 and approval.stage > 1 and verdict != Verdict.REJECT:
+        return (
+            f"Approved stage {approval.stage - 1} of “{approval.subject}”. It now waits for "
+            f"stage {approval.stage} of {approval.stages}: {approval.approver_group.name}."
+        )
     if verdict == Verdict.APPROVE and approval.approvals >= approval.quorum:
         return (
             f"Your approval of “{approval.subject}” is recorded. The agent's owner may not "

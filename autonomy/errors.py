@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     NOT_AN_APPROVER = "not_an_approver"
     APPROVAL_NOT_PENDING = "approval_not_pending"
     ALREADY_DECIDED = "already_decided"
+    DECIDED_EARLIER_STAGE = "decided_earlier_stage"
     CHANGES_DENIED = "changes_denied"
     LINK_INVALID = "link_invalid"
     APPROVAL_GATE = "approval_gate"

@@ -1,9 +1,11 @@
 """The shapes of /api/v1/approvals/: a request with its decisions, and a decision to make."""
 
 from django.contrib.auth.models import Group
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals.models import ApprovalKind, ApprovalRequest, Decision, Verdict
+from approvals import selectors
+from approvals.models import ApprovalKind, ApprovalRequest, Decision, StageStatus, Verdict
 from autonomy.api.serializers import StrictSerializer
 from autonomy.models import RolloutPromotion
 
@@ -13,7 +15,21 @@ class DecisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Decision
-        fields = ["approver", "verdict", "comment", "channel", "params", "created_at"]
+        fields = ["approver", "stage", "verdict", "comment", "channel", "params", "created_at"]
+
+
+class StageSerializer(serializers.Serializer):
+    """One stage of a routed request: who decides it, its state, and who decided it."""
+
+    number = serializers.IntegerField()
+    name = serializers.CharField()
+    approvers = serializers.CharField()
+    quorum = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=StageStatus.choices)
+    current = serializers.BooleanField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decisions = DecisionSerializer(many=True)
 
 
 class PromotionSerializer(serializers.ModelSerializer):
@@ -44,6 +60,11 @@ class ApprovalSerializer(serializers.ModelSerializer):
     risk_factors = serializers.JSONField(source="action.risk_factors", allow_null=True)
     gate_reasons = serializers.JSONField(source="action.reasons", allow_null=True)
     promotion = PromotionSerializer(allow_null=True, read_only=True)
+    route = serializers.CharField(
+        source="route_label", help_text="The rule that routed it; empty: the built-in default."
+    )
+    stage_name = serializers.CharField()
+    stage_history = serializers.SerializerMethodField()
 
     class Meta:
         model = ApprovalRequest
@@ -51,8 +72,16 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "id", "kind", "subject", "agent", "owner", "business_unit", "approvers",
             "requested_by", "action", "operation", "params", "reason", "risk_score",
             "risk_factors", "gate_reasons", "promotion", "quorum", "approvals", "status",
-            "expires_at", "escalated_at", "created_at", "decided_at",
+            "expires_at", "escalated_at", "created_at", "decided_at", "route", "stage",
+            "stages", "stage_name", "stage_history",
         ]  # fmt: skip
+
+    @extend_schema_field(StageSerializer(many=True))
+    def get_stage_history(self, approval: ApprovalRequest) -> list:
+        """Each stage and who decided it (empty for a request no route staged)."""
+        if not approval.routed:
+            return []
+        return StageSerializer(selectors.stage_history(approval), many=True).data
 
 
 class DecideSerializer(StrictSerializer):

@@ -21,7 +21,9 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if getattr(self, "swagger_fake_view", False):
             return ApprovalRequest.objects.none()
         status = self.request.query_params.get("status", "pending")
-        return selectors.inbox_for_user(user=self.request.user, status=status)
+        return selectors.inbox_for_user(user=self.request.user, status=status).prefetch_related(
+            *selectors.STAGE_HISTORY_PREFETCH
+        )
 
     @extend_schema(request=DecideSerializer, responses=ApprovalSerializer)
     @action(detail=True, methods=["post"])

@@ -34,6 +34,7 @@ KIND_LOOK: dict[str, tuple[str, str]] = {
     "approval_decision": ("Approval decision", "info"),
     "approval_expired": ("Approval expired", "bad"),
     "approval_escalated": ("Approval escalated", "warn"),
+    "approval_stage_passed": ("Approval stage passed", "info"),
     "intervention": ("Intervention", "bad"),
     "task_handoff": ("Hand-off", "info"),
     "message": ("Message", "muted"),
@@ -244,6 +245,10 @@ def summary(kind: str, payload: dict, actor: str, operation: str) -> str:
     if kind == "approval_opened":
         who, quorum = payload.get("approvers", "approvers"), payload.get("quorum", 1)
         return f"{operation} waits for {who} (quorum {quorum})"
+    if kind == "approval_stage_passed":
+        stage, then = payload.get("stage", "?"), payload.get("next_stage", "?")
+        who = payload.get("approvers", "approvers")
+        return f"{operation}: stage {stage} approved; stage {then} waits for {who}"
     if kind == "approval_decision":
         verdict, via = payload.get("verdict", ""), payload.get("channel", "")
         return f"{actor} decided {verdict} via {via} → {payload.get('status', '')}"
