@@ -266,6 +266,8 @@ def decide(request: HttpRequest, request_id) -> HttpResponse:
             status=exc.status_code,
         )
     messages.success(request, _outcome(approval, verdict))
+    if not services.may_decide(user=request.user, request=approval):
+        return redirect("approvals:inbox")  # passed to the next stage's approvers
     return redirect("approvals:detail", request_id=approval.pk)
 
 

@@ -316,6 +316,8 @@ SPECTACULAR_SETTINGS = {
         # grew one.
         "KindEnum": "autonomy.models.InterventionKind",
         "ApprovalKindEnum": "approvals.models.ApprovalKind",
+        # A person's verdict on an approval, beside the gate's (allow, deny, needs approval).
+        "ApprovalVerdictEnum": "approvals.models.Verdict",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

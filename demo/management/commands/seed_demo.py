@@ -2,7 +2,16 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from demo import connectors, drift, guardrails, memory, registry, rollouts, workflows
+from demo import (
+    approval_routes,
+    connectors,
+    drift,
+    guardrails,
+    memory,
+    registry,
+    rollouts,
+    workflows,
+)
 from workflows.services.rollup import analytics_backfill
 
 
@@ -19,6 +28,7 @@ class Command(BaseCommand):
         created = registry.seed(agents=agents)
         created.update(connectors.seed())
         created.update(guardrails.seed())
+        created.update(approval_routes.seed())
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
         created["memory_entries"] = memory.seed_memory()
