@@ -317,3 +317,25 @@ def test_decision_query_count_is_unchanged_with_1000_standing_approvals(asked, o
     assert StandingApproval.objects.count() == 1000
     assert queries() == without
     assert gate.decide(agent=asked.agent, operation=asked.post, params=BIG).verdict == "allow"
+
+
+def test_the_admin_lists_them_by_state_and_revokes_through_the_service(client, asked, officer):
+    live = grant(officer, asked)
+    gone = grant(officer, asked, days=1)
+    standing.standing_revoke(standing_id=gone.pk, by=officer, reason="no longer needed")
+    client.force_login(officer)
+    url = "/admin/autonomy/standingapproval/"
+    page = client.get(url, {"state": "active"})
+    assert page.status_code == 200
+    assert list(page.context["cl"].result_list) == [live]
+    assert "revoke" in dict(page.context["action_form"].fields["action"].choices)
+    assert client.get(f"{url}add/").status_code == 403  # granted on the portal or the API only
+    done = client.post(url, {"action": "revoke", "_selected_action": [live.pk]})
+    assert done.status_code == 302
+    live.refresh_from_db()
+    assert live.revoked_at is not None and live.revoked_by == officer
+    assert AuditRecord.objects.filter(kind="standing_revoked").count() == 2
+    viewer = person("viewer", PortalRole.VIEWER)
+    client.force_login(viewer)
+    page = client.get(url)
+    assert page.status_code == 200 and page.context["action_form"] is None  # no revoke
