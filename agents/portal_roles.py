@@ -17,7 +17,9 @@ def group_name(role: str) -> str:
 
 _REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
-_KERNEL_MODELS = ("connector", "operation", "policy", "autonomysetting", "contentrule")
+_KERNEL_MODELS = (
+    "connector", "operation", "policy", "autonomysetting", "contentrule", "standingapproval",
+)  # fmt: skip
 _ROLLOUT_MODELS = ("rolloutplan", "rolloutwave", "rolloutpromotion", "rolloutevent")
 _VIEW_KERNEL = (
     [f"autonomy.view_{m}" for m in _KERNEL_MODELS]
@@ -32,9 +34,9 @@ _HISTORY = [
 ]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
-# write policies and content rules, set autonomy levels, run rollout plans (propose
-# promotions, demote waves), correct, delete and purge shared memory, set approval routes
-# (stages and escalation rules), and can stop agents;
+# write policies and content rules, grant and revoke standing approvals, set autonomy
+# levels, run rollout plans (propose promotions, demote waves), correct, delete and purge
+# shared memory, set approval routes (stages and escalation rules), and can stop agents;
 # auditors read everything
 # including both histories; approvers and viewers read the registry and what agents did.
 # IT admins author workflow templates; everyone reads templates and runs.
@@ -58,6 +60,7 @@ PERMISSIONS: dict[str, list[str]] = {
     + ["autonomy.add_policy", "autonomy.change_policy"]
     + [f"autonomy.{action}_autonomysetting" for action in ("add", "change", "delete")]
     + [f"autonomy.{action}_contentrule" for action in ("add", "change", "delete")]
+    + [f"autonomy.{action}_standingapproval" for action in ("add", "change")]
     + [
         f"autonomy.{action}_{m}"
         for m in ("rolloutplan", "rolloutwave")

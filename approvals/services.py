@@ -33,8 +33,9 @@ from approvals.models import (
 )
 from autonomy import actions, audit
 from autonomy.errors import DomainError, ErrorCode
-from autonomy.models import ActionRequest, RolloutPromotion
+from autonomy.models import ActionRequest, RolloutPromotion, StandingApproval
 from autonomy.rollouts import services as rollout_services
+from autonomy.standing import services as standing_services
 
 log = logging.getLogger(__name__)
 DECIDE = "approvals.decide_approvalrequest"
@@ -644,3 +645,31 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
             transaction.on_commit(lambda pk=str(pk): tasks.approval_notify.delay(pk, "reminder"))
             counts["reminded"] += 1
     return counts
+
+
+# --- standing approvals granted from a request ------------------------------------------------
+
+
+def standing_approval_grant(*, by, source_request_id=None, **terms) -> StandingApproval:
+    """Grant a standing approval (``autonomy.standing.services.standing_grant``, the one rule
+    of who may: ``may_grant``), from the approval request ``source_request_id`` when one is
+    named: whoever asked for that request may not grant from it. The pages and the API both
+    come here, so the request is looked up one way."""
+    requested_by_id = None
+    if source_request_id is not None:
+        source = (
+            ApprovalRequest.objects.filter(pk=source_request_id).values("requested_by_id").first()
+        )
+        if source is None:
+            raise DomainError(
+                ErrorCode.VALIDATION_FAILED,
+                "There is no such approval request.",
+                {"fields": {"source": ["no such approval request"]}},
+            )
+        requested_by_id = source["requested_by_id"]
+    return standing_services.standing_grant(
+        by=by,
+        source_request_id=source_request_id,
+        source_requested_by_id=requested_by_id,
+        **terms,
+    )

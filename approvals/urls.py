@@ -1,8 +1,8 @@
-"""Portal pages of approvals: the inbox and the e-mail link confirmation."""
+"""Portal pages of approvals: the inbox, standing approvals and the e-mail link confirmation."""
 
 from django.urls import path
 
-from approvals import views_email, views_inbox
+from approvals import views_email, views_inbox, views_standing
 
 app_name = "approvals"
 
@@ -12,5 +12,17 @@ urlpatterns = [
     path("inbox/<uuid:request_id>/", views_inbox.detail, name="detail"),
     path("inbox/<uuid:request_id>/decide/", views_inbox.decide, name="decide"),
     path("inbox/bulk/", views_inbox.bulk_decide, name="bulk-decide"),
+    path("inbox/standing/", views_standing.standing_list, name="standing"),
+    path("inbox/standing/new/", views_standing.standing_new, name="standing-new"),
+    path(
+        "inbox/standing/<int:standing_id>/",
+        views_standing.standing_detail,
+        name="standing-detail",
+    ),
+    path(
+        "inbox/standing/<int:standing_id>/revoke/",
+        views_standing.standing_revoke,
+        name="standing-revoke",
+    ),
     path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
 ]

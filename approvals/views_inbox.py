@@ -14,6 +14,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import etag, require_GET, require_POST
 
 from approvals import selectors, services
@@ -22,6 +24,7 @@ from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Chan
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import PromotionStatus
 from autonomy.risk import FACTOR_LABELS
+from autonomy.standing import services as standing_services
 
 PAGE_SIZE = 50
 # Below this risk score a request may be decided together with others, without opening it.
@@ -173,7 +176,16 @@ def _detail_context(
             for name in (reason.get("details") or {}).get("policies", [])
         ),
         "is_owner": approval.agent.owner_id == request.user.pk,
+        "standing_url": _standing_url(request, approval),
     }
+
+
+def _standing_url(request: HttpRequest, approval: ApprovalRequest) -> str:
+    """The grant form prefilled from this request, for those who may grant; else ""."""
+    if standing_services.may_grant(user=request.user):
+        return ""
+    query = urlencode(selectors.standing_prefill(approval=approval))
+    return f"{reverse('approvals:standing-new')}?{query}"
 
 
 def _detail_page(request: HttpRequest, approval: ApprovalRequest, *, status=200, **extra):

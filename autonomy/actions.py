@@ -50,6 +50,7 @@ from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Operatio
 from autonomy.observability import rollup, tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.policy import engine as policy_engine
+from autonomy.standing import services as standing_services
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,12 @@ def action_request(
                 agent=agent, operation=operation, params=params, credential=credential,
                 version=version, approval=approval, template_key=template_key,
             )  # fmt: skip
+        if decision.standing and not decision.shadow:
+            # A standing approval settled its reasons to ask a person: count the use on its
+            # daily bound, here, in the transaction that records the action.
+            decision.standing_used(
+                standing_services.standing_consume(candidates=decision.standing, at=now)
+            )
         if decision.params is not None:
             # A content rule replaced text (redact, or a blocked match): the original is
             # neither stored, audited nor sent.

@@ -9,5 +9,6 @@ from autonomy import (  # noqa: F401
     admin_policy,
     admin_registry,
     admin_rollouts,
+    admin_standing,
     admin_workers,
 )

@@ -15,10 +15,12 @@ class AutonomyConfig(AppConfig):
         from autonomy.audit import receivers
         from autonomy.policy import receivers as policy_receivers
         from autonomy.rollouts import receivers as rollout_receivers
+        from autonomy.standing import receivers as standing_receivers
 
         receivers.connect()
         policy_receivers.connect()
         rollout_receivers.connect()
+        standing_receivers.connect()
 
         from autonomy.observability import tracing
 

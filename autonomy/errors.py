@@ -55,6 +55,9 @@ class ErrorCode(StrEnum):
     AUTONOMY_SHADOW = "autonomy_shadow"
     AUTONOMY_SUPERVISED = "autonomy_supervised"
     AUTONOMY_AUTONOMOUS = "autonomy_autonomous"
+    # standing approvals (``autonomy.standing``)
+    STANDING_APPROVAL = "standing_approval"
+    STANDING_APPROVAL_USED_UP = "standing_approval_used_up"
     # content rules (``autonomy.content``): one code per effect
     CONTENT_BLOCKED = "content_blocked"
     CONTENT_NEEDS_APPROVAL = "content_needs_approval"

@@ -2,7 +2,15 @@
 
     status → credential → operation enabled → grant → limits → content rules → risk → Cedar
       → thresholds → autonomy level (``autonomy.levels``: shadow, supervised, guarded,
-      autonomous)
+      autonomous) → standing approvals (``autonomy.standing``)
+
+A standing approval a person granted settles, ahead of time, only what a person would have
+settled for this pattern: the risk threshold's and an approval policy's reasons
+(``STANDING_WAIVES``). It never lifts a denial, the supervised level (rollouts measure
+people's answers), a workflow step's approval gate or a content rule's ``needs_approval``.
+Its daily bound is counted by the caller that records the action
+(``autonomy.standing.services.standing_consume``), which tells the decision what it found
+(``Decision.standing_used``).
 
 Content rules (``autonomy.content``) are inputs like the others: a ``block`` match is a
 reason to deny, a ``needs_approval`` match a reason to ask a person, and ``redact`` / ``log``
@@ -27,6 +35,10 @@ from autonomy.content import rules as content_rules
 from autonomy.errors import ErrorCode
 from autonomy.models import AutonomyLevel, ContentEffect, Operation, Verdict
 from autonomy.policy import engine as policy_engine
+from autonomy.standing import selectors as standing_selectors
+
+# The reasons to ask a person that a standing approval settles ahead of time.
+STANDING_WAIVES = frozenset({ErrorCode.RISK_NEEDS_APPROVAL, ErrorCode.POLICY_REQUIRES_APPROVAL})
 
 STATUS_CODES = {
     AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
@@ -67,11 +79,34 @@ class Decision:
     # The parameters to store and send when a content rule replaced text (``block`` or
     # ``redact``); None when they are the request's as they came.
     params: dict | None = None
+    # The standing approvals that allow it (most specific first) when one settled its
+    # reasons to ask a person; the caller counts a use on one (``standing_used``).
+    standing: list[standing_selectors.Standing] = field(default_factory=list)
 
     @property
     def shadow(self) -> bool:
         """Decided and recorded, never executed (the shadow level)."""
         return self.level.level == AutonomyLevel.SHADOW and self.verdict != Verdict.DENY
+
+    def standing_used(self, used: standing_selectors.Standing | None) -> None:
+        """What counting the daily bound found: ``used`` (one of ``standing``) allowed this
+        action, or None: each has used today's bound, and the reasons it settled go to a
+        person after all."""
+        at = next(i for i, r in enumerate(self.reasons) if r["code"] == ErrorCode.STANDING_APPROVAL)
+        waived = self.reasons[at]["details"]["waived"]
+        if used is not None:
+            self.reasons[at] = _standing_reason(used, waived)
+            return
+        used_up = reason_entry(
+            ErrorCode.STANDING_APPROVAL_USED_UP,
+            "Standing approval "
+            + ", ".join(f"#{s.pk} ({s.daily_limit} a day)" for s in self.standing)
+            + " has used its daily bound today.",
+            standing=[s.as_details() for s in self.standing],
+        )
+        self.verdict = Verdict.NEEDS_APPROVAL
+        self.reasons[at : at + 1] = [*waived, used_up]
+        self.standing = []
 
     def as_dict(self) -> dict:
         """Field by field: ``dataclasses.asdict`` deep-copies, and the gate calls this on every
@@ -92,6 +127,16 @@ class Decision:
 def reason_entry(code, message: str, **details) -> dict:
     """One entry of an action's ``reasons``: a stable code, a message, details."""
     return {"code": str(code), "message": message, "details": details}
+
+
+def _standing_reason(standing: standing_selectors.Standing, waived: list[dict]) -> dict:
+    return reason_entry(
+        ErrorCode.STANDING_APPROVAL,
+        f"Allowed by standing approval #{standing.pk}: {standing.summary} (granted by "
+        f"{standing.granted_by}, until {standing.expires_at:%Y-%m-%d %H:%M} UTC).",
+        standing=standing.as_details(),
+        waived=waived,
+    )
 
 
 def _cedar_value(value):
@@ -359,7 +404,16 @@ def decide(
                 **level.as_dict(),
             )
         )
-    decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
+    if reasons and all(r["code"] in STANDING_WAIVES for r in reasons):
+        decision.standing = standing_selectors.matching(
+            agent=agent, operation=operation, risk=assessment.score, amount=amount, at=at,
+            version=seen,
+        )  # fmt: skip
+    if decision.standing:
+        reasons[:] = [_standing_reason(decision.standing[0], list(reasons))]
+        decision.verdict = Verdict.ALLOW
+    else:
+        decision.verdict = Verdict.NEEDS_APPROVAL if reasons else Verdict.ALLOW
     if not reasons:
         reasons.append(
             reason_entry(

@@ -643,6 +643,112 @@ class AgentUsage(models.Model):
         return f"{self.agent_id} {self.minute:%H:%M} {self.actions}/{self.denials}"
 
 
+class StandingApproval(models.Model):
+    """A bounded, time-boxed pre-approval a person granted (``autonomy.standing``): actions of
+    ``operation`` by the agents in its scope (one agent; or a role, a business unit or both),
+    up to ``max_risk`` (and ``max_amount``), at most ``daily_limit`` a day, between
+    ``starts_at`` and ``expires_at``, are allowed where the gate would otherwise ask a person
+    for the risk threshold or an approval policy. Never lifts a denial. Every save or delete
+    moves the policy-store version, so a grant or a revocation holds from the next decision."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="+")
+    role = models.ForeignKey(
+        "agents.Role", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    max_risk = models.PositiveSmallIntegerField(help_text="the highest risk score it allows")
+    max_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    daily_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="actions a day (UTC) it allows; empty: no daily bound"
+    )
+    starts_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoke_reason = models.CharField(max_length=500, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=500, help_text="why it was granted")
+    # The approval request it was granted from (no foreign key: the kernel does not import
+    # ``approvals``).
+    source_request_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(agent__isnull=False, role__isnull=True, business_unit__isnull=True)
+                | Q(agent__isnull=True, role__isnull=False)
+                | Q(agent__isnull=True, business_unit__isnull=False),
+                name="standing_approval_scope",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("starts_at")),
+                name="standing_approval_time_box",
+            ),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="standing_approval_expiry")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.summary}"
+
+    @property
+    def scope(self) -> str:
+        """Who it covers, as pages name it: "role it-provisioner in business unit it"."""
+        if self.agent_id:
+            return f"agent {self.agent.slug}"
+        parts = [f"role {self.role.slug}"] if self.role_id else []
+        if self.business_unit_id:
+            parts.append(f"business unit {self.business_unit.slug}")
+        return " in ".join(parts)
+
+    @property
+    def summary(self) -> str:
+        """One line: "role x may call hr.read_employee, risk ≤ 60, up to 200 a day"."""
+        bounds = [f"risk ≤ {self.max_risk}"]
+        if self.max_amount is not None:
+            bounds.append(f"amount ≤ {self.max_amount}")
+        if self.daily_limit is not None:
+            bounds.append(f"up to {self.daily_limit} a day")
+        return f"{self.scope} may call {self.operation.key}, {', '.join(bounds)}"
+
+    def state(self, at) -> str:
+        """active, scheduled, expired or revoked at ``at``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if at >= self.expires_at:
+            return "expired"
+        return "active" if at >= self.starts_at else "scheduled"
+
+
+class StandingApprovalUse(models.Model):
+    """How many actions one standing approval allowed on one day (UTC): the row its daily
+    bound is enforced on (``autonomy.standing.services.standing_consume``)."""
+
+    standing = models.ForeignKey(
+        StandingApproval, on_delete=models.CASCADE, related_name="uses", db_index=False
+    )
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["standing", "day"], name="one_standing_use_row")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.standing_id} {self.day} {self.count}"
+
+
 class ConnectorSecret(models.Model):
     """A connector's credential, encrypted at rest (``autonomy.connectors.vault``). Only the
     connector layer decrypts it, inside a call; no page or API ever shows the value."""

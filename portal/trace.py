@@ -13,10 +13,12 @@ from django.db.models import F
 from approvals.models import Decision
 from autonomy import audit
 from autonomy.content import results
+from autonomy.errors import ErrorCode
 from autonomy.models import ActionRequest, AuditRecord, ConnectorCall
 from autonomy.risk import FACTOR_LABELS
 from workflows.models import StepRun
 
+STANDING = str(ErrorCode.STANDING_APPROVAL)
 LIMIT_CODES = {"rate_limited", "budget_exceeded", "risk_too_high", "risk_needs_approval"}
 
 
@@ -34,6 +36,10 @@ class ActionTrace:
     receipt: ConnectorCall | None = None
     result_records: int | None = None  # records in the outcome, where its operation says
     timings: list[tuple[str, timedelta]] = field(default_factory=list)
+    # The standing approval that allowed it ({id, summary, granted_by, expires_at,
+    # daily_limit}) and the reasons it settled, when one did.
+    standing: dict | None = None
+    standing_waived: list[dict] = field(default_factory=list)
 
 
 def _factors(action: ActionRequest) -> list[dict]:
@@ -114,6 +120,10 @@ def action_trace(*, action_id) -> ActionTrace | None:
     grant = ((decided.payload or {}).get("decision") or {}).get("grant") if decided else None
     policies = action.policy_ids or {}
     limits = [r for r in action.reasons or [] if r.get("code") in LIMIT_CODES]
+    standing = next(
+        (r.get("details") or {} for r in action.reasons or [] if r.get("code") == STANDING),
+        {},
+    )
     return ActionTrace(
         action=action,
         grant=grant,
@@ -136,7 +146,19 @@ def action_trace(*, action_id) -> ActionTrace | None:
             else None
         ),
         timings=_timings(action, approval),
+        standing=_standing(standing.get("standing")),
+        standing_waived=standing.get("waived") or [],
     )
+
+
+def _standing(details: dict | None) -> dict | None:
+    if not details:
+        return None
+    try:
+        expires_at = datetime.fromisoformat(details.get("expires_at") or "")
+    except ValueError:
+        expires_at = None
+    return {**details, "expires_at": expires_at}
 
 
 def _has_approval(action: ActionRequest) -> bool:

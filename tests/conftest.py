@@ -82,7 +82,7 @@ def _other_sessions(*, wait: float) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def _fresh_registry_caches():
     """Each test starts with empty process caches of operations (the gate's and the workflow
-    steps'), compiled policies, autonomy levels and content rules.
+    steps'), compiled policies, autonomy levels, content rules and standing approvals.
 
     All are keyed by the policy-store version, which never repeats in one database's life;
     but tests flush the database and travel in time (``time_machine``), and the version is
@@ -91,12 +91,14 @@ def _fresh_registry_caches():
     from autonomy import levels, selectors
     from autonomy.content import rules as content_rules
     from autonomy.policy import engine
+    from autonomy.standing import selectors as standing_selectors
     from workflows import selectors as workflow_selectors
 
     selectors.operations_forget()
     engine.compiled_forget()
     levels.index_forget()
     content_rules.rules_forget()
+    standing_selectors.index_forget()
     workflow_selectors.step_operations_forget()
 
 

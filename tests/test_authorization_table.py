@@ -28,6 +28,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
+from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
@@ -95,6 +96,10 @@ def build_world() -> World:
     setting = AutonomySetting.objects.create(  # on a template no row runs: it changes nothing
         level=AutonomyLevel.SHADOW, template_key="authz-unused"
     )
+    standing = standing_services.standing_grant(  # on an operation no row asks for
+        by=people["risk"], operation=registry.read, role=agent_a.role, max_risk=40, days=7,
+        reason="authorisation table",
+    )  # fmt: skip
     return World(
         ids={
             "agent": agent_a.pk,
@@ -112,6 +117,7 @@ def build_world() -> World:
             "plan": plan.slug,
             "setting": setting.pk,
             "memory": memory.pk,
+            "standing": standing.pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -126,6 +132,10 @@ def build_world() -> World:
 # simulating it answers 400 operation_unknown, as for a name nobody registered.
 INVOICE = {"operation": "erp.post-invoice", "params": {"invoice_id": "INV-9", "amount": 5}}
 REASON = {"reason": "authorisation table"}
+STANDING = {
+    "operation": "erp.read-invoice", "role": "invoice-processor", "max_risk": 40, "days": 1,
+    "reason": "authorisation table",
+}  # fmt: skip
 
 API = [
     ("GET", "/api/v1/actions/", None, None, "401 200 200 403 403 403 403 403 403"),
@@ -330,6 +340,30 @@ API = [
         {"body": {"note": "hello"}},
         "401 201 403 403 403 403 403 403 403",
     ),
+    # Standing approvals: every portal role reads them; whoever may change policies (risk
+    # officers, IT admins) grants and revokes them.
+    ("GET", "/api/v1/standing-approvals/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "GET",
+        "/api/v1/standing-approvals/{id}/",
+        "standing",
+        None,
+        "401 403 403 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "/api/v1/standing-approvals/",
+        None,
+        STANDING,
+        "401 403 403 403 403 403 403 201 201",
+    ),
+    (
+        "POST",
+        "/api/v1/standing-approvals/{id}/revoke/",
+        "standing",
+        REASON,
+        "401 403 403 403 403 403 403 200 200",
+    ),
     ("POST", "/api/v1/simulate/", None, INVOICE, "401 200 400 403 404 404 404 404 404"),
     (
         "POST",
@@ -509,6 +543,23 @@ PORTAL = [
         "302 302 302 404 404 302 404 404 404",
     ),
     ("POST", "inbox/bulk/", "approval", "bulk", "302 302 302 302 302 302 302 302 302"),
+    ("GET", "inbox/standing/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "inbox/standing/new/", None, None, "302 302 302 403 403 403 403 200 200"),
+    ("POST", "inbox/standing/new/", None, STANDING, "302 302 302 403 403 403 403 302 302"),
+    (
+        "GET",
+        "inbox/standing/<int:standing_id>/",
+        "standing",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "inbox/standing/<int:standing_id>/revoke/",
+        "standing",
+        REASON,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
     ("GET", "workflows/analytics/", None, None, "302 302 302 403 200 200 200 200 200"),
     (
@@ -649,6 +700,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:verb>": "pause",
         "<slug:plan>": world.ids["plan"],
         "<slug:key>": "authz",  # the template of the world's run
+        "<int:standing_id>": world.ids["standing"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))
