@@ -49,7 +49,7 @@ class UUIDListField(forms.Field):
             raise forms.ValidationError("Not a valid request id.") from exc
 
     def validate(self, value) -> None:
-        if not value:
+        if not value and self.required:
             raise forms.ValidationError("Select at least one low-risk request.")
         if len(value) > BULK_MAX:
             raise forms.ValidationError(f"Select at most {BULK_MAX} requests at a time.")
@@ -59,3 +59,16 @@ class BulkDecisionForm(DecisionForm):
     verdict = forms.ChoiceField(choices=VERDICTS)
     redirect_to = None  # one verdict for several: approve or reject only
     ids = UUIDListField()
+
+
+class GroupDecisionForm(forms.Form):
+    """One verdict for a group: up to the newest member the person was shown (``until``),
+    leaving out the ones they ticked (``exclude``)."""
+
+    verdict = forms.ChoiceField(choices=VERDICTS)
+    comment = DecisionForm.base_fields["comment"]
+    until = forms.DateTimeField(widget=forms.HiddenInput)
+    exclude = UUIDListField(required=False)
+
+    def clean_exclude(self) -> list[uuid.UUID]:
+        return self.cleaned_data.get("exclude") or []

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views_email, views_inbox
+from approvals import views_email, views_groups, views_inbox
 
 app_name = "approvals"
 
@@ -12,5 +12,8 @@ urlpatterns = [
     path("inbox/<uuid:request_id>/", views_inbox.detail, name="detail"),
     path("inbox/<uuid:request_id>/decide/", views_inbox.decide, name="decide"),
     path("inbox/bulk/", views_inbox.bulk_decide, name="bulk-decide"),
+    path("inbox/groups/", views_groups.inbox_grouped, name="inbox-grouped"),
+    path("inbox/groups/<str:key>/", views_groups.group, name="group"),
+    path("inbox/groups/<str:key>/decide/", views_groups.group_decide, name="group-decide"),
     path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
 ]
