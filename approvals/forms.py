@@ -53,7 +53,7 @@ class UUIDListField(forms.Field):
             raise forms.ValidationError("Not a valid request id.") from exc
 
     def validate(self, value) -> None:
-        if not value:
+        if not value and self.required:
             raise forms.ValidationError("Select at least one low-risk request.")
         if len(value) > BULK_MAX:
             raise forms.ValidationError(f"Select at most {BULK_MAX} requests at a time.")
@@ -114,3 +114,16 @@ class StandingRevokeForm(forms.Form):
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Why it ends now"}),
     )
+
+
+class GroupDecisionForm(forms.Form):
+    """One verdict for a group: up to the newest member the person was shown (``until``),
+    leaving out the ones they ticked (``exclude``)."""
+
+    verdict = forms.ChoiceField(choices=VERDICTS)
+    comment = DecisionForm.base_fields["comment"]
+    until = forms.DateTimeField(widget=forms.HiddenInput)
+    exclude = UUIDListField(required=False)
+
+    def clean_exclude(self) -> list[uuid.UUID]:
+        return self.cleaned_data.get("exclude") or []

@@ -11,6 +11,7 @@ outcome; one person's second click is refused by a unique constraint, never coun
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.portal_roles import PortalRole, group_name
-from approvals import selectors
+from approvals import groups, selectors
 from approvals.models import (
     ApprovalKind,
     ApprovalRequest,
@@ -252,10 +253,7 @@ def approval_decide(
     redirect_to: Group | None = None,
 ) -> ApprovalRequest:
     """Record one person's decision and, when it settles the request, resume or stop the work."""
-    from agents.models import Agent
-
-    if isinstance(approver, Agent) or hasattr(approver, "agent"):
-        raise DomainError(ErrorCode.NOT_AN_APPROVER, "Agents never approve.", status_code=403)
+    _refuse_agents(approver)
     try:
         with transaction.atomic():
             _lock_plan_first(request_id)
@@ -273,54 +271,10 @@ def approval_decide(
                     "You are not among the approvers of this request.",
                     status_code=403,
                 )
-            if request.status != ApprovalStatus.PENDING:
-                raise DomainError(
-                    ErrorCode.APPROVAL_NOT_PENDING,
-                    f"This request is already {request.status}.",
-                    {"status": request.status},
-                    status_code=409,
-                )
-            if request.kind == ApprovalKind.PROMOTION and verdict not in PROMOTION_VERDICTS:
-                raise DomainError(
-                    ErrorCode.VALIDATION_FAILED,
-                    "A promotion is approved, rejected or redirected, never changed.",
-                    {"verdict": verdict, "allowed": list(PROMOTION_VERDICTS)},
-                )
-            if request.stage > 1:
-                _refuse_earlier_stage_decider(request=request, approver=approver)
-            if verdict == Verdict.APPROVE_WITH_CHANGES:
-                params = _narrowed_params(request=request, params=params)
-            decision = Decision.objects.create(
-                request=request,
-                stage=request.stage,
-                approver=approver,
-                verdict=verdict,
-                channel=channel,
-                comment=comment[:5000],
-                params=params if verdict == Verdict.APPROVE_WITH_CHANGES else None,
-                redirected_to=redirect_to if verdict == Verdict.REDIRECT else None,
-            )
-            then = _apply(request=request, decision=decision)
-            audit.append(
-                kind="approval_decision",
-                actor=approver.get_username(),
-                agent_id=request.agent_id,
-                action_id=request.action_id,
-                payload={
-                    "approval_id": str(request.pk),
-                    **_promotion_ref(request),
-                    "verdict": verdict,
-                    "channel": channel,
-                    "comment": comment[:5000],
-                    "params": decision.params,
-                    "status": request.status,
-                    "approvals": request.approvals,
-                    "quorum": request.quorum,
-                    **({"stage": decision.stage} if request.stages > 1 else {}),
-                },
-            )
-            if then is not None:
-                then()
+            _decision_record(
+                request=request, approver=approver, verdict=verdict, channel=channel,
+                comment=comment, params=params, redirect_to=redirect_to,
+            )  # fmt: skip
     except IntegrityError as exc:
         raise DomainError(
             ErrorCode.ALREADY_DECIDED,
@@ -342,6 +296,80 @@ def _refuse_earlier_stage_decider(*, request: ApprovalRequest, approver) -> None
             {"stage": request.stage, "decided_stage": earlier.stage},
             status_code=403,
         )
+
+
+def _refuse_agents(approver) -> None:
+    from agents.models import Agent
+
+    if isinstance(approver, Agent) or hasattr(approver, "agent"):
+        raise DomainError(ErrorCode.NOT_AN_APPROVER, "Agents never approve.", status_code=403)
+
+
+def _decision_record(
+    *,
+    request: ApprovalRequest,
+    approver,
+    verdict: str,
+    channel: str,
+    comment: str = "",
+    params: dict | None = None,
+    redirect_to: Group | None = None,
+    group: str = "",
+) -> None:
+    """The one decision rule: one person's decision on a request the caller has locked and
+    checked they may decide. Writes the Decision and its audit record, counts it (quorum,
+    separation of duties) and, when it settles the request, resumes or stops the work. A
+    second decision by the same person raises ``IntegrityError`` (one_decision_per_approver).
+    ``group``: the inbox group it was decided with, named in the audit record."""
+    if request.status != ApprovalStatus.PENDING:
+        raise DomainError(
+            ErrorCode.APPROVAL_NOT_PENDING,
+            f"This request is already {request.status}.",
+            {"status": request.status},
+            status_code=409,
+        )
+    if request.kind == ApprovalKind.PROMOTION and verdict not in PROMOTION_VERDICTS:
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED,
+            "A promotion is approved, rejected or redirected, never changed.",
+            {"verdict": verdict, "allowed": list(PROMOTION_VERDICTS)},
+        )
+    if request.stage > 1:
+        _refuse_earlier_stage_decider(request=request, approver=approver)
+    if verdict == Verdict.APPROVE_WITH_CHANGES:
+        params = _narrowed_params(request=request, params=params)
+    decision = Decision.objects.create(
+        request=request,
+        stage=request.stage,
+        approver=approver,
+        verdict=verdict,
+        channel=channel,
+        comment=comment[:5000],
+        params=params if verdict == Verdict.APPROVE_WITH_CHANGES else None,
+        redirected_to=redirect_to if verdict == Verdict.REDIRECT else None,
+    )
+    then = _apply(request=request, decision=decision)
+    audit.append(
+        kind="approval_decision",
+        actor=approver.get_username(),
+        agent_id=request.agent_id,
+        action_id=request.action_id,
+        payload={
+            "approval_id": str(request.pk),
+            **_promotion_ref(request),
+            **({"group": group} if group else {}),
+            "verdict": verdict,
+            "channel": channel,
+            "comment": comment[:5000],
+            "params": decision.params,
+            "status": request.status,
+            "approvals": request.approvals,
+            "quorum": request.quorum,
+            **({"stage": decision.stage} if request.stages > 1 else {}),
+        },
+    )
+    if then is not None:
+        then()
 
 
 BULK_MAX_RISK = 40  # a request at or above this risk is decided on its own page, never in bulk
@@ -382,6 +410,104 @@ def approvals_decide_bulk(
             continue
         done += 1
     return done, refused
+
+
+GROUP_CHUNK = 100  # members decided per transaction: short locks, few commits
+
+
+@dataclass
+class GroupOutcome:
+    """What deciding a group did, member by member."""
+
+    decided: int = 0  # the person's decision is recorded on this many
+    settled: int = 0  # ... and it approved or rejected this many
+    waiting: int = 0  # ... and this many still wait for another approver (quorum, SoD)
+    skipped: list[str] = field(default_factory=list)  # the members left as they were, and why
+
+
+def approvals_decide_group(
+    *,
+    approver,
+    key: str,
+    verdict: str,
+    channel: str,
+    until,
+    comment: str = "",
+    exclude=(),
+) -> GroupOutcome:
+    """One verdict for a group of ``approver``'s inbox (``approvals.groups``). Its members
+    are re-read from the inbox, never taken from the client: those that arrived after
+    ``until`` (the newest the person was shown) and the ``exclude``d ones are left alone.
+    Each member gets the one decision rule (``_decision_record``): its own Decision and
+    audit record, quorum and separation of duties. Chunks of ``GROUP_CHUNK`` members each
+    lock their rows, skipping rows another decision holds right now: a member decided
+    concurrently is skipped and reported, never counted twice, and never waited on (a
+    group holds its agents' usage rows, which a single decision also takes)."""
+    _refuse_agents(approver)
+    if verdict not in (Verdict.APPROVE, Verdict.REJECT):
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED,
+            "A group is approved or rejected.",
+            {"verdict": verdict, "allowed": [Verdict.APPROVE, Verdict.REJECT]},
+        )
+    group = groups.group_key_parse(key)
+    if group is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such group in your inbox.", status_code=404)
+    members = groups.group_members(user=approver, key=group)
+    seen = members.filter(created_at__lte=until).exclude(pk__in=list(exclude))
+    ids = list(seen.order_by("pk").values_list("pk", flat=True))
+    if not ids:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such group in your inbox.", status_code=404)
+    mine = set(
+        members.filter(pk__in=ids, decisions__approver=approver).values_list("pk", flat=True)
+    )
+    outcome = GroupOutcome()
+    if mine:
+        outcome.skipped.append(f"{len(mine)} you had decided already; they wait for others.")
+    ids = [pk for pk in ids if pk not in mine]
+    gone = 0
+    for start in range(0, len(ids), GROUP_CHUNK):
+        chunk = ids[start : start + GROUP_CHUNK]
+        with transaction.atomic():
+            locked = list(
+                members.filter(pk__in=chunk)
+                .select_related("agent__owner")
+                .select_for_update(of=("self",), skip_locked=True)
+                .order_by("pk")
+            )
+            gone += len(chunk) - len(locked)
+            for request in locked:
+                _group_member_decide(
+                    request=request, approver=approver, verdict=verdict, channel=channel,
+                    comment=comment, group=str(group), outcome=outcome,
+                )  # fmt: skip
+    if gone:
+        outcome.skipped.append(
+            f"{gone} were being decided by someone else, or were no longer waiting; "
+            "they are left as they are."
+        )
+    return outcome
+
+
+def _group_member_decide(*, request, approver, verdict, channel, comment, group, outcome):
+    """One member, in a savepoint: a refusal leaves it, and only it, as it was."""
+    try:
+        with transaction.atomic():
+            _decision_record(
+                request=request, approver=approver, verdict=verdict, channel=channel,
+                comment=comment, group=group,
+            )  # fmt: skip
+    except IntegrityError:
+        outcome.skipped.append(f"“{request.subject}”: you already decided on it.")
+        return
+    except DomainError as exc:
+        outcome.skipped.append(f"“{request.subject}”: {exc.message}")
+        return
+    outcome.decided += 1
+    if request.status == ApprovalStatus.PENDING:
+        outcome.waiting += 1
+    else:
+        outcome.settled += 1
 
 
 def approval_override(

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views_email, views_inbox, views_standing
+from approvals import views_email, views_groups, views_inbox, views_standing
 
 app_name = "approvals"
 
@@ -24,5 +24,8 @@ urlpatterns = [
         views_standing.standing_revoke,
         name="standing-revoke",
     ),
+    path("inbox/groups/", views_groups.inbox_grouped, name="inbox-grouped"),
+    path("inbox/groups/<str:key>/", views_groups.group, name="group"),
+    path("inbox/groups/<str:key>/decide/", views_groups.group_decide, name="group-decide"),
     path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
 ]

@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
+from approvals.groups import group_key_of
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
@@ -107,6 +108,7 @@ def build_world() -> World:
             "agent_b": agent_b.pk,
             "action": action.pk,
             "approval": action.approval.pk,
+            "group": str(group_key_of(action.approval)),
             "unit": agent_a.business_unit_id,
             "role": agent_a.role_id,
             "run": run.pk,
@@ -223,6 +225,14 @@ API = [
     ("POST", "/api/v1/agents/{id}/retire/", "agent", REASON, "401 403 403 200 403 403 403 200 200"),
     ("GET", "/api/v1/agents/me/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/approvals/", None, None, "401 403 403 200 200 200 200 200 200"),
+    ("GET", "/api/v1/approvals/groups/", None, None, "401 403 403 200 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/approvals/groups/{key}/decide/",
+        "group",
+        {"verdict": "approve", "until": "2100-01-01T00:00:00Z"},
+        "401 403 403 404 404 200 404 404 404",
+    ),
     ("GET", "/api/v1/approvals/{id}/", "approval", None, "401 403 403 404 404 200 404 404 404"),
     (
         "POST",
@@ -560,6 +570,15 @@ PORTAL = [
         REASON,
         "302 302 302 403 403 403 403 302 302",
     ),
+    ("GET", "inbox/groups/", None, None, "302 302 302 200 200 200 200 200 200"),
+    ("GET", "inbox/groups/<str:key>/", "group", None, "302 302 302 404 404 200 404 404 404"),
+    (
+        "POST",
+        "inbox/groups/<str:key>/decide/",
+        "group",
+        {"verdict": "approve", "until": "2100-01-01T00:00:00Z"},
+        "302 302 302 404 404 302 404 404 404",
+    ),
     ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
     ("GET", "workflows/analytics/", None, None, "302 302 302 403 200 200 200 200 200"),
     (
@@ -689,6 +708,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
     values = {
         "<uuid:request_id>": world.ids["approval"],
         "<str:token>": world.ids.get("token", "not-a-token"),
+        "<str:key>": world.ids["group"],
         "<uuid:run_id>": world.ids["run"],
         "<uuid:step_run_id>": world.ids["task"],
         "<slug:control>": "pause" if "steps" not in pattern else "retry",

@@ -120,6 +120,17 @@ def test_dashboard_bench_prints_and_writes_every_figure(tmp_path):
     assert all(value > 0 for value in figures.values()), figures
 
 
+def test_grouped_inbox_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path,
+        "inbox_groups",
+        ["--rows", 300, "--group", 20, "--calls", 2],
+        drop=lambda k: k in ("BENCH_GROUPED_ROWS", "BENCH_GROUP_MEMBERS"),
+    )
+    assert figures["inbox_grouped_rows"] == 300 and figures["group_decide_members"] == 20
+    assert all(value > 0 for value in figures.values()), figures
+
+
 def test_gate_scale_bench_prints_and_writes_its_figures(tmp_path):
     args = ["--agents", 2, "--clients", 2, "--seconds", 1, "--pairs", 1]
     figures, _ = run_bench(

@@ -91,3 +91,40 @@ class DecideSerializer(StrictSerializer):
     redirect_to = serializers.SlugRelatedField(
         slug_field="name", queryset=Group.objects.all(), required=False, default=None
     )
+
+
+class GroupSerializer(serializers.Serializer):
+    """A group of similar waiting requests (``approvals.groups``): the same operation, agent
+    role and business unit in one risk band. ``newest`` is what ``decide`` takes as
+    ``until``: members that arrive later are never decided unseen."""
+
+    key = serializers.CharField()
+    size = serializers.IntegerField()
+    operation = serializers.CharField(source="operation.key")
+    operation_name = serializers.CharField(source="operation.name")
+    role = serializers.CharField(source="role.slug")
+    business_unit = serializers.CharField(source="unit.slug")
+    risk_band = serializers.CharField(source="band")
+    risk_min = serializers.IntegerField()
+    risk_max = serializers.IntegerField()
+    agents = serializers.IntegerField()
+    oldest = serializers.DateTimeField()
+    newest = serializers.DateTimeField()
+
+
+class GroupDecideSerializer(StrictSerializer):
+    verdict = serializers.ChoiceField(choices=[Verdict.APPROVE, Verdict.REJECT])
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    until = serializers.DateTimeField(
+        help_text="The group's ``newest`` as listed: later members are left waiting."
+    )
+    exclude = serializers.ListField(
+        child=serializers.UUIDField(), required=False, default=list, max_length=1000
+    )
+
+
+class GroupOutcomeSerializer(serializers.Serializer):
+    decided = serializers.IntegerField()
+    settled = serializers.IntegerField()
+    waiting = serializers.IntegerField()
+    skipped = serializers.ListField(child=serializers.CharField())

@@ -5,6 +5,7 @@ from approvals.api import standing, views
 from autonomy.api.routers import APIRouter
 
 router = APIRouter()
+router.register("approvals/groups", views.ApprovalGroupViewSet, basename="approval-group")
 router.register("approvals", views.ApprovalViewSet, basename="approval")
 router.register(
     "standing-approvals", standing.StandingApprovalViewSet, basename="standing-approval"

@@ -7,8 +7,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from agents.api.permissions import IsPerson
-from approvals import selectors, services
-from approvals.api.serializers import ApprovalSerializer, DecideSerializer
+from approvals import groups, selectors, services
+from approvals.api.serializers import (
+    ApprovalSerializer,
+    DecideSerializer,
+    GroupDecideSerializer,
+    GroupOutcomeSerializer,
+    GroupSerializer,
+)
 from approvals.models import ApprovalRequest, Channel
 
 
@@ -41,3 +47,40 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             redirect_to=values["redirect_to"],
         )
         return Response(ApprovalSerializer(selectors.approval_detail(request_id=pk)).data)
+
+
+class ApprovalGroupViewSet(viewsets.GenericViewSet):
+    """The grouped inbox: similar waiting requests, each group decided in one call."""
+
+    serializer_class = GroupSerializer
+    permission_classes = [IsPerson]
+    lookup_field = "key"
+    lookup_value_regex = r"op-\d+\.role-\d+\.unit-\d+\.risk-(?:low|medium|high)"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApprovalRequest.objects.none()
+        return groups.inbox_groups(user=self.request.user).groups
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(
+            GroupSerializer(groups.groups_named(page), many=True).data
+        )
+
+    @extend_schema(request=GroupDecideSerializer, responses=GroupOutcomeSerializer)
+    @action(detail=True, methods=["post"])
+    def decide(self, request, key=None):
+        data = GroupDecideSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        outcome = services.approvals_decide_group(
+            approver=request.user,
+            key=key,
+            verdict=values["verdict"],
+            channel=Channel.API,
+            until=values["until"],
+            comment=values["comment"],
+            exclude=values["exclude"],
+        )
+        return Response(GroupOutcomeSerializer(outcome).data)

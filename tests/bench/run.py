@@ -201,10 +201,11 @@ def bench_module(module: str) -> bool:
 # processes against one; on PostgreSQL, the highest end-to-end rate of allowed actions in
 # production mode (``load``); a decision with 20 content rules on a 5 KB e-mail body against
 # the same decision without them (``guardrails``); a decision with 1,000 standing approvals
-# against the same decision without them (``standing``).
+# against the same decision without them (``standing``); the grouped inbox with 10,000 waiting
+# requests and one group of 1,000 decided in one call (``inbox_groups``).
 MODULES = [
     "workflows", "intervention", "memory", "activity", "dashboard", "analytics", "gate_scale",
-    "load", "guardrails", "standing",
+    "load", "guardrails", "standing", "inbox_groups",
 ]  # fmt: skip
 
 
