@@ -386,7 +386,14 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], obje
 
 
 def _settle(
-    *, request: ApprovalRequest, status: str, code: str, actor: str, message: str, comment: str = ""
+    *,
+    request: ApprovalRequest,
+    status: str,
+    code: str,
+    actor: str,
+    message: str,
+    comment: str = "",
+    expired: bool = False,
 ) -> Callable[[], object]:
     """Close the request. Returns the waiting work's move through its owner's lifecycle, for
     the caller to make once it has written its own audit record, so the trail reads: the
@@ -394,7 +401,8 @@ def _settle(
     it again) or denied; a promotion is carried out (the plan moves up) or closed rejected."""
     request.status = status
     request.decided_at = timezone.now()
-    request.save(update_fields=["status", "decided_at", "approvals"])
+    request.expired_undecided = expired
+    request.save(update_fields=["status", "decided_at", "approvals", "expired_undecided"])
     approved = status == ApprovalStatus.APPROVED
     if request.kind == ApprovalKind.PROMOTION:
         return functools.partial(
@@ -452,6 +460,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
                 actor="system",
                 message="Nobody decided in time; the request "
                 + ("was approved." if approve else "expired."),
+                expired=True,
             )
             audit.append(
                 kind="approval_expired",
