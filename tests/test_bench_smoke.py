@@ -120,6 +120,17 @@ def test_dashboard_bench_prints_and_writes_every_figure(tmp_path):
     assert all(value > 0 for value in figures.values()), figures
 
 
+def test_approval_load_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path,
+        "approval_load",
+        ["--rows", 12000, "--calls", 2],
+        drop=lambda k: k == "BENCH_APPROVAL_ROWS",
+    )
+    assert figures["approval_load_rows"] == 12000 and figures["approval_load_queries"] == 9
+    assert all(value > 0 for value in figures.values()), figures
+
+
 def test_gate_scale_bench_prints_and_writes_its_figures(tmp_path):
     args = ["--agents", 2, "--clients", 2, "--seconds", 1, "--pairs", 1]
     figures, _ = run_bench(
