@@ -228,6 +228,10 @@ class ApprovalRequest(models.Model):
     reminded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # The clock closed it: nobody decided in time (``status`` says which way it went, expired
+    # or approved by its expiry outcome). Load figures count these apart from people's
+    # decisions.
+    expired_undecided = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-risk_score", "created_at"]
@@ -235,6 +239,8 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["status", "approver_group", "-risk_score", "created_at"],
                          name="approval_inbox"),
             models.Index(fields=["status", "expires_at"], name="approval_expiry"),
+            models.Index(fields=["created_at"], name="approval_arrivals"),
+            models.Index(fields=["decided_at"], name="approval_closings"),
         ]  # fmt: skip
         constraints = [
             models.CheckConstraint(

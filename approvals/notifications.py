@@ -1,5 +1,6 @@
 """E-mails to approvers: each gets a signed, expiring, single-use link to a confirmation page."""
 
+import json
 import logging
 
 from django.conf import settings
@@ -66,6 +67,12 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
         context = {
             "request": request,
             "action": request.action,
+            # Plain text: the parameters as JSON, as people read them in the inbox, unescaped.
+            "params_text": (
+                json.dumps(request.action.params, sort_keys=True, ensure_ascii=False)
+                if request.action_id
+                else ""
+            ),
             "promotion": promotion,
             "approver": approver,
             "url": url,

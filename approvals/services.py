@@ -134,13 +134,17 @@ def _stage_passed(
     comment: str = "",
     code: str = "approval_granted",
     now=None,
+    expired: bool = False,
 ) -> Callable[[], object] | None:
     """The current stage reached its quorum (or expired with outcome approve): the request
     moves to its next stage, whose approvers are told, or, after its last, is settled
-    approved. Returns the waiting work's move when settled (``_settle``), else None."""
+    approved. Returns the waiting work's move when settled (``_settle``), else None.
+    ``expired``: nobody decided the stage (its outcome passed it); at the last stage the
+    request counts as expired undecided."""
     if request.stage >= request.stages:
         return _settle(request=request, status=ApprovalStatus.APPROVED, code=code,
-                       actor=actor, message=message, comment=comment)  # fmt: skip
+                       actor=actor, message=message, comment=comment,
+                       expired=expired)  # fmt: skip
     now = now or timezone.now()
     passed = request.stage
     ApprovalStage.objects.filter(request=request, number=passed).update(
@@ -629,7 +633,14 @@ def _apply(*, request: ApprovalRequest, decision: Decision) -> Callable[[], obje
 
 
 def _settle(
-    *, request: ApprovalRequest, status: str, code: str, actor: str, message: str, comment: str = ""
+    *,
+    request: ApprovalRequest,
+    status: str,
+    code: str,
+    actor: str,
+    message: str,
+    comment: str = "",
+    expired: bool = False,
 ) -> Callable[[], object]:
     """Close the request. Returns the waiting work's move through its owner's lifecycle, for
     the caller to make once it has written its own audit record, so the trail reads: the
@@ -637,7 +648,8 @@ def _settle(
     it again) or denied; a promotion is carried out (the plan moves up) or closed rejected."""
     request.status = status
     request.decided_at = timezone.now()
-    request.save(update_fields=["status", "decided_at", "approvals"])
+    request.expired_undecided = expired
+    request.save(update_fields=["status", "decided_at", "approvals", "expired_undecided"])
     if request.routed:
         ApprovalStage.objects.filter(request=request, number=request.stage).update(
             status=status, decided_at=request.decided_at
@@ -713,11 +725,12 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
             )
             if approve:
                 then = _stage_passed(request=request, actor="system", message=message,
-                                     code="approval_expired", now=now)  # fmt: skip
+                                     code="approval_expired", now=now,
+                                     expired=True)  # fmt: skip
             else:
                 then = _settle(request=request, status=ApprovalStatus.EXPIRED,
                                code="approval_expired", actor="system",
-                               message=message)  # fmt: skip
+                               message=message, expired=True)  # fmt: skip
             if then is not None:
                 then()
             counts["expired"] += 1

@@ -20,6 +20,7 @@ from django.views.decorators.http import etag, require_GET, require_POST
 
 from approvals import selectors, services
 from approvals.forms import BulkDecisionForm, DecisionForm
+from approvals.load import approval_load, decisions_of, forecast_sentence, wait_words
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import PromotionStatus
@@ -78,10 +79,31 @@ def _list_context(request: HttpRequest) -> dict:
     }
 
 
+def _strip_context(request: HttpRequest) -> dict:
+    """The load strip over the inbox: the backlog and its direction, the last hour, and this
+    person's own share (``approvals.load``)."""
+    load = approval_load(top_approvers=0, hourly=False)
+    mine = decisions_of(user=request.user, now=load.now)
+    rate = round(load.rate_per_hour)
+    return {
+        "strip": {
+            "load": load,
+            "forecast": forecast_sentence(load),
+            "trend": f"↑ {rate:,}/h" if rate > 0 else f"↓ {-rate:,}/h" if rate < 0 else "",
+            "trend_tone": "up" if rate > 0 else "down",
+            "mine_waiting": _inbox_page(request).paginator.count,
+            "mine_decided": mine["decisions_24h"],
+            "median_wait": wait_words(load.median_seconds),
+        }
+    }
+
+
 @person_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/inbox.html", _list_context(request))
+    return render(
+        request, "approvals/inbox.html", {**_list_context(request), **_strip_context(request)}
+    )
 
 
 @person_required
@@ -193,7 +215,10 @@ def _detail_page(request: HttpRequest, approval: ApprovalRequest, *, status=200,
     if request.GET.get("partial"):
         return render(request, "approvals/_detail.html", context, status=status)
     return render(
-        request, "approvals/detail.html", {**_list_context(request), **context}, status=status
+        request,
+        "approvals/detail.html",
+        {**_list_context(request), **_strip_context(request), **context},
+        status=status,
     )
 
 

@@ -88,6 +88,68 @@ def stacked_bars(
     }
 
 
+def paired_bars(
+    starts: list, left: dict[str, list[int]], right: dict[str, list[int]], *,
+    tones: dict, labels: dict, label_format: str,
+) -> dict:  # fmt: skip
+    """Two stacked bars per bucket side by side, scaled together: e.g. the approval
+    requests that arrived in an hour (``left``) against those that left the backlog in it,
+    by outcome (``right``)."""
+    n = len(starts)
+    plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM - PAD_TOP
+    slot = plot_w / max(n, 1)
+    gap = min(4.0, slot * 0.2)
+    half = (slot - gap) / 2
+
+    def stack_totals(side: dict) -> list[int]:
+        return [sum(values[i] for values in side.values()) for i in range(n)]
+
+    top = _nice_max(max([*stack_totals(left), *stack_totals(right)], default=0))
+    bars: list[Bar] = []
+    for i, start in enumerate(starts):
+        for offset, side in ((0, left), (half, right)):
+            base = HEIGHT - PAD_BOTTOM
+            for key, values in side.items():
+                if not values[i]:
+                    continue
+                h = plot_h * values[i] / top
+                base -= h
+                bars.append(
+                    Bar(
+                        x=round(PAD_LEFT + i * slot + gap / 2 + offset, 2),
+                        y=round(base, 2),
+                        width=round(max(half - 0.5, 0.5), 2),
+                        height=round(max(h, 0.5), 2),
+                        tone=tones[key],
+                        title=f"{start:{label_format}}: {values[i]} {labels[key]}",
+                    )
+                )
+    ticks = [
+        {"x": round(PAD_LEFT + i * slot, 2), "label": f"{starts[i]:{label_format}}"}
+        for i in range(0, n, max(1, n // 6))
+    ]
+    grid = [
+        {"y": round(HEIGHT - PAD_BOTTOM - plot_h * f, 2), "label": f"{top * f:g}"}
+        for f in (0, 0.5, 1)
+    ]
+    totals = {labels[k]: sum(v) for k, v in (left | right).items()}
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "bars": bars,
+        "ticks": ticks,
+        "grid": grid,
+        "left": PAD_LEFT,
+        "baseline": HEIGHT - PAD_BOTTOM,
+        "total": sum(sum(v) for v in left.values()),
+        "totals": totals,
+        "legend": [
+            {"label": labels[k], "tone": tones[k], "value": totals[labels[k]]}
+            for k in (*left, *right)
+        ],  # fmt: skip
+    }
+
+
 def horizontal_bars(rows: list[dict], *, label: str, value: str, tone: str) -> dict:
     """One bar per row, longest first, for rankings (business units, risky agents)."""
     row_h, label_w, width = 26, 170, 460

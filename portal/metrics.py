@@ -19,9 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from agents.models import Agent, AgentStatus
-from approvals.models import ApprovalRequest, ApprovalStatus
+from approvals.load import approval_load
 from autonomy.models import ActivityRollup, Intervention, InterventionKind, Verdict
 from portal.metrics_analytics import analytics_metrics
+from portal.metrics_approvals import TOP_APPROVERS, approval_metrics
 from workflows.models import Run, RunStatus
 
 WINDOW = timedelta(minutes=5)
@@ -49,11 +50,13 @@ class FleetCollector:
             actions.add_metric([verdict], by_verdict.get(verdict, 0))
         yield actions
 
+        load = approval_load(top_approvers=TOP_APPROVERS)
         yield GaugeMetricFamily(
             "autonomy_approvals_pending",
             "Approval requests waiting for a decision.",
-            value=ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).count(),
+            value=load.backlog,
         )
+        yield from approval_metrics(load)
         yield _by_status("autonomy_agents", "Agents by status.", Agent, AgentStatus.values)
         yield GaugeMetricFamily(
             "autonomy_interventions_open",

@@ -14,11 +14,16 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from approvals import load as load_figures
 from portal import charts
 from portal.dashboard import dashboard as dashboard_data
 from portal.dashboard import may_view_dashboard
 
 REFRESH_MS = 30_000
+LOAD_TONES = {"arrived": "arrived", "approved": "allow", "rejected": "deny",
+              "expired": "approval", "cancelled": "cancelled"}  # fmt: skip
+LOAD_LABELS = {"arrived": "arrived", "approved": "approved", "rejected": "rejected",
+               "expired": "expired undecided", "cancelled": "cancelled"}  # fmt: skip
 
 
 def portal_staff_required(view):
@@ -32,12 +37,40 @@ def portal_staff_required(view):
     return wrapped
 
 
-def _context() -> dict:
-    data = dashboard_data()
-    median = data.median_decision_seconds
+def _filters(request: HttpRequest) -> dict:
+    """The approval load's scope from the query string: ``unit`` (a business unit's slug)
+    and ``group`` (an approver group's id); anything else is ignored."""
+    group = request.GET.get("group", "")
+    return {
+        "business_unit": request.GET.get("unit", "")[:100] or None,
+        "approver_group": int(group) if group.isdigit() else None,
+    }
+
+
+def _context(request: HttpRequest) -> dict:
+    filters = _filters(request)
+    data = dashboard_data(**filters)
+    load = data.approvals
     return {
         "data": data,
-        "median_decision": _duration(median) if median is not None else "—",
+        "load": load,
+        "load_filters": filters,
+        "load_scope": _scope_label(load, filters),
+        "forecast": load_figures.forecast_sentence(load),
+        "forecast_method": load_figures.FORECAST_METHOD,
+        "median_decision": load_figures.wait_words(load.median_seconds),
+        "p90_decision": load_figures.wait_words(load.p90_seconds),
+        "approvers": [
+            {**a, "median": load_figures.wait_words(a["median_seconds"])} for a in load.approvers
+        ],
+        "load_chart": charts.paired_bars(
+            load.hours,
+            {"arrived": load.arrivals},
+            load.closed,
+            tones=LOAD_TONES,
+            labels=LOAD_LABELS,
+            label_format="%H:%M",
+        ),
         "hour_chart": charts.stacked_bars(data.last_hour, label_format="%H:%M"),
         "day_chart": charts.stacked_bars(data.last_day, label_format="%H:%M"),
         "unit_chart": charts.horizontal_bars(
@@ -53,23 +86,30 @@ def _context() -> dict:
     }
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def _scope_label(load, filters: dict) -> str:
+    """What a filtered load panel counts, named from its rows ("" unfiltered)."""
+    if not any(filters.values()):
+        return ""
+    if not load.groups:
+        return "no requests"
+    first = load.groups[0]
+    names = []
+    if filters["business_unit"]:
+        names.append(first["unit"])
+    if filters["approver_group"]:
+        names.append(first["group"])
+    return ", ".join(names)
 
 
 @require_GET
 @portal_staff_required
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/dashboard.html", _context())
+    return render(request, "portal/dashboard.html", _context(request))
 
 
 @require_GET
 @portal_staff_required
 @never_cache
 def dashboard_live(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/_dashboard_body.html", _context())
+    return render(request, "portal/_dashboard_body.html", _context(request))

@@ -128,6 +128,16 @@ def test_grouped_inbox_bench_prints_and_writes_every_figure(tmp_path):
         drop=lambda k: k in ("BENCH_GROUPED_ROWS", "BENCH_GROUP_MEMBERS"),
     )
     assert figures["inbox_grouped_rows"] == 300 and figures["group_decide_members"] == 20
+
+
+def test_approval_load_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path,
+        "approval_load",
+        ["--rows", 12000, "--calls", 2],
+        drop=lambda k: k == "BENCH_APPROVAL_ROWS",
+    )
+    assert figures["approval_load_rows"] == 12000 and figures["approval_load_queries"] == 9
     assert all(value > 0 for value in figures.values()), figures
 
 

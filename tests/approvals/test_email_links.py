@@ -267,3 +267,30 @@ def test_a_post_without_the_csrf_token_is_refused_and_decides_nothing(waiting):
     assert response.status_code == 200
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.APPROVED
+
+
+def test_the_plain_text_e_mail_shows_parameters_and_reason_as_written(
+    people, django_capture_on_commit_callbacks
+):
+    """Issue 24 item 7: a quote, an ampersand or an angle bracket reaches the approver as
+    written, never as an HTML entity."""
+    from autonomy import actions
+
+    registry, alice, _ = people
+    unit = registry.agent.business_unit
+    unit.approval_threshold = 0
+    unit.save(update_fields=["approval_threshold"])
+    with django_capture_on_commit_callbacks(execute=True):
+        action, _ = actions.action_request(
+            agent=registry.agent,
+            operation_key="erp.post-invoice",
+            params={"invoice_id": "O'Brien & Sons <INV-7>", "amount": 120},
+            reason='Pay "now" & <fast>',
+        )
+    assert action.status == ActionStatus.PENDING_APPROVAL
+    (message,) = [m for m in mail.outbox if m.to == [alice.email]]
+    body = message.body
+    assert 'Parameters:  {"amount": 120, "invoice_id": "O\'Brien & Sons <INV-7>"}' in body
+    assert 'Reason:      Pay "now" & <fast>' in body
+    for entity in ("&amp;", "&#x27;", "&#39;", "&quot;", "&lt;", "&gt;"):
+        assert entity not in body

@@ -1,6 +1,7 @@
 """An officer opens the fleet dashboard in headless Chromium: the charts are drawn with the
 fleet's numbers, and the page picks up new activity without a reload."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from autonomy.observability.rollup import rollup_rebuild, rollup_record
 from tests.autonomy.dashboard_fixtures import history
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_agent
-from tests.oidc_fixtures import screenshot
+from tests.oidc_fixtures import ARTIFACTS, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -80,3 +81,54 @@ def test_officer_sees_the_fleet_dashboard_charts(live_server, browser_page):
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     expect(page.locator("svg#chart-hour")).to_have_attribute("data-total", str(before + 1))
     assert page.evaluate("window.__sameDocument") is True
+
+
+def test_officer_reads_the_approval_load_on_the_dashboard_and_over_the_inbox(
+    live_server, browser_page
+):
+    from playwright.sync_api import expect
+
+    from approvals.models import ApprovalStatus
+    from tests.approvals.conftest import approver
+    from tests.approvals.load_fixtures import Spec, seed_requests
+
+    registry = build_registry()
+    clerks = Group.objects.get_or_create(name=group_name(PortalRole.APPROVER))[0]
+    ann, bob = approver("ann"), approver("bob")
+    ops = BusinessUnitFactory(slug="ops", name="Operations")
+    approved, expired = ApprovalStatus.APPROVED, ApprovalStatus.EXPIRED
+    specs = [Spec(i * 7 % 60, group=clerks, unit=ops if i % 3 else None) for i in range(40)]
+    specs += [Spec(60 * h + 50, 60 * h + 20 - i, approved, group=clerks, by=(ann, bob)[i % 2])
+              for h in range(12) for i in range(6)]  # fmt: skip
+    specs += [Spec(25 * 60, 60 * h, expired, expired=True, group=clerks) for h in range(3)]
+    seed_requests(registry=registry, specs=specs, now=timezone.now())
+
+    page = browser_page
+    sign_in_officer(page, live_server)
+    page.goto(f"{live_server.url}/dashboard/")
+    panel = page.locator("#approval-load")
+    expect(panel.locator("[data-load=forecast]")).to_contain_text("Backlog 40, growing by")
+    chart = panel.locator("svg#chart-load")
+    assert chart.locator("rect.bar-arrived").count() > 0
+    assert chart.locator("rect.bar-allow").count() > 0
+    expect(panel.locator("[data-load=decided]")).to_have_text("72")
+    expect(panel.locator("[data-load=expired]")).to_have_text("3")
+    expect(panel.locator("[data-load=approvers] tbody tr")).to_have_count(2)
+    box = chart.bounding_box()
+    assert box["width"] > 600 and box["height"] > 100
+    screenshot(page, "dashboard-approval-load")
+    panel.screenshot(path=str(ARTIFACTS / "dashboard-approval-load-panel.png"))
+
+    # One unit: a link in the table narrows the panel, and says how to get back.
+    panel.get_by_role("link", name="Operations").click()
+    expect(panel.locator("h2")).to_contain_text("Operations")
+    expect(panel.locator("[data-load=forecast]")).to_contain_text("Backlog 26")
+
+    page.goto(f"{live_server.url}/inbox/")
+    strip = page.locator("[data-load-strip]")
+    expect(strip.locator("[data-strip=backlog]")).to_have_text("40")
+    expect(strip.locator("[data-strip=trend]")).to_contain_text("↑")
+    assert strip.bounding_box()["height"] < 60  # a strip, not a panel pushing the list down
+    screenshot(page, "inbox-load-strip")
+    strip.get_by_role("link", name="Load on the dashboard →").click()
+    page.wait_for_url(re.compile(r"/dashboard/#approval-load$"))
