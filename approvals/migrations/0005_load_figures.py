@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0007_drift_result_bound'),
-        ('approvals', '0003_promotions'),
+        ('approvals', '0004_stages_and_routes'),
         ('auth', '0012_alter_user_first_name_max_length'),
         ('autonomy', '0014_content_rules'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
