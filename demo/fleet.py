@@ -274,7 +274,7 @@ class Fleet:
             if senders:
                 self._act(rng.choice(senders), operation, make(rng), reason)
                 return
-        if roll < 0.18:  # a large amount: a person decides
+        if roll < 0.14:  # a large amount: a person decides (two stages for a payment)
             roles = [r for r in LARGE if r in self.by_role]
             if roles:
                 role = rng.choice(roles)

@@ -11,6 +11,7 @@ import threading
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from demo.approvals import Desk
 from demo.workflows import DemoPlayer
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,14 @@ class Command(BaseCommand):
             "--rounds", type=int, default=0, help="stop after this many rounds (0: never)"
         )
         parser.add_argument("--seed", type=int, default=None, help="random seed")
+        parser.add_argument(
+            "--desk-think",
+            type=float,
+            default=10.0,
+            help="seconds each demo approver takes per decision (0: no desk)",
+        )
 
-    def handle(self, *args, runs, interval, think, rounds, seed, **options):
+    def handle(self, *args, runs, interval, think, rounds, seed, desk_think, **options):
         stop = threading.Event()
         previous = {}
         if threading.current_thread() is threading.main_thread():
@@ -40,18 +47,19 @@ class Command(BaseCommand):
                 previous[sig] = signal.signal(sig, lambda *_: stop.set())
         try:
             player = DemoPlayer(in_flight=runs, think_seconds=think, rng=random.Random(seed))
-            self._loop(stop, player, interval=interval, rounds=rounds)
+            desk = Desk(think_seconds=desk_think, rng=random.Random(seed)) if desk_think else None
+            self._loop(stop, player, desk, interval=interval, rounds=rounds)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _loop(self, stop: threading.Event, player: DemoPlayer, *, interval: float, rounds: int):
+    def _loop(self, stop, player: DemoPlayer, desk: Desk | None, *, interval: float, rounds: int):
         self._say(f"demo_runs: keeping {player.in_flight} demo run(s) in flight; Ctrl-C stops")
         done = 0
         while not stop.is_set():
             close_old_connections()
             try:
-                for line in player.tick():
+                for line in player.tick() + (desk.tick() if desk else []):
                     self._say(line)
             except Exception as exc:  # keep the demo going beside the web server; log why
                 log.exception("demo_runs round failed")

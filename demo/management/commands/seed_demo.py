@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from demo import (
     approval_routes,
+    approvals,
     connectors,
     drift,
     guardrails,
@@ -29,6 +30,8 @@ class Command(BaseCommand):
         created.update(connectors.seed())
         created.update(guardrails.seed())
         created.update(approval_routes.seed())
+        created["desk_people"] = approvals.seed_desk()
+        created["standing_approvals"] = approvals.seed_standing()
         created.update(workflows.seed())
         created["actions"] = connectors.seed_activity()
         created["memory_entries"] = memory.seed_memory()
