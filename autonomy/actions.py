@@ -642,7 +642,8 @@ def action_simulate(
     template_key: str | None = None,
 ):
     """The gate's answer for a hypothetical request, with a workflow step's ``approval`` ask
-    when it is one. Nothing is recorded or executed.
+    when it is one. Nothing is recorded or executed; a standing approval's daily bound is
+    read, not counted.
 
     ``by_agent``: the agent asks about itself. It learns nothing of an operation it is not
     granted: the answer is the very one a name that does not exist gets (no schema, no
@@ -652,7 +653,7 @@ def action_simulate(
     if by_agent and not grants.is_granted(operation=operation, agent=agent):
         raise _operation_unknown(operation_key)
     params = validate_params(operation=operation, params=params)
-    return operation, gate.decide(
+    decision = gate.decide(
         agent=agent,
         operation=operation,
         params=params,
@@ -661,3 +662,9 @@ def action_simulate(
         approval=approval,
         template_key=template_key,
     )
+    if decision.standing:
+        # What a request would find now: a standing approval with room left today, or none.
+        decision.standing_used(
+            standing_services.standing_with_room(candidates=decision.standing, at=timezone.now())
+        )
+    return operation, decision

@@ -168,6 +168,21 @@ def standing_revoke(*, standing_id: int, by, reason: str) -> StandingApproval:
     return standing
 
 
+def _has_room(standing: Standing, used: int) -> bool:
+    return standing.daily_limit is None or used < standing.daily_limit
+
+
+def standing_with_room(*, candidates: list[Standing], at: datetime) -> Standing | None:
+    """The first of ``candidates`` with room left today, read and not counted (simulate's
+    answer; a request counts through ``standing_consume``). One query."""
+    used = dict(
+        StandingApprovalUse.objects.filter(
+            standing_id__in=[s.pk for s in candidates], day=day_of(at)
+        ).values_list("standing_id", "count")
+    )
+    return next((s for s in candidates if _has_room(s, used.get(s.pk, 0))), None)
+
+
 def standing_consume(*, candidates: list[Standing], at: datetime) -> Standing | None:
     """Count one use on the first of ``candidates`` (most specific first) with room left
     today, and return it; None when each has used its daily bound. The daily bound's one

@@ -217,3 +217,36 @@ def test_the_owner_is_refused_on_the_api_for_their_agent(api, pending):
         format="json",
     )
     assert_envelope(refused, 403, "permission_denied")
+
+
+def test_the_list_page_and_the_api_cost_the_same_for_10_and_50(
+    client, api, pending, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    registry, _ = pending
+    officer = risk_officer("ro")
+    client.force_login(officer)
+    api.force_authenticate(officer)
+
+    def grant_some(n: int) -> None:
+        for i in range(n):
+            standing.standing_grant(
+                by=officer, operation=registry.post, role=registry.agent.role, max_risk=60,
+                daily_limit=5, days=1 + i % 30, reason=f"batch {i}",
+            )  # fmt: skip
+
+    def queries() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as page:
+            assert client.get("/inbox/standing/").status_code == 200
+        with CaptureQueriesContext(connection) as listed:
+            assert api.get("/api/v1/standing-approvals/").status_code == 200
+        return len(page.captured_queries), len(listed.captured_queries)
+
+    grant_some(10)
+    few = queries()
+    grant_some(40)
+    with django_assert_max_num_queries(few[0]):
+        assert client.get("/inbox/standing/").content.decode().count("standing-row") == 50
+    assert queries() == few

@@ -339,3 +339,18 @@ def test_the_admin_lists_them_by_state_and_revokes_through_the_service(client, a
     client.force_login(viewer)
     page = client.get(url)
     assert page.status_code == 200 and page.context["action_form"] is None  # no revoke
+
+
+def test_simulate_reads_the_daily_bound_without_counting(asked, officer):
+    granted = grant(officer, asked, daily_limit=1)
+
+    def simulated():
+        _, decision = lifecycle.action_simulate(
+            agent=asked.agent, operation_key="erp.post-invoice", params=BIG
+        )
+        return codes(decision.reasons)
+
+    assert simulated() == simulated() == ["standing_approval"]
+    assert not StandingApprovalUse.objects.filter(standing=granted, count__gt=0).exists()
+    assert ask(asked).status == ActionStatus.APPROVED
+    assert simulated() == ["risk_needs_approval", "standing_approval_used_up"]
