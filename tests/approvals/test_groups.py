@@ -425,3 +425,35 @@ def test_the_group_api_refuses_bad_bodies_and_unknown_groups_with_the_envelope()
         404, "not_found",
     )  # fmt: skip
     assert Operation.objects.exists() and not Decision.objects.exists()
+
+
+@pytest.mark.django_db
+def test_rollout_promotions_are_never_grouped(client):
+    from autonomy.rollouts import services as rollouts
+    from tests.approvals.conftest import officer, seed_plan
+
+    registry = build_registry()
+    plan = seed_plan(registry)
+    rollouts.promotion_propose(plan_id=plan.pk, by=officer("paula"))
+    members = waiting_group(registry, 2)
+    olga = officer("olga")
+    olga.groups.add(members[0].approver_group)
+    grouped = groups.inbox_groups(user=olga)
+    assert [(g["size"], g["action__operation_id"]) for g in grouped.groups] == [
+        (2, registry.post.pk)
+    ]
+    assert grouped.promotions == 1
+    client.force_login(olga)
+    assert "1 rollout promotion is never grouped" in client.get("/inbox/groups/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_group_key_the_api_cannot_parse_is_a_json_404():
+    api = APIClient()
+    api.force_authenticate(approver("ann"))
+    answer = api.post(
+        "/api/v1/approvals/groups/op-1.role-1.unit-1.risk-huge/decide/",
+        {"verdict": "approve", "until": LATER.isoformat()},
+        format="json",
+    )
+    assert_envelope(answer, 404, "not_found")
