@@ -231,8 +231,8 @@ def test_a_stage_one_email_link_no_longer_works_after_stage_one(
     request.refresh_from_db()
     assert (request.stage, request.approvals, request.decisions.count()) == (2, 0, 1)
 
-    # Stage 2's e-mails: to finance only (bea is in finance too, but approved stage 1? no:
-    # mia did, so bea may decide stage 2), naming the stage and who decided stage 1.
+    # Stage 2's e-mails go to finance (bea too: mia, not she, decided stage 1), naming the
+    # stage, who decided stage 1 and the rule.
     assert sorted(m.to[0] for m in mail.outbox) == ["bea@example.com", "fred@example.com"]
     body = mail.outbox[0].body
     assert "Stage:       2 of 2 · Finance" in body
