@@ -151,6 +151,7 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        indexes = [models.Index(fields=["created_at"], name="decision_time")]
         constraints = [
             # One decision per person per request: a second click never counts twice.
             models.UniqueConstraint(
