@@ -331,6 +331,7 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        indexes = [models.Index(fields=["created_at"], name="decision_time")]
         constraints = [
             # One decision per person per request, whatever the stage: a second click never
             # counts twice, and nobody approves two stages of one request (separation of

@@ -35,5 +35,9 @@ class Migration(migrations.Migration):
             model_name='approvalrequest',
             index=models.Index(fields=['decided_at'], name='approval_closings'),
         ),
+        migrations.AddIndex(
+            model_name="decision",
+            index=models.Index(fields=["created_at"], name="decision_time"),
+        ),
         migrations.RunPython(mark_expired, migrations.RunPython.noop),
     ]

@@ -206,3 +206,32 @@ def test_the_load_costs_a_constant_number_of_queries(n, django_assert_num_querie
     with django_assert_num_queries(9):
         load = figures.approval_load(now=NOW)
     assert load.backlog == n // 2 and len(load.approvers) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_decision_racing_the_expiry_sweep_is_counted_once_either_way(postgres, attempt):
+    """Whichever closes the request first, the load counts it once: as people's decision or
+    as an expiry, never as both and never as neither."""
+    from tests.conftest import at_once
+
+    registry = build_registry()
+    request = ApprovalRequest.objects.get(action=pending_action(registry))
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    person = approver("dee")
+    outcomes = at_once(
+        lambda: services.approvals_sweep(),
+        lambda: services.approval_decide(
+            request_id=request.pk, approver=person, verdict="approve", channel="api"
+        ),  # fmt: skip
+    )
+    assert outcomes[0] == "ok" and outcomes[1] in ("ok", "approval_not_pending")
+    request.refresh_from_db()
+    load = figures.approval_load()
+    assert load.decided_24h + load.expired_24h == 1 and load.backlog == 0
+    if outcomes[1] == "ok":
+        assert (request.status, request.expired_undecided, load.decided_24h) == (A, False, 1)
+    else:
+        assert (request.status, request.expired_undecided, load.expired_24h) == (E, True, 1)
