@@ -7,7 +7,13 @@ from django.db.models import CharField, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Replace
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from approvals.models import ApprovalRequest, ApprovalStatus
+from approvals.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Suggestion,
+    SuggestionKind,
+    SuggestionStatus,
+)
 
 DECIDE = "approvals.decide_approvalrequest"
 
@@ -120,3 +126,52 @@ def _window(minutes) -> str:
         days = minutes // (24 * 60)
         return f"{days} day{'s' if days != 1 else ''}"
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def suggestions_open() -> QuerySet[Suggestion]:
+    """Open suggestions, the largest expected fall in inbox load first, joined for display."""
+    return (
+        Suggestion.objects.filter(status=SuggestionStatus.OPEN)
+        .select_related("operation__connector", "role__group", "business_unit")
+        .order_by("-per_day", "pk")
+    )
+
+
+def suggestions_open_count() -> int:
+    return Suggestion.objects.filter(status=SuggestionStatus.OPEN).count()
+
+
+def suggestion_summary(suggestion: Suggestion) -> dict:
+    """What a policy owner reads of one suggestion, worded once for the page and the API."""
+    evidence, simulation = suggestion.evidence or {}, suggestion.simulation or {}
+    days = evidence.get("window_days")
+    approved, rejected = evidence.get("approved", 0), evidence.get("rejected", 0)
+    headline = (
+        f"{suggestion.role} agents in {suggestion.business_unit.name}: "
+        f"“{suggestion.operation.name}” approved {approved} time{'' if approved == 1 else 's'} "
+        f"unchanged and rejected {rejected} time{'' if rejected == 1 else 's'} "
+        f"in {days} day{'' if days == 1 else 's'}"
+    )
+    per_day = suggestion.per_day
+    return {
+        "id": suggestion.pk,
+        "kind": suggestion.kind,
+        "kind_label": suggestion.get_kind_display(),
+        "is_policy": suggestion.kind == SuggestionKind.POLICY,
+        "operation": suggestion.operation.key,
+        "operation_name": suggestion.operation.name,
+        "role": suggestion.role.slug,
+        "role_name": str(suggestion.role),
+        "business_unit": suggestion.business_unit.slug,
+        "business_unit_name": suggestion.business_unit.name,
+        "headline": headline,
+        "fall": f"~{per_day:.0f}" if per_day >= 1 else f"~{per_day:.1f}",
+        "fall_share": f"{suggestion.inbox_share:.0%}",
+        "per_day": per_day,
+        "inbox_share": suggestion.inbox_share,
+        "evidence": evidence,
+        "simulation": simulation,
+        "bounds": simulation.get("bounds") or {},
+        "wait_reasons": simulation.get("wait_reasons") or {},
+        "updated_at": suggestion.updated_at,
+    }

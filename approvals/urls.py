@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views_email, views_inbox
+from approvals import views_email, views_inbox, views_suggestions
 
 app_name = "approvals"
 
@@ -12,5 +12,21 @@ urlpatterns = [
     path("inbox/<uuid:request_id>/", views_inbox.detail, name="detail"),
     path("inbox/<uuid:request_id>/decide/", views_inbox.decide, name="decide"),
     path("inbox/bulk/", views_inbox.bulk_decide, name="bulk-decide"),
+    path("inbox/suggestions/", views_suggestions.suggestion_list, name="suggestions"),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/standing/",
+        views_suggestions.suggestion_standing,
+        name="suggestion-standing",
+    ),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/policy/",
+        views_suggestions.suggestion_policy,
+        name="suggestion-policy",
+    ),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/dismiss/",
+        views_suggestions.suggestion_dismiss,
+        name="suggestion-dismiss",
+    ),
     path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
 ]

@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import etag, require_GET, require_POST
 
-from approvals import selectors, services
+from approvals import selectors, services, suggestions
 from approvals.forms import BulkDecisionForm, DecisionForm
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
 from autonomy.errors import DomainError, ErrorCode
@@ -78,7 +78,15 @@ def _list_context(request: HttpRequest) -> dict:
 @person_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/inbox.html", _list_context(request))
+    context = {**_list_context(request), "suggestion_count": _suggestion_count(request)}
+    return render(request, "approvals/inbox.html", context)
+
+
+def _suggestion_count(request: HttpRequest) -> int:
+    """Open suggestions, for the header's badge: policy owners only."""
+    if not suggestions.may_review(user=request.user):
+        return 0
+    return selectors.suggestions_open_count()
 
 
 @person_required
@@ -179,9 +187,12 @@ def _detail_page(request: HttpRequest, approval: ApprovalRequest, *, status=200,
     context = _detail_context(request, approval, **extra)
     if request.GET.get("partial"):
         return render(request, "approvals/_detail.html", context, status=status)
-    return render(
-        request, "approvals/detail.html", {**_list_context(request), **context}, status=status
-    )
+    context = {
+        **_list_context(request),
+        **context,
+        "suggestion_count": _suggestion_count(request),
+    }
+    return render(request, "approvals/detail.html", context, status=status)
 
 
 @person_required

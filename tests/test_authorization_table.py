@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
+from approvals.models import Suggestion, SuggestionKind
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
@@ -92,6 +93,12 @@ def build_world() -> World:
     RolloutWave.objects.create(  # its criteria do not hold: proposing answers 409
         plan=plan, number=2, level=AutonomyLevel.GUARDED, min_actions=1000
     )
+    suggestion = Suggestion.objects.create(  # a proposal for agent A's pattern
+        pattern_key="authz", operation=action.operation, role=agent_a.role,
+        business_unit=agent_a.business_unit, kind=SuggestionKind.STANDING,
+        evidence={"window_days": 14, "approved": 20, "rejected": 0},
+        simulation={"bounds": {"max_risk": 40, "daily_limit": 12}}, updated_at=timezone.now(),
+    )  # fmt: skip
     setting = AutonomySetting.objects.create(  # on a template no row runs: it changes nothing
         level=AutonomyLevel.SHADOW, template_key="authz-unused"
     )
@@ -112,6 +119,7 @@ def build_world() -> World:
             "plan": plan.slug,
             "setting": setting.pk,
             "memory": memory.pk,
+            "suggestion": suggestion.pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -213,6 +221,7 @@ API = [
     ("POST", "/api/v1/agents/{id}/retire/", "agent", REASON, "401 403 403 200 403 403 403 200 200"),
     ("GET", "/api/v1/agents/me/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/approvals/", None, None, "401 403 403 200 200 200 200 200 200"),
+    ("GET", "/api/v1/approvals/suggestions/", None, None, "401 403 403 403 403 403 403 200 200"),
     ("GET", "/api/v1/approvals/{id}/", "approval", None, "401 403 403 404 404 200 404 404 404"),
     (
         "POST",
@@ -509,6 +518,28 @@ PORTAL = [
         "302 302 302 404 404 302 404 404 404",
     ),
     ("POST", "inbox/bulk/", "approval", "bulk", "302 302 302 302 302 302 302 302 302"),
+    ("GET", "inbox/suggestions/", None, None, "302 302 302 403 403 403 403 200 200"),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/standing/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/policy/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/dismiss/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
     ("GET", "workflows/analytics/", None, None, "302 302 302 403 200 200 200 200 200"),
     (
@@ -649,6 +680,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:verb>": "pause",
         "<slug:plan>": world.ids["plan"],
         "<slug:key>": "authz",  # the template of the world's run
+        "<int:suggestion_id>": world.ids["suggestion"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))
