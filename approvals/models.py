@@ -200,9 +200,9 @@ class Suggestion(models.Model):
     status = models.CharField(
         max_length=10, choices=SuggestionStatus.choices, default=SuggestionStatus.OPEN
     )
-    # Counts, window, bounds, sample request ids (see ``suggestions.pattern_evidence``).
+    # Counts, window, risk and amount approved, sample request ids (``suggestions._figures``).
     evidence = models.JSONField(default=dict)
-    # The proposal replayed on the recorded requests (``suggestions.simulate``).
+    # The proposal replayed on the recorded requests (``suggestions.Replay``).
     simulation = models.JSONField(default=dict)
     # The expected fall in inbox load: requests a day that would not have waited.
     per_day = models.FloatField(default=0)

@@ -20,20 +20,21 @@ approval waives it, within bounds).
 The proposal's bounds: the highest risk among the approved-unchanged, their highest amount
 (rounded up to a whole number, as Cedar compares it) and, for a standing approval, a daily
 bound of ``AUTONOMY_SUGGEST_HEADROOM`` × the busiest day's approvals-unchanged (rounded up).
-``simulate`` replays it over every recorded request of the pattern in the window, oldest
+``Replay`` replays it over every recorded request of the pattern in the window, oldest
 first: one that waited only for reasons the proposal waives, within its risk and amount
 bounds and under its daily bound that day (UTC), would not have waited. A supervised level, a
 workflow step's approval gate or a content rule would still have asked a person: a standing
 approval waives the risk threshold and policy approval, never those.
 
 ``suggestions_refresh`` runs on beat: a constant number of queries whatever the number of
-requests or patterns, one open suggestion per pattern (a database constraint), its figures
-refreshed while open. A pattern dismissed or opened as a draft is not proposed again until a
-window has passed since.
+requests or patterns (aggregates for the counts and bounds, then the qualifying patterns'
+requests streamed once through their replays, so memory grows with patterns, not requests),
+one open suggestion per pattern (a database constraint), its figures refreshed while open.
+A pattern dismissed or opened as a draft is not proposed again until a window has passed.
 """
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,7 +44,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from approvals.models import Suggestion, SuggestionKind, SuggestionStatus
@@ -102,6 +104,91 @@ class Bounds:
         }
 
 
+class Replay:
+    """One proposal replayed over a pattern's requests, fed oldest first: how many would not
+    have waited, why the others still would, and what people had answered to the ones let
+    through (the rejected and changed ones are its cost)."""
+
+    def __init__(self, *, waives: frozenset, bounds: Bounds):
+        self.waives, self.bounds = waives, bounds
+        self.waits: Counter = Counter()
+        self.allowed: Counter = Counter()
+        self.allowed_on: Counter = Counter()
+
+    def add(self, r: Record) -> None:
+        bounds = self.bounds
+        if r.asks - self.waives:
+            self.waits["other_reasons"] += 1
+        elif r.risk_score > bounds.max_risk:
+            self.waits["risk_above"] += 1
+        elif r.amount is not None and (bounds.max_amount is None or r.amount > bounds.max_amount):
+            self.waits["amount_above"] += 1
+        elif bounds.daily_limit is not None and (
+            self.allowed_on[r.created_at.date()] >= bounds.daily_limit
+        ):
+            self.waits["over_daily_limit"] += 1
+        else:
+            self.allowed_on[r.created_at.date()] += 1
+            self.allowed[r.human_decision or "undecided"] += 1
+
+    def result(self, *, days: int) -> dict:
+        would_allow = sum(self.allowed.values())
+        would_wait = sum(self.waits.values())
+        return {
+            "bounds": self.bounds.as_dict(),
+            "replayed": would_allow + would_wait,
+            "would_allow": would_allow,
+            "would_wait": would_wait,
+            "wait_reasons": {
+                k: self.waits[k]
+                for k in ("risk_above", "amount_above", "over_daily_limit", "other_reasons")
+            },
+            "would_allow_approved": self.allowed[HumanDecision.APPROVED],
+            "would_allow_changed": self.allowed[HumanDecision.CHANGED],
+            "would_allow_rejected": self.allowed[HumanDecision.REJECTED],
+            "would_allow_undecided": self.allowed["undecided"],
+            "per_day": round(would_allow / days, 2),
+        }
+
+
+class History:
+    """One pattern's window, read once: both kinds of proposal replayed side by side (the
+    kind is known only at the end), the sample ids and the policies that asked."""
+
+    ONLY_POLICY = frozenset({ErrorCode.POLICY_REQUIRES_APPROVAL})
+
+    def __init__(self, *, max_risk: int, max_amount, busiest_day: int):
+        amount = math.ceil(max_amount) if max_amount is not None else None
+        daily = math.ceil(busiest_day * settings.AUTONOMY_SUGGEST_HEADROOM)
+        self.replays = {
+            SuggestionKind.STANDING: Replay(
+                waives=WAIVES[SuggestionKind.STANDING], bounds=Bounds(max_risk, amount, daily)
+            ),
+            SuggestionKind.POLICY: Replay(
+                waives=WAIVES[SuggestionKind.POLICY], bounds=Bounds(max_risk, amount, None)
+            ),
+        }
+        self.busiest_day = busiest_day
+        self.samples: deque = deque(maxlen=SAMPLES)
+        self.policies: set = set()
+        self.only_policy = True
+
+    def add(self, r: Record) -> None:
+        for replay in self.replays.values():
+            replay.add(r)
+        if r.human_decision == HumanDecision.APPROVED:
+            self.samples.append(r.pk)
+            self.policies.update(r.policy_ids)
+            self.only_policy = self.only_policy and r.asks == self.ONLY_POLICY and r.policy_ids
+
+    @property
+    def kind(self) -> str:
+        """Policy when every approved-unchanged request waited only for a policy's approval."""
+        if self.samples and self.only_policy:
+            return SuggestionKind.POLICY
+        return SuggestionKind.STANDING
+
+
 def _pattern_key(operation_id, role_id, unit_id) -> str:
     return f"{operation_id}:{role_id}:{unit_id}"
 
@@ -117,90 +204,14 @@ def _approval_policy_ids(policy_ids) -> tuple:
     return tuple(sorted({p["policy_id"] for p in permits if p.get("policy_id") is not None}))
 
 
-def kind_for(records: list[Record]) -> str:
-    """Policy when every approved-unchanged request waited only for a policy's approval."""
-    approved = [r for r in records if r.human_decision == HumanDecision.APPROVED]
-    only_policy = frozenset({ErrorCode.POLICY_REQUIRES_APPROVAL})
-    if approved and all(r.asks == only_policy and r.policy_ids for r in approved):
-        return SuggestionKind.POLICY
-    return SuggestionKind.STANDING
-
-
-def bounds_for(records: list[Record], *, kind: str) -> Bounds:
-    approved = [r for r in records if r.human_decision == HumanDecision.APPROVED]
-    amounts = [r.amount for r in approved if r.amount is not None]
-    busiest = max(Counter(r.created_at.date() for r in approved).values(), default=0)
-    return Bounds(
-        max_risk=max((r.risk_score for r in approved), default=0),
-        max_amount=math.ceil(max(amounts)) if amounts else None,
-        daily_limit=math.ceil(busiest * settings.AUTONOMY_SUGGEST_HEADROOM)
-        if kind == SuggestionKind.STANDING
-        else None,
-    )
-
-
-def simulate(records: list[Record], *, kind: str, bounds: Bounds, days: int) -> dict:
-    """The proposal replayed over ``records`` (oldest first): how many would not have waited,
-    why the others still would, and what people had answered to the ones let through."""
-    waives = WAIVES[kind]
-    waits = Counter()
-    allowed_on = Counter()
-    allowed = Counter()
-    for r in sorted(records, key=lambda r: (r.created_at, r.pk)):
-        if r.asks - waives:
-            waits["other_reasons"] += 1
-        elif r.risk_score > bounds.max_risk:
-            waits["risk_above"] += 1
-        elif r.amount is not None and (bounds.max_amount is None or r.amount > bounds.max_amount):
-            waits["amount_above"] += 1
-        elif bounds.daily_limit is not None and allowed_on[r.created_at.date()] >= (
-            bounds.daily_limit
-        ):
-            waits["over_daily_limit"] += 1
-        else:
-            allowed_on[r.created_at.date()] += 1
-            allowed[r.human_decision or "undecided"] += 1
-    would_allow = sum(allowed.values())
-    return {
-        "replayed": len(records),
-        "would_allow": would_allow,
-        "would_wait": len(records) - would_allow,
-        "wait_reasons": {
-            k: waits[k] for k in ("risk_above", "amount_above", "over_daily_limit", "other_reasons")
-        },
-        # What people had answered to the requests the proposal lets through: the rejected
-        # and changed ones are its cost.
-        "would_allow_approved": allowed[HumanDecision.APPROVED],
-        "would_allow_changed": allowed[HumanDecision.CHANGED],
-        "would_allow_rejected": allowed[HumanDecision.REJECTED],
-        "would_allow_undecided": allowed["undecided"],
-        "per_day": round(would_allow / days, 2),
-    }
-
-
-def evidence_for(records: list[Record], *, days: int, since, until) -> dict:
-    said = Counter(r.human_decision for r in records)
-    approved = [r for r in records if r.human_decision == HumanDecision.APPROVED]
-    amounts = [r.amount for r in approved if r.amount is not None]
-    return {
-        "window_days": days,
-        "since": since.isoformat(),
-        "until": until.isoformat(),
-        "waited": len(records),
-        "approved": said[HumanDecision.APPROVED],
-        "changed": said[HumanDecision.CHANGED],
-        "rejected": said[HumanDecision.REJECTED],
-        "undecided": said[""],
-        "min_risk": min((r.risk_score for r in approved), default=0),
-        "max_risk": max((r.risk_score for r in approved), default=0),
-        "max_amount": str(max(amounts)) if amounts else None,
-        "busiest_day": max(Counter(r.created_at.date() for r in approved).values(), default=0),
-        "samples": [r.pk for r in approved[-SAMPLES:]],
-        "policies": sorted({p for r in approved for p in r.policy_ids}),
-    }
-
-
 # --- the refresh ---------------------------------------------------------------------------
+
+PATTERN = ("operation_id", "agent__role_id", "agent__business_unit_id")
+APPROVED_ONLY = Q(human_decision=HumanDecision.APPROVED)
+
+
+def _key(row) -> str:
+    return _pattern_key(*(row[f] for f in PATTERN))
 
 
 def _waited(since, until):
@@ -210,55 +221,109 @@ def _waited(since, until):
     )
 
 
-def _qualifying(since, until) -> list[dict]:
-    """One aggregate over the window: the patterns over the thresholds."""
-    decided = {
-        "approved": HumanDecision.APPROVED,
-        "rejected": HumanDecision.REJECTED,
-    }
-    return list(
+def _qualifying(since, until) -> dict[str, dict]:
+    """One aggregate over the window: the patterns over the thresholds, with their counts and
+    the bounds of what people approved as asked."""
+    rows = (
         _waited(since, until)
-        .values("operation_id", "agent__role_id", "agent__business_unit_id")
-        .annotate(**{k: Count("pk", filter=Q(human_decision=v)) for k, v in decided.items()})
+        .values(*PATTERN)
+        .annotate(
+            waited=Count("pk"),
+            approved=Count("pk", filter=APPROVED_ONLY),
+            changed=Count("pk", filter=Q(human_decision=HumanDecision.CHANGED)),
+            rejected=Count("pk", filter=Q(human_decision=HumanDecision.REJECTED)),
+            min_risk=Min("risk_score", filter=APPROVED_ONLY),
+            max_risk=Max("risk_score", filter=APPROVED_ONLY),
+            max_amount=Max("amount", filter=APPROVED_ONLY),
+        )
         .filter(
             approved__gte=settings.AUTONOMY_SUGGEST_MIN_APPROVED,
             rejected__lte=settings.AUTONOMY_SUGGEST_MAX_REJECTED,
         )
         .order_by()
     )
+    return {_key(row): row for row in rows}
 
 
-def _records(patterns: list[dict], since, until) -> dict[str, list[Record]]:
-    """Every waited request of the given patterns, in one query."""
-    match = reduce(
-        or_,
-        (
-            Q(
-                operation_id=p["operation_id"],
-                agent__role_id=p["agent__role_id"],
-                agent__business_unit_id=p["agent__business_unit_id"],
-            )
-            for p in patterns
-        ),
+def _match(patterns: dict[str, dict]) -> Q:
+    return reduce(or_, (Q(**{f: row[f] for f in PATTERN}) for row in patterns.values()))
+
+
+def _busiest_days(patterns: dict[str, dict], since, until) -> Counter:
+    """Per pattern, the most requests approved as asked on one day (UTC)."""
+    busiest: Counter = Counter()
+    per_day = (
+        _waited(since, until)
+        .filter(_match(patterns), APPROVED_ONLY)
+        .values(*PATTERN, day=TruncDate("created_at"))
+        .annotate(n=Count("pk"))
+        .order_by()
     )
+    for row in per_day:
+        key = _key(row)
+        busiest[key] = max(busiest[key], row["n"])
+    return busiest
+
+
+def _replayed(patterns: dict[str, dict], since, until) -> dict[str, History]:
+    """Every waited request of the given patterns, streamed once in time order through each
+    pattern's replays: memory grows with the patterns, not with the requests."""
+    busiest = _busiest_days(patterns, since, until)
+    histories = {
+        key: History(
+            max_risk=row["max_risk"] or 0, max_amount=row["max_amount"], busiest_day=busiest[key]
+        )
+        for key, row in patterns.items()
+    }
     rows = (
         _waited(since, until)
-        .filter(match)
+        .filter(_match(patterns))
         .order_by("created_at", "pk")
         .values_list(
-            "pk", "operation_id", "agent__role_id", "agent__business_unit_id", "created_at",
-            "risk_score", "amount", "reasons", "human_decision", "policy_ids",
+            *PATTERN, "pk", "created_at", "risk_score", "amount", "reasons", "human_decision",
+            "policy_ids",
         )
     )  # fmt: skip
-    by_pattern: dict[str, list[Record]] = {}
-    for pk, op, role, unit, at, risk, amount, reasons, said, policy_ids in rows:
-        by_pattern.setdefault(_pattern_key(op, role, unit), []).append(
+    for op, role, unit, pk, at, risk, amount, reasons, said, policy_ids in rows.iterator(
+        chunk_size=2000
+    ):
+        histories[_pattern_key(op, role, unit)].add(
             Record(
                 pk=str(pk), created_at=at, risk_score=risk, amount=amount, asks=_asks(reasons),
                 human_decision=said, policy_ids=_approval_policy_ids(policy_ids),
             )
         )  # fmt: skip
-    return by_pattern
+    return histories
+
+
+def _figures(row: dict, history: History, *, days: int, since, until, inbox_total: int):
+    kind = history.kind
+    simulation = history.replays[kind].result(days=days)
+    counted = row["approved"] + row["changed"] + row["rejected"]
+    evidence = {
+        "window_days": days,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "waited": row["waited"],
+        "approved": row["approved"],
+        "changed": row["changed"],
+        "rejected": row["rejected"],
+        "undecided": row["waited"] - counted,
+        "min_risk": row["min_risk"] or 0,
+        "max_risk": row["max_risk"] or 0,
+        "max_amount": None if row["max_amount"] is None else f"{Decimal(row['max_amount']):.2f}",
+        "busiest_day": history.busiest_day,
+        "samples": list(history.samples),
+        "policies": sorted(history.policies),
+    }
+    return {
+        "kind": kind,
+        "evidence": evidence,
+        "simulation": simulation,
+        "per_day": simulation["per_day"],
+        "inbox_share": round(simulation["would_allow"] / inbox_total, 4) if inbox_total else 0.0,
+        "updated_at": until,
+    }
 
 
 def suggestions_refresh(*, now: datetime | None = None) -> dict[str, int]:
@@ -268,54 +333,34 @@ def suggestions_refresh(*, now: datetime | None = None) -> dict[str, int]:
     days = settings.AUTONOMY_SUGGEST_WINDOW_DAYS
     since = now - timedelta(days=days)
     patterns = _qualifying(since, now)
-    keys = {
-        _pattern_key(p["operation_id"], p["agent__role_id"], p["agent__business_unit_id"]): p
-        for p in patterns
-    }
     counts = {"proposed": 0, "refreshed": 0, "withdrawn": 0}
     with transaction.atomic():
         counts["withdrawn"] = (
             Suggestion.objects.filter(status=SuggestionStatus.OPEN)
-            .exclude(pattern_key__in=keys)
+            .exclude(pattern_key__in=patterns)
             .delete()[0]
         )
-        if not keys:
-            return counts
-        known = list(Suggestion.objects.filter(pattern_key__in=keys))
+        known = list(Suggestion.objects.filter(pattern_key__in=patterns)) if patterns else []
         open_ = {s.pattern_key: s for s in known if s.status == SuggestionStatus.OPEN}
         resting = {s.pattern_key for s in known if s.status != SuggestionStatus.OPEN and
                    s.updated_at >= since}  # fmt: skip
+        patterns = {k: row for k, row in patterns.items() if k not in resting}
+        if not patterns:
+            return counts
         inbox_total = _waited(since, now).count()
-        records = _records(patterns, since, now)
+        histories = _replayed(patterns, since, now)
         new, changed = [], []
-        for key, pattern in keys.items():
-            if key in resting:
-                continue
-            rows = records.get(key, [])
-            kind = kind_for(rows)
-            bounds = bounds_for(rows, kind=kind)
-            simulation = {
-                "bounds": bounds.as_dict(),
-                **simulate(rows, kind=kind, bounds=bounds, days=days),
-            }
-            figures = {
-                "kind": kind,
-                "evidence": evidence_for(rows, days=days, since=since, until=now),
-                "simulation": simulation,
-                "per_day": simulation["per_day"],
-                "inbox_share": round(simulation["would_allow"] / inbox_total, 4)
-                if inbox_total
-                else 0.0,
-                "updated_at": now,
-            }
+        for key, row in patterns.items():
+            figures = _figures(row, histories[key], days=days, since=since, until=now,
+                               inbox_total=inbox_total)  # fmt: skip
             suggestion = open_.get(key)
             if suggestion is None:
                 new.append(
                     Suggestion(
                         pattern_key=key,
-                        operation_id=pattern["operation_id"],
-                        role_id=pattern["agent__role_id"],
-                        business_unit_id=pattern["agent__business_unit_id"],
+                        operation_id=row["operation_id"],
+                        role_id=row["agent__role_id"],
+                        business_unit_id=row["agent__business_unit_id"],
                         **figures,
                     )
                 )
