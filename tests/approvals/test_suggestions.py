@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents import services as agent_services
@@ -406,3 +407,41 @@ def test_acting_on_a_suggestion_that_does_not_exist_answers_not_found(proposed):
     answer = client.post("/inbox/suggestions/999999/dismiss/", follow=True)
     assert "No such suggestion." in answer.content.decode()
     assert Suggestion.objects.get().status == SuggestionStatus.OPEN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_officers_opening_one_suggestion_at_once_make_one_draft(postgres, thresholds):
+    _policy_history(thresholds)
+    suggestions.suggestions_refresh()
+    s = Suggestion.objects.get()
+    officers = [_officer("risk-9"), _officer("risk-10")]
+    drafts_before = Policy.objects.filter(enabled=False).count()
+    outcomes = at_once(
+        *(
+            lambda o=o: suggestions.suggestion_draft_policy(suggestion_id=s.pk, by=o)
+            for o in officers
+        )
+    )
+    assert sorted(outcomes) == ["ok", ErrorCode.SUGGESTION_NOT_OPEN]
+    assert Policy.objects.filter(enabled=False).count() == drafts_before + 1
+
+
+def test_a_dismissed_pattern_is_proposed_again_once_its_window_has_passed(db, thresholds):
+    registry = build_registry()
+    seed_history(registry)
+    suggestions.suggestions_refresh(now=NOW)
+    suggestions.suggestion_dismiss(suggestion_id=Suggestion.objects.get().pk, by=_officer("r-11"))
+    later = timezone.now() + timedelta(days=15)
+    for n in range(5):  # people keep approving it as asked
+        record(registry.agent, registry.post, at=later - timedelta(hours=n + 1), risk=30,
+               said=APPROVED)  # fmt: skip
+    assert suggestions.suggestions_refresh(now=later)["proposed"] == 1
+    assert Suggestion.objects.filter(status=SuggestionStatus.OPEN).count() == 1
+    assert Suggestion.objects.filter(status=SuggestionStatus.DISMISSED).count() == 1
+
+
+def test_a_policy_suggestion_offers_the_draft_policy_button(db, thresholds):
+    _policy_history(thresholds)
+    suggestions.suggestions_refresh()
+    text = _client(_officer("risk-12")).get("/inbox/suggestions/").content.decode()
+    assert "Open as draft policy" in text and "Policy change" in text
