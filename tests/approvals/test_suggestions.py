@@ -445,3 +445,13 @@ def test_a_policy_suggestion_offers_the_draft_policy_button(db, thresholds):
     suggestions.suggestions_refresh()
     text = _client(_officer("risk-12")).get("/inbox/suggestions/").content.decode()
     assert "Open as draft policy" in text and "Policy change" in text
+
+
+def test_beat_refreshes_suggestions_through_the_task(db, thresholds, settings):
+    from approvals import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["suggestions-refresh"]
+    assert entry["task"] == "approvals.tasks.suggestions_refresh"
+    _policy_history(thresholds)
+    assert tasks.suggestions_refresh.apply().get()["proposed"] == 1
+    assert Suggestion.objects.filter(status=SuggestionStatus.OPEN).count() == 1
