@@ -362,3 +362,61 @@ class EmailLink(models.Model):
 
     def __str__(self) -> str:
         return f"link for {self.approver} on {self.request_id}"
+
+
+class SuggestionKind(models.TextChoices):
+    STANDING = "standing", "Standing approval"
+    POLICY = "policy", "Policy change"
+
+
+class SuggestionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    DISMISSED = "dismissed", "Dismissed"
+    DRAFTED = "drafted", "Opened as a draft"
+
+
+class Suggestion(models.Model):
+    """A proposal to policy owners, learnt from history (``approvals.suggestions``): people
+    kept approving one pattern (an operation asked by one agent role in one business unit)
+    as asked, so a standing approval or a policy change would spare them the inbox. Its
+    figures are refreshed by beat while it is open."""
+
+    pattern_key = models.CharField(max_length=200)
+    operation = models.ForeignKey("autonomy.Operation", on_delete=models.CASCADE, related_name="+")
+    role = models.ForeignKey("agents.Role", on_delete=models.CASCADE, related_name="+")
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", on_delete=models.CASCADE, related_name="+"
+    )
+    kind = models.CharField(max_length=10, choices=SuggestionKind.choices)
+    status = models.CharField(
+        max_length=10, choices=SuggestionStatus.choices, default=SuggestionStatus.OPEN
+    )
+    # Counts, window, risk and amount approved, sample request ids (``suggestions._figures``).
+    evidence = models.JSONField(default=dict)
+    # The proposal replayed on the recorded requests (``suggestions.Replay``).
+    simulation = models.JSONField(default=dict)
+    # The expected fall in inbox load: requests a day that would not have waited.
+    per_day = models.FloatField(default=0)
+    inbox_share = models.FloatField(default=0, help_text="of all requests that waited")
+    policy = models.ForeignKey(
+        "autonomy.Policy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-per_day", "pk"]
+        constraints = [
+            # Refreshing twice, or two beats at once, never proposes one pattern twice.
+            models.UniqueConstraint(
+                fields=["pattern_key"],
+                condition=Q(status="open"),
+                name="one_open_suggestion_per_pattern",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.pattern_key}"

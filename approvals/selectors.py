@@ -17,6 +17,9 @@ from approvals.models import (
     ApprovalStatus,
     ExpiryOutcome,
     RouteStage,
+    Suggestion,
+    SuggestionKind,
+    SuggestionStatus,
 )
 
 DECIDE = "approvals.decide_approvalrequest"
@@ -245,4 +248,53 @@ def standing_prefill(*, approval: ApprovalRequest) -> dict:
         "max_risk": max_risk,
         "days": 7,
         "source": str(approval.pk),
+    }
+
+
+def suggestions_open() -> QuerySet[Suggestion]:
+    """Open suggestions, the largest expected fall in inbox load first, joined for display."""
+    return (
+        Suggestion.objects.filter(status=SuggestionStatus.OPEN)
+        .select_related("operation__connector", "role__group", "business_unit")
+        .order_by("-per_day", "pk")
+    )
+
+
+def suggestions_open_count() -> int:
+    return Suggestion.objects.filter(status=SuggestionStatus.OPEN).count()
+
+
+def suggestion_summary(suggestion: Suggestion) -> dict:
+    """What a policy owner reads of one suggestion, worded once for the page and the API."""
+    evidence, simulation = suggestion.evidence or {}, suggestion.simulation or {}
+    days = evidence.get("window_days")
+    approved, rejected = evidence.get("approved", 0), evidence.get("rejected", 0)
+    headline = (
+        f"{suggestion.role} agents in {suggestion.business_unit.name}: "
+        f"“{suggestion.operation.name}” approved {approved} time{'' if approved == 1 else 's'} "
+        f"unchanged and rejected {rejected} time{'' if rejected == 1 else 's'} "
+        f"in {days} day{'' if days == 1 else 's'}"
+    )
+    per_day = suggestion.per_day
+    return {
+        "id": suggestion.pk,
+        "kind": suggestion.kind,
+        "kind_label": suggestion.get_kind_display(),
+        "is_policy": suggestion.kind == SuggestionKind.POLICY,
+        "operation": suggestion.operation.key,
+        "operation_name": suggestion.operation.name,
+        "role": suggestion.role.slug,
+        "role_name": str(suggestion.role),
+        "business_unit": suggestion.business_unit.slug,
+        "business_unit_name": suggestion.business_unit.name,
+        "headline": headline,
+        "fall": f"~{per_day:.0f}" if per_day >= 1 else f"~{per_day:.1f}",
+        "fall_share": f"{suggestion.inbox_share:.0%}",
+        "per_day": per_day,
+        "inbox_share": suggestion.inbox_share,
+        "evidence": evidence,
+        "simulation": simulation,
+        "bounds": simulation.get("bounds") or {},
+        "wait_reasons": simulation.get("wait_reasons") or {},
+        "updated_at": suggestion.updated_at,
     }

@@ -15,3 +15,11 @@ def approval_notify(request_id: str, reason: str = "new") -> None:
 def approvals_sweep() -> dict:
     """Expire, escalate and remind by the clock (Celery beat, every 30 s)."""
     return services.approvals_sweep()
+
+
+@shared_task(acks_late=True)
+def suggestions_refresh() -> dict:
+    """Propose and refresh suggestions from the last window's history (Celery beat)."""
+    from approvals import suggestions
+
+    return suggestions.suggestions_refresh()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from approvals import views_email, views_groups, views_inbox, views_standing
+from approvals import views_email, views_groups, views_inbox, views_standing, views_suggestions
 
 app_name = "approvals"
 
@@ -27,5 +27,21 @@ urlpatterns = [
     path("inbox/groups/", views_groups.inbox_grouped, name="inbox-grouped"),
     path("inbox/groups/<str:key>/", views_groups.group, name="group"),
     path("inbox/groups/<str:key>/decide/", views_groups.group_decide, name="group-decide"),
+    path("inbox/suggestions/", views_suggestions.suggestion_list, name="suggestions"),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/standing/",
+        views_suggestions.suggestion_standing,
+        name="suggestion-standing",
+    ),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/policy/",
+        views_suggestions.suggestion_policy,
+        name="suggestion-policy",
+    ),
+    path(
+        "inbox/suggestions/<int:suggestion_id>/dismiss/",
+        views_suggestions.suggestion_dismiss,
+        name="suggestion-dismiss",
+    ),
     path("approvals/e/<str:token>/", views_email.confirm, name="email-confirm"),
 ]

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import etag, require_GET, require_POST
 
-from approvals import selectors, services
+from approvals import selectors, services, suggestions
 from approvals.forms import BulkDecisionForm, DecisionForm
 from approvals.load import approval_load, decisions_of, forecast_sentence, wait_words
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
@@ -101,9 +101,19 @@ def _strip_context(request: HttpRequest) -> dict:
 @person_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "approvals/inbox.html", {**_list_context(request), **_strip_context(request)}
-    )
+    context = {
+        **_list_context(request),
+        **_strip_context(request),
+        "suggestion_count": _suggestion_count(request),
+    }
+    return render(request, "approvals/inbox.html", context)
+
+
+def _suggestion_count(request: HttpRequest) -> int:
+    """Open suggestions, for the header's badge: policy owners only."""
+    if not suggestions.may_review(user=request.user):
+        return 0
+    return selectors.suggestions_open_count()
 
 
 @person_required
@@ -214,12 +224,13 @@ def _detail_page(request: HttpRequest, approval: ApprovalRequest, *, status=200,
     context = _detail_context(request, approval, **extra)
     if request.GET.get("partial"):
         return render(request, "approvals/_detail.html", context, status=status)
-    return render(
-        request,
-        "approvals/detail.html",
-        {**_list_context(request), **_strip_context(request), **context},
-        status=status,
-    )
+    context = {
+        **_list_context(request),
+        **_strip_context(request),
+        **context,
+        "suggestion_count": _suggestion_count(request),
+    }
+    return render(request, "approvals/detail.html", context, status=status)
 
 
 @person_required

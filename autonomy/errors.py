@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     CHANGES_DENIED = "changes_denied"
     LINK_INVALID = "link_invalid"
     APPROVAL_GATE = "approval_gate"
+    SUGGESTION_NOT_OPEN = "suggestion_not_open"
     # workflows and coordination
     TEMPLATE_INVALID = "template_invalid"
     TEMPLATE_IMMUTABLE = "template_immutable"

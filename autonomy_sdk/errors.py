@@ -108,7 +108,7 @@ CODES: dict[str, type[AutonomyError]] = {
         " changes_denied template_immutable template_not_published run_not_active"
         " step_not_actionable task_not_available claim_not_held claim_held operation_disabled"
         " rollout_criteria_not_met rollout_no_next_wave rollout_not_started rollout_inactive"
-        " rollout_wave_moved",
+        " rollout_wave_moved suggestion_not_open",
         Conflict,
     ),
     "rate_limited": RateLimited,

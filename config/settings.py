@@ -339,6 +339,16 @@ AUTONOMY_MAX_PARAMS_BYTES = env.int("AUTONOMY_MAX_PARAMS_BYTES", default=64 * 10
 AUTONOMY_APPROVAL_TTL_SECONDS = env.int("AUTONOMY_APPROVAL_TTL_SECONDS", default=24 * 3600)
 AUTONOMY_APPROVAL_ESCALATE_SECONDS = env.int("AUTONOMY_APPROVAL_ESCALATE_SECONDS", default=4 * 3600)
 AUTONOMY_APPROVAL_LINK_MAX_AGE = env.int("AUTONOMY_APPROVAL_LINK_MAX_AGE", default=24 * 3600)
+# Suggestions from history (approvals.suggestions): a pattern (operation, agent role, business
+# unit) approved unchanged at least MIN_APPROVED times and rejected at most MAX_REJECTED times
+# over the last WINDOW_DAYS is proposed to policy owners. A proposed standing approval allows
+# up to HEADROOM times the busiest day's approvals a day, for STANDING_DAYS days.
+AUTONOMY_SUGGEST_MIN_APPROVED = env.int("AUTONOMY_SUGGEST_MIN_APPROVED", default=20)
+AUTONOMY_SUGGEST_MAX_REJECTED = env.int("AUTONOMY_SUGGEST_MAX_REJECTED", default=0)
+AUTONOMY_SUGGEST_WINDOW_DAYS = env.int("AUTONOMY_SUGGEST_WINDOW_DAYS", default=14)
+AUTONOMY_SUGGEST_HEADROOM = env.float("AUTONOMY_SUGGEST_HEADROOM", default=1.2)
+AUTONOMY_SUGGEST_STANDING_DAYS = env.int("AUTONOMY_SUGGEST_STANDING_DAYS", default=7)
+AUTONOMY_SUGGEST_REFRESH_SECONDS = env.float("AUTONOMY_SUGGEST_REFRESH_SECONDS", default=900.0)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
 # The demo ERP/CRM/ITSM (``python -m demo.systems``); seed_demo points the demo connectors at
@@ -416,6 +426,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
     "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
+    "suggestions-refresh": {
+        "task": "approvals.tasks.suggestions_refresh",
+        "schedule": AUTONOMY_SUGGEST_REFRESH_SECONDS,
+    },
 }
 # The audit sealer chains appended records this often; the signed head is published this often.
 AUTONOMY_AUDIT_SEAL_SECONDS = env.float("AUTONOMY_AUDIT_SEAL_SECONDS", default=1.0)

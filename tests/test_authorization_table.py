@@ -28,6 +28,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
 from approvals.groups import group_key_of
+from approvals.models import Suggestion, SuggestionKind
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
@@ -94,6 +95,12 @@ def build_world() -> World:
     RolloutWave.objects.create(  # its criteria do not hold: proposing answers 409
         plan=plan, number=2, level=AutonomyLevel.GUARDED, min_actions=1000
     )
+    suggestion = Suggestion.objects.create(  # a proposal for agent A's pattern
+        pattern_key="authz", operation=action.operation, role=agent_a.role,
+        business_unit=agent_a.business_unit, kind=SuggestionKind.STANDING,
+        evidence={"window_days": 14, "approved": 20, "rejected": 0},
+        simulation={"bounds": {"max_risk": 40, "daily_limit": 12}}, updated_at=timezone.now(),
+    )  # fmt: skip
     setting = AutonomySetting.objects.create(  # on a template no row runs: it changes nothing
         level=AutonomyLevel.SHADOW, template_key="authz-unused"
     )
@@ -120,6 +127,7 @@ def build_world() -> World:
             "setting": setting.pk,
             "memory": memory.pk,
             "standing": standing.pk,
+            "suggestion": suggestion.pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -233,6 +241,7 @@ API = [
         {"verdict": "approve", "until": "2100-01-01T00:00:00Z"},
         "401 403 403 404 404 200 404 404 404",
     ),
+    ("GET", "/api/v1/approvals/suggestions/", None, None, "401 403 403 403 403 403 403 200 200"),
     ("GET", "/api/v1/approvals/{id}/", "approval", None, "401 403 403 404 404 200 404 404 404"),
     (
         "POST",
@@ -579,6 +588,28 @@ PORTAL = [
         {"verdict": "approve", "until": "2100-01-01T00:00:00Z"},
         "302 302 302 404 404 302 404 404 404",
     ),
+    ("GET", "inbox/suggestions/", None, None, "302 302 302 403 403 403 403 200 200"),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/standing/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/policy/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "inbox/suggestions/<int:suggestion_id>/dismiss/",
+        "suggestion",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "approvals/e/<str:token>/", "token", None, "400 400 400 400 400 400 400 400 400"),
     ("GET", "workflows/analytics/", None, None, "302 302 302 403 200 200 200 200 200"),
     (
@@ -721,6 +752,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:plan>": world.ids["plan"],
         "<slug:key>": "authz",  # the template of the world's run
         "<int:standing_id>": world.ids["standing"],
+        "<int:suggestion_id>": world.ids["suggestion"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

@@ -128,3 +128,19 @@ class GroupOutcomeSerializer(serializers.Serializer):
     settled = serializers.IntegerField()
     waiting = serializers.IntegerField()
     skipped = serializers.ListField(child=serializers.CharField())
+
+
+class SuggestionSerializer(serializers.Serializer):
+    """One open suggestion from history (``approvals.selectors.suggestion_summary``)."""
+
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    operation = serializers.CharField()
+    role = serializers.CharField()
+    business_unit = serializers.CharField()
+    headline = serializers.CharField()
+    per_day = serializers.FloatField(help_text="expected fall in inbox load: requests a day")
+    inbox_share = serializers.FloatField(help_text="of all requests that waited in the window")
+    evidence = serializers.JSONField()
+    simulation = serializers.JSONField()
+    updated_at = serializers.DateTimeField()

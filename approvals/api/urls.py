@@ -6,6 +6,7 @@ from autonomy.api.routers import APIRouter
 
 router = APIRouter()
 router.register("approvals/groups", views.ApprovalGroupViewSet, basename="approval-group")
+router.register("approvals/suggestions", views.SuggestionViewSet, basename="suggestion")
 router.register("approvals", views.ApprovalViewSet, basename="approval")
 router.register(
     "standing-approvals", standing.StandingApprovalViewSet, basename="standing-approval"

@@ -7,15 +7,17 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from agents.api.permissions import IsPerson
-from approvals import groups, selectors, services
+from approvals import groups, selectors, services, suggestions
 from approvals.api.serializers import (
     ApprovalSerializer,
     DecideSerializer,
     GroupDecideSerializer,
     GroupOutcomeSerializer,
     GroupSerializer,
+    SuggestionSerializer,
 )
-from approvals.models import ApprovalRequest, Channel
+from approvals.models import ApprovalRequest, Channel, Suggestion
+from autonomy.errors import DomainError, ErrorCode
 
 
 class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -84,3 +86,35 @@ class ApprovalGroupViewSet(viewsets.GenericViewSet):
             exclude=values["exclude"],
         )
         return Response(GroupOutcomeSerializer(outcome).data)
+
+
+class IsPolicyOwner(IsPerson):
+    """People who may change policies (``approvals.suggestions.may_review``)."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False  # anonymous: 401; an agent: 403 from IsPerson
+        if not suggestions.may_review(user=request.user):
+            raise DomainError(
+                ErrorCode.PERMISSION_DENIED,
+                "Suggestions are for people who may change policies.",
+                status_code=403,
+            )
+        return True
+
+
+class SuggestionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Open suggestions from history, the largest expected fall in inbox load first."""
+
+    serializer_class = SuggestionSerializer
+    permission_classes = [IsPolicyOwner]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Suggestion.objects.none()
+        return selectors.suggestions_open()
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        rows = [selectors.suggestion_summary(s) for s in page]
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
