@@ -49,32 +49,23 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from approvals.models import Suggestion, SuggestionKind, SuggestionStatus
+from autonomy import gate
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, HumanDecision, Policy
 from autonomy.policy import drafts
 from autonomy.policy import services as policy_services
 
-# The reasons the gate gives for asking a person (``autonomy.gate``).
-ASKS_A_PERSON = frozenset(
-    {
-        ErrorCode.RISK_NEEDS_APPROVAL,
-        ErrorCode.POLICY_REQUIRES_APPROVAL,
-        ErrorCode.AUTONOMY_SUPERVISED,
-        ErrorCode.APPROVAL_GATE,
-        ErrorCode.CONTENT_NEEDS_APPROVAL,
-    }
-)
-# What each kind of proposal would have spared people.
+# The reasons the gate gives for asking a person, and what each kind of proposal would have
+# spared people: a standing approval what the gate lets one settle, a policy change only a
+# policy's own request for approval.
+ASKS_A_PERSON = gate.ASKS_A_PERSON
 WAIVES = {
-    SuggestionKind.STANDING: frozenset(
-        {ErrorCode.RISK_NEEDS_APPROVAL, ErrorCode.POLICY_REQUIRES_APPROVAL}
-    ),
+    SuggestionKind.STANDING: gate.STANDING_WAIVES,
     SuggestionKind.POLICY: frozenset({ErrorCode.POLICY_REQUIRES_APPROVAL}),
 }
 SAMPLES = 5
 # The standing-approval grant form (``/inbox/standing/new/``), prefilled from GET parameters.
 STANDING_FORM_PATH = "/inbox/standing/new/"
-CHANGE_POLICY = "autonomy.change_policy"
 
 
 @dataclass(frozen=True)
@@ -382,11 +373,7 @@ def suggestions_refresh(*, now: datetime | None = None) -> dict[str, int]:
 
 def may_review(*, user) -> bool:
     """Policy owners: people who may change policies; never an agent's service user."""
-    return (
-        bool(user and user.is_authenticated and user.is_active)
-        and not hasattr(user, "agent")
-        and user.has_perm(CHANGE_POLICY)
-    )
+    return policy_services.may_change_policy(user=user)
 
 
 def _open_locked(*, suggestion_id, by) -> Suggestion:

@@ -39,6 +39,12 @@ from autonomy.standing import selectors as standing_selectors
 
 # The reasons to ask a person that a standing approval settles ahead of time.
 STANDING_WAIVES = frozenset({ErrorCode.RISK_NEEDS_APPROVAL, ErrorCode.POLICY_REQUIRES_APPROVAL})
+# Every reason the gate gives for asking a person (what a person's answer settles).
+ASKS_A_PERSON = STANDING_WAIVES | {
+    ErrorCode.AUTONOMY_SUPERVISED,
+    ErrorCode.APPROVAL_GATE,
+    ErrorCode.CONTENT_NEEDS_APPROVAL,
+}
 
 STATUS_CODES = {
     AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,

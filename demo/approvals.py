@@ -22,15 +22,17 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Role
+from agents.models import Agent, AgentStatus, Role
 from agents.portal_roles import PortalRole, group_name
 from approvals import groups, selectors, services
-from approvals.models import Channel, Verdict
+from approvals.models import ApprovalRequest, ApprovalStatus, Channel, Decision, Verdict
 from autonomy.errors import DomainError
 from autonomy.models import Operation, StandingApproval
 from autonomy.standing import services as standing_services
+from demo.fleet import SUPPLIERS
 
 # (username, full name, portal role): the desk; approvers take first stages and single-stage
 # requests, the risk officer second stages.
@@ -41,6 +43,7 @@ DESK = [
 ]
 GROUP_AT = 3  # a group this large is decided as one, after reading its sample
 REJECT_AT = 80  # the desk rejects a single request this risky
+HISTORY_REASON = "demo: a week of purchase orders people approved as asked"
 STANDING_REASON = (
     "Routine payments of the payments clerks: approved unchanged for weeks; large ones still "
     "go through two stages."
@@ -73,6 +76,78 @@ def seed_desk() -> int:
             made += 1
         user.groups.add(Group.objects.get_or_create(name=group_name(role))[0])
     return made
+
+
+HISTORY_DAYS = 8  # purchase orders approved unchanged, from 8 days ago to 2 days ago
+HISTORY = 64
+
+
+def seed_history() -> int:
+    """Procurement's purchase orders that people kept approving as asked over the last week
+    (written directly with their past timestamps, as ``demo.drift`` does: a demo's past, not
+    a decision), so the suggestions beat has a pattern to propose from the first refresh.
+    Skipped once written. Returns how many requests it wrote."""
+    from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Verdict
+
+    operation = _operation("erp.create-purchase-order")
+    buyers = list(
+        Agent.objects.filter(
+            role__slug="po-buyer", business_unit__slug="procurement", status=AgentStatus.ACTIVE
+        ).order_by("slug")[:12]
+    )
+    User = get_user_model()
+    deciders = list(User.objects.filter(username__in=["ava.approver", "ben.approver"]))
+    if operation is None or not buyers or not deciders:
+        return 0
+    if ActionRequest.objects.filter(reason=HISTORY_REASON).exists():
+        return 0
+    approvers = Group.objects.get_or_create(name=group_name(PortalRole.APPROVER))[0]
+    now = timezone.now()
+    actions, requests, decisions = [], [], []
+    for n in range(HISTORY):
+        at = now - timedelta(days=HISTORY_DAYS) + timedelta(minutes=n * 6 * 24 * 60 // HISTORY)
+        agent = buyers[n % len(buyers)]
+        decided = at + timedelta(minutes=3 + n % 17)
+        action = ActionRequest(
+            agent=agent, operation=operation, verdict=Verdict.NEEDS_APPROVAL,
+            status=ActionStatus.SUCCEEDED, created_at=at, decided_at=at, started_at=decided,
+            finished_at=decided + timedelta(seconds=2), risk_score=50 + n % 5,
+            risk_factors=[], policy_ids={},
+            reasons=[{"code": "risk_needs_approval", "message": "Risk at or above "
+                      "Procurement's approval threshold 50.", "details": {}},
+                     {"code": "approval_granted", "message": "demo: approved as asked",
+                      "details": {}}],
+            params={"supplier": SUPPLIERS[n % len(SUPPLIERS)], "amount": 300 + 91 * n % 5600},
+            amount=Decimal(300 + 91 * n % 5600), reason=HISTORY_REASON,
+            human_decision=HumanDecision.APPROVED,
+        )  # fmt: skip
+        actions.append(action)
+        request = ApprovalRequest(
+            action=action, agent=agent, business_unit=agent.business_unit,
+            subject=f"{agent.name}: {operation.key}", risk_score=action.risk_score,
+            approver_group=approvers, quorum=1, approvals=1, status=ApprovalStatus.APPROVED,
+            expires_at=at + timedelta(days=1), decided_at=decided,
+        )  # fmt: skip
+        requests.append(request)
+        decisions.append(
+            Decision(
+                request=request,
+                approver=deciders[n % len(deciders)],
+                verdict=Verdict.APPROVE,
+                channel=Channel.INBOX,
+                comment="Matches the order.",
+            )  # fmt: skip
+        )
+    with transaction.atomic():
+        ActionRequest.objects.bulk_create(actions, batch_size=500)
+        ApprovalRequest.objects.bulk_create(requests, batch_size=500)
+        # auto_now_add stamped them now: they were opened when their action waited
+        for request in requests:
+            ApprovalRequest.objects.filter(pk=request.pk).update(
+                created_at=request.action.created_at
+            )
+        Decision.objects.bulk_create(decisions, batch_size=500)
+    return len(actions)
 
 
 def seed_standing() -> int:

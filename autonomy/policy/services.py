@@ -30,6 +30,17 @@ def _bump_version() -> None:
             PolicyStoreState.objects.filter(pk=1).update(version=bump)
 
 
+def may_change_policy(*, user) -> bool:
+    """Policy owners: a signed-in, active person (never an agent's service user) with the
+    permission to change policies. Granting a standing approval and acting on a suggestion
+    from history take the same authority as a policy change."""
+    return (
+        bool(getattr(user, "is_authenticated", False) and user.is_active)
+        and not hasattr(user, "agent")
+        and user.has_perm("autonomy.change_policy")
+    )
+
+
 def registry_changed() -> None:
     """Call in the transaction that changes agents, roles, units, connectors or operations."""
     _bump_version()

@@ -19,10 +19,11 @@ from django.utils import timezone
 from autonomy import audit
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import Operation, StandingApproval, StandingApprovalUse
+from autonomy.policy import services as policy_services
 from autonomy.standing.selectors import Standing, day_of
 
 MAX_DAYS = 90
-GRANT_PERMISSIONS = ("autonomy.change_policy", "autonomy.add_standingapproval")
+GRANT_PERMISSION = "autonomy.add_standingapproval"
 
 
 def may_grant(*, user, agent=None, source_requested_by_id=None) -> str:
@@ -30,7 +31,7 @@ def may_grant(*, user, agent=None, source_requested_by_id=None) -> str:
     ``source_requested_by_id`` asked for), or "" when they may."""
     if not getattr(user, "is_authenticated", False) or hasattr(user, "agent"):
         return "Only a person may grant a standing approval."
-    if not user.has_perms(GRANT_PERMISSIONS):
+    if not (policy_services.may_change_policy(user=user) and user.has_perm(GRANT_PERMISSION)):
         return "Granting a standing approval takes the permission to change policies."
     if agent is not None and agent.owner_id == user.pk:
         return f"You own {agent.slug}: someone else must grant it standing approval."

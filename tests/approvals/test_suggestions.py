@@ -366,7 +366,7 @@ def test_open_as_draft_policy_redirects_to_its_admin_page(db, thresholds):
 
 def test_approver_without_change_policy_is_refused_everywhere(proposed):
     person = approver("approver-2")
-    assert not person.has_perm(suggestions.CHANGE_POLICY)
+    assert not person.has_perm("autonomy.change_policy")
     client = _client(person)
     assert client.get("/inbox/suggestions/").status_code == 403
     for verb in ("standing", "policy", "dismiss"):
