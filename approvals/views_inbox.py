@@ -20,7 +20,7 @@ from django.views.decorators.http import etag, require_GET, require_POST
 
 from approvals import selectors, services, suggestions
 from approvals.forms import BulkDecisionForm, DecisionForm
-from approvals.load import approval_load, decisions_of, forecast_sentence, wait_words
+from approvals.load import decisions_of, forecast_sentence, strip_load, wait_words
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import PromotionStatus
@@ -82,7 +82,7 @@ def _list_context(request: HttpRequest) -> dict:
 def _strip_context(request: HttpRequest) -> dict:
     """The load strip over the inbox: the backlog and its direction, the last hour, and this
     person's own share (``approvals.load``)."""
-    load = approval_load(top_approvers=0, hourly=False)
+    load = strip_load()
     mine = decisions_of(user=request.user, now=load.now)
     rate = round(load.rate_per_hour)
     return {

@@ -87,7 +87,8 @@ def seed_history() -> int:
     (written directly with their past timestamps, as ``demo.drift`` does: a demo's past, not
     a decision), so the suggestions beat has a pattern to propose from the first refresh.
     Skipped once written. Returns how many requests it wrote."""
-    from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Verdict
+    from autonomy.models import ActionRequest, ActionStatus, HumanDecision
+    from autonomy.models import Verdict as Gate
 
     operation = _operation("erp.create-purchase-order")
     buyers = list(
@@ -109,7 +110,7 @@ def seed_history() -> int:
         agent = buyers[n % len(buyers)]
         decided = at + timedelta(minutes=3 + n % 17)
         action = ActionRequest(
-            agent=agent, operation=operation, verdict=Verdict.NEEDS_APPROVAL,
+            agent=agent, operation=operation, verdict=Gate.NEEDS_APPROVAL,
             status=ActionStatus.SUCCEEDED, created_at=at, decided_at=at, started_at=decided,
             finished_at=decided + timedelta(seconds=2), risk_score=50 + n % 5,
             risk_factors=[], policy_ids={},

@@ -10,7 +10,14 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from approvals.models import ApprovalRequest, ApprovalStatus, Decision
+from approvals.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Decision,
+    Suggestion,
+    SuggestionKind,
+    SuggestionStatus,
+)
 from autonomy import actions
 from autonomy.models import ActionStatus, AuditRecord, StandingApproval
 from demo.approvals import DESK, Desk
@@ -85,3 +92,13 @@ def test_the_desk_decides_a_group_in_one_action_each_member_on_its_own(demo):
     assert not Decision.objects.filter(
         request__promotion__isnull=False, approver__username__in=[d[0] for d in DESK]
     ).exists()
+
+
+def test_the_seeded_history_makes_a_suggestion_of_a_standing_approval(demo):
+    assert "64 approval history" in demo and "1 suggestions" in demo
+    suggestion = Suggestion.objects.get(status=SuggestionStatus.OPEN)
+    assert (suggestion.operation.key, suggestion.role.slug, suggestion.business_unit.slug) == (
+        "erp.create-purchase-order", "po-buyer", "procurement",
+    )  # fmt: skip
+    assert suggestion.kind == SuggestionKind.STANDING
+    assert suggestion.evidence["approved"] == 64 and suggestion.evidence["rejected"] == 0

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from approvals.suggestions import suggestions_refresh
 from demo import (
     approval_routes,
     approvals,
@@ -37,11 +38,14 @@ class Command(BaseCommand):
         created["memory_entries"] = memory.seed_memory()
         created["drift_flags"] = drift.seed_drift()  # after the first day: it needs it
         created["rollout_plans"] = rollouts.seed_rollout()
-        if created["drift_flags"] or created["rollout_plans"]:
+        created["approval_history"] = approvals.seed_history()  # after the first day's work
+        if created["drift_flags"] or created["rollout_plans"] or created["approval_history"]:
             # their history went in directly: count it on the dashboard
             from autonomy.observability.rollup import rollup_rebuild
 
             rollup_rebuild()
         created["analytics_rows"] = analytics_backfill()  # runs from before the rollups
+        # the suggestions beat proposes from history; the demo's shows from the first page
+        created["suggestions"] = suggestions_refresh()["proposed"]
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
