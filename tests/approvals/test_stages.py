@@ -315,3 +315,31 @@ def test_two_stage_one_approvers_at_once_move_the_request_once(postgres):
     assert Decision.objects.filter(request=request).count() == 1
     assert AuditRecord.objects.filter(kind="approval_stage_passed").count() == 1
     assert [s for _, s in track(request)] == ["approved", "pending", "waiting"]
+
+
+def test_the_api_list_reads_every_stage_history_in_a_constant_number_of_queries(
+    db,
+):
+    """Stage history and its deciders come prefetched: the same queries for 3 and 12."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    registry = build_registry()
+    payments_route(registry, stages=3)
+    mia, fred, _, _ = people()
+
+    def listed(n_before):
+        for n in range(n_before):
+            decide(staged_request(registry, amount=20_000 + n), mia)
+        api = APIClient()
+        api.force_authenticate(fresh(fred))
+        with CaptureQueriesContext(connection) as queries:
+            rows = api.get("/api/v1/approvals/").json()["results"]
+        assert all(r["stage_history"][0]["decisions"][0]["approver"] == "mia" for r in rows)
+        return len(rows), len(queries)
+
+    few = listed(3)
+    many = listed(9)
+    assert (few[0], many[0]) == (3, 12)
+    assert few[1] == many[1]
