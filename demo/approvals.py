@@ -43,6 +43,8 @@ DESK = [
 ]
 GROUP_AT = 3  # a group this large is decided as one, after reading its sample
 REJECT_AT = 80  # the desk rejects a single request this risky
+DOUBT_AT = 55  # ... and one in ten from here (large amounts): never the routine band, whose
+# patterns the suggestions count
 HISTORY_REASON = "demo: a week of purchase orders people approved as asked"
 STANDING_REASON = (
     "Routine payments of the payments clerks: approved unchanged for weeks; large ones still "
@@ -216,8 +218,8 @@ class Desk:
         if single is None:
             return ""
         verdict = Verdict.REJECT if single.risk_score >= REJECT_AT else Verdict.APPROVE
-        if verdict == Verdict.APPROVE and self.rng.random() < 0.05:
-            verdict = Verdict.REJECT  # people say no now and then
+        if single.risk_score >= DOUBT_AT and self.rng.random() < 0.1:
+            verdict = Verdict.REJECT  # people say no to a large one now and then
         try:
             services.approval_decide(
                 request_id=single.pk, approver=person, verdict=verdict, channel=Channel.INBOX,
