@@ -119,7 +119,8 @@ CODES: dict[str, type[AutonomyError]] = {
         "grant_missing policy_forbid policy_no_permit policy_requires_approval risk_too_high"
         " risk_needs_approval budget_exceeded allowed approval_gate"
         " autonomy_shadow autonomy_supervised autonomy_autonomous"
-        " content_blocked content_needs_approval content_redacted content_logged",
+        " content_blocked content_needs_approval content_redacted content_logged"
+        " standing_approval standing_approval_used_up",
         ActionDenied,
     ),
 }
