@@ -418,6 +418,7 @@ def suggestion_dismiss(*, suggestion_id, by) -> Suggestion:
 def standing_form_url(suggestion: Suggestion) -> str:
     """The standing-approval grant form, prefilled with the proposal's scope and bounds."""
     bounds = suggestion.simulation.get("bounds") or {}
+    evidence = suggestion.evidence or {}
     params = {
         "operation": suggestion.operation.key,
         "role": suggestion.role.slug,
@@ -426,7 +427,12 @@ def standing_form_url(suggestion: Suggestion) -> str:
         "max_amount": bounds.get("max_amount"),
         "daily_limit": bounds.get("daily_limit"),
         "days": settings.AUTONOMY_SUGGEST_STANDING_DAYS,
-        "source": f"suggestion:{suggestion.pk}",
+        # the form's ``source`` names an approval request; a suggestion says why in words
+        "reason": (
+            f"Suggestion #{suggestion.pk}: approved as asked {evidence.get('approved', 0)} "
+            f"times and rejected {evidence.get('rejected', 0)} times in "
+            f"{evidence.get('window_days')} days."
+        ),
     }
     return f"{STANDING_FORM_PATH}?{urlencode({k: v for k, v in params.items() if v is not None})}"
 

@@ -25,7 +25,7 @@ from approvals.models import (
 )
 from autonomy import actions, gate
 from autonomy.errors import ErrorCode
-from autonomy.models import ActionRequest, HumanDecision, Policy, Verdict
+from autonomy.models import ActionRequest, HumanDecision, Policy, StandingApproval, Verdict
 from autonomy.policy import engine
 from autonomy.policy import services as policy_services
 from tests.approvals.conftest import approver
@@ -349,9 +349,20 @@ def test_open_as_standing_approval_redirects_to_the_prefilled_grant_form(propose
         "max_amount": "300",
         "daily_limit": "4",
         "days": "7",
-        "source": f"suggestion:{proposed.pk}",
+        "reason": f"Suggestion #{proposed.pk}: approved as asked 7 times and rejected 1 times "
+        "in 14 days.",
     }
     assert Suggestion.objects.get().status == SuggestionStatus.DRAFTED
+    # the prefilled form grants as it stands: every value it carries is one the form takes
+    assert officer.get(answer["Location"]).status_code == 200
+    granted = officer.post(
+        "/inbox/standing/new/", {k: v[0] for k, v in parse_qs(url.query).items()}
+    )
+    assert granted.status_code == 302, granted.content.decode()[:2000]
+    standing = StandingApproval.objects.get()
+    assert (standing.operation.key, standing.max_risk, standing.daily_limit) == (
+        "erp.post-invoice", 60, 4,
+    )  # fmt: skip
 
 
 def test_open_as_draft_policy_redirects_to_its_admin_page(db, thresholds):
