@@ -120,7 +120,8 @@ def fill(*, start: int, stop: int, total: int, world, now, hours: float) -> None
             "expires_at": str(created + timedelta(hours=24)), "expiry_outcome": "deny",
             "escalate_at": None, "escalated_at": None, "reminded_at": None,
             "created_at": str(created), "decided_at": decided and str(decided),
-            "expired_undecided": kind == 8,
+            "expired_undecided": kind == 8, "route_id": None, "route_label": "", "stage": 1,
+            "stages": 1, "stage_name": "", "remind_at": None, "escalation_user_id": None,
         })  # fmt: skip
         if kind == 0:
             waiting[group.pk].append(pk)
@@ -128,7 +129,7 @@ def fill(*, start: int, stop: int, total: int, world, now, hours: float) -> None
             decisions.append({
                 "request_id": pk.hex, "approver_id": users[(i // 2) % APPROVERS].pk,
                 "verdict": "approve", "comment": "", "channel": "inbox", "params": None,
-                "redirected_to_id": None, "created_at": str(decided),
+                "redirected_to_id": None, "created_at": str(decided), "stage": 1,
             })  # fmt: skip
     with transaction.atomic():
         _insert(ApprovalRequest, requests)
