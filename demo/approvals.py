@@ -150,6 +150,8 @@ def seed_history() -> int:
                 created_at=request.action.created_at
             )
         Decision.objects.bulk_create(decisions, batch_size=500)
+        for decision in decisions:  # ... and decided when their request was
+            Decision.objects.filter(pk=decision.pk).update(created_at=decision.request.decided_at)
     return len(actions)
 
 

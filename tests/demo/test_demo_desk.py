@@ -20,7 +20,7 @@ from approvals.models import (
 )
 from autonomy import actions
 from autonomy.models import ActionStatus, AuditRecord, StandingApproval
-from demo.approvals import DESK, Desk
+from demo.approvals import DESK, HISTORY_REASON, Desk
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +102,8 @@ def test_the_seeded_history_makes_a_suggestion_of_a_standing_approval(demo):
     )  # fmt: skip
     assert suggestion.kind == SuggestionKind.STANDING
     assert suggestion.evidence["approved"] == 64 and suggestion.evidence["rejected"] == 0
+    # the history's decisions were made when their requests were, not at seed time: today's
+    # approval load counts none of them
+    history = Decision.objects.filter(request__action__reason=HISTORY_REASON)
+    assert history.count() == 64
+    assert not history.filter(created_at__gte=timezone.now() - timedelta(days=1)).exists()
