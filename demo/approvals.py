@@ -45,7 +45,7 @@ GROUP_AT = 3  # a group this large is decided as one, after reading its sample
 REJECT_AT = 80  # the desk rejects a single request this risky
 DOUBT_AT = 55  # ... and one in ten from here (large amounts): never the routine band, whose
 # patterns the suggestions count
-HISTORY_REASON = "demo: a week of purchase orders people approved as asked"
+HISTORY_REASON = "demo: two days of purchase orders people approved as asked"
 STANDING_REASON = (
     "Routine payments of the payments clerks: approved unchanged for weeks; large ones still "
     "go through two stages."
@@ -80,12 +80,12 @@ def seed_desk() -> int:
     return made
 
 
-HISTORY_DAYS = 8  # purchase orders approved unchanged, from 8 days ago to 2 days ago
-HISTORY = 64
+HISTORY_HOURS = 50  # purchase orders approved as asked, from 50 hours ago to 2 hours ago, at
+HISTORY = 600  # about the pace of the demo fleet's buyers on a working day
 
 
 def seed_history() -> int:
-    """Procurement's purchase orders that people kept approving as asked over the last week
+    """Procurement's purchase orders that people kept approving as asked over two days
     (written directly with their past timestamps, as ``demo.drift`` does: a demo's past, not
     a decision), so the suggestions beat has a pattern to propose from the first refresh.
     Skipped once written. Returns how many requests it wrote."""
@@ -108,7 +108,7 @@ def seed_history() -> int:
     now = timezone.now()
     actions, requests, decisions = [], [], []
     for n in range(HISTORY):
-        at = now - timedelta(days=HISTORY_DAYS) + timedelta(minutes=n * 6 * 24 * 60 // HISTORY)
+        at = now - timedelta(hours=HISTORY_HOURS) + timedelta(minutes=n * 48 * 60 // HISTORY)
         agent = buyers[n % len(buyers)]
         decided = at + timedelta(minutes=3 + n % 17)
         action = ActionRequest(
@@ -144,14 +144,15 @@ def seed_history() -> int:
     with transaction.atomic():
         ActionRequest.objects.bulk_create(actions, batch_size=500)
         ApprovalRequest.objects.bulk_create(requests, batch_size=500)
-        # auto_now_add stamped them now: they were opened when their action waited
-        for request in requests:
-            ApprovalRequest.objects.filter(pk=request.pk).update(
-                created_at=request.action.created_at
-            )
         Decision.objects.bulk_create(decisions, batch_size=500)
-        for decision in decisions:  # ... and decided when their request was
-            Decision.objects.filter(pk=decision.pk).update(created_at=decision.request.decided_at)
+        # auto_now_add stamped them now: they were opened when their action waited, and
+        # decided when their request was
+        for request in requests:
+            request.created_at = request.action.created_at
+        for decision in decisions:
+            decision.created_at = decision.request.decided_at
+        ApprovalRequest.objects.bulk_update(requests, ["created_at"], batch_size=500)
+        Decision.objects.bulk_update(decisions, ["created_at"], batch_size=500)
     return len(actions)
 
 

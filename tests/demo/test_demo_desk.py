@@ -20,7 +20,7 @@ from approvals.models import (
 )
 from autonomy import actions
 from autonomy.models import ActionStatus, AuditRecord, StandingApproval
-from demo.approvals import DESK, HISTORY_REASON, Desk
+from demo.approvals import DESK, HISTORY, HISTORY_REASON, Desk
 
 pytestmark = pytest.mark.django_db
 
@@ -95,15 +95,15 @@ def test_the_desk_decides_a_group_in_one_action_each_member_on_its_own(demo):
 
 
 def test_the_seeded_history_makes_a_suggestion_of_a_standing_approval(demo):
-    assert "64 approval history" in demo and "1 suggestions" in demo
+    assert f"{HISTORY} approval history" in demo and "1 suggestions" in demo
     suggestion = Suggestion.objects.get(status=SuggestionStatus.OPEN)
     assert (suggestion.operation.key, suggestion.role.slug, suggestion.business_unit.slug) == (
         "erp.create-purchase-order", "po-buyer", "procurement",
     )  # fmt: skip
     assert suggestion.kind == SuggestionKind.STANDING
-    assert suggestion.evidence["approved"] == 64 and suggestion.evidence["rejected"] == 0
-    # the history's decisions were made when their requests were, not at seed time: today's
-    # approval load counts none of them
+    assert suggestion.evidence["approved"] == HISTORY and suggestion.evidence["rejected"] == 0
+    # the history's decisions were made when their requests were, not at seed time: the last
+    # hour's approval load counts none of them
     history = Decision.objects.filter(request__action__reason=HISTORY_REASON)
-    assert history.count() == 64
-    assert not history.filter(created_at__gte=timezone.now() - timedelta(days=1)).exists()
+    assert history.count() == HISTORY
+    assert not history.filter(created_at__gte=timezone.now() - timedelta(hours=1)).exists()
