@@ -10,19 +10,14 @@ from django.db import transaction
 
 from agents.portal_roles import PortalRole, group_name
 from approvals.models import ApprovalRoute, EscalationRole, RouteStage
-from autonomy.models import Operation
-
-
-def _operation(key: str) -> Operation | None:
-    connector, _, slug = key.partition(".")
-    return Operation.objects.filter(connector__slug=connector, slug=slug).first()
+from autonomy.selectors import operation_by_key
 
 
 def seed() -> dict[str, int]:
     """Idempotent: a route that exists by name is left as it is."""
     made = 0
     with transaction.atomic():
-        pay = _operation("erp.pay-invoice")
+        pay = operation_by_key(key="erp.pay-invoice")
         if pay and not ApprovalRoute.objects.filter(name="Payments over 10k").exists():
             route = ApprovalRoute.objects.create(
                 name="Payments over 10k", operation=pay, min_amount=Decimal("10000")
@@ -34,7 +29,7 @@ def seed() -> dict[str, int]:
                 escalate_to_role=EscalationRole.IT_ADMIN,
             )  # fmt: skip
             made += 1
-        export = _operation("crm.export-contacts")
+        export = operation_by_key(key="crm.export-contacts")
         if export and not ApprovalRoute.objects.filter(name="Customer exports").exists():
             route = ApprovalRoute.objects.create(name="Customer exports", operation=export)
             RouteStage.objects.create(

@@ -30,7 +30,8 @@ from agents.portal_roles import PortalRole, group_name
 from approvals import groups, selectors, services
 from approvals.models import ApprovalRequest, ApprovalStatus, Channel, Decision, Verdict
 from autonomy.errors import DomainError
-from autonomy.models import Operation, StandingApproval
+from autonomy.models import StandingApproval
+from autonomy.selectors import operation_by_key
 from autonomy.standing import services as standing_services
 from demo.fleet import SUPPLIERS
 
@@ -50,11 +51,6 @@ STANDING_REASON = (
     "Routine payments of the payments clerks: approved unchanged for weeks; large ones still "
     "go through two stages."
 )
-
-
-def _operation(key: str) -> Operation | None:
-    connector, _, slug = key.partition(".")
-    return Operation.objects.filter(connector__slug=connector, slug=slug).first()
 
 
 def seed_desk() -> int:
@@ -92,7 +88,7 @@ def seed_history() -> int:
     from autonomy.models import ActionRequest, ActionStatus, HumanDecision
     from autonomy.models import Verdict as Gate
 
-    operation = _operation("erp.create-purchase-order")
+    operation = operation_by_key(key="erp.create-purchase-order")
     buyers = list(
         Agent.objects.filter(
             role__slug="po-buyer", business_unit__slug="procurement", status=AgentStatus.ACTIVE
@@ -159,7 +155,7 @@ def seed_history() -> int:
 def seed_standing() -> int:
     """The standing approval of the payments clerks' routine payments, granted by the desk's
     risk officer through the one grant service. Skipped once one exists."""
-    operation = _operation("erp.pay-invoice")
+    operation = operation_by_key(key="erp.pay-invoice")
     role = Role.objects.filter(slug="payments-clerk").first()
     officer = get_user_model().objects.filter(username="rita.risk").first()
     if operation is None or role is None or officer is None:
