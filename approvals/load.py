@@ -160,19 +160,17 @@ def approval_load(
 STRIP_SECONDS = 30  # how stale the inbox's strip may be
 
 
+STRIP_CACHE_KEY = "approvals:load:strip"
+
+
 def strip_load() -> ApprovalLoad:
     """The figures of the strip over every inbox page (no hourly series, no approvers),
     computed at most once per ``STRIP_SECONDS`` for everyone: at 100,000 requests a day they
     cost seconds (``make bench``: ``approval_load_*``), which no page view should pay. The
     dashboard's panel reads ``approval_load`` fresh."""
-    load = cache.get(STRIP_CACHE_KEY)
-    if load is None:
-        load = approval_load(top_approvers=0, hourly=False)
-        cache.set(STRIP_CACHE_KEY, load, STRIP_SECONDS)
-    return load
-
-
-STRIP_CACHE_KEY = "approvals:load:strip"
+    return cache.get_or_set(
+        STRIP_CACHE_KEY, lambda: approval_load(top_approvers=0, hourly=False), STRIP_SECONDS
+    )
 
 
 def decisions_of(*, user, now: datetime | None = None) -> dict:

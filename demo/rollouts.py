@@ -16,13 +16,13 @@ from autonomy.models import (
     ActionStatus,
     AutonomyLevel,
     HumanDecision,
-    Operation,
     RolloutEvent,
     RolloutEventKind,
     RolloutPlan,
     RolloutWave,
     Verdict,
 )
+from autonomy.selectors import operation_by_key
 
 SLUG = "invoice-processing"
 ROLE, UNIT, OPERATION = "invoice-processor", "finance", "erp.post-invoice"
@@ -65,7 +65,7 @@ def seed_rollout() -> int:
         .select_related("role", "business_unit")
         .order_by("slug")
     )
-    operation = Operation.objects.filter(connector__slug="erp", slug="post-invoice").first()
+    operation = operation_by_key(key="erp.post-invoice")
     if len(agents) < FIRST + SECOND or operation is None:
         return 0  # a small demo (--agents 20) has too few invoice processors for waves
     User = get_user_model()
