@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.bench import common
 from tests.bench.common import pct
 
 REQUIRED = (
@@ -39,15 +40,7 @@ def emit(figures: dict, name: str, value) -> None:
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(data_dir)
 
 
 def serve():

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench import common
 from tests.bench.common import pct
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,16 +29,9 @@ def emit(name: str, value) -> None:
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"bench-approvals-{os.getpid()}"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(
+        data_dir, env={"CELERY_TASK_DEFAULT_QUEUE": f"bench-approvals-{os.getpid()}"}
+    )
 
 
 def start_worker(data_dir: str) -> subprocess.Popen:

@@ -17,7 +17,6 @@ dashboard_queries, dashboard_window_rows, dashboard_fill_s, rollup_rebuild_s.
 
 import argparse
 import json
-import logging
 import os
 import random
 import statistics
@@ -26,6 +25,7 @@ import tempfile
 import time
 from datetime import UTC, timedelta
 
+from tests.bench import common
 from tests.bench.common import Figures
 
 REQUIRED = [
@@ -47,18 +47,10 @@ def note(text: str) -> None:
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    logging.getLogger("django").setLevel(logging.ERROR)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(
+        data_dir, env={"CELERY_BROKER_URL": None, "OTEL_EXPORTER_OTLP_ENDPOINT": None},
+        quiet="django",
+    )  # fmt: skip
 
 
 def fleet():

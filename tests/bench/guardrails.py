@@ -16,13 +16,11 @@ the machine lands on both sides. A throwaway SQLite database of its own.
 
 import argparse
 import os
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 
-from tests.bench.common import Figures, pct
+from tests.bench import common
+from tests.bench.common import Figures
 
 REQUIRED = ("guardrail_overhead", "guardrail_p99_ms", "guardrail_baseline_p99_ms")
 FIGURES = Figures()
@@ -91,16 +89,7 @@ Ana
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(data_dir, env={"CELERY_BROKER_URL": None})
 
 
 def rules() -> list[dict]:
@@ -169,18 +158,11 @@ def bench(rounds: int, series: int) -> None:
             times.append((time.perf_counter() - started) * 1000)
         return times
 
-    with_rules, without = [], []
-    for _ in range(series):
-        without += measure(False)
-        with_rules += measure(True)
-    emit("guardrail_p99_ms", round(pct(with_rules, 0.99), 3))
-    emit("guardrail_baseline_p99_ms", round(pct(without, 0.99), 3))
-    emit("guardrail_overhead", round(pct(with_rules, 0.99) / pct(without, 0.99), 3))
-    print(
-        f"# guardrails: p50 {statistics.median(with_rules):.3f} ms with 20 rules, "
-        f"{statistics.median(without):.3f} ms without",
-        file=sys.stderr,
-    )
+    on, off = common.alternate(series, measure)
+    common.emit_overhead(
+        FIGURES, prefix="guardrail", ratio="guardrail_overhead", on=on, off=off,
+        what="with 20 rules",
+    )  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -190,13 +172,14 @@ def main(argv=None) -> int:
     parser.add_argument("--series", type=int, default=int(env("BENCH_GUARDRAIL_SERIES", "5")))
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="autonomy-guardrail-bench-")
-    try:
+
+    def run(tmp: str) -> None:
         setup_django(tmp)
         bench(args.rounds, args.series)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return FIGURES.finish(json_path=args.json, required=REQUIRED)
+
+    return common.run_in_temp(
+        name="guardrail", figures=FIGURES, required=REQUIRED, json_path=args.json, bench=run
+    )
 
 
 if __name__ == "__main__":

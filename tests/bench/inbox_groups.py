@@ -12,7 +12,6 @@ what is measured in the first figure.
 """
 
 import argparse
-import logging
 import os
 import random
 import statistics
@@ -21,6 +20,7 @@ import tempfile
 import time
 from datetime import timedelta
 
+from tests.bench import common
 from tests.bench.common import Figures
 
 REQUIRED = ["inbox_grouped_10k_p50_ms", "group_decide_1000_ms"]
@@ -34,18 +34,10 @@ def note(text: str) -> None:
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    logging.getLogger("django").setLevel(logging.ERROR)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(
+        data_dir, env={"CELERY_BROKER_URL": None, "OTEL_EXPORTER_OTLP_ENDPOINT": None},
+        quiet="django",
+    )  # fmt: skip
 
 
 def waiting(*, agents, operations, group, count: int, risk, params) -> None:

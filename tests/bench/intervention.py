@@ -15,7 +15,6 @@ published there and never consumed); no action is allowed, so nothing executes.
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -23,6 +22,7 @@ import sys
 import tempfile
 import time
 
+from tests.bench import common
 from tests.bench.common import Figures, pct
 
 REQUIRED = ("kill_to_deny_ms", "kill_to_deny_p99_ms", "kill_deny_baseline_ms")
@@ -32,21 +32,14 @@ BODY = json.dumps({"operation": "erp.read-invoice", "params": {}})
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ.pop("CELERY_BROKER_URL", None)  # and a filesystem broker in the same folder
-    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
-    # The baseline is the cost of refusing a token that matches no credential, asked again
-    # and again from one address: the guessing limit (429 after 20) must not cut it short.
-    os.environ["AUTONOMY_TOKEN_FAILURE_LIMIT"] = str(10**9)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    logging.getLogger("django.request").setLevel(logging.ERROR)  # 401s are the point here
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    # A filesystem broker in the data folder. The baseline is the cost of refusing a token
+    # that matches no credential, asked again and again from one address: the guessing
+    # limit (429 after 20) must not cut it short; those 401s are the point, not noise.
+    common.setup_django(data_dir, env={
+        "CELERY_BROKER_URL": None,
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "AUTONOMY_TOKEN_FAILURE_LIMIT": str(10**9),
+    }, quiet="django.request")  # fmt: skip
 
 
 def bench(kills: int) -> None:

@@ -25,6 +25,7 @@ import tempfile
 import time
 from datetime import timedelta
 
+from tests.bench import common
 from tests.bench.common import Figures, pct
 
 REQUIRED = ("memory_read_p50_us", "memory_gate_baseline_p50_us", "memory_lookup_p50_us")
@@ -33,17 +34,10 @@ emit = FIGURES.emit
 
 
 def setup_django(data_dir: str) -> None:
-    os.environ["AUTONOMY_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # a throwaway SQLite file of its own
-    os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_CELERY_BROKER_URL", "memory://")
-    os.environ["AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE"] = str(10**9)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django(data_dir, env={
+        "CELERY_BROKER_URL": os.environ.get("BENCH_CELERY_BROKER_URL", "memory://"),
+        "AUTONOMY_DEFAULT_ACTIONS_PER_MINUTE": str(10**9),
+    })  # fmt: skip
 
 
 def bench(rounds: int, entries: int) -> None:

@@ -17,14 +17,12 @@ load elsewhere lands on both. A throwaway SQLite database of its own.
 
 import argparse
 import os
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 
-from tests.bench.common import Figures, pct
+from tests.bench import common
+from tests.bench.common import Figures
 from tests.bench.guardrails import setup_django
 
 REQUIRED = (
@@ -94,22 +92,12 @@ def bench(rounds: int, series: int) -> None:
             times.append((time.perf_counter() - started) * 1000)
         return times
 
-    with_standing, without = [], []
-    for _ in range(series):
-        without += measure(False)
-        with_standing += measure(True)
+    on, off = common.alternate(series, measure)
     assert StandingApproval.objects.count() == TOTAL
-    emit("standing_approval_p99_ms", round(pct(with_standing, 0.99), 3))
-    emit("standing_approval_baseline_p99_ms", round(pct(without, 0.99), 3))
-    emit(
-        "standing_approval_decision_overhead",
-        round(pct(with_standing, 0.99) / pct(without, 0.99), 3),
-    )
-    print(
-        f"# standing: p50 {statistics.median(with_standing):.3f} ms with {TOTAL} standing "
-        f"approvals, {statistics.median(without):.3f} ms without",
-        file=sys.stderr,
-    )
+    common.emit_overhead(
+        FIGURES, prefix="standing_approval", ratio="standing_approval_decision_overhead",
+        on=on, off=off, what=f"with {TOTAL} standing approvals",
+    )  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -119,13 +107,14 @@ def main(argv=None) -> int:
     parser.add_argument("--series", type=int, default=int(env("BENCH_STANDING_SERIES", "5")))
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="autonomy-standing-bench-")
-    try:
+
+    def run(tmp: str) -> None:
         setup_django(tmp)
         bench(args.rounds, args.series)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return FIGURES.finish(json_path=args.json, required=REQUIRED)
+
+    return common.run_in_temp(
+        name="standing", figures=FIGURES, required=REQUIRED, json_path=args.json, bench=run
+    )
 
 
 if __name__ == "__main__":
