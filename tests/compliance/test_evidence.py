@@ -361,3 +361,64 @@ def test_the_commands_write_and_verify_a_pack(world, tmp_path, capsys):
         call_command("evidence_verify", str(out))
     assert exit_.value.code == 1
     assert "evidence pack REFUSED" in capsys.readouterr().err
+
+
+# --- the control map in the admin -----------------------------------------------------------
+
+
+def test_a_risk_officer_edits_a_control_in_the_admin_and_the_edit_is_audited(client):
+    control = Control.objects.get(ref="AOS-HUM-03")
+    client.force_login(person(PortalRole.RISK_OFFICER))
+    url = reverse("admin:compliance_control_change", args=[control.pk])
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    prefix = "mappings"
+    mappings = list(control.mappings.all())
+    data.update({
+        "title": "People can stop an agent at once",
+        f"{prefix}-TOTAL_FORMS": len(mappings), f"{prefix}-INITIAL_FORMS": len(mappings),
+        f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000,
+    })  # fmt: skip
+    for i, mapping in enumerate(mappings):
+        data.update({
+            f"{prefix}-{i}-id": mapping.pk, f"{prefix}-{i}-control": control.pk,
+            f"{prefix}-{i}-framework": mapping.framework, f"{prefix}-{i}-ref": mapping.ref,
+        })  # fmt: skip
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    control.refresh_from_db()
+    assert control.title == "People can stop an agent at once"
+    assert AuditRecord.objects.filter(
+        kind="model_change", payload__model="compliance.control"
+    ).exists()
+
+
+def test_an_unknown_evidence_key_is_refused_in_the_admin(client):
+    client.force_login(person(PortalRole.RISK_OFFICER))
+
+    response = client.post(
+        reverse("admin:compliance_control_add"),
+        {
+            "ref": "X-1", "title": "x", "description": "x", "feature": "x", "evidence": "x",
+            "evidence_key": "no_such_query", "mappings-TOTAL_FORMS": 0,
+            "mappings-INITIAL_FORMS": 0,
+        },
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    assert "evidence_key" in response.context["adminform"].form.errors
+    assert not Control.objects.filter(ref="X-1").exists()
+
+
+@pytest.mark.parametrize("role", [PortalRole.AUDITOR, PortalRole.VIEWER])
+def test_only_risk_officers_edit_controls(client, role):
+    control = Control.objects.get(ref="AOS-HUM-03")
+    client.force_login(person(role))
+
+    response = client.post(
+        reverse("admin:compliance_control_change", args=[control.pk]), {"title": "x"}
+    )
+
+    assert response.status_code == 403
