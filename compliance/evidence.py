@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from autonomy.audit import keys, verify_chain
 from autonomy.audit.checkpoint import signature_problem, sink
-from autonomy.audit.segment import segment_for_period, segment_lines, verify_segment
+from autonomy.audit.segment import Segment, segment_for_period, segment_lines, verify_segment
 from compliance import selectors
 from compliance.periods import Period
 
@@ -60,10 +60,10 @@ def _json_with_list(head: dict, name: str, items: Iterable[dict]) -> Iterator[by
 # --- sections ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Context:
     period: Period
-    segment: object = None
+    segment: Segment
 
 
 def _policies(ctx: _Context) -> Iterator[bytes]:
@@ -163,8 +163,7 @@ def _entry(name: str) -> zipfile.ZipInfo:
 def pack_build(*, period: Period, out: IO[bytes], generated_by: str) -> dict:
     """Write the pack for ``period`` to ``out``; return its manifest. Sections are streamed
     into the zip, so the audit records of a long period are never all in memory."""
-    ctx = _Context(period=period)
-    ctx.segment = segment_for_period(start=period.start, end=period.end)
+    ctx = _Context(period, segment_for_period(start=period.start, end=period.end))
     key_id, private = keys.signing_key()
     files = []
     with zipfile.ZipFile(out, "w") as archive:

@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.portal_roles import PortalRole, group_name
@@ -24,7 +26,7 @@ from autonomy.audit import keys
 from autonomy.audit.chain import record_hash
 from autonomy.audit.keys import public_key_id
 from autonomy.audit.segment import record_from_row
-from autonomy.models import AuditRecord
+from autonomy.models import AuditRecord, Intervention, InterventionKind
 from compliance import periods
 from compliance.evidence import SECTIONS, pack_build, pack_verify
 from compliance.evidence_queries import EVIDENCE_QUERIES
@@ -224,11 +226,14 @@ def test_an_edited_record_rehashed_without_the_mac_key_fails_the_audit_check(wor
     )
 
 
-@pytest.mark.parametrize("change", ["removed", "reordered", "last removed", "added"])
+@pytest.mark.parametrize(
+    "change", ["first removed", "removed", "reordered", "last removed", "added"]
+)
 def test_a_removed_reordered_or_added_record_fails_the_audit_check(world, change):
     files = entries(build())
     original = rows(files)
     changed = {
+        "first removed": original[1:],
         "removed": original[:1] + original[2:],
         "reordered": [original[1], original[0], *original[2:]],
         "last removed": original[:-1],
@@ -241,6 +246,27 @@ def test_a_removed_reordered_or_added_record_fails_the_audit_check(world, change
 
     assert report.signature_ok and report.files_ok
     assert not report.audit_ok
+
+
+def test_building_a_pack_costs_the_same_queries_with_more_rows(world):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            build()
+        return len(captured)
+
+    before = queries()
+    officer = person(PortalRole.RISK_OFFICER, "risk-2")
+    Intervention.objects.bulk_create(
+        Intervention(kind=InterventionKind.PAUSE, scope="agent", agent=world.agent, by=officer,
+                     reason=f"r{n}")
+        for n in range(30)
+    )  # fmt: skip
+    with transaction.atomic():
+        for n in range(30):
+            audit.append(kind="test", payload={"n": n})
+    audit.seal()
+
+    assert queries() == before
 
 
 def test_a_pack_made_while_the_trail_was_broken_says_so(world):
