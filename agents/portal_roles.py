@@ -33,6 +33,19 @@ _HISTORY = [
     "approvals.view_approvalrequest",
 ]
 
+# The compliance evidence: risk officers edit the control map; both they and auditors see
+# it and download evidence packs.
+_COMPLIANCE_READ = [
+    "compliance.view_control",
+    "compliance.view_frameworkmapping",
+    "compliance.export_evidence",
+]
+_COMPLIANCE_EDIT = [
+    f"compliance.{action}_{m}"
+    for m in ("control", "frameworkmapping")
+    for action in ("add", "change", "delete")
+]
+
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and content rules, grant and revoke standing approvals, set autonomy
 # levels, run rollout plans (propose promotions, demote waves), correct, delete and purge
@@ -74,13 +87,16 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("view", "add", "change", "delete")
     ]
     + _VIEW_WORKFLOWS
-    + _HISTORY,
+    + _HISTORY
+    + _COMPLIANCE_READ
+    + _COMPLIANCE_EDIT,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
     PortalRole.AUDITOR: _VIEW_REGISTRY
     + _VIEW_KERNEL
     + _VIEW_WORKFLOWS
     + _HISTORY
-    + ["auth.view_user"],
+    + ["auth.view_user"]
+    + _COMPLIANCE_READ,
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }
 

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "workflows",
     "approvals",
     "interventions",
+    "compliance",
     "portal",
     "demo",
 ]

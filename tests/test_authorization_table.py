@@ -713,6 +713,14 @@ PORTAL = [
         {"to_agent": "agent-a2", "reason": "table"},
         "302 302 302 403 403 403 403 302 302",
     ),  # fmt: skip
+    ("GET", "compliance/", None, None, "302 302 302 403 403 403 200 200 403"),
+    (
+        "POST",
+        "compliance/pack/",
+        None,
+        {"quarter": "2001-Q1"},
+        "302 302 302 403 403 403 200 200 403",
+    ),
     ("GET", "signin/refused/", None, None, "403 403 403 403 403 403 403 403 403"),
     ("POST", "mcp/", None, "initialize", "401 200 200 401 401 401 401 401 401"),
     ("GET", "admin/", None, None, "302 302 302 200 200 200 200 200 200"),
