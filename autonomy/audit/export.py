@@ -34,7 +34,7 @@ def _moment(value: date | datetime, *, end: bool = False) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _row(record: AuditRecord) -> dict:
+def record_row(record: AuditRecord) -> dict:
     return {
         "seq": record.seq,
         "created_at": record.created_at.isoformat(),
@@ -80,13 +80,13 @@ def export_lines(
 
 def _jsonl(records) -> Iterator[str]:
     for record in records:
-        yield json.dumps(_row(record), separators=(",", ":")) + "\n"
+        yield json.dumps(record_row(record), separators=(",", ":")) + "\n"
 
 
 def _csv(records) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(COLUMNS)
     for record in records:
-        row = _row(record)
+        row = record_row(record)
         row["payload"] = canonical_json(row["payload"])
         yield writer.writerow([row[column] for column in COLUMNS])

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from autonomy.audit.chain import GENESIS_HASH, seal
 from autonomy.audit.checkpoint import sign, signature_problem
-from autonomy.audit.export import _row
-from autonomy.audit.verify import _record_problem
+from autonomy.audit.export import record_row
+from autonomy.audit.verify import record_problem
 from autonomy.models import AuditRecord
 
 
@@ -81,7 +81,7 @@ def segment_lines(segment: Segment, *, batch_size: int = 2000) -> Iterator[str]:
         .iterator(chunk_size=batch_size)
     )
     for record in records:
-        yield json.dumps(_row(record), separators=(",", ":")) + "\n"
+        yield json.dumps(record_row(record), separators=(",", ":")) + "\n"
 
 
 def record_from_row(row: dict) -> AuditRecord:
@@ -133,7 +133,7 @@ def verify_segment(
             return SegmentReport(
                 False, checked, record.seq, f"it lies beyond the end checkpoint (#{end['seq']})"
             )
-        found = _record_problem(record, expected_seq, prev_hash)
+        found = record_problem(record, expected_seq, prev_hash)
         if found is None and record.seq in at_seq and record.hash != at_seq[record.seq]["hash"]:
             found = record.seq, f"it does not match the checkpoint published at #{record.seq}"
         if found:

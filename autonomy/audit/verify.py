@@ -38,7 +38,7 @@ def _mac_problem(record: AuditRecord) -> str:
     return ""
 
 
-def _record_problem(record: AuditRecord, expected_seq: int, prev_hash: str):
+def record_problem(record: AuditRecord, expected_seq: int, prev_hash: str):
     """(first broken seq, problem) for one record in chain order, or None when it is sound."""
     if record.seq > expected_seq:
         return expected_seq, f"record #{expected_seq} is missing (the next one is #{record.seq})"
@@ -109,7 +109,7 @@ def verify_chain(*, batch_size: int = 2000, checkpoints: int | None = CHECKPOINT
         .iterator(chunk_size=batch_size)
     )
     for record in records:
-        found = _record_problem(record, expected_seq, prev_hash)
+        found = record_problem(record, expected_seq, prev_hash)
         if found is None and head_before and record.seq == head_before.seq:
             if record.hash != head_before.hash:
                 found = record.seq, "it does not match the chain's head"
