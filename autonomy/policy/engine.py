@@ -233,12 +233,11 @@ class CompiledStore(StatementSet):
         """This store with draft policies ``(replaced policy id or None, name, text)`` in
         place of the enabled policies ``replaces`` (every enabled policy for None: a whole
         draft set). Raises ValueError when a draft does not compile."""
-        kept = (
-            [] if replaces is None else [s for s in self.statements if s.policy_id not in replaces]
-        )
-        broken = {} if replaces is None else {
-            pk: msg for pk, msg in self.broken.items() if pk not in replaces
-        }  # fmt: skip
+        if replaces is None:
+            kept, broken = [], {}
+        else:
+            kept = [s for s in self.statements if s.policy_id not in replaces]
+            broken = {pk: msg for pk, msg in self.broken.items() if pk not in replaces}
         for policy_id, name, text in drafts:
             kept.extend(split(text, policy_id=policy_id, policy=name))
         return StatementSet(kept, broken)

@@ -10,6 +10,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agents import services as agent_services
 from agents.portal_roles import PortalRole, group_name
@@ -325,3 +327,65 @@ def test_grants_are_untouched_by_a_trial(registry, ops_agent, officer):
     assert action.verdict == Verdict.DENY
     assert not grants.is_granted(operation=registry.read, agent=ops_agent)
     assert TrialDifference.objects.count() == 0
+
+
+DRAFTS = {
+    "stricter": (STRICTER, False),
+    "asks above 1,000": (
+        BASELINE.replace("permit", '@approval("required") permit').replace(
+            ";", " when { context has amount && context.amount > 1000 };"
+        )
+        + "\n"
+        + BASELINE.replace(";", " unless { context has amount && context.amount > 1000 };"),
+        True,
+    ),
+    "finance only": ('permit (principal in BusinessUnit::"finance", action, resource);', True),
+    "nothing": ("forbid (principal, action, resource);", False),
+}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    which=st.integers(min_value=0, max_value=1),
+    key=st.sampled_from(["erp.post-invoice", "erp.read-invoice"]),
+    amount=st.integers(min_value=0, max_value=300_000),
+)
+def test_running_trials_never_change_a_decision_and_each_agrees_with_simulate(
+    registry, ops_agent, officer, which, key, amount
+):
+    """Four trials at once (a new policy, a replacement, whole sets): the live decision is the
+    one without trials, and each trial's verdict is simulate's with the same draft (a whole
+    set is the baseline's replacement here: the baseline is the only enabled policy)."""
+    baseline = Policy.objects.get(name="baseline")
+    if not PolicyTrial.objects.exists():
+        for name, (text, replaces) in DRAFTS.items():
+            if name in ("finance only", "nothing"):
+                trials.trial_start(name=name, drafts=[{"name": name, "text": text}], by=officer)
+            else:
+                trials.trial_start(
+                    name=name, text=text, replaces=baseline if replaces else None, by=officer
+                )
+    agent = (registry.agent, ops_agent)[which]
+    operation = lifecycle.resolve_operation(key=key)
+    params = _params(key, amount)
+
+    live = gate.decide(agent=agent, operation=operation, params=params)
+    both = gate.decide(agent=agent, operation=operation, params=params, trials=True)
+
+    assert (both.verdict, both.reasons, both.risk_score) == (
+        live.verdict, live.reasons, live.risk_score,
+    )  # fmt: skip
+    differing = {t.trial_id: t.verdict for t in both.trials}
+    assert not any(t.failed for t in both.trials)
+    for trial in PolicyTrial.objects.all():
+        text, replaces = DRAFTS[trial.name]
+        simulated = gate.decide(
+            agent=agent, operation=operation, params=params, draft_text=text,
+            draft_replaces=baseline.pk if replaces or trial.kind == "set" else None,
+        )  # fmt: skip
+        expected = simulated.verdict if simulated.verdict != live.verdict else None
+        assert differing.get(trial.pk) == expected, trial.name
