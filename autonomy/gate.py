@@ -17,6 +17,10 @@ reason to deny, a ``needs_approval`` match a reason to ask a person, and ``redac
 matches are reasons that change nothing but the parameters (``Decision.params``: what the
 caller stores and sends when a rule replaced text).
 
+Log-only trials (``autonomy.policy.trials``) are asked beside the live policies when the
+caller wants them (``trials=True``: ``action_request``): the grounds are gathered once and
+``_conclude`` turns the live answer and each draft's into verdicts by the same rule.
+
 It reads a constant number of rows (operation, grants, recent behaviour, policy version) and
 collects every reason rather than stopping at the first, so a denial explains itself.
 It writes nothing: recording the decision is the caller's job (``autonomy.services``).
