@@ -50,6 +50,7 @@ from autonomy.models import ActionRequest, ActionStatus, HumanDecision, Operatio
 from autonomy.observability import rollup, tracing
 from autonomy.observability.request_id import current as current_request_id
 from autonomy.policy import engine as policy_engine
+from autonomy.policy import trials as policy_trials
 from autonomy.standing import services as standing_services
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def action_request(
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
                 version=version, confirm_version=guess is not None, approval=approval,
-                template_key=template_key,
+                template_key=template_key, trials=True,
             )  # fmt: skip
         except gate.VersionMoved as moved:
             version = moved.version
@@ -249,7 +250,7 @@ def action_request(
             params = _validated_for(agent=agent, operation=operation, params=params)
             decision = gate.decide(
                 agent=agent, operation=operation, params=params, credential=credential,
-                version=version, approval=approval, template_key=template_key,
+                version=version, approval=approval, template_key=template_key, trials=True,
             )  # fmt: skip
         if decision.standing and not decision.shadow:
             # A standing approval settled its reasons to ask a person: count the use on its
@@ -299,6 +300,8 @@ def action_request(
             return existing, True
         rollup.rollup_record(action=action)
         usage.usage_record(action=action)
+        # Log-only trials whose draft would have decided otherwise (the outcome stands).
+        policy_trials.differences_record(action=action, decision=decision)
         audit.append(
             kind="action_decision",
             actor=agent.service_user.username,

@@ -17,11 +17,16 @@ reason to deny, a ``needs_approval`` match a reason to ask a person, and ``redac
 matches are reasons that change nothing but the parameters (``Decision.params``: what the
 caller stores and sends when a rule replaced text).
 
+Log-only trials (``autonomy.policy.trials``) are asked beside the live policies when the
+caller wants them (``trials=True``: ``action_request``): the grounds are gathered once and
+``_conclude`` turns the live answer and each draft's into verdicts by the same rule.
+
 It reads a constant number of rows (operation, grants, recent behaviour, policy version) and
 collects every reason rather than stopping at the first, so a denial explains itself.
 It writes nothing: recording the decision is the caller's job (``autonomy.services``).
 """
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,7 +40,10 @@ from autonomy.content import rules as content_rules
 from autonomy.errors import ErrorCode
 from autonomy.models import AutonomyLevel, ContentEffect, Operation, Verdict
 from autonomy.policy import engine as policy_engine
+from autonomy.policy import trials as policy_trials
 from autonomy.standing import selectors as standing_selectors
+
+log = logging.getLogger(__name__)
 
 # The reasons to ask a person that a standing approval settles ahead of time.
 STANDING_WAIVES = frozenset({ErrorCode.RISK_NEEDS_APPROVAL, ErrorCode.POLICY_REQUIRES_APPROVAL})
@@ -72,6 +80,17 @@ class ApprovalAsk:
         return reason_entry(ErrorCode.APPROVAL_GATE, message, **details)
 
 
+@dataclass(frozen=True)
+class TrialVerdict:
+    """What a running log-only trial's draft would have decided where it differs from the
+    live verdict (``failed``: the draft could not be evaluated; nothing else is known)."""
+
+    trial_id: int
+    verdict: str
+    reasons: list[dict]
+    failed: bool = False
+
+
 @dataclass
 class Decision:
     verdict: str
@@ -88,6 +107,9 @@ class Decision:
     # The standing approvals that allow it (most specific first) when one settled its
     # reasons to ask a person; the caller counts a use on one (``standing_used``).
     standing: list[standing_selectors.Standing] = field(default_factory=list)
+    # The running log-only trials that would have decided otherwise (only when asked:
+    # ``decide(trials=True)``); the caller records them with the action.
+    trials: list[TrialVerdict] = field(default_factory=list)
 
     @property
     def shadow(self) -> bool:
@@ -193,6 +215,7 @@ def decide(
     approval: ApprovalAsk | None = None,
     release: bool = False,
     template_key: str | None = None,
+    trials: bool = False,
 ) -> Decision:
     """``approval``: the caller's process wants a person to approve this even when the gate
     would allow it (a workflow step's approval gate and its condition); it never turns a
@@ -212,7 +235,11 @@ def decide(
     too. The level (``autonomy.levels.level_for``, the most restrictive that applies) is an
     input here: ``supervised`` sends what would be allowed to a person, ``autonomous`` skips
     the risk-threshold approval (policy, grants, limits and the deny threshold still hold),
-    and ``shadow`` marks a decision to be recorded and never executed."""
+    and ``shadow`` marks a decision to be recorded and never executed.
+
+    ``trials``: also decide with each running log-only trial's draft
+    (``autonomy.policy.trials``), from the same grounds and one more Cedar evaluation each;
+    the verdicts that differ land in ``Decision.trials``. The live decision never changes."""
     at = at or timezone.now()
     reasons: list[dict] = []
 
@@ -303,6 +330,24 @@ def decide(
         context["amount"] = _cedar_value(amount_value)
     if count_value is not None:
         context["record_count"] = _cedar_value(count_value)
+    grounds = _Grounds(
+        agent=agent,
+        operation=operation,
+        at=at,
+        reasons=tuple(reasons),
+        noted=tuple(noted),
+        content=content,
+        assessment=assessment,
+        grant=grant,
+        amount=amount,
+        level=levels.level_for(
+            agent=agent, operation_key=operation.key, template_key=template_key, version=seen
+        ),
+        release=release,
+        approval=approval,
+        version=seen,
+    )
+    running = policy_trials.running(version=seen) if trials else ()
     result = policy_engine.evaluate(
         agent=agent,
         operation=operation,
@@ -310,7 +355,65 @@ def decide(
         draft_text=draft_text,
         draft_replaces=draft_replaces,
         version=version,
+        variants=[trial.statements for trial in running],
     )
+    decision = _conclude(grounds, result)
+    if running:
+        decision.trials = _trial_verdicts(grounds, decision, running, result.variants)
+    return decision
+
+
+@dataclass(frozen=True)
+class _Grounds:
+    """What a verdict rests on besides the policies' answer, gathered once per request: the
+    enabled policies and a log-only trial's draft reach their verdicts from the same grounds
+    by the same rule (``_conclude``)."""
+
+    agent: object
+    operation: Operation
+    at: datetime
+    reasons: tuple[dict, ...]
+    noted: tuple[dict, ...]
+    content: content_rules.Scan
+    assessment: risk.RiskAssessment
+    grant: dict | None
+    amount: Decimal | None
+    level: levels.Level
+    release: bool
+    approval: "ApprovalAsk | None"
+    version: int
+
+
+def _trial_verdicts(grounds: _Grounds, live: Decision, running, answers) -> list[TrialVerdict]:
+    """The running trials whose draft would decide otherwise (or failed to decide). A trial
+    never changes or breaks the live decision: a failure is logged and counted."""
+    found = []
+    for trial, answer in zip(running, answers, strict=True):
+        if answer.failed:
+            found.append(TrialVerdict(trial_id=trial.pk, verdict="", reasons=[], failed=True))
+            continue
+        try:
+            draft = _conclude(grounds, answer)
+        except Exception:
+            log.exception("Policy trial %s failed to reach a verdict", trial.pk)
+            found.append(TrialVerdict(trial_id=trial.pk, verdict="", reasons=[], failed=True))
+            continue
+        if draft.verdict != live.verdict:
+            found.append(
+                TrialVerdict(trial_id=trial.pk, verdict=draft.verdict, reasons=draft.reasons)
+            )
+    return found
+
+
+def _conclude(grounds: _Grounds, result: policy_engine.PolicyResult) -> Decision:
+    """The verdict from the grounds and one policy answer: the one rule, for the enabled
+    policies and for a trial's draft alike."""
+    agent, operation, at = grounds.agent, grounds.operation, grounds.at
+    assessment, level, content = grounds.assessment, grounds.level, grounds.content
+    approval, release, seen = grounds.approval, grounds.release, grounds.version
+    reasons = list(grounds.reasons)
+    noted = list(grounds.noted)
+
     policies = {
         "permits": result.permits,
         "forbids": result.forbids,
@@ -347,14 +450,11 @@ def decide(
         risk_score=assessment.score,
         risk_factors=assessment.factors,
         policies=policies,
-        grant=grant,
-        amount=amount,
-        level=levels.level_for(
-            agent=agent, operation_key=operation.key, template_key=template_key, version=seen
-        ),
+        grant=grounds.grant,
+        amount=grounds.amount,
+        level=level,
         params=content.params,
     )
-    level = decision.level
     if reasons:
         reasons += content.reasons(ContentEffect.NEEDS_APPROVAL) + noted
         return decision
@@ -412,7 +512,7 @@ def decide(
         )
     if reasons and all(r["code"] in STANDING_WAIVES for r in reasons):
         decision.standing = standing_selectors.matching(
-            agent=agent, operation=operation, risk=assessment.score, amount=amount, at=at,
+            agent=agent, operation=operation, risk=assessment.score, amount=grounds.amount, at=at,
             version=seen,
         )  # fmt: skip
     if decision.standing:

@@ -749,6 +749,86 @@ class StandingApprovalUse(models.Model):
         return f"{self.standing_id} {self.day} {self.count}"
 
 
+class TrialKind(models.TextChoices):
+    POLICY = "policy", "One draft policy (new, or replacing one)"
+    SET = "set", "A whole draft set (replacing the enabled policies)"
+
+
+class TrialStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    PROMOTED = "promoted", "Promoted"
+
+
+class PolicyTrial(models.Model):
+    """A log-only trial (``autonomy.policy.trials``): draft policies decide beside the enabled
+    ones on live traffic, and every decision where they would differ is recorded; the
+    outcome never changes."""
+
+    name = models.CharField(max_length=160)
+    kind = models.CharField(max_length=10, choices=TrialKind.choices, default=TrialKind.POLICY)
+    # [{"name": ..., "text": ...}]: one for ``policy``, one or more for ``set``.
+    drafts = models.JSONField(default=list)
+    # The enabled policy one draft replaces (``policy`` kind); none for a new policy.
+    replaces = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="trials"
+    )
+    status = models.CharField(
+        max_length=10, choices=TrialStatus.choices, default=TrialStatus.RUNNING, db_index=True
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    # Decisions on which the draft failed to evaluate (the live decision went on unharmed).
+    errors = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"trial {self.name} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("trials:detail", args=[self.pk])
+
+
+class TrialDifference(models.Model):
+    """One live decision a trial's draft would have decided otherwise: written with the
+    action, in its transaction, only when the verdicts differ."""
+
+    # No index of its own: ``trial_difference_time`` (trial, created_at) leads with it.
+    trial = models.ForeignKey(
+        PolicyTrial, on_delete=models.CASCADE, related_name="differences", db_index=False
+    )
+    action = models.ForeignKey("ActionRequest", on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    operation = models.ForeignKey(
+        Operation, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    business_unit = models.ForeignKey(
+        "agents.BusinessUnit", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    live_verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    draft_verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    draft_reasons = models.JSONField(default=list)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["trial", "created_at"], name="trial_difference_time")]
+
+    def __str__(self) -> str:
+        return f"{self.live_verdict} → {self.draft_verdict} (trial {self.trial_id})"
+
+
 class ConnectorSecret(models.Model):
     """A connector's credential, encrypted at rest (``autonomy.connectors.vault``). Only the
     connector layer decrypts it, inside a call; no page or API ever shows the value."""

@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("portal.urls")),
     path("", include("portal.urls_analytics")),
     path("", include("portal.urls_rollouts")),
+    path("", include("portal.urls_trials")),
     path("", include("interventions.urls")),
     path("", include("compliance.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),

@@ -91,11 +91,13 @@ def _fresh_registry_caches():
     from autonomy import levels, selectors
     from autonomy.content import rules as content_rules
     from autonomy.policy import engine
+    from autonomy.policy import trials as policy_trials
     from autonomy.standing import selectors as standing_selectors
     from workflows import selectors as workflow_selectors
 
     selectors.operations_forget()
     engine.compiled_forget()
+    policy_trials.running_forget()
     levels.index_forget()
     content_rules.rules_forget()
     standing_selectors.index_forget()

@@ -30,6 +30,7 @@ from agents.portal_roles import PortalRole, group_name
 from approvals.groups import group_key_of
 from approvals.models import Suggestion, SuggestionKind
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
+from autonomy.policy import trials as policy_trials
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
@@ -42,6 +43,7 @@ from workflows.services import agent_tasks
 ACTORS = (
     "anon", "agent_a", "agent_b", "owner", "viewer", "approver", "auditor", "risk", "it_admin",
 )  # fmt: skip
+TRIAL_DRAFT = "forbid (principal, action, resource) when { context.risk_score > 100 };"
 ROLES = {
     "viewer": PortalRole.VIEWER,
     "approver": PortalRole.APPROVER,
@@ -108,8 +110,12 @@ def build_world() -> World:
         by=people["risk"], operation=registry.read, role=agent_a.role, max_risk=40, days=7,
         reason="authorisation table",
     )  # fmt: skip
+    trial = policy_trials.trial_start(  # log-only; its draft forbids nothing the table asks
+        name="authz trial", text=TRIAL_DRAFT, by=people["risk"]
+    )
     return World(
         ids={
+            "trial": trial.pk,
             "agent": agent_a.pk,
             "agent_slug": agent_a.slug,
             "agent_b": agent_b.pk,
@@ -677,6 +683,35 @@ PORTAL = [
         {"reason": "table"},
         "302 302 302 403 403 403 403 302 403",
     ),
+    ("GET", "policies/trials/", None, None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "POST",
+        "policies/trials/start/",
+        None,
+        {"name": "table", "text": TRIAL_DRAFT, "replaces": ""},
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "GET",
+        "policies/trials/<int:trial_id>/",
+        "trial",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "policies/trials/<int:trial_id>/stop/",
+        "trial",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    (
+        "POST",
+        "policies/trials/<int:trial_id>/promote/",
+        "trial",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -761,6 +796,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:key>": "authz",  # the template of the world's run
         "<int:standing_id>": world.ids["standing"],
         "<int:suggestion_id>": world.ids["suggestion"],
+        "<int:trial_id>": world.ids["trial"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

@@ -183,3 +183,11 @@ def test_standing_bench_prints_and_writes_every_figure(tmp_path):
         drop=lambda k: k.startswith("BENCH_STANDING_"),
     )  # fmt: skip
     assert all(figures[name] > 0 for name in figures)
+
+
+def test_log_only_bench_prints_and_writes_every_figure(tmp_path):
+    figures, _ = run_bench(
+        tmp_path, "log_only", ["--rounds", 10, "--series", 1],
+        drop=lambda k: k.startswith("BENCH_LOG_ONLY_"),
+    )  # fmt: skip
+    assert all(figures[name] > 0 for name in figures)

@@ -21,8 +21,9 @@ wrongly typed value denies rather than dodging a forbid.
 
 import functools
 import json
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import cedarpy
@@ -32,6 +33,8 @@ from agents.models import BusinessUnit, Role
 from autonomy.models import Connector, Operation, Policy, PolicyStoreState
 from autonomy.policy.schema import ACTION, params_types, schema_for
 from autonomy.policy.versioned import PerVersion
+
+log = logging.getLogger(__name__)
 
 SLICE_CACHE_SIZE = 4096
 SPLIT_CACHE_SIZE = 16384
@@ -74,6 +77,10 @@ class PolicyResult:
     approval_required: bool = False
     errors: list[str] = field(default_factory=list)
     evaluated: int = 0
+    # Beside the enabled policies' answer: each variant's (``evaluate(variants=...)``).
+    variants: list["PolicyResult"] = field(default_factory=list)
+    # A variant that raised (its ``errors`` say what); never the enabled policies' answer.
+    failed: bool = False
 
 
 # --- compiling -----------------------------------------------------------------------------
@@ -171,7 +178,29 @@ def _index(statements: Iterable[Statement]) -> dict[tuple, tuple[int, ...]]:
     return {key: tuple(positions) for key, positions in buckets.items()}
 
 
-class CompiledStore:
+class StatementSet:
+    """Statements filed in the slicing index by scope, each slice's PolicySet built once: the
+    enabled store (``CompiledStore``) or a trial's draft of it (``CompiledStore.with_drafts``).
+    """
+
+    def __init__(self, statements: Iterable[Statement], broken: dict[int, str]):
+        self.statements = tuple(statements)
+        self.broken = broken
+        self.index = _index(self.statements)
+        self.policy_set = functools.lru_cache(maxsize=SLICE_CACHE_SIZE)(self._policy_set)
+
+    def _policy_set(self, positions: tuple[int, ...]) -> cedarpy.PolicySet:
+        return _policy_set(tuple(self.statements[i].text for i in positions))
+
+    def slice(self, buckets: tuple[tuple, tuple]) -> tuple[int, ...]:
+        principals, resources = buckets
+        get = self.index.get
+        found = [i for p in principals for r in resources for i in get((p, r), ())]
+        found.sort()
+        return tuple(found)
+
+
+class CompiledStore(StatementSet):
     """Everything derived from one policy-store version. Replaced whole when it moves.
 
     Two queries: enabled policies and operations' parameter schemas (for context checks and
@@ -180,22 +209,17 @@ class CompiledStore:
     def __init__(self, version: int):
         self.version = version
         statements: list[Statement] = []
-        self.broken: dict[int, str] = {}
+        broken: dict[int, str] = {}
         for pk, name, text in (
             Policy.objects.filter(enabled=True).order_by("pk").values_list("pk", "name", "text")
         ):
             try:
                 statements.extend(_split_stored(pk, name, text))
             except ValueError as exc:
-                self.broken[pk] = f"Enabled policy {name!r} does not compile: {exc}"
-        self.statements = tuple(statements)
-        self.index = _index(self.statements)
+                broken[pk] = f"Enabled policy {name!r} does not compile: {exc}"
+        super().__init__(statements, broken)
         self.params = params_types(Operation.objects.values_list("params_schema", flat=True))
-        self.policy_set = functools.lru_cache(maxsize=SLICE_CACHE_SIZE)(self._policy_set)
         self._schema = None
-
-    def _policy_set(self, positions: tuple[int, ...]) -> cedarpy.PolicySet:
-        return _policy_set(tuple(self.statements[i].text for i in positions))
 
     @property
     def schema(self) -> cedarpy.Schema:
@@ -203,12 +227,20 @@ class CompiledStore:
             self._schema = cedarpy.Schema.from_json_str(json.dumps(schema_for(self.params)))
         return self._schema
 
-    def slice(self, buckets: tuple[tuple, tuple]) -> tuple[int, ...]:
-        principals, resources = buckets
-        get = self.index.get
-        found = [i for p in principals for r in resources for i in get((p, r), ())]
-        found.sort()
-        return tuple(found)
+    def with_drafts(
+        self, *, drafts: Iterable[tuple[int | None, str, str]], replaces: set[int] | None
+    ) -> StatementSet:
+        """This store with draft policies ``(replaced policy id or None, name, text)`` in
+        place of the enabled policies ``replaces`` (every enabled policy for None: a whole
+        draft set). Raises ValueError when a draft does not compile."""
+        if replaces is None:
+            kept, broken = [], {}
+        else:
+            kept = [s for s in self.statements if s.policy_id not in replaces]
+            broken = {pk: msg for pk, msg in self.broken.items() if pk not in replaces}
+        for policy_id, name, text in drafts:
+            kept.extend(split(text, policy_id=policy_id, policy=name))
+        return StatementSet(kept, broken)
 
 
 _compiled = PerVersion(CompiledStore)
@@ -247,6 +279,12 @@ def store_version() -> int:
 
 def _compiled_for(version: int | None) -> CompiledStore:
     return _compiled.get(version)
+
+
+def store_for(version: int | None) -> CompiledStore:
+    """The compiled store of ``version`` (the one a caller read): a trial's draft is built on
+    the same statements the gate decides with."""
+    return _compiled_for(version)
 
 
 def compiled_forget() -> None:
@@ -451,20 +489,48 @@ def _draft(text: str) -> tuple[list[Statement], str | None]:
         return [], f"The draft policy does not compile: {exc}"
 
 
-def _evaluate(*, agent, operation, context, draft_text, draft_replaces, sliced: bool, version=None):
+def _on(store: StatementSet, facts: tuple, context: dict) -> PolicyResult:
+    """Cedar's answer over ``store``'s statements in this request's slice."""
+    broken = list(store.broken.values())
+    if broken:  # a policy we cannot read might be a forbid: fail closed
+        return PolicyResult(errors=broken)
+    positions = store.slice(_buckets(facts))
+    statements = [store.statements[i] for i in positions]
+    policy_set = store.policy_set(positions) if statements else None
+    return _authorize(statements, policy_set, facts, context)
+
+
+def _variant(store: StatementSet, facts: tuple, context: dict) -> PolicyResult:
+    """A trial's answer on the live request's inputs. A trial must never break the live
+    decision: whatever it raises is logged and returned as a failed result."""
+    try:
+        return _on(store, facts, context)
+    except Exception as exc:
+        log.exception("A policy trial's draft failed to evaluate")
+        return PolicyResult(errors=[f"{exc.__class__.__name__}: {exc}"], failed=True)
+
+
+def _evaluate(
+    *, agent, operation, context, draft_text, draft_replaces, sliced: bool, version=None,
+    variants=(),
+):  # fmt: skip
     compiled, facts = _load(agent, operation, version)
     broken = [msg for pk, msg in compiled.broken.items() if pk != draft_replaces]
-    if broken:  # a policy we cannot read might be a forbid: fail closed
+    if broken and not variants:  # a policy we cannot read might be a forbid: fail closed
         return PolicyResult(errors=broken)
     context, errors = _context(context, compiled.params)
     if errors:
-        return PolicyResult(errors=errors)
-    buckets = _buckets(facts)
+        return PolicyResult(errors=errors, variants=[PolicyResult(errors=errors) for _ in variants])
+    if draft_text is None and sliced:
+        result = _on(compiled, facts, context)
+        result.variants = [_variant(store, facts, context) for store in variants]
+        return result
+    if broken:
+        return PolicyResult(errors=broken)
     if draft_text is None:
-        positions = compiled.slice(buckets) if sliced else tuple(range(len(compiled.statements)))
-        statements = [compiled.statements[i] for i in positions]
-        policy_set = compiled.policy_set(positions) if statements else None
-        return _authorize(statements, policy_set, facts, context)
+        positions = tuple(range(len(compiled.statements)))
+        policy_set = compiled.policy_set(positions) if positions else None
+        return _authorize(list(compiled.statements), policy_set, facts, context)
 
     drafts, error = _draft(draft_text)
     if error:
@@ -472,7 +538,7 @@ def _evaluate(*, agent, operation, context, draft_text, draft_replaces, sliced: 
     if draft_replaces is not None:
         name = Policy.objects.filter(pk=draft_replaces).values_list("name", flat=True).first()
         drafts = [replace(s, policy_id=draft_replaces, policy=name or "draft") for s in drafts]
-    principals, resources = buckets
+    principals, resources = _buckets(facts)
     statements = [
         s
         for s in compiled.statements
@@ -495,13 +561,19 @@ def evaluate(
     draft_text: str | None = None,
     draft_replaces: int | None = None,
     version: int | None = None,
+    variants: Sequence[StatementSet] = (),
 ) -> PolicyResult:
     """Cedar's decision for ``agent`` invoking ``operation``: forbid wins, default deny.
 
     ``draft_text`` adds a not-yet-saved policy (simulate), replacing the enabled policy
     ``draft_replaces`` when given. Reads one row per call when nothing changed, none when
     the caller passes the ``version`` it read for this request (``store_version``).
+    ``variants`` (log-only trials' statements, ``CompiledStore.with_drafts``; not with a
+    draft): each is also asked on the very same entities and context, one Cedar call each,
+    its answer in ``result.variants`` in the same order.
     """
+    if variants and draft_text is not None:
+        raise ValueError("variants are evaluated beside the enabled policies, not a draft")
     return _evaluate(
         agent=agent,
         operation=operation,
@@ -510,6 +582,7 @@ def evaluate(
         draft_replaces=draft_replaces,
         sliced=True,
         version=version,
+        variants=variants,
     )
 
 

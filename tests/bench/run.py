@@ -203,10 +203,11 @@ def bench_module(module: str) -> bool:
 # the same decision without them (``guardrails``); a decision with 1,000 standing approvals
 # against the same decision without them (``standing``); the grouped inbox with 10,000 waiting
 # requests and one group of 1,000 decided in one call (``inbox_groups``); the approval load's
-# figures at 100,000 requests in a day against 10,000 (``approval_load``).
+# figures at 100,000 requests in a day against 10,000 (``approval_load``); a decision with a
+# running log-only trial against the same decision without one (``log_only``).
 MODULES = [
     "workflows", "intervention", "memory", "activity", "dashboard", "analytics", "gate_scale",
-    "load", "guardrails", "standing", "inbox_groups", "approval_load",
+    "load", "guardrails", "standing", "inbox_groups", "approval_load", "log_only",
 ]  # fmt: skip
 
 

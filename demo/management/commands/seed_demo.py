@@ -12,6 +12,7 @@ from demo import (
     memory,
     registry,
     rollouts,
+    trials,
     workflows,
 )
 from workflows.services.rollup import analytics_backfill
@@ -47,5 +48,6 @@ class Command(BaseCommand):
         created["analytics_rows"] = analytics_backfill()  # runs from before the rollups
         # the suggestions beat proposes from history; the demo's shows from the first page
         created["suggestions"] = suggestions_refresh()["proposed"]
+        created["policy_trials"] = trials.seed_trials()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
