@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from auditlog.context import set_actor
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils.text import slugify
 
 from agents import services
@@ -333,6 +333,31 @@ def blueprint_stamp(
             },
         )
     return list(Agent.objects.filter(slug__in=slugs).order_by("slug"))
+
+
+def blueprint_adopt(*, blueprint: Blueprint, agents: QuerySet[Agent], by) -> int:
+    """Bring existing agents of the blueprint's role under it (e.g. agents registered before
+    it existed): one UPDATE sets its tier, limits and version on them, one audit record.
+    Agents of another role are refused: their groups would have to move one by one."""
+    agents = Agent.objects.filter(pk__in=agents.values("pk"))
+    with transaction.atomic(), set_actor(by):
+        strangers = sorted(
+            agents.exclude(role_id=blueprint.role_id).values_list("slug", flat=True)[:20]
+        )
+        if strangers:
+            raise DomainError(
+                ErrorCode.VALIDATION_FAILED,
+                f"Only agents of role {blueprint.role.slug} can follow this blueprint.",
+                {"fields": {"agents": strangers}},
+            )
+        count = _agents_apply(blueprint=blueprint, agents=agents)
+        policy_services.registry_changed()
+        audit.append(
+            kind="blueprint_adopted",
+            actor=by.get_username() if by else "",
+            payload={"blueprint": blueprint.slug, "version": blueprint.version, "count": count},
+        )
+    return count
 
 
 def blueprint_upsert(data: dict, by) -> Blueprint:
