@@ -251,7 +251,7 @@ def blueprint_update(*, blueprint: Blueprint, by, **changes) -> Blueprint:
     changes = _checked(dict(changes))
     with transaction.atomic(), set_actor(by):
         locked = (
-            Blueprint.objects.select_for_update()
+            Blueprint.objects.select_for_update(of=("self",))
             .select_related("role", "autonomy_setting")
             .get(pk=blueprint.pk)
         )

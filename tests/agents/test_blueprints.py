@@ -387,3 +387,26 @@ def test_admin_stamp_is_refused_to_a_viewer(client, clerk_blueprint, viewer):
 def test_it_admin_group_holds_the_blueprint_permissions(it_admin):
     group = Group.objects.get(name="Portal: IT admin")
     assert group.permissions.filter(codename="change_blueprint").exists()
+
+
+def test_admin_add_form_shows_a_refused_value_on_its_field_and_saves_a_good_one(
+    client, ops, it_admin
+):
+    role = make_role("invoice-clerk")
+    client.force_login(it_admin)
+    form = {
+        "slug": "clerk", "name": "Clerk", "role": role.pk, "risk_tier": 2,
+        "autonomy_level": "guarded", "max_actions_per_minute": "", "max_daily_spend": "",
+        "operations": '["erp.no-such"]', "policies": "[]", "description": "",
+    }  # fmt: skip
+    refused = client.post("/admin/agents/blueprint/add/", form)
+    assert refused.status_code == 200
+    assert "unknown: erp.no-such" in refused.content.decode()
+    assert not blueprints.Blueprint.objects.exists()
+    saved = client.post(
+        "/admin/agents/blueprint/add/", {**form, "operations": '["erp.read-invoice"]'}
+    )
+    assert saved.status_code == 302, saved.content[:3000]
+    blueprint = blueprints.Blueprint.objects.get(slug="clerk")
+    assert grants.is_granted(operation=ops["read"], role=role)
+    assert AutonomySetting.objects.get(pk=blueprint.autonomy_setting_id).level == "guarded"
