@@ -107,7 +107,9 @@ def _checked(values: dict) -> dict:
             raise _invalid("Risk tier is one of low, medium, high, critical.", "risk_tier")
         values["risk_tier"] = int(tier)
     if values.get("autonomy_level") not in (None, "", *AutonomyLevel.values):
-        raise _invalid(f"Autonomy level is one of {', '.join(AutonomyLevel.values)}.", "level")
+        raise _invalid(
+            f"Autonomy level is one of {', '.join(AutonomyLevel.values)}.", "autonomy_level"
+        )
     for field in ("max_actions_per_minute", "max_daily_spend"):
         if field not in values:
             continue
@@ -119,7 +121,7 @@ def _checked(values: dict) -> dict:
             number = int(value) if field == "max_actions_per_minute" else Decimal(str(value))
         except (TypeError, ValueError, ArithmeticError):
             raise _invalid("A non-negative number, or empty for the default.", field) from None
-        if number < 0:
+        if isinstance(number, Decimal) and not number.is_finite() or number < 0:
             raise _invalid("A non-negative number, or empty for the default.", field)
         values[field] = number
     if "operations" in values:
@@ -298,8 +300,8 @@ def blueprint_stamp(
         start = Agent.objects.filter(blueprint=blueprint).count() + 1
         names = [f"{blueprint.name} {n}" for n in range(start, start + count)]
     slugs = [slugify(f"{blueprint.slug} {business_unit.slug} {name}")[:100] for name in names]
-    if not names or len(set(slugs)) != len(slugs):
-        raise _invalid("Give distinct agent names.", "names")
+    if not names or len(names) > 500 or len(set(slugs)) != len(slugs):
+        raise _invalid("Give 1 to 500 distinct agent names.", "names")
     with transaction.atomic(), set_actor(by):
         taken = sorted(Agent.objects.filter(slug__in=slugs).values_list("slug", flat=True))
         if taken:

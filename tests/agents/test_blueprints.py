@@ -169,6 +169,8 @@ def test_bad_blueprint_input_is_refused(clerk_blueprint, it_admin):
         {"operations": ["erp.no-such"]},
         {"risk_tier": "extreme"},
         {"max_daily_spend": "-1"},
+        {"max_daily_spend": "NaN"},
+        {"max_actions_per_minute": "many"},
         {"autonomy_level": "wild"},
     ):
         with pytest.raises(DomainError) as refused:
