@@ -412,3 +412,23 @@ def test_admin_add_form_shows_a_refused_value_on_its_field_and_saves_a_good_one(
     blueprint = blueprints.Blueprint.objects.get(slug="clerk")
     assert grants.is_granted(operation=ops["read"], role=role)
     assert AutonomySetting.objects.get(pk=blueprint.autonomy_setting_id).level == "guarded"
+
+
+def test_the_clone_page_refuses_unknown_ids_and_writes_nothing(client, hr_model, it_admin):
+    client.force_login(it_admin)
+    policies = Policy.objects.count()
+    answer = client.post("/permission-models/clone/", _page_data(hr_model, to_unit=999999))
+    assert answer.status_code == 400
+    assert (Policy.objects.count(), Role.objects.filter(slug="legal-assistant").exists()) == (
+        policies,
+        False,
+    )
+
+
+def test_a_viewer_reads_a_blueprint_in_the_admin_without_the_stamp_button(
+    client, clerk_blueprint, viewer
+):
+    client.force_login(viewer)
+    page = client.get(f"/admin/agents/blueprint/{clerk_blueprint.pk}/change/")
+    assert page.status_code == 200
+    assert "/stamp/" not in page.content.decode()
