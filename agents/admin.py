@@ -315,4 +315,5 @@ class RoleAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     list_filter = ["default_risk_tier"]
 
 
-from agents import admin_user_tokens  # noqa: E402, F401  (registers personal API tokens)
+# Registered by importing: personal API tokens and blueprints.
+from agents import admin_blueprints, admin_user_tokens  # noqa: E402, F401

@@ -56,6 +56,52 @@ class Role(models.Model):
         return self.group.name
 
 
+class Blueprint(models.Model):
+    """A template that stamps many agents at once and changes them together
+    (``agents.blueprints``): their role, risk tier, limits, the role's grants (operation keys)
+    and policies, and an autonomy level set on the role.
+
+    ``policies`` are Cedar texts in which ``{{role}}`` stands for the blueprint's role entity
+    (``Role::"<slug>"``); each is saved as a ``Policy`` named ``Blueprint <slug> #<n>``
+    through ``policy_save``, so it is validated like any other policy. ``version`` moves on
+    every change; each agent records the version last applied to it."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="blueprints")
+    risk_tier = models.IntegerField(choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    autonomy_level = models.CharField(
+        max_length=20, blank=True, help_text="set on the role; empty: none set"
+    )
+    max_actions_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_daily_spend = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    operations = models.JSONField(
+        default=list, blank=True, help_text='operation keys granted to the role ("erp.pay")'
+    )
+    policies = models.JSONField(
+        default=list, blank=True, help_text='Cedar texts; {{role}} stands for Role::"<slug>"'
+    )
+    version = models.PositiveIntegerField(default=1)
+    # The autonomy setting (on the role) this blueprint keeps; replaced when the level changes.
+    autonomy_setting = models.ForeignKey(
+        "autonomy.AutonomySetting",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class AgentStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
@@ -96,6 +142,11 @@ class Agent(models.Model):
         verbose_name="IdP tokens valid after",
         help_text="IdP bearer tokens issued at or before this time are refused.",
     )
+    # The blueprint the agent was stamped from, and the blueprint version last applied to it.
+    blueprint = models.ForeignKey(
+        "Blueprint", null=True, blank=True, on_delete=models.SET_NULL, related_name="agents"
+    )
+    blueprint_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

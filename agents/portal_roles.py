@@ -15,7 +15,7 @@ def group_name(role: str) -> str:
     return f"Portal: {PortalRole(role).label}"
 
 
-_REGISTRY_MODELS = ("agent", "businessunit", "role", "credential")
+_REGISTRY_MODELS = ("agent", "businessunit", "role", "credential", "blueprint")
 _VIEW_REGISTRY = [f"agents.view_{m}" for m in _REGISTRY_MODELS]
 _KERNEL_MODELS = (
     "connector", "operation", "policy", "autonomysetting", "contentrule", "standingapproval",

@@ -48,6 +48,46 @@ def business_unit_create(*, name: str, slug: str = "", description: str = "", by
         )
 
 
+UNIT_THRESHOLDS = ("approval_threshold", "deny_threshold", "dual_control_risk")
+
+
+def business_unit_update(*, unit: BusinessUnit, by, **thresholds) -> BusinessUnit:
+    """Set a unit's risk thresholds (0-100; approval below deny), with an audit record."""
+    from autonomy import audit
+    from autonomy.policy.services import registry_changed
+
+    unknown = sorted(set(thresholds) - set(UNIT_THRESHOLDS))
+    if unknown:
+        raise DomainError(
+            ErrorCode.UNKNOWN_FIELD, "Cannot update these fields.", {"fields": unknown}
+        )
+    with transaction.atomic(), set_actor(by):
+        locked = BusinessUnit.objects.select_for_update().get(pk=unit.pk)
+        before = {field: getattr(locked, field) for field in thresholds}
+        for field, value in thresholds.items():
+            if not isinstance(value, int) or not 0 <= value <= 100:
+                raise DomainError(
+                    ErrorCode.VALIDATION_FAILED,
+                    "A threshold is a risk score from 0 to 100.",
+                    {"fields": {field: ["0 to 100"]}},
+                )
+            setattr(locked, field, value)
+        if locked.approval_threshold > locked.deny_threshold:
+            raise DomainError(
+                ErrorCode.VALIDATION_FAILED,
+                "The approval threshold must not be above the deny threshold.",
+                {"fields": {"approval_threshold": ["above the deny threshold"]}},
+            )
+        locked.save(update_fields=list(thresholds))
+        registry_changed()
+        audit.append(
+            kind="business_unit_thresholds",
+            actor=getattr(by, "username", ""),
+            payload={"unit": locked.slug, "before": before, "after": thresholds},
+        )
+    return locked
+
+
 def role_create(
     *,
     name: str,

@@ -123,14 +123,27 @@ def is_granted(*, operation: Operation, agent=None, role=None) -> bool:
 def grants_listed(*, agent) -> list[dict]:
     """The agent's grants as the agent page lists them: who holds each (the agent or its role),
     on what, with the operation's data class and sensitivity. Four queries."""
-    rows = []
-    holders = (
-        ("agent", UserObjectPermission.objects.filter(user_id=agent.service_user_id)),
+    return _described(
         (
-            f"role:{agent.role.slug}",
-            GroupObjectPermission.objects.filter(group_id=agent.role.group_id),
-        ),
+            ("agent", UserObjectPermission.objects.filter(user_id=agent.service_user_id)),
+            (
+                f"role:{agent.role.slug}",
+                GroupObjectPermission.objects.filter(group_id=agent.role.group_id),
+            ),
+        )
     )
+
+
+def grants_of_role(*, role) -> list[dict]:
+    """The grants a role holds itself, listed as ``grants_listed`` does (``target`` is an
+    operation key, or ``<connector>.*`` for a whole connector). Three queries."""
+    return _described(
+        ((f"role:{role.slug}", GroupObjectPermission.objects.filter(group_id=role.group_id)),)
+    )
+
+
+def _described(holders) -> list[dict]:
+    rows = []
     wanted = Q(
         content_type=ContentType.objects.get_for_model(Operation),
         permission__codename=OPERATION_PERM,

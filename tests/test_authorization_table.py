@@ -153,6 +153,10 @@ STANDING = {
     "reason": "authorisation table",
 }  # fmt: skip
 
+CLONE = {
+    "role": "invoice-processor", "from_unit": "finance", "to_unit": "it", "new_role": "it-invoices",
+}  # fmt: skip
+
 API = [
     ("GET", "/api/v1/actions/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("POST", "/api/v1/actions/", None, INVOICE, "401 201 201 403 403 403 403 403 403"),
@@ -328,6 +332,15 @@ API = [
     ),
     ("GET", "/api/v1/operations/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/operations/{key}/", "operation", None, "401 200 404 403 403 403 403 403 403"),
+    # cloning a permission model: IT admins only; a plan hash that is not the plan's is stale
+    ("POST", "/api/v1/permission-models/plan/", None, CLONE, "401 403 403 403 403 403 403 403 200"),
+    (
+        "POST",
+        "/api/v1/permission-models/clone/",
+        None,
+        {**CLONE, "plan_hash": "0" * 64},
+        "401 403 403 403 403 403 403 403 409",
+    ),
     ("GET", "/api/v1/roles/", None, None, "401 403 403 403 200 200 200 200 200"),
     (
         "POST",
@@ -665,6 +678,14 @@ PORTAL = [
         "action",
         None,
         "302 302 302 403 200 200 200 200 200",
+    ),
+    ("GET", "permission-models/clone/", None, None, "302 302 302 403 403 403 403 403 200"),
+    (
+        "POST",
+        "permission-models/clone/",
+        None,
+        {"new_role": "not a slug"},
+        "302 302 302 403 403 403 403 403 400",
     ),
     ("GET", "rollouts/", None, None, "302 302 302 403 200 200 200 200 200"),
     ("GET", "rollouts/<slug:plan>/", "plan", None, "302 302 302 403 200 200 200 200 200"),

@@ -166,3 +166,30 @@ class IssuedCredentialSerializer(CredentialSerializer):
 
 
 STATUS_CHOICES = AgentStatus.choices
+
+
+class PermissionModelPlanSerializer(StrictSerializer):
+    """Which role's permission model to clone, from which unit to which, under which role."""
+
+    role = serializers.SlugRelatedField(slug_field="slug", queryset=Role.objects.all())
+    from_unit = serializers.SlugRelatedField(slug_field="slug", queryset=BusinessUnit.objects.all())
+    to_unit = serializers.SlugRelatedField(slug_field="slug", queryset=BusinessUnit.objects.all())
+    new_role = serializers.CharField(max_length=80)
+
+
+class PermissionModelCloneSerializer(PermissionModelPlanSerializer):
+    plan_hash = serializers.CharField(max_length=64, help_text="the hash of the plan previewed")
+
+
+class PermissionModelDiffSerializer(serializers.Serializer):
+    """The plan: what a clone would add or change; ``hash`` confirms it when saving."""
+
+    role = serializers.CharField()
+    from_unit = serializers.CharField()
+    to_unit = serializers.CharField()
+    new_role = serializers.CharField()
+    new_role_exists = serializers.BooleanField()
+    grants = serializers.ListField(child=serializers.DictField())
+    policies = serializers.ListField(child=serializers.DictField())
+    thresholds = serializers.ListField(child=serializers.DictField())
+    hash = serializers.CharField()

@@ -8,5 +8,6 @@ router.register("agents", views.AgentViewSet, basename="agent")
 router.register("business-units", views.BusinessUnitViewSet, basename="business-unit")
 router.register("roles", views.RoleViewSet, basename="role")
 router.register("credentials", views.CredentialViewSet, basename="credential")
+router.register("permission-models", views.PermissionModelViewSet, basename="permission-model")
 
 urlpatterns = router.urls

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from agents import selectors, services
+from agents import blueprints, selectors, services
 from agents.api import serializers as s
 from agents.api.permissions import IsAgent, IsPerson, RegistryModelPermissions, request_agent
 from agents.models import Agent, AgentStatus, RiskTier, Scope
@@ -230,3 +230,37 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             credential=credential, by=request.user, reason=data.validated_data["reason"]
         )
         return Response(s.CredentialSerializer(credential).data)
+
+
+class PermissionModelViewSet(viewsets.ViewSet):
+    """Clone a role's permission model to another business unit: ``plan`` shows the diff and
+    writes nothing; ``clone`` applies the plan whose ``hash`` it is given (409 when stale)."""
+
+    permission_classes = [IsPerson]
+
+    def _args(self, serializer_class) -> dict:
+        if not blueprints.may_manage(user=self.request.user):
+            raise PermissionDenied("Cloning a permission model is for IT admins.")
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        args = dict(data.validated_data)
+        args["new_role_slug"] = args.pop("new_role")
+        return args
+
+    @extend_schema(
+        request=s.PermissionModelPlanSerializer, responses=s.PermissionModelDiffSerializer
+    )
+    @action(detail=False, methods=["post"])
+    def plan(self, request):
+        plan = blueprints.permission_model_plan(**self._args(s.PermissionModelPlanSerializer))
+        return Response(s.PermissionModelDiffSerializer(plan).data)
+
+    @extend_schema(
+        request=s.PermissionModelCloneSerializer, responses=s.PermissionModelDiffSerializer
+    )
+    @action(detail=False, methods=["post"])
+    def clone(self, request):
+        plan = blueprints.permission_model_clone(
+            by=request.user, **self._args(s.PermissionModelCloneSerializer)
+        )
+        return Response(s.PermissionModelDiffSerializer(plan).data)

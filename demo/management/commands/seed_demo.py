@@ -6,6 +6,7 @@ from approvals.suggestions import suggestions_refresh
 from demo import (
     approval_routes,
     approvals,
+    blueprints,
     connectors,
     drift,
     guardrails,
@@ -49,5 +50,6 @@ class Command(BaseCommand):
         # the suggestions beat proposes from history; the demo's shows from the first page
         created["suggestions"] = suggestions_refresh()["proposed"]
         created["policy_trials"] = trials.seed_trials()
+        created["blueprint_agents"] = blueprints.seed_blueprints()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
