@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("portal.urls")),
     path("", include("portal.urls_analytics")),
     path("", include("portal.urls_rollouts")),
+    path("", include("portal.urls_policies")),
     path("", include("interventions.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
