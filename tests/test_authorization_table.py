@@ -29,7 +29,15 @@ from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
 from approvals.groups import group_key_of
 from approvals.models import Suggestion, SuggestionKind
-from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
+from autonomy.models import (
+    AutonomyLevel,
+    AutonomySetting,
+    MemoryEntry,
+    Policy,
+    RolloutPlan,
+    RolloutWave,
+)
+from autonomy.policy import services as policy_services
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
 from tests.approvals.conftest import pending_action
@@ -108,8 +116,14 @@ def build_world() -> World:
         by=people["risk"], operation=registry.read, role=agent_a.role, max_risk=40, days=7,
         reason="authorisation table",
     )  # fmt: skip
+    baseline = Policy.objects.get(name="baseline")
+    policy_services.policy_save(  # a version 2, so rolling back to version 1 changes something
+        policy=baseline, name=baseline.name, text=baseline.text, description="table",
+        enabled=True, by=people["risk"],
+    )  # fmt: skip
     return World(
         ids={
+            "policy": baseline.pk,
             "agent": agent_a.pk,
             "agent_slug": agent_a.slug,
             "agent_b": agent_b.pk,
@@ -677,6 +691,22 @@ PORTAL = [
         {"reason": "table"},
         "302 302 302 403 403 403 403 302 403",
     ),
+    ("GET", "policies/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "policies/<int:policy_id>/", "policy", None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "GET",
+        "policies/<int:policy_id>/versions/<int:number>/",
+        "policy",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "policies/<int:policy_id>/versions/<int:number>/rollback/",
+        "policy",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -753,6 +783,8 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:key>": "authz",  # the template of the world's run
         "<int:standing_id>": world.ids["standing"],
         "<int:suggestion_id>": world.ids["suggestion"],
+        "<int:policy_id>": world.ids["policy"],
+        "<int:number>": 1,
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

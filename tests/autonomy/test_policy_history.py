@@ -364,3 +364,25 @@ def test_the_trace_links_each_deciding_policy_to_its_version_and_old_decisions_s
     assert (
         "/policies/" not in plain.content.decode().split('id="trace-policies"')[1].split("</ul>")[0]
     )
+
+
+def test_history_begins_with_one_version_per_existing_policy():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    backfill = import_module("autonomy.migrations.0017_policy_history_backfill").backfill
+    on, off = Policy.objects.bulk_create(
+        [
+            Policy(name="on", text=BASELINE, enabled=True, version=4),
+            Policy(name="off", text=FORBID_BIG, enabled=False, version=2),
+        ]
+    )
+
+    backfill(apps, None)
+
+    assert [(v.policy_key, v.number, v.text) for v in PolicyVersion.objects.order_by("pk")] == [
+        (on.pk, 4, BASELINE),
+        (off.pk, 2, FORBID_BIG),
+    ]
+    assert PolicySetVersion.objects.get().policies == {str(on.pk): 4}
