@@ -386,3 +386,18 @@ def test_history_begins_with_one_version_per_existing_policy():
         (off.pk, 2, FORBID_BIG),
     ]
     assert PolicySetVersion.objects.get().policies == {str(on.pk): 4}
+
+
+def test_people_who_read_policies_read_their_history_in_the_admin_and_change_none(
+    registry, client, viewer
+):
+    version = PolicyVersion.objects.get(policy_name="baseline")
+    client.force_login(viewer)
+
+    assert client.get("/admin/autonomy/policyversion/").status_code == 200
+    url = f"/admin/autonomy/policyversion/{version.pk}/change/"
+    assert client.get(url).status_code == 200
+    assert client.post(url, {"note": "rewritten"}).status_code == 403
+    client.force_login(officer())
+    assert client.post(url, {"note": "rewritten"}).status_code == 403
+    assert PolicyVersion.objects.get(pk=version.pk).note == version.note
