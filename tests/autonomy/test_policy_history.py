@@ -20,6 +20,7 @@ from autonomy.models import (
 from autonomy.policy import selectors, services
 from tests.autonomy.gate_fixtures import BASELINE, build_registry
 from tests.autonomy.rollout_fixtures import officer, person
+from tests.conftest import at_once
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -401,3 +402,42 @@ def test_people_who_read_policies_read_their_history_in_the_admin_and_change_non
     client.force_login(officer())
     assert client.post(url, {"note": "rewritten"}).status_code == 403
     assert PolicyVersion.objects.get(pk=version.pk).note == version.note
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_changes_each_get_their_own_version_and_the_last_set_sees_them_all(postgres):
+    registry = build_registry()
+    baseline = Policy.objects.get(name="baseline")
+    others = [
+        services.policy_save(name=f"p{i}", text=FORBID_BIG, enabled=False, by=registry.officer)
+        for i in range(4)
+    ]
+
+    def enable(policy):
+        return lambda: services.policy_set_enabled(
+            policy=Policy.objects.get(pk=policy.pk), enabled=True, by=registry.officer
+        )
+
+    def describe(n):
+        return lambda: services.policy_save(
+            policy=Policy.objects.get(pk=baseline.pk), name="baseline", text=BASELINE,
+            description=f"edit {n}", enabled=True, by=registry.officer,
+        )  # fmt: skip
+
+    outcomes = at_once(*(enable(p) for p in others), describe(1), describe(2))
+
+    assert outcomes == ["ok"] * 6
+    assert sorted(selectors.policy_versions(baseline).values_list("number", flat=True)) == [
+        1,
+        2,
+        3,
+    ]
+    numbers = list(PolicySetVersion.objects.order_by("number").values_list("number", flat=True))
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    in_force = {
+        str(pk): n for pk, n in Policy.objects.filter(enabled=True).values_list("pk", "version")
+    }
+    assert selectors.policy_set_at().policies == in_force
+    assert {(v.policy_key, v.number) for v in selectors.policies_in_force()} == {
+        (int(pk), n) for pk, n in in_force.items()
+    }
