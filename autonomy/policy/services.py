@@ -155,6 +155,7 @@ def policy_save(
     """Create or update a policy; an invalid text raises and saves nothing. A save that
     changes anything records the next version (``change`` names it when the caller knows
     better than "edited": a rollback, a promotion); one that changes nothing records none."""
+    change = PolicyChange(change) if change is not None else None  # refuses an unknown kind
     _refuse_invalid(text)
     author = _author(by)
     with transaction.atomic(), set_actor(author):

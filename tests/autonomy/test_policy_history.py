@@ -195,6 +195,21 @@ def test_every_change_records_the_next_version_and_the_set_in_force(registry):
     ]
 
 
+def test_a_caller_names_the_change_it_makes_and_an_unknown_kind_is_refused(registry):
+    baseline = Policy.objects.get(name="baseline")
+    services.policy_save(
+        policy=baseline, name="baseline", text=FORBID_BIG, enabled=True, by=registry.officer,
+        change=PolicyChange.PROMOTED, note="trial 7 promoted",
+    )  # fmt: skip
+    latest = selectors.policy_version(baseline.pk, 2)
+    assert (latest.change, latest.note) == ("promoted", "trial 7 promoted")
+    with pytest.raises(ValueError):
+        services.policy_save(
+            policy=baseline, name="baseline", text=BASELINE, enabled=True, change="rewritten"
+        )
+    assert Policy.objects.get(pk=baseline.pk).version == 2
+
+
 def test_policies_in_force_answers_for_a_past_moment(registry):
     baseline = Policy.objects.get(name="baseline")
     first = PolicySetVersion.objects.order_by("-number").first()
