@@ -21,10 +21,13 @@ _KERNEL_MODELS = (
     "connector", "operation", "policy", "autonomysetting", "contentrule", "standingapproval",
 )  # fmt: skip
 _ROLLOUT_MODELS = ("rolloutplan", "rolloutwave", "rolloutpromotion", "rolloutevent")
+# Policy history is read by whoever reads policies; nobody writes it but the policy services.
+_POLICY_HISTORY = ["autonomy.view_policyversion", "autonomy.view_policysetversion"]
 _VIEW_KERNEL = (
     [f"autonomy.view_{m}" for m in _KERNEL_MODELS]
     + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
     + ["autonomy.view_actionrequest", "autonomy.view_memoryentry"]
+    + _POLICY_HISTORY
 )
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
 _HISTORY = [
@@ -60,6 +63,7 @@ PERMISSIONS: dict[str, list[str]] = {
     + [f"autonomy.{action}_{m}" for m in _KERNEL_MODELS for action in ("view", "add", "change")]
     + ["autonomy.view_actionrequest", "autonomy.view_memoryentry", "auth.view_user"]
     + [f"autonomy.view_{m}" for m in _ROLLOUT_MODELS]
+    + _POLICY_HISTORY
     + [
         f"workflows.{action}_{m}"
         for m in ("template", "step")

@@ -12,8 +12,9 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from autonomy.admin_view_only import ViewOnly
 from autonomy.errors import DomainError
-from autonomy.models import Policy
+from autonomy.models import Policy, PolicySetVersion, PolicyVersion
 from autonomy.policy import engine, services
 from autonomy.policy.schema import build_schema
 
@@ -102,3 +103,21 @@ class PolicyAdmin(admin.ModelAdmin):
             "schema_json": json.dumps(build_schema(), indent=2),
         }
         return TemplateResponse(request, "admin/autonomy/policy/schema.html", context)
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(ViewOnly, admin.ModelAdmin):
+    """Immutable history: read here, diffed and rolled back on the portal's policy pages."""
+
+    list_display = ["policy_name", "number", "change", "enabled", "author_name", "created_at"]
+    list_filter = ["change", "enabled"]
+    search_fields = ["policy_name", "text", "note"]
+    list_select_related = ["policy"]
+
+
+@admin.register(PolicySetVersion)
+class PolicySetVersionAdmin(ViewOnly, admin.ModelAdmin):
+    """Which policy versions were in force after each change."""
+
+    list_display = ["number", "summary", "author_name", "created_at"]
+    search_fields = ["summary"]

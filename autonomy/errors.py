@@ -90,6 +90,9 @@ class ErrorCode(StrEnum):
     ROLLOUT_NOT_STARTED = "rollout_not_started"
     ROLLOUT_INACTIVE = "rollout_inactive"
     ROLLOUT_WAVE_MOVED = "rollout_wave_moved"
+    # policy history
+    POLICY_HISTORY_IMMUTABLE = "policy_history_immutable"
+    POLICY_VERSION_UNKNOWN = "policy_version_unknown"
     # server
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

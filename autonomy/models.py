@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from autonomy.errors import DomainError, ErrorCode
+
 
 class ConnectorKind(models.TextChoices):
     ERP = "erp", "ERP"
@@ -143,6 +145,116 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PolicyChange(models.TextChoices):
+    """What a recorded policy version did."""
+
+    CREATED = "created", "Created"
+    EDITED = "edited", "Edited"
+    ENABLED = "enabled", "Enabled"
+    DISABLED = "disabled", "Disabled"
+    DELETED = "deleted", "Deleted"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    PROMOTED = "promoted", "Promoted"
+
+
+class PolicyVersionImmutable(DomainError):
+    """A recorded policy version (or policy-set version) is never changed or deleted."""
+
+    status_code = 409
+
+    def __init__(self):
+        super().__init__(
+            ErrorCode.POLICY_HISTORY_IMMUTABLE,
+            "Policy history is immutable: versions are never changed or deleted.",
+        )
+
+
+class ImmutableQuerySet(models.QuerySet):
+    """History rows are never removed in bulk either (``QuerySet.update`` stays: deleting a
+    policy sets its versions' ``policy`` to NULL through it, and nothing else calls it)."""
+
+    def delete(self):
+        raise PolicyVersionImmutable()
+
+
+class PolicyVersion(models.Model):
+    """One immutable snapshot of a policy, written by ``autonomy.policy.services`` in the
+    transaction of the change it records; ``(policy_key, number)`` names it even after the
+    policy is deleted, and decisions name it (``Statement.ref()``'s ``version``)."""
+
+    policy = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="versions"
+    )
+    policy_key = models.PositiveIntegerField(help_text="The policy's id, kept once it is deleted.")
+    policy_name = models.CharField(max_length=160)
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField()
+    change = models.CharField(max_length=20, choices=PolicyChange.choices)
+    source_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version a rollback restored."
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    note = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the text.")
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["policy_key", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy_key", "number"], name="policy_version_unique_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PolicyVersionImmutable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PolicyVersionImmutable()
+
+
+class PolicySetVersion(models.Model):
+    """The enabled policy set after one recorded change: ``{policy id: version number}``, so
+    "which versions were in force at time T" is one row (``selectors.policies_in_force``)."""
+
+    number = models.PositiveIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_name = models.CharField(max_length=150, blank=True)
+    summary = models.CharField(max_length=300)
+    policies = models.JSONField(default=dict, help_text="{policy id: version number}, enabled.")
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"policy set v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PolicyVersionImmutable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PolicyVersionImmutable()
 
 
 class PolicyStoreState(models.Model):

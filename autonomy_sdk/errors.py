@@ -103,12 +103,13 @@ CODES: dict[str, type[AutonomyError]] = {
         PermissionDenied,
     ),
     "not_found": NotFound,
+    "policy_version_unknown": NotFound,
     **_classes(
         "illegal_transition conflict idempotency_key_reused approval_not_pending already_decided"
         " changes_denied template_immutable template_not_published run_not_active"
         " step_not_actionable task_not_available claim_not_held claim_held operation_disabled"
         " rollout_criteria_not_met rollout_no_next_wave rollout_not_started rollout_inactive"
-        " rollout_wave_moved suggestion_not_open",
+        " rollout_wave_moved suggestion_not_open policy_history_immutable",
         Conflict,
     ),
     "rate_limited": RateLimited,

@@ -39,6 +39,7 @@ urlpatterns = [
     path("", include("portal.urls_rollouts")),
     path("", include("portal.urls_trials")),
     path("", include("portal.urls_permission_models")),
+    path("", include("portal.urls_policies")),
     path("", include("interventions.urls")),
     path("", include("compliance.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),

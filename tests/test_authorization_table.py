@@ -29,7 +29,15 @@ from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
 from approvals.groups import group_key_of
 from approvals.models import Suggestion, SuggestionKind
-from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
+from autonomy.models import (
+    AutonomyLevel,
+    AutonomySetting,
+    MemoryEntry,
+    Policy,
+    RolloutPlan,
+    RolloutWave,
+)
+from autonomy.policy import services as policy_services
 from autonomy.policy import trials as policy_trials
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
@@ -113,9 +121,15 @@ def build_world() -> World:
     trial = policy_trials.trial_start(  # log-only; its draft forbids nothing the table asks
         name="authz trial", text=TRIAL_DRAFT, by=people["risk"]
     )
+    baseline = Policy.objects.get(name="baseline")
+    policy_services.policy_save(  # a version 2, so rolling back to version 1 changes something
+        policy=baseline, name=baseline.name, text=baseline.text, description="table",
+        enabled=True, by=people["risk"],
+    )  # fmt: skip
     return World(
         ids={
             "trial": trial.pk,
+            "policy": baseline.pk,
             "agent": agent_a.pk,
             "agent_slug": agent_a.slug,
             "agent_b": agent_b.pk,
@@ -733,6 +747,22 @@ PORTAL = [
         None,
         "302 302 302 403 403 403 403 302 302",
     ),
+    ("GET", "policies/", None, None, "302 302 302 403 200 200 200 200 200"),
+    ("GET", "policies/<int:policy_id>/", "policy", None, "302 302 302 403 200 200 200 200 200"),
+    (
+        "GET",
+        "policies/<int:policy_id>/versions/<int:number>/",
+        "policy",
+        None,
+        "302 302 302 403 200 200 200 200 200",
+    ),
+    (
+        "POST",
+        "policies/<int:policy_id>/versions/<int:number>/rollback/",
+        "policy",
+        None,
+        "302 302 302 403 403 403 403 302 302",
+    ),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -818,6 +848,8 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<int:standing_id>": world.ids["standing"],
         "<int:suggestion_id>": world.ids["suggestion"],
         "<int:trial_id>": world.ids["trial"],
+        "<int:policy_id>": world.ids["policy"],
+        "<int:number>": 1,
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

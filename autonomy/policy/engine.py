@@ -61,9 +61,15 @@ class Statement:
     text: str
     principal_key: tuple
     resource_key: tuple
+    version: int | None = None  # the stored policy's version (``PolicyVersion.number``)
 
     def ref(self) -> dict:
-        return {"policy_id": self.policy_id, "policy": self.policy, "statement": self.number}
+        return {
+            "policy_id": self.policy_id,
+            "policy": self.policy,
+            "version": self.version,
+            "statement": self.number,
+        }
 
     def label(self) -> str:
         return f"policy {self.policy!r} statement {self.number}"
@@ -124,7 +130,9 @@ def resource_key(scope: dict) -> tuple:
     return ANYTHING
 
 
-def split(text: str, *, policy_id: int | None, policy: str) -> list[Statement]:
+def split(
+    text: str, *, policy_id: int | None, policy: str, version: int | None = None
+) -> list[Statement]:
     """Cut a policy text into statements. Raises ValueError on parse errors and templates."""
     document = json.loads(cedarpy.policies_to_json_str(text))
     if document.get("templates"):
@@ -144,6 +152,7 @@ def split(text: str, *, policy_id: int | None, policy: str) -> list[Statement]:
             text=text if len(ordered) == 1 else _statement_text(est),
             principal_key=principal_key(est.get("principal") or {}),
             resource_key=resource_key(est.get("resource") or {}),
+            version=version,
         )
         for number, est in enumerate(ordered)
     ]
@@ -160,9 +169,9 @@ def _statement_text(est: dict) -> str:
 
 
 @functools.lru_cache(maxsize=SPLIT_CACHE_SIZE)
-def _split_stored(pk: int, name: str, text: str) -> tuple[Statement, ...]:
-    """Content-keyed, so a version bump recompiles only the policies that changed."""
-    return tuple(split(text, policy_id=pk, policy=name))
+def _split_stored(pk: int, name: str, text: str, version: int) -> tuple[Statement, ...]:
+    """Content-keyed, so a store version bump recompiles only the policies that changed."""
+    return tuple(split(text, policy_id=pk, policy=name, version=version))
 
 
 @functools.lru_cache(maxsize=SLICE_CACHE_SIZE)
@@ -210,11 +219,13 @@ class CompiledStore(StatementSet):
         self.version = version
         statements: list[Statement] = []
         broken: dict[int, str] = {}
-        for pk, name, text in (
-            Policy.objects.filter(enabled=True).order_by("pk").values_list("pk", "name", "text")
+        for pk, name, text, number in (
+            Policy.objects.filter(enabled=True)
+            .order_by("pk")
+            .values_list("pk", "name", "text", "version")
         ):
             try:
-                statements.extend(_split_stored(pk, name, text))
+                statements.extend(_split_stored(pk, name, text, number))
             except ValueError as exc:
                 broken[pk] = f"Enabled policy {name!r} does not compile: {exc}"
         super().__init__(statements, broken)

@@ -120,7 +120,9 @@ def test_a_matching_permit_allows_and_names_the_policy(fleet):
     policy = save(fleet, "clerks pay", 'permit(principal in Role::"clerk", action, resource);')
     result = engine.evaluate(agent=fleet.clerk, operation=fleet.pay, context=ctx())
     assert result.allowed
-    assert result.permits == [{"policy_id": policy.pk, "policy": "clerks pay", "statement": 0}]
+    assert result.permits == [
+        {"policy_id": policy.pk, "policy": "clerks pay", "version": 1, "statement": 0}
+    ]
     other = engine.evaluate(agent=fleet.auditor, operation=fleet.pay, context=ctx())
     assert not other.allowed
 
@@ -138,7 +140,9 @@ def test_a_matching_forbid_wins_over_any_permit(fleet):
         agent=fleet.clerk, operation=fleet.pay, context=ctx(params={"amount": 5000})
     )
     assert not denied.allowed and denied.permits == []
-    assert denied.forbids == [{"policy_id": forbid.pk, "policy": "big payments", "statement": 1}]
+    assert denied.forbids == [
+        {"policy_id": forbid.pk, "policy": "big payments", "version": 1, "statement": 1}
+    ]
     small = engine.evaluate(
         agent=fleet.clerk, operation=fleet.pay, context=ctx(params={"amount": 5})
     )
@@ -251,21 +255,25 @@ def test_an_invalid_policy_is_refused_and_nothing_is_saved(fleet):
     assert PolicyStoreState.current() == before
 
 
-def test_saving_moves_the_store_version_and_a_text_change_moves_the_policy_version(fleet):
+def test_saving_moves_the_store_version_and_each_recorded_change_moves_the_policy_version(fleet):
     before = PolicyStoreState.current()
     policy = save(fleet, "p", "permit(principal, action, resource);")
     assert policy.version == 1 and policy.author == fleet.by
     assert PolicyStoreState.current() > before
     same = services.policy_save(
+        policy=policy, name="p", text=policy.text, enabled=True, by=fleet.by
+    )
+    assert same.version == 1  # nothing changed: no new version
+    described = services.policy_save(
         policy=policy, name="p", text=policy.text, description="why", enabled=True, by=fleet.by
     )
-    assert same.version == 1
+    assert described.version == 2
     changed = services.policy_save(
         policy=policy, name="p", text="forbid(principal, action, resource);", enabled=True,
         by=fleet.by,
     )  # fmt: skip
-    assert changed.version == 2
-    assert Policy.objects.get().version == 2
+    assert changed.version == 3
+    assert Policy.objects.get().version == 3
 
 
 def test_a_missing_store_row_is_tolerated_and_recreated_by_the_next_save(fleet):
@@ -580,7 +588,12 @@ def _expected(installed, request: tuple, context: dict) -> tuple[list, list]:
     for policy, group in installed:
         for number, clause in enumerate(group):
             if clause.matches(agent, op_key, context):
-                ref = {"policy_id": policy.pk, "policy": policy.name, "statement": number}
+                ref = {
+                    "policy_id": policy.pk,
+                    "policy": policy.name,
+                    "version": policy.version,
+                    "statement": number,
+                }
                 (permits if clause.effect == "permit" else forbids).append(ref)
     return permits, forbids
 
