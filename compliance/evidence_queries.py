@@ -20,6 +20,7 @@ from autonomy.models import (
     Intervention,
     InterventionKind,
     Policy,
+    PolicyVersion,
     RolloutEvent,
     Verdict,
 )
@@ -76,8 +77,8 @@ EVIDENCE_QUERIES: dict[str, tuple[str, Query]] = {
         _standing(Policy.objects.filter(enabled=True)),
     ),
     "policy_changes": (
-        "Field-level changes to policies (django-auditlog)",
-        _in_period(LogEntry.objects.filter(content_type__model="policy"), "timestamp"),
+        "Policy versions recorded (immutable policy history)",
+        _in_period(PolicyVersion.objects.all()),
     ),
     "content_rules": (
         "Enabled content rules at the period's end",

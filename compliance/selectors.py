@@ -4,12 +4,12 @@ aggregates for the period, and streamed lists where a section lists rows."""
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from hashlib import sha256
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, QuerySet
 
 from approvals.models import ApprovalRequest, Decision
-from autonomy.models import ActionRequest, Intervention, Policy
+from autonomy.models import ActionRequest, Intervention
+from autonomy.policy import selectors as policy_selectors
 from compliance.evidence_queries import evidence_counts
 from compliance.models import Control, Framework, FrameworkMapping
 
@@ -61,26 +61,20 @@ def control_row(control: Control, count: int | None) -> dict:
 
 
 def _policies_in_force(at: datetime) -> list[dict]:
-    """The policies in force at ``at``, with their versions and text hashes.
-
-    The one place the lead switches to ``autonomy.policy.selectors.policies_in_force(at)``
-    once immutable PolicyVersion rows land; until then these are the enabled Policy rows as
-    they stand now (the best the schema can say about a past date)."""
-    policies = (
-        Policy.objects.filter(enabled=True, created_at__lt=at)
-        .select_related("author")
-        .order_by("name")
-    )
+    """The policy versions in force at ``at`` (the kernel's immutable history answers it),
+    with their text and its hash, so an auditor can match a decision's named version."""
     return [
         {
-            "name": policy.name,
-            "version": policy.version,
-            "text_sha256": sha256(policy.text.encode()).hexdigest(),
-            "text": policy.text,
-            "author": policy.author.get_username() if policy.author_id else None,
-            "updated_at": policy.updated_at.isoformat(),
+            "policy_id": version.policy_key,
+            "name": version.policy_name,
+            "version": version.number,
+            "change": version.change,
+            "text_sha256": version.content_hash,
+            "text": version.text,
+            "author": version.author_name or None,
+            "recorded_at": version.created_at.isoformat(),
         }
-        for policy in policies
+        for version in policy_selectors.policies_in_force(at)
     ]
 
 

@@ -24,6 +24,7 @@ from autonomy import audit
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 from autonomy.models import (
     Policy,
+    PolicyChange,
     PolicyTrial,
     TrialDifference,
     TrialKind,
@@ -253,6 +254,8 @@ def _promote_set(trial: PolicyTrial, by) -> None:
             description=current.description if current is not None else "",
             enabled=True,
             by=by,
+            change=PolicyChange.PROMOTED,
+            note=f"promoted from trial {trial.name!r}",
         )
     for policy in Policy.objects.filter(enabled=True).exclude(name__in=names):
         services.policy_set_enabled(policy=policy, enabled=False, by=by)

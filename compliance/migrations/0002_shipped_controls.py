@@ -28,11 +28,12 @@ CONTROLS = [
     {
         "ref": "AOS-GOV-02",
         "title": "Policy changes are versioned and attributed",
-        "description": "Every change to a policy bumps its version and is recorded with its "
-        "author, so the rules in force at any time can be shown.",
-        "feature": "Policy versions; field-level history of policies (django-auditlog), "
-        "chained into the audit trail.",
-        "evidence": "Audit log entries of policy changes (model_change records).",
+        "description": "Every change to a policy records an immutable version with its "
+        "author, and every decision names the versions that made it, so the rules in force "
+        "at any time can be shown.",
+        "feature": "Policy history (immutable PolicyVersion and PolicySetVersion rows, "
+        "diffs and rollback), each change also an audit record (policy_version).",
+        "evidence": "Policy versions recorded in the period.",
         "evidence_key": "policy_changes",
         "mappings": [
             (NIST, "GOVERN 1.4"), (NIST, "MANAGE 4.1"),

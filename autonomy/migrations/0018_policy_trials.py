@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("agents", "0007_drift_result_bound"),
-        ("autonomy", "0015_standing_approvals"),
+        ("autonomy", "0017_policy_history_backfill"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
