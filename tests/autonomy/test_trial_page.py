@@ -57,7 +57,9 @@ def _post(agent, amount):
 def test_a_risk_officer_starts_a_trial_reads_the_difference_and_promotes_it(setup, client):
     registry, agent, officer = setup
     client.force_login(officer)
-    assert 'href="/policies/trials/"' in client.get(LIST).content.decode()  # in the nav
+    # Trials sit under Policies in the nav, and the policies page leads to them.
+    assert 'href="/policies/"' in client.get(LIST).content.decode()
+    assert 'href="/policies/trials/"' in client.get("/policies/").content.decode()
 
     response = client.post(
         "/policies/trials/start/", {"name": "big invoices", "text": STRICTER, "replaces": ""}
