@@ -33,6 +33,12 @@ _HISTORY = [
     "approvals.view_approvalrequest",
 ]
 
+# Who sees the sensitive parameters and results operations declare (``autonomy.masking``):
+# least privilege. Risk officers (they investigate) and auditors (they read the evidence) do;
+# approvers decide on the masked values and the risk score, and viewers and IT admins never
+# need them.
+_SENSITIVE = ["autonomy.view_sensitive"]
+
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and content rules, grant and revoke standing approvals, set autonomy
 # levels, run rollout plans (propose promotions, demote waves), correct, delete and purge
@@ -74,12 +80,14 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("view", "add", "change", "delete")
     ]
     + _VIEW_WORKFLOWS
-    + _HISTORY,
+    + _HISTORY
+    + _SENSITIVE,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
     PortalRole.AUDITOR: _VIEW_REGISTRY
     + _VIEW_KERNEL
     + _VIEW_WORKFLOWS
     + _HISTORY
+    + _SENSITIVE
     + ["auth.view_user"],
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }
