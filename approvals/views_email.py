@@ -135,6 +135,6 @@ def _work(approval) -> dict:
     return {
         "action": action,
         "params_json": json.dumps(
-            masking.params_for(action, viewer=None), indent=2, sort_keys=True
+            masking.params_for(action, viewer=None), indent=2, sort_keys=True, ensure_ascii=False
         ),
     }

@@ -16,7 +16,10 @@ from autonomy.models import ActionRequest, Operation, Policy
 
 
 def _pretty(value) -> str:
-    return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2))
+    return format_html(
+        "<pre style='white-space:pre-wrap'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False),
+    )
 
 
 @admin.register(ActionRequest)

@@ -62,7 +62,13 @@ class AuditRecordAdmin(ViewOnly, admin.ModelAdmin):
     def payload_view(self, obj):
         return format_html(
             "<pre style='white-space:pre-wrap'>{}</pre>",
-            json.dumps(getattr(obj, "shown_payload", None), indent=2, sort_keys=True, default=str),
+            json.dumps(
+                getattr(obj, "shown_payload", None),
+                indent=2,
+                sort_keys=True,
+                ensure_ascii=False,
+                default=str,
+            ),
         )
 
     def get_urls(self):

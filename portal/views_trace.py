@@ -26,7 +26,7 @@ def duration_text(delta: timedelta) -> str:
 
 
 def _pretty(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 @watcher_required
