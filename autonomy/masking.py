@@ -174,3 +174,30 @@ def reasons_for(action, *, viewer) -> list:
             hidden["excerpt"] = masked(cls)
         out.append({**reason, "details": hidden})
     return out
+
+
+def restore(operation, edited: Any, stored: Any) -> Any:
+    """Parameters a person edited from a masked view, with every mask still in place put
+    back to the stored value: an approver who changes the amount keeps the IBAN they never
+    saw, and never turns it into ``"•••• (financial)"``."""
+    declaration = getattr(operation, "sensitive_params", None) or {}
+    if not declaration or not isinstance(edited, dict):
+        return edited
+    out = copy.deepcopy(edited)
+    for path, cls in declaration.items():
+        _restore_path(out, stored, path.split("."), cls)
+    return out
+
+
+def _restore_path(edited: Any, stored: Any, parts: list[str], cls: str) -> None:
+    if isinstance(edited, list) and isinstance(stored, list):
+        for mine, theirs in zip(edited, stored, strict=False):
+            _restore_path(mine, theirs, parts, cls)
+        return
+    if not isinstance(edited, dict) or not isinstance(stored, dict) or parts[0] not in edited:
+        return
+    key, rest = parts[0], parts[1:]
+    if rest:
+        _restore_path(edited[key], stored.get(key), rest, cls)
+    elif key in stored and edited[key] == _masked_leaf(stored[key], cls):
+        edited[key] = copy.deepcopy(stored[key])

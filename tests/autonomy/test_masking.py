@@ -729,3 +729,21 @@ def test_every_template_that_mentions_values_is_classified():
     }
     assert sorted(found - set(TEMPLATES)) == [], "classify these templates in TEMPLATES"
     assert sorted(set(TEMPLATES) - found) == []
+
+
+def test_an_approver_who_edits_masked_params_keeps_the_values_they_never_saw(world):
+    shown = masking.params_for(world.action, viewer=world.plain)
+    edited = {**shown, "amount": 50}
+    actions.action_params_narrow(action_id=world.action.pk, params=edited)
+    world.action.refresh_from_db()
+    assert world.action.params == {**PARAMS, "amount": 50}
+
+
+def test_restore_only_puts_back_an_untouched_mask():
+    operation = Operation(sensitive_params={"rows.iban": "financial", "pin": "secret"})
+    stored = {"rows": [{"iban": "A"}, {"iban": "B"}], "pin": "1234"}
+    edited = {"rows": [{"iban": "•••• (financial)"}, {"iban": "C"}], "pin": "9999"}
+    assert masking.restore(operation, edited, stored) == {
+        "rows": [{"iban": "A"}, {"iban": "C"}],
+        "pin": "9999",
+    }
