@@ -422,8 +422,8 @@ SHOWS_VALUES = {
     "action-detail": "test_another_agent_never_reads_the_action_and_is_masked_by_the_rule_too",
     "action-override": "action serializer (override API)",
     "mcp-gateway": "the sending agent only (mcp_gateway._action_result through masking)",
-    "workflows:run-detail": "workflows.selectors.run_timeline(viewer=) masks step outputs",
-    "workflows:run-live": "workflows.selectors.run_timeline(viewer=) masks step outputs",
+    "workflows:run-detail": "tests/workflows/test_run_masking.py",
+    "workflows:run-live": "tests/workflows/test_run_masking.py (the same run_timeline)",
     "admin:autonomy_auditrecord_export": "audit export JSON lines, audit export CSV",
 }
 
