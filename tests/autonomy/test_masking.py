@@ -658,6 +658,10 @@ ADMIN_MODELS = {
     "agents.Credential": "token scopes",
     "agents.PersonalToken": "token scopes",
     "workflows.Template": "the context schema",
+    "approvals.Decision": "inline on the request: params_view, always masked",
+    "workflows.StepRun": "inline on the run: its fields leave out input and output",
+    "workflows.RunEvent": "inline on the run: kind, actor and message, never its data",
+    "workflows.Step": "inline on the template: input maps are paths, not values",
 }
 
 # Templates that mention parameters, results, outcomes or payloads: how each gets them.
@@ -710,10 +714,18 @@ def test_every_url_is_in_the_table_or_the_allow_list():
     assert not sorted(classified - names), "classified URLs that no longer exist"
 
 
+def _shown_in_admin() -> set:
+    """Registered models and the models of their inlines."""
+    shown = set(_admin_models())
+    for model in _admin_models():
+        shown |= {inline.model for inline in admin.site.get_model_admin(model).inlines}
+    return shown
+
+
 def test_every_admin_of_a_model_with_json_fields_is_classified():
     with_json = {
         m._meta.label
-        for m in _admin_models()
+        for m in _shown_in_admin()
         if any(isinstance(f, JSONField) for f in m._meta.get_fields())
     }
     assert sorted(with_json - set(ADMIN_MODELS)) == []
@@ -747,3 +759,12 @@ def test_restore_only_puts_back_an_untouched_mask():
         "rows": [{"iban": "A"}, {"iban": "C"}],
         "pin": "9999",
     }
+
+
+def test_the_admin_decision_inline_always_masks_changed_params(world):
+    from approvals.admin import DecisionInline
+    from approvals.models import Decision
+
+    decision = Decision(request=world.approval, params=PARAMS)
+    shown = DecisionInline(ApprovalRequest, admin.site).params_view(decision)
+    assert shown["holder"] == masking.masked("pii") and shown["invoice_id"] == "INV-9"
