@@ -768,3 +768,23 @@ def test_the_admin_decision_inline_always_masks_changed_params(world):
     decision = Decision(request=world.approval, params=PARAMS)
     shown = DecisionInline(ApprovalRequest, admin.site).params_view(decision)
     assert shown["holder"] == masking.masked("pii") and shown["invoice_id"] == "INV-9"
+
+
+def test_content_rule_matches_quoted_from_a_sensitive_param_are_masked(world):
+    reason = {
+        "code": "content_needs_approval",
+        "message": "Content rule 'cards' (card numbers) found card number in card.number",
+        "details": {"param": "card.number", "excerpt": f"…{CARD}…",
+                    "matches": [{"start": 0, "end": 16, "match": CARD}]},
+    }  # fmt: skip
+    other = {"code": "content_log", "details": {"param": "invoice_id", "matches": []}}
+    action = ActionRequest(
+        operation=world.registry.post, agent=world.registry.agent, reasons=[reason, other]
+    )
+    shown = masking.reasons_for(action, viewer=world.plain)
+    assert CARD not in json.dumps(shown)
+    assert shown[0]["details"]["matches"][0] == {
+        "start": 0, "end": 16, "match": masking.masked("secret")
+    }  # fmt: skip
+    assert shown[1] == other
+    assert masking.reasons_for(action, viewer=world.cleared) == [reason, other]
