@@ -48,6 +48,11 @@ _COMPLIANCE_EDIT = [
     for m in ("control", "frameworkmapping")
     for action in ("add", "change", "delete")
 ]
+# Who sees the sensitive parameters and results operations declare (``autonomy.masking``):
+# least privilege. Risk officers (they investigate) and auditors (they read the evidence) do;
+# approvers decide on the masked values and the risk score, and viewers and IT admins never
+# need them.
+_SENSITIVE = ["autonomy.view_sensitive"]
 
 # app_label.codename per role. IT admins run the registry and the connectors; risk officers
 # write policies and content rules, grant and revoke standing approvals, set autonomy
@@ -93,14 +98,16 @@ PERMISSIONS: dict[str, list[str]] = {
     + _VIEW_WORKFLOWS
     + _HISTORY
     + _COMPLIANCE_READ
-    + _COMPLIANCE_EDIT,
+    + _COMPLIANCE_EDIT
+    + _SENSITIVE,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
     PortalRole.AUDITOR: _VIEW_REGISTRY
     + _VIEW_KERNEL
     + _VIEW_WORKFLOWS
     + _HISTORY
     + ["auth.view_user"]
-    + _COMPLIANCE_READ,
+    + _COMPLIANCE_READ
+    + _SENSITIVE,
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }
 

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 
 from approvals.models import ApprovalRequest, ApprovalRoute, ApprovalStage, Decision, RouteStage
+from autonomy import masking
 from autonomy.admin_view_only import ViewOnly
 
 
@@ -78,11 +79,19 @@ class DecisionInline(admin.TabularInline):
     model = Decision
     extra = 0
     can_delete = False
-    fields = ["stage", "approver", "verdict", "channel", "comment", "params", "created_at"]
+    fields = ["stage", "approver", "verdict", "channel", "comment", "params_view", "created_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Changed parameters")
+    def params_view(self, obj):
+        """Always masked (``autonomy.masking``): an inline row has no request to ask who
+        reads it; what was approved is the action's parameters, on its trace."""
+        if obj.params is None:
+            return "-"
+        return masking.mask(obj.request.action.operation, obj.params, viewer=None)
 
 
 class ApprovalStageInline(ViewOnly, admin.TabularInline):

@@ -23,6 +23,7 @@ from django.db.models import Case, CharField, Count, Max, Min, Q, QuerySet, Valu
 from agents.models import BusinessUnit, Role
 from approvals.models import ApprovalRequest
 from approvals.selectors import inbox_for_user
+from autonomy import masking
 from autonomy.models import Operation
 
 # (band, lowest score, first score above it): the risk badge's colours.
@@ -170,14 +171,19 @@ def group_detail(*, user, key: GroupKey) -> dict | None:
     if not summary["size"]:
         return None
     summary["decided"] = members.filter(decisions__approver=user).count()
-    rows = list(members.values_list("pk", "risk_score", "action__params"))
+    operation = Operation.objects.select_related("connector").get(pk=key.operation_id)
+    # The values as this person may see them (``autonomy.masking``): a spread of masked
+    # values says how many there are, never what they are.
+    rows = [
+        (pk, risk, masking.mask(operation, params, viewer=user))
+        for pk, risk, params in members.values_list("pk", "risk_score", "action__params")
+    ]
     picks = sorted({round(i * (len(rows) - 1) / (SAMPLE_SIZE - 1)) for i in range(SAMPLE_SIZE)})
     sample_ids = [rows[i][0] for i in picks] if len(rows) > 1 else [rows[0][0]]
     sample = {
         r.pk: r
         for r in members.filter(pk__in=sample_ids).select_related("action__operation__connector")
     }
-    operation = Operation.objects.select_related("connector").get(pk=key.operation_id)
     role = Role.objects.select_related("group").get(pk=key.role_id)
     unit = BusinessUnit.objects.get(pk=key.unit_id)
     agents = list(
@@ -198,7 +204,10 @@ def group_detail(*, user, key: GroupKey) -> dict | None:
         "agents": agents,
         "agent_count": members.order_by().values("agent_id").distinct().count(),
         "sample": [
-            {"approval": sample[pk], "params_json": _pretty(sample[pk].action.params)}
+            {
+                "approval": sample[pk],
+                "params_json": _pretty(masking.params_for(sample[pk].action, viewer=user)),
+            }
             for pk in sample_ids
             if pk in sample
         ],

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 
 from approvals import links, selectors
 from approvals.models import ApprovalRequest, ApprovalStatus
+from autonomy import masking
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,14 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
             "request": request,
             "action": request.action,
             # Plain text: the parameters as JSON, as people read them in the inbox, unescaped.
+            # Always masked, whoever receives it (``autonomy.masking``: notifications never
+            # carry sensitive values; mail leaves the system and is forwarded).
             "params_text": (
-                json.dumps(request.action.params, sort_keys=True, ensure_ascii=False)
+                json.dumps(
+                    masking.params_for(request.action, viewer=None),
+                    sort_keys=True,
+                    ensure_ascii=False,
+                )
                 if request.action_id
                 else ""
             ),

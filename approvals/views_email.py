@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from approvals import links, selectors, services
 from approvals.models import ApprovalKind, ApprovalStatus, Channel, EmailLink, Verdict
+from autonomy import masking
 from autonomy.errors import DomainError, ErrorCode
 
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT)
@@ -129,7 +130,11 @@ def _work(approval) -> dict:
     if approval.kind == ApprovalKind.PROMOTION:
         return {"promotion": selectors.promotion_summary(promotion=approval.promotion)}
     action = approval.action
+    # Masked for everyone (``autonomy.masking``): the signed link proves an e-mail was sent
+    # to an approver, not who holds it now, so these pages show what the e-mail does.
     return {
         "action": action,
-        "params_json": json.dumps(action.params, indent=2, sort_keys=True),
+        "params_json": json.dumps(
+            masking.params_for(action, viewer=None), indent=2, sort_keys=True, ensure_ascii=False
+        ),
     }

@@ -22,6 +22,7 @@ from approvals import selectors, services, suggestions
 from approvals.forms import BulkDecisionForm, DecisionForm
 from approvals.load import decisions_of, forecast_sentence, strip_load, wait_words
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Channel, Verdict
+from autonomy import masking
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import PromotionStatus
 from autonomy.risk import FACTOR_LABELS
@@ -197,9 +198,14 @@ def _detail_context(
         "action": action,
         "agent": approval.agent,
         "recent_actions": selectors.agent_recent_actions(agent=approval.agent),
-        "params_json": json.dumps(action.params, indent=2, sort_keys=True, ensure_ascii=False),
+        "params_json": json.dumps(
+            masking.params_for(action, viewer=request.user),
+            indent=2,
+            sort_keys=True,
+            ensure_ascii=False,
+        ),
         "risk_factors": _risk_factors(action),
-        "gate_reasons": action.reasons or [],
+        "gate_reasons": masking.reasons_for(action, viewer=request.user),
         "approval_reasons": asked_by,
         "permitted_by": _policy_names(policies.get("permits")),
         "approval_policies": _policy_names(

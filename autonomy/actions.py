@@ -39,6 +39,7 @@ from autonomy import (
     gate,
     grants,
     liveness,
+    masking,
     selectors,
     services,
     signals,
@@ -388,6 +389,7 @@ def action_release(*, action_id, code: str, message: str, params: dict | None = 
         if action is None or action.status != S.PENDING_APPROVAL:
             return action
         if params is not None:
+            params = masking.restore(action.operation, params, action.params)
             action.params = validate_params(operation=action.operation, params=params)
         usage.hold(agent_id=action.agent_id)
         decision = gate.decide(
@@ -443,6 +445,8 @@ def action_params_narrow(*, action_id, params: dict) -> None:
     action = _locked(action_id)
     if action is None or action.status != S.PENDING_APPROVAL:
         raise IllegalTransition(current=getattr(action, "status", "gone"), target="narrowed")
+    # Values the approver saw masked and left as they were stay what the agent sent.
+    params = masking.restore(action.operation, params, action.params)
     action.params = validate_params(operation=action.operation, params=params)
     action.human_decision = HumanDecision.CHANGED
     action.save(update_fields=["params", "human_decision"])

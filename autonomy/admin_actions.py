@@ -9,14 +9,17 @@ from django.urls import path
 from django.utils.html import format_html
 
 from agents.models import Agent
-from autonomy import actions
+from autonomy import actions, masking
 from autonomy.admin_view_only import ViewOnly
 from autonomy.errors import DomainError
 from autonomy.models import ActionRequest, Operation, Policy
 
 
 def _pretty(value) -> str:
-    return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2))
+    return format_html(
+        "<pre style='white-space:pre-wrap'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False),
+    )
 
 
 @admin.register(ActionRequest)
@@ -35,13 +38,23 @@ class ActionRequestAdmin(ViewOnly, admin.ModelAdmin):
         "outcome_view",
     ]  # fmt: skip
 
+    def get_object(self, request, object_id, from_field=None):
+        """The action with its values as this admin user may see them (``autonomy.masking``):
+        the read-only fields below have no request, so they read these."""
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.shown_params = masking.params_for(obj, viewer=request.user)
+            obj.shown_outcome = masking.outcome_for(obj, viewer=request.user)
+            obj.shown_reasons = masking.reasons_for(obj, viewer=request.user)
+        return obj
+
     @admin.display(description="Parameters")
     def params_view(self, obj):
-        return _pretty(obj.params)
+        return _pretty(getattr(obj, "shown_params", None))
 
     @admin.display(description="Reasons")
     def reasons_view(self, obj):
-        return _pretty(obj.reasons)
+        return _pretty(getattr(obj, "shown_reasons", None))
 
     @admin.display(description="Risk factors")
     def risk_view(self, obj):
@@ -53,7 +66,7 @@ class ActionRequestAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Outcome")
     def outcome_view(self, obj):
-        return _pretty(obj.outcome or obj.error)
+        return _pretty(getattr(obj, "shown_outcome", None) or obj.error)
 
     def get_urls(self):
         return [

@@ -1,12 +1,16 @@
 """The audit trail in the admin: read-only for everyone, and an export for auditors."""
 
+import json
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html
 
+from autonomy import masking, selectors
 from autonomy.admin_view_only import ViewOnly
 from autonomy.audit import export_lines
 from autonomy.models import AuditRecord
@@ -37,6 +41,35 @@ class AuditRecordAdmin(ViewOnly, admin.ModelAdmin):
     search_fields = ["actor", "agent_id", "action_id"]
     show_full_result_count = False
     ordering = ["-seq"]
+    exclude = ["payload"]
+    readonly_fields = ["payload_view"]
+
+    def get_object(self, request, object_id, from_field=None):
+        """The record with its payload as this admin user may see it (``autonomy.masking``);
+        the stored record keeps every value."""
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            action = selectors.actions_by_id(ids=[obj.action_id]).get(obj.action_id)
+            obj.shown_payload = masking.payload_for(
+                action.operation if action else None,
+                obj.payload,
+                viewer=request.user,
+                action=action,
+            )
+        return obj
+
+    @admin.display(description="Payload")
+    def payload_view(self, obj):
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre>",
+            json.dumps(
+                getattr(obj, "shown_payload", None),
+                indent=2,
+                sort_keys=True,
+                ensure_ascii=False,
+                default=str,
+            ),
+        )
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
@@ -49,7 +82,8 @@ class AuditRecordAdmin(ViewOnly, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             start, end, fmt = (form.cleaned_data[k] for k in ("start", "end", "fmt"))
             response = StreamingHttpResponse(
-                export_lines(start=start, end=end, fmt=fmt), content_type=CONTENT_TYPES[fmt]
+                export_lines(start=start, end=end, fmt=fmt, viewer=request.user),
+                content_type=CONTENT_TYPES[fmt],
             )
             filename = f"audit-{start:%Y-%m-%d}-to-{end:%Y-%m-%d}.{fmt}"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'

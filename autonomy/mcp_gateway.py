@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Credential, Scope
-from autonomy import actions, grants
+from autonomy import actions, grants, masking
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest, ActionStatus
 
@@ -228,7 +228,7 @@ def tool_call(*, agent, credential, name, arguments, reason, idempotency_key) ->
         )
     except DomainError as exc:
         return _tool_error(exc.code, exc.message, details=exc.details)
-    return _action_result(_await(action.pk))
+    return _action_result(_await(action.pk), viewer=agent.service_user)
 
 
 def action_status_result(*, agent, action_id) -> dict:
@@ -239,7 +239,7 @@ def action_status_result(*, agent, action_id) -> dict:
     action = ActionRequest.objects.filter(pk=pk, agent=agent).first() if pk else None
     if action is None:
         return _tool_error(ErrorCode.NOT_FOUND, "No such action of this agent.")
-    return _action_result(_await(action.pk))
+    return _action_result(_await(action.pk), viewer=agent.service_user)
 
 
 def _await(action_id) -> ActionRequest:
@@ -257,7 +257,9 @@ def _await(action_id) -> ActionRequest:
         interval = min(interval * 1.25, 0.25)
 
 
-def _action_result(action: ActionRequest) -> dict:
+def _action_result(action: ActionRequest, *, viewer) -> dict:
+    """What the tool answers. Only the agent's own actions reach here; its result goes
+    through ``autonomy.masking`` like every output (the sender sees its own values)."""
     summary = {
         "action_id": str(action.pk),
         "operation": action.operation.key,
@@ -277,9 +279,10 @@ def _action_result(action: ActionRequest) -> dict:
             "isError": False,
         }  # fmt: skip
     if action.status == ActionStatus.SUCCEEDED:
-        summary["outcome"] = action.outcome
+        outcome = masking.outcome_for(action, viewer=viewer)
+        summary["outcome"] = outcome
         return {
-            "content": [{"type": "text", "text": json.dumps(action.outcome, default=str)}],
+            "content": [{"type": "text", "text": json.dumps(outcome, default=str)}],
             "structuredContent": summary,
             "isError": False,
         }

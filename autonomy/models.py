@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from autonomy import masking
 from autonomy.errors import DomainError, ErrorCode
 
 
@@ -105,6 +106,20 @@ class Operation(models.Model):
         blank=True,
         help_text='Dotted path of the records list in the result ("data.items"); empty: '
         '"data", or the result itself when it is a list.',
+    )
+    # Stored in full, shown masked (``autonomy.masking``): {param name or dotted path: class}.
+    sensitive_params = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[masking.validate_declaration],
+        help_text='Parameters shown masked to people without "view sensitive": '
+        '{"national_id": "pii", "card.number": "secret", "iban": "financial"}.',
+    )
+    sensitive_results = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[masking.validate_declaration],
+        help_text='Result keys shown masked, the same way: {"data.items.salary": "financial"}.',
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -718,6 +733,9 @@ class ActionRequest(models.Model):
             # An agent's actions by time: its page, its API list, drift baselines. The gate
             # reads ``AgentUsage`` instead.
             models.Index(fields=["agent", "created_at"], name="action_agent_time")
+        ]
+        permissions = [
+            ("view_sensitive", "Can see the sensitive parameters and results of actions")
         ]
 
     def __str__(self) -> str:

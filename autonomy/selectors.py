@@ -193,3 +193,12 @@ def actions_stalled(*, now: datetime, lease: timedelta, alive: set[str], limit: 
 def live_workers(*, since: datetime) -> list[str]:
     """Names of the worker processes that beat after ``since`` (``autonomy.liveness``)."""
     return list(WorkerBeat.objects.filter(beat_at__gt=since).values_list("name", flat=True))
+
+
+def actions_by_id(*, ids) -> dict:
+    """Actions by id with their operation, in one query: what audit records name, for
+    masking their payloads (``autonomy.masking.payload_for``)."""
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    return {a.pk: a for a in ActionRequest.objects.filter(pk__in=ids).select_related("operation")}

@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from autonomy import masking
 from portal.trace import action_trace
 from portal.views_activity import watcher_required
 
@@ -25,7 +26,7 @@ def duration_text(delta: timedelta) -> str:
 
 
 def _pretty(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 @watcher_required
@@ -42,9 +43,25 @@ def action_trace_page(request: HttpRequest, action_id) -> HttpResponse:
             "trace": trace,
             "action": action,
             "timings": [(label, duration_text(delta)) for label, delta in trace.timings],
-            "params_json": _pretty(action.params),
-            "outcome_json": _pretty(action.outcome) if action.outcome is not None else "",
+            "params_json": _pretty(masking.params_for(action, viewer=request.user)),
+            "outcome_json": (
+                _pretty(masking.outcome_for(action, viewer=request.user))
+                if action.outcome is not None
+                else ""
+            ),
             "error_json": _pretty(action.error) if action.error is not None else "",
-            "receipt_json": _pretty(trace.receipt.result) if trace.receipt else "",
+            "receipt_json": (
+                _pretty(
+                    masking.mask(
+                        action.operation,
+                        trace.receipt.result,
+                        viewer=request.user,
+                        result=True,
+                        action=action,
+                    )
+                )
+                if trace.receipt
+                else ""
+            ),
         },
     )

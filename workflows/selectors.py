@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.portal_roles import is_portal_person
+from autonomy import masking
 from autonomy import selectors as kernel_selectors
 from autonomy.models import Operation
 from autonomy.policy import engine as policy_engine
@@ -354,6 +355,9 @@ class RunTimeline:
     messages: list[Message]
     controls: list[str]
     version: str
+    # The run's shared context as the viewer may see it: a step's output under its key
+    # masked by its operation's declared sensitive results (``autonomy.masking``).
+    context: dict = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -510,13 +514,35 @@ def _context_diff(diff: dict) -> list[DiffRow]:
     return [DiffRow("", before, after, "added" if before is None else "changed")]
 
 
-def _event_view(event: RunEvent, step_keys: dict) -> EventView:
+def _masked_context(context, *, results: dict, viewer):
+    """``context`` with each step output (under the step's context key) as ``viewer`` may
+    see it; ``results`` maps context keys to the operations whose results they hold."""
+    if not isinstance(context, dict):
+        return context
+    return {
+        key: masking.mask(results[key], value, viewer=viewer, result=True)
+        if key in results
+        else value
+        for key, value in context.items()
+    }
+
+
+def _event_view(
+    event: RunEvent, step_keys: dict, *, results: dict | None = None, viewer=None
+) -> EventView:
     label, tone = EVENT_LOOK.get(event.kind, (event.kind.replace("_", " ").capitalize(), "info"))
     data = dict(event.data or {})
     view = EventView(
         event=event, label=label, tone=tone, step_key=step_keys.get(event.step_run_id, "")
     )
     diff = data.pop("context_diff", None)
+    if isinstance(diff, dict) and diff.get("key") in (results or {}):
+        operation = results[diff["key"]]
+        diff = {
+            **diff,
+            "before": masking.mask(operation, diff.get("before"), viewer=viewer, result=True),
+            "after": masking.mask(operation, diff.get("after"), viewer=viewer, result=True),
+        }
     if isinstance(diff, dict):
         view.diff_key = str(diff.get("key") or "")
         view.diff = _context_diff(diff)
@@ -539,8 +565,9 @@ def _event_view(event: RunEvent, step_keys: dict) -> EventView:
     return view
 
 
-def run_timeline(*, run_id, events_limit: int = EVENTS_SHOWN) -> RunTimeline | None:
-    """Everything the run page shows, in six queries whatever the size of the run."""
+def run_timeline(*, run_id, viewer=None, events_limit: int = EVENTS_SHOWN) -> RunTimeline | None:
+    """Everything the run page shows, in six queries whatever the size of the run; step
+    outputs as ``viewer`` may see them (``None``: masked)."""
     run = Run.objects.select_related("template").filter(pk=run_id).first()
     if run is None:
         return None
@@ -563,7 +590,11 @@ def run_timeline(*, run_id, events_limit: int = EVENTS_SHOWN) -> RunTimeline | N
     # without counting them all.
     newest = list(RunEvent.objects.filter(run=run).order_by("-id")[: events_limit + 1])
     step_keys = {sr.pk: sr.step.key for sr in step_runs}
-    events = [_event_view(e, step_keys) for e in reversed(newest[:events_limit])]
+    results = {sr.step.context_key: sr.step.operation for sr in step_runs if sr.step.operation}
+    events = [
+        _event_view(e, step_keys, results=results, viewer=viewer)
+        for e in reversed(newest[:events_limit])
+    ]
     events_total = len(newest)
     if len(newest) > events_limit:
         events_total = RunEvent.objects.filter(run=run).count()
@@ -588,4 +619,5 @@ def run_timeline(*, run_id, events_limit: int = EVENTS_SHOWN) -> RunTimeline | N
         messages=messages,
         controls=run_controls(run=run),
         version=version,
+        context=_masked_context(run.context, results=results, viewer=viewer),
     )

@@ -116,7 +116,7 @@ def run_list_live(request: HttpRequest) -> HttpResponse:
 
 
 def _timeline_context(request: HttpRequest, run_id) -> dict:
-    timeline = selectors.run_timeline(run_id=run_id)
+    timeline = selectors.run_timeline(run_id=run_id, viewer=request.user)
     if timeline is None:
         raise Http404("No such run.")
     may_control = selectors.may_control_runs(user=request.user)
@@ -132,7 +132,7 @@ def _timeline_context(request: HttpRequest, run_id) -> dict:
         if timeline.run.status in (RunStatus.RUNNING, RunStatus.PAUSED)
         else [],
         "context_json": json.dumps(
-            timeline.run.context, indent=2, sort_keys=True, ensure_ascii=False, default=str
+            timeline.context, indent=2, sort_keys=True, ensure_ascii=False, default=str
         ),
     }
 

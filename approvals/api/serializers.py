@@ -6,12 +6,23 @@ from rest_framework import serializers
 
 from approvals import selectors
 from approvals.models import ApprovalKind, ApprovalRequest, Decision, StageStatus, Verdict
-from autonomy.api.serializers import StrictSerializer
+from autonomy import masking
+from autonomy.api.serializers import MaskedJSONField, StrictSerializer
 from autonomy.models import RolloutPromotion
 
 
 class DecisionSerializer(serializers.ModelSerializer):
     approver = serializers.CharField(source="approver.username")
+    params = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_params(self, decision: Decision):
+        """Parameters the approver changed, masked like the action's (``autonomy.masking``)."""
+        if decision.params is None:
+            return None
+        viewer = getattr(self.context.get("request"), "user", None)
+        action = decision.request.action
+        return masking.mask(action.operation, decision.params, viewer=viewer, action=action)
 
     class Meta:
         model = Decision
@@ -55,10 +66,10 @@ class ApprovalSerializer(serializers.ModelSerializer):
     requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
     action = serializers.UUIDField(source="action_id", allow_null=True)
     operation = serializers.CharField(source="action.operation.key", allow_null=True)
-    params = serializers.JSONField(source="action.params", allow_null=True)
+    params = MaskedJSONField(source="action", allow_null=True)
     reason = serializers.CharField(source="action.reason", allow_null=True)
     risk_factors = serializers.JSONField(source="action.risk_factors", allow_null=True)
-    gate_reasons = serializers.JSONField(source="action.reasons", allow_null=True)
+    gate_reasons = serializers.SerializerMethodField()
     promotion = PromotionSerializer(allow_null=True, read_only=True)
     route = serializers.CharField(
         source="route_label", help_text="The rule that routed it; empty: the built-in default."
@@ -76,12 +87,22 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "stages", "stage_name", "stage_history",
         ]  # fmt: skip
 
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_gate_reasons(self, approval: ApprovalRequest):
+        """The gate's reasons; content matches quoted from a sensitive parameter masked."""
+        if approval.action is None:
+            return None
+        viewer = getattr(self.context.get("request"), "user", None)
+        return masking.reasons_for(approval.action, viewer=viewer)
+
     @extend_schema_field(StageSerializer(many=True))
     def get_stage_history(self, approval: ApprovalRequest) -> list:
         """Each stage and who decided it (empty for a request no route staged)."""
         if not approval.routed:
             return []
-        return StageSerializer(selectors.stage_history(approval), many=True).data
+        return StageSerializer(
+            selectors.stage_history(approval), many=True, context=self.context
+        ).data
 
 
 class DecideSerializer(StrictSerializer):

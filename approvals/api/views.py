@@ -48,7 +48,11 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             params=values["params"],
             redirect_to=values["redirect_to"],
         )
-        return Response(ApprovalSerializer(selectors.approval_detail(request_id=pk)).data)
+        return Response(
+            ApprovalSerializer(
+                selectors.approval_detail(request_id=pk), context=self.get_serializer_context()
+            ).data
+        )
 
 
 class ApprovalGroupViewSet(viewsets.GenericViewSet):

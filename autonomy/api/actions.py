@@ -12,8 +12,8 @@ from rest_framework.views import APIView
 
 from agents.api.permissions import IsAgent, request_agent
 from agents.models import Agent, Scope
-from autonomy import actions, conditions, gate
-from autonomy.api.serializers import StrictSerializer
+from autonomy import actions, conditions, gate, masking
+from autonomy.api.serializers import MaskedJSONField, StrictSerializer
 from autonomy.errors import DomainError, ErrorCode
 from autonomy.models import ActionRequest
 
@@ -74,7 +74,13 @@ def plain_body(data) -> dict | None:
 
 
 class ActionSerializer(serializers.ModelSerializer):
+    """An action. Its parameters and outcome as the request's user may see them
+    (``autonomy.masking``): the agent that sent it reads its own values in full; a person
+    needs ``autonomy.view_sensitive``."""
+
     operation = serializers.CharField(source="operation.key")
+    params = MaskedJSONField(source="*")
+    outcome = MaskedJSONField(source="*", result=True)
     agent = serializers.CharField(source="agent.slug")
     decision = serializers.CharField(source="verdict")
     policies = serializers.JSONField(source="policy_ids")
@@ -116,16 +122,17 @@ class ActionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     @classmethod
-    def represent(cls, action: ActionRequest) -> dict:
+    def represent(cls, action: ActionRequest, *, viewer=None) -> dict:
         """The same body as ``ActionSerializer(action).data``, built directly: the gate
         answers on the hot path, where DRF's per-field machinery cost more than the body's
         SQL. ``test_actions_api`` pins it to the serializer's output field by field, so the
-        serializer (and the OpenAPI schema built from it) stays the definition."""
+        serializer (and the OpenAPI schema built from it) stays the definition. Parameters
+        and outcome as ``viewer`` may see them (``MaskedJSONField``)."""
         return {
             "id": str(action.pk),
             "agent": str(action.agent.slug),
             "operation": str(action.operation.key),
-            "params": action.params,
+            "params": masking.params_for(action, viewer=viewer),
             "reason": str(action.reason),
             "decision": str(action.verdict),
             "status": str(action.status),
@@ -142,7 +149,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "started_at": _moment(action.started_at),
             "finished_at": _moment(action.finished_at),
             "attempts": int(action.attempts),
-            "outcome": action.outcome,
+            "outcome": masking.outcome_for(action, viewer=viewer),
             "error": action.error,
             "autonomy_level": str(action.autonomy_level),
             "executed": action.executed,
@@ -211,7 +218,7 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             idempotency_key=key,
         )
         response = Response(
-            ActionSerializer.represent(action),
+            ActionSerializer.represent(action, viewer=request.user),
             status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
         )
         if replayed:

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from autonomy import masking
 from autonomy.errors import ErrorCode
 
 
@@ -27,3 +28,22 @@ class StrictSerializer(serializers.Serializer):
 
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     pass
+
+
+class MaskedJSONField(serializers.JSONField):
+    """An action's parameters (or, with ``result``, its result) as the request's user may see
+    them (``autonomy.masking``). ``source`` names the action (``"*"`` when the serialized
+    object is the action); no request in the context means no viewer: masked."""
+
+    def __init__(self, *, result: bool = False, **kwargs):
+        self.result = result
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, action):
+        if action is None:
+            return None
+        viewer = getattr(self.context.get("request"), "user", None)
+        if self.result:
+            return masking.outcome_for(action, viewer=viewer)
+        return masking.params_for(action, viewer=viewer)

@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from agents.models import Agent
-from autonomy import audit
+from autonomy import audit, masking
 from autonomy.models import ActionRequest, AuditRecord
 
 MAX_LIMIT = 200
@@ -264,7 +264,10 @@ def summary(kind: str, payload: dict, actor: str, operation: str) -> str:
         return f"{actor or 'system'} {verb} {payload.get('target', '')} to {payload.get('to', '')}"
     if kind == "task_handoff":
         return f"hand-off by {actor}" + (f": {payload.get('step')}" if payload.get("step") else "")
-    brief = ", ".join(f"{k}={_text(v)[:40]}" for k, v in list(payload.items())[:3])
+    # Never an operation's values: the stream is for every portal person, and which of
+    # them are sensitive is the operation's to say (``autonomy.masking``), not a summary's.
+    shown = [(k, v) for k, v in payload.items() if k not in masking.VALUE_KEYS]
+    brief = ", ".join(f"{k}={_text(v)[:40]}" for k, v in shown[:3])
     return f"{kind.replace('_', ' ')}{': ' + brief if brief else ''}"
 
 

@@ -8,6 +8,7 @@ from django import template
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from autonomy import masking
 from autonomy.content.rules import CONTENT_CODES
 from autonomy.models import ContentEffect
 
@@ -46,9 +47,12 @@ def _marked(text: str, spans: list[tuple[int, int, str, str]]):
 
 
 @register.simple_tag
-def content_matches(action) -> dict:
-    """``{"reasons": [...], "texts": [{"param", "html"}], "asks": bool, "blocks": bool}``."""
-    reasons = [r for r in action.reasons or [] if r.get("code") in CONTENT_CODES]
+def content_matches(action, viewer=None) -> dict:
+    """``{"reasons": [...], "texts": [{"param", "html"}], "asks": bool, "blocks": bool}``,
+    as ``viewer`` may see them (``autonomy.masking``): a declared sensitive parameter shows
+    its mask, and so do the matches quoted from it."""
+    visible = masking.reasons_for(action, viewer=viewer)
+    reasons = [r for r in visible if r.get("code") in CONTENT_CODES]
     spans: dict[str, list] = {}
     for reason in reasons:
         details = reason.get("details") or {}
@@ -62,6 +66,10 @@ def content_matches(action) -> dict:
             )  # fmt: skip
     texts = []
     for param, found in spans.items():
+        cls = masking.declared_class(action.operation, param)
+        if cls is not None and not masking.may_view_sensitive(viewer, action=action):
+            texts.append({"param": param, "html": masking.masked(cls)})
+            continue
         text = _at(action.params or {}, param)
         if isinstance(text, str):
             texts.append({"param": param, "html": _marked(text, found)})

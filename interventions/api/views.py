@@ -118,7 +118,7 @@ class ActionOverrideView(APIView):
         data.is_valid(raise_exception=True)
         services.action_override(action=action, by=request.user, **data.validated_data)
         action = ActionRequest.objects.select_related("operation__connector", "agent").get(pk=pk)
-        return Response(ActionSerializer(action).data)
+        return Response(ActionSerializer(action, context={"request": request}).data)
 
 
 class AgentInterventionViewSet(viewsets.GenericViewSet):

@@ -10,6 +10,7 @@ from demo import (
     connectors,
     drift,
     guardrails,
+    masking,
     memory,
     registry,
     rollouts,
@@ -51,5 +52,6 @@ class Command(BaseCommand):
         created["suggestions"] = suggestions_refresh()["proposed"]
         created["policy_trials"] = trials.seed_trials()
         created["blueprint_agents"] = blueprints.seed_blueprints()
+        created["masked_operations"] = masking.seed_masking()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
