@@ -90,6 +90,9 @@ class ErrorCode(StrEnum):
     ROLLOUT_NOT_STARTED = "rollout_not_started"
     ROLLOUT_INACTIVE = "rollout_inactive"
     ROLLOUT_WAVE_MOVED = "rollout_wave_moved"
+    # governance bundles (``governance``)
+    BUNDLE_INVALID = "bundle_invalid"
+    BUNDLE_LIVE_CHANGED = "bundle_live_changed"
     # server
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "approvals",
     "interventions",
     "portal",
+    "governance",
     "demo",
 ]
 
