@@ -50,6 +50,8 @@ def yaml_data(text: str, *, path: str):
         raise invalid(f"{path}: YAML syntax error{where}: {exc.problem}.", file=path) from exc
     except yaml.YAMLError as exc:
         raise invalid(f"{path}: YAML syntax error: {exc}.", file=path) from exc
+    except RecursionError as exc:  # [[[[...]]]] thousands deep: the composer recurses
+        raise invalid(f"{path}: nested too deeply.", file=path) from exc
 
 
 def digest(files: dict[str, str]) -> str:

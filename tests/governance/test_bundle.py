@@ -316,3 +316,13 @@ def plan_exit_error(path: Path) -> bool:
     with pytest.raises(CommandError, match="bundle_invalid"):
         call_command("governance", "plan", str(path))
     return True
+
+
+def test_yaml_nested_beyond_reason_is_invalid_not_a_crash(live, tmp_path):
+    path = export(tmp_path)
+    (path / "units.yaml").write_text("units: " + "[" * 50_000 + "]" * 50_000 + "\n")
+
+    with pytest.raises(DomainError) as refused:
+        selectors.bundle_plan(files=bundle.read(path))
+
+    assert refused.value.code == ErrorCode.BUNDLE_INVALID
