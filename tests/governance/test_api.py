@@ -167,3 +167,25 @@ def test_an_uploaded_archive_that_is_no_bundle_is_refused_with_the_envelope(reg)
         admin.post("/api/v1/governance/plan/", {"bundle": buffer}, format="multipart"),
         400, "bundle_invalid",
     )  # fmt: skip
+
+
+def test_listing_grants_costs_the_same_queries_for_2_and_40_grants(
+    reg, django_assert_max_num_queries
+):
+    from agents import services as agent_services
+    from autonomy.models import Operation
+
+    admin = person(PortalRole.IT_ADMIN, "ita")
+    admin.get("/api/v1/grants/")  # warm: content types, the session's user and groups
+    with django_assert_max_num_queries(12) as few:
+        assert len(admin.get("/api/v1/grants/").json()) == 1
+    for n in range(20):
+        operation = Operation.objects.create(connector=reg.erp, slug=f"op-{n}", name=f"Op {n}")
+        grants.grant(target=operation, to=reg.agent.role)
+        grants.grant(target=operation, to=reg.agent)
+    agent_services.agent_register(
+        name="Other", slug="other", owner=reg.officer, business_unit=reg.agent.business_unit,
+        role=reg.agent.role,
+    )  # fmt: skip
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(admin.get("/api/v1/grants/").json()) == 41

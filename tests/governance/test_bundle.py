@@ -326,3 +326,11 @@ def test_yaml_nested_beyond_reason_is_invalid_not_a_crash(live, tmp_path):
         selectors.bundle_plan(files=bundle.read(path))
 
     assert refused.value.code == ErrorCode.BUNDLE_INVALID
+
+
+def test_an_agents_owner_may_not_raise_its_limits(live):
+    with pytest.raises(DomainError) as refused:
+        agent_services.agent_update(agent=live.agent, by=live.officer, max_actions_per_minute=999)
+
+    assert refused.value.code == ErrorCode.FIELDS_NOT_PERMITTED
+    assert Agent.objects.get(pk=live.agent.pk).max_actions_per_minute == 30
