@@ -75,15 +75,15 @@ class Plan:
 
 def text_diff(before: str, after: str, *, name: str) -> list[str]:
     """A unified diff of two texts, live against bundle."""
-    return [
-        line.rstrip("\n")
-        for line in difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
+    return list(
+        difflib.unified_diff(
+            before.splitlines(),
+            after.splitlines(),
             fromfile=f"live/{name}",
             tofile=f"bundle/{name}",
+            lineterm="",
         )
-    ]
+    )
 
 
 def field_lines(before: dict, after: dict, *, texts: dict[str, str] | None = None) -> list[str]:

@@ -265,11 +265,7 @@ def test_a_workflow_template_round_trips_and_an_edit_publishes_a_new_version(liv
     [change] = selectors.bundle_plan(files=bundle.read(path)).changes
     assert (change.section, change.op) == ("workflows", Op.CHANGE)
     assert "+  name: Post the invoice" in change.lines
-    # A superuser: the test database's portal groups lack workflow permissions (the groups
-    # are synced on the agents app's post_migrate, before the workflows app's permissions
-    # exist).
-    author = UserFactory(username="root", is_superuser=True, is_staff=True)
-    services.governance_apply(files=bundle.read(path), by=author)
+    services.governance_apply(files=bundle.read(path), by=live.admin)  # IT admins author
 
     latest = authoring.latest_published(key="pay")
     assert latest.version == 2 and latest.steps.get().name == "Post the invoice"
@@ -334,3 +330,19 @@ def test_an_agents_owner_may_not_raise_its_limits(live):
 
     assert refused.value.code == ErrorCode.FIELDS_NOT_PERMITTED
     assert Agent.objects.get(pk=live.agent.pk).max_actions_per_minute == 30
+
+
+def test_plan_as_json_names_each_change_and_the_live_digest(live, tmp_path, capsys):
+    import json
+
+    path = export(tmp_path)
+    (path / "limits.yaml").write_text("limits: []\n")
+    capsys.readouterr()
+
+    assert plan_exit(path, "--json") == 2
+
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["valid"] and plan["live_digest"].startswith("sha256:")
+    assert [(c["section"], c["op"], c["key"]) for c in plan["changes"]] == [
+        ("limits", "remove", "ap-bot")
+    ]
