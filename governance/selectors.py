@@ -5,6 +5,7 @@ import socket
 
 from django.utils import timezone
 
+from autonomy.errors import DomainError
 from governance import bundle
 from governance.plans import Plan
 from governance.sections import BY_NAME, SECTIONS
@@ -41,7 +42,7 @@ def bundle_export(*, previous_header: str | None = None, source: str = "") -> di
     if previous_header is not None:
         try:
             kept = bundle.yaml_data(previous_header, path=bundle.HEADER)
-        except Exception:  # noqa: BLE001 - an unreadable old header is simply replaced
+        except DomainError:  # an unreadable old header is simply replaced
             kept = None
         if isinstance(kept, dict) and kept.get("digest") == bundle.digest(files):
             return {**files, bundle.HEADER: previous_header}

@@ -39,10 +39,11 @@ class GrantPermissions(permissions.BasePermission):
         return True
 
 
-class GrantViewSet(viewsets.ViewSet):
-    """Grants held by roles and agents."""
+class GrantViewSet(viewsets.GenericViewSet):
+    """Grants held by roles and agents, paginated like every list (``grants_table`` rows)."""
 
     permission_classes = [IsPerson, GrantPermissions]
+    filter_backends = []  # rows, not a queryset: ``to`` filters them
     lookup_value_regex = "[ar][0-9]{1,18}"
     serializer_class = GrantSerializer
 
@@ -55,7 +56,8 @@ class GrantViewSet(viewsets.ViewSet):
         holder = request.query_params.get("to")
         if holder:
             rows = [row for row in rows if row["to"] == holder]
-        return Response(GrantSerializer(rows, many=True).data)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(GrantSerializer(page, many=True).data)
 
     @extend_schema(request=GrantWriteSerializer, responses={201: GrantSerializer})
     def create(self, request):
@@ -78,7 +80,10 @@ class GrantViewSet(viewsets.ViewSet):
         row = next(r for r in grants.grants_table() if (r["to"], r["target"]) == (to, target))
         return Response(GrantSerializer(row).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, description="r<n>|a<n>")],
+        responses={204: None},
+    )
     def destroy(self, request, pk=None):
         row = grants.grant_row(pk)
         if row is None:
