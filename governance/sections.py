@@ -90,7 +90,7 @@ class Section:
                     errors=tuple(errors),
                     note=self.note(op),
                     applies=op != Op.REMOVE or self.removable,
-                )  # fmt: skip
+                )
             )
         return changes
 

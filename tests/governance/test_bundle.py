@@ -346,3 +346,13 @@ def test_plan_as_json_names_each_change_and_the_live_digest(live, tmp_path, caps
     assert [(c["section"], c["op"], c["key"]) for c in plan["changes"]] == [
         ("limits", "remove", "ap-bot")
     ]
+
+
+def test_a_live_unit_missing_from_the_bundle_is_shown_but_never_removed(live, tmp_path, capsys):
+    path = export(tmp_path)
+    agent_services.business_unit_create(name="Legal", slug="legal", by=live.admin)
+
+    assert plan_exit(path) == 0  # nothing a bundle would apply, even with --prune
+    assert "- legal  (not in the bundle; bundles never remove these)" in capsys.readouterr().out
+    services.governance_apply(files=bundle.read(path), by=live.admin, prune=True)
+    assert BusinessUnit.objects.filter(slug="legal").exists()

@@ -55,7 +55,8 @@ class Command(BaseCommand):
         plan = selectors.bundle_plan(files=bundle.read(Path(path)))
         text = json.dumps(plan.as_dict(), indent=2) + "\n" if as_json else render(plan)
         self.stdout.write(text, ending="")
-        sys.exit(1 if not plan.valid else (2 if plan.changes else 0))
+        # Objects a bundle never removes (units, roles, templates) are shown, not a change.
+        sys.exit(1 if not plan.valid else (2 if plan.to_apply(prune=True) else 0))
 
     def _apply(self, *, path: str, user: str, yes: bool, prune: bool, expect_live, **_):
         by = get_user_model().objects.filter(username=user, is_active=True).first()
