@@ -111,6 +111,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        ("Limits", {"fields": ["max_actions_per_minute", "max_daily_spend"]}),
         ("Identity", {"fields": ["service_user", "oidc_client_id", "tokens_valid_after"]}),
         (
             "Status",

@@ -26,7 +26,10 @@ from autonomy import grants
 # officers and superusers. Status changes are the lifecycle's (``interventions.services``).
 AUTHORITY_PERM = "agents.change_agent"
 PROFILE_FIELDS = ("name", "description")
-GOVERNED_FIELDS = ("owner", "business_unit", "role", "risk_tier", "oidc_client_id")
+GOVERNED_FIELDS = (
+    "owner", "business_unit", "role", "risk_tier", "oidc_client_id",
+    "max_actions_per_minute", "max_daily_spend",
+)  # fmt: skip
 
 
 def has_global_authority(user) -> bool:

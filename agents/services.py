@@ -22,6 +22,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from agents import selectors
 from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
+from autonomy import audit
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
 
 User = get_user_model()
@@ -48,44 +49,90 @@ def business_unit_create(*, name: str, slug: str = "", description: str = "", by
         )
 
 
-UNIT_THRESHOLDS = ("approval_threshold", "deny_threshold", "dual_control_risk")
+UNIT_FIELDS = (
+    "name", "description", "approval_threshold", "deny_threshold", "dual_control_risk",
+    "auto_quarantine_on_drift",
+)  # fmt: skip
+_SCORES = ("approval_threshold", "deny_threshold", "dual_control_risk")
 
 
-def business_unit_update(*, unit: BusinessUnit, by, **thresholds) -> BusinessUnit:
-    """Set a unit's risk thresholds (0-100; approval below deny), with an audit record."""
-    from autonomy import audit
-    from autonomy.policy.services import registry_changed
-
-    unknown = sorted(set(thresholds) - set(UNIT_THRESHOLDS))
+def business_unit_update(*, unit: BusinessUnit, by, **changes) -> BusinessUnit:
+    """Change a unit's name, description, risk thresholds (0-100 scores) or drift reaction;
+    the API's PATCH and governance bundles both come here. Audited with old and new values."""
+    unknown = set(changes) - set(UNIT_FIELDS)
     if unknown:
         raise DomainError(
-            ErrorCode.UNKNOWN_FIELD, "Cannot update these fields.", {"fields": unknown}
+            ErrorCode.UNKNOWN_FIELD, "Cannot update these fields.", {"fields": sorted(unknown)}
+        )
+    bad = sorted(
+        f
+        for f in _SCORES
+        if f in changes and not (isinstance(changes[f], int) and 0 <= changes[f] <= 100)
+    )
+    if bad:
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED,
+            "Thresholds are risk scores from 0 to 100.",
+            {"fields": {f: ["a whole number from 0 to 100"] for f in bad}},
         )
     with transaction.atomic(), set_actor(by):
-        locked = BusinessUnit.objects.select_for_update().get(pk=unit.pk)
-        before = {field: getattr(locked, field) for field in thresholds}
-        for field, value in thresholds.items():
-            if not isinstance(value, int) or not 0 <= value <= 100:
-                raise DomainError(
-                    ErrorCode.VALIDATION_FAILED,
-                    "A threshold is a risk score from 0 to 100.",
-                    {"fields": {field: ["0 to 100"]}},
-                )
-            setattr(locked, field, value)
-        if locked.approval_threshold > locked.deny_threshold:
+        unit = BusinessUnit.objects.select_for_update().get(pk=unit.pk)
+        changed = {f: (getattr(unit, f), v) for f, v in changes.items() if getattr(unit, f) != v}
+        if not changed:
+            return unit
+        for field, (_, value) in changed.items():
+            setattr(unit, field, value)
+        if unit.approval_threshold > unit.deny_threshold:
             raise DomainError(
                 ErrorCode.VALIDATION_FAILED,
                 "The approval threshold must not be above the deny threshold.",
                 {"fields": {"approval_threshold": ["above the deny threshold"]}},
             )
-        locked.save(update_fields=list(thresholds))
-        registry_changed()
+        unit.save()  # the registry receivers move the policy-store version
         audit.append(
-            kind="business_unit_thresholds",
+            kind="business_unit_changed",
             actor=getattr(by, "username", ""),
-            payload={"unit": locked.slug, "before": before, "after": thresholds},
+            payload={"unit": unit.slug, "changes": {f: list(pair) for f, pair in changed.items()}},
         )
-    return locked
+    return unit
+
+
+ROLE_FIELDS = ("name", "description", "default_risk_tier")
+
+
+def role_update(*, role: Role, by, **changes) -> Role:
+    """Change a role's name (its group's), description or default risk tier; audited."""
+    unknown = set(changes) - set(ROLE_FIELDS)
+    if unknown:
+        raise DomainError(
+            ErrorCode.UNKNOWN_FIELD, "Cannot update these fields.", {"fields": sorted(unknown)}
+        )
+    if "default_risk_tier" in changes and changes["default_risk_tier"] not in RiskTier.values:
+        raise DomainError(
+            ErrorCode.VALIDATION_FAILED,
+            "No such risk tier.",
+            {"fields": {"default_risk_tier": [f"one of {RiskTier.values}"]}},
+        )
+    with transaction.atomic(), set_actor(by):
+        role = Role.objects.select_for_update().select_related("group").get(pk=role.pk)
+        now = {"name": role.group.name, "description": role.description,
+               "default_risk_tier": role.default_risk_tier}  # fmt: skip
+        changed = {f: (now[f], v) for f, v in changes.items() if now[f] != v}
+        if not changed:
+            return role
+        if "name" in changed:
+            role.group.name = changes["name"]
+            role.group.save(update_fields=["name"])
+        for field in ("description", "default_risk_tier"):
+            if field in changed:
+                setattr(role, field, changes[field])
+        role.save()
+        audit.append(
+            kind="role_changed",
+            actor=getattr(by, "username", ""),
+            payload={"role": role.slug, "changes": {f: list(pair) for f, pair in changed.items()}},
+        )
+    return role
 
 
 def role_create(

@@ -93,6 +93,9 @@ class ErrorCode(StrEnum):
     # policy history
     POLICY_HISTORY_IMMUTABLE = "policy_history_immutable"
     POLICY_VERSION_UNKNOWN = "policy_version_unknown"
+    # governance bundles (``governance``)
+    BUNDLE_INVALID = "bundle_invalid"
+    BUNDLE_LIVE_CHANGED = "bundle_live_changed"
     # server
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

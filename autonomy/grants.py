@@ -171,6 +171,82 @@ def _described(holders) -> list[dict]:
     return sorted(rows, key=lambda r: (r["to"], r["target"]))
 
 
+# --- grants by name: how bundles and the admin API name holders and targets ----------------
+
+
+def holder_name(holder: Agent | Role) -> str:
+    """``role:<slug>`` or ``agent:<slug>``."""
+    return f"{'agent' if isinstance(holder, Agent) else 'role'}:{holder.slug}"
+
+
+def target_name(target: Operation | Connector) -> str:
+    """An operation's key (``erp.pay-invoice``), or ``<connector>.*`` for a whole connector."""
+    return target.key if isinstance(target, Operation) else f"{target.slug}.*"
+
+
+def holder_named(name: str) -> Agent | Role | None:
+    kind, _, slug = str(name).partition(":")
+    if kind == "role":
+        return Role.objects.select_related("group").filter(slug=slug).first()
+    if kind == "agent":
+        return Agent.objects.select_related("service_user", "role").filter(slug=slug).first()
+    return None
+
+
+def target_named(name: str) -> Operation | Connector | None:
+    connector, _, operation = str(name).partition(".")
+    if operation == "*":
+        return Connector.objects.filter(slug=connector).first()
+    return (
+        Operation.objects.select_related("connector")
+        .filter(connector__slug=connector, slug=operation)
+        .first()
+    )
+
+
+def grants_table() -> list[dict]:
+    """Every grant held by a role or an agent, by name, sorted: ``{"id", "to", "target"}``,
+    where ``id`` is ``r<row>`` (a role's guardian row) or ``a<row>`` (an agent's). Six
+    queries whatever the number of grants: the registry's export and ``/api/v1/grants/``."""
+    op_ct = ContentType.objects.get_for_model(Operation)
+    conn_ct = ContentType.objects.get_for_model(Connector)
+    wanted = Q(content_type=op_ct, permission__codename=OPERATION_PERM) | Q(
+        content_type=conn_ct, permission__codename=CONNECTOR_PERM
+    )
+    roles = dict(Role.objects.values_list("group_id", "slug"))
+    agents = dict(Agent.objects.values_list("service_user_id", "slug"))
+    targets = {
+        (op_ct.pk, str(pk)): f"{connector}.{slug}"
+        for pk, connector, slug in Operation.objects.values_list("pk", "connector__slug", "slug")
+    }
+    targets.update(
+        {
+            (conn_ct.pk, str(pk)): f"{slug}.*"
+            for pk, slug in Connector.objects.values_list("pk", "slug")
+        }
+    )
+    rows = []
+    held = (
+        ("r", "role", roles, GroupObjectPermission.objects.filter(group_id__in=roles), "group_id"),
+        ("a", "agent", agents, UserObjectPermission.objects.filter(user_id__in=agents), "user_id"),
+    )
+    for prefix, kind, names, queryset, column in held:
+        for pk, holder, ct, object_pk in queryset.filter(wanted).values_list(
+            "pk", column, "content_type_id", "object_pk"
+        ):
+            target = targets.get((ct, object_pk))
+            if target is not None:
+                rows.append(
+                    {"id": f"{prefix}{pk}", "to": f"{kind}:{names[holder]}", "target": target}
+                )
+    return sorted(rows, key=lambda row: (row["to"], row["target"]))
+
+
+def grant_row(grant_id: str) -> dict | None:
+    """One row of ``grants_table`` by its id, or None."""
+    return next((row for row in grants_table() if row["id"] == grant_id), None)
+
+
 # --- writes ---------------------------------------------------------------------------------
 
 

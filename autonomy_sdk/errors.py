@@ -87,7 +87,7 @@ CODES: dict[str, type[AutonomyError]] = {
         "malformed_json json_too_deep validation_failed unknown_field payload_too_large"
         " unsupported_media_type"
         " method_not_allowed not_acceptable operation_unknown params_invalid params_too_large"
-        " template_invalid context_invalid",
+        " template_invalid context_invalid bundle_invalid",
         BadRequest,
     ),
     **_classes(
@@ -109,7 +109,8 @@ CODES: dict[str, type[AutonomyError]] = {
         " changes_denied template_immutable template_not_published run_not_active"
         " step_not_actionable task_not_available claim_not_held claim_held operation_disabled"
         " rollout_criteria_not_met rollout_no_next_wave rollout_not_started rollout_inactive"
-        " rollout_wave_moved suggestion_not_open policy_history_immutable",
+        " rollout_wave_moved suggestion_not_open policy_history_immutable"
+        " bundle_live_changed",
         Conflict,
     ),
     "rate_limited": RateLimited,

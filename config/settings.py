@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "interventions",
     "compliance",
     "portal",
+    "governance",
     "demo",
 ]
 

@@ -29,6 +29,7 @@ from agents.models import Agent
 from agents.portal_roles import PortalRole, group_name
 from approvals.groups import group_key_of
 from approvals.models import Suggestion, SuggestionKind
+from autonomy import grants
 from autonomy.models import (
     AutonomyLevel,
     AutonomySetting,
@@ -148,6 +149,10 @@ def build_world() -> World:
             "memory": memory.pk,
             "standing": standing.pk,
             "suggestion": suggestion.pk,
+            "policy": Policy.objects.get(name="baseline").pk,
+            "grant": next(
+                row["id"] for row in grants.grants_table() if row["to"] == "role:invoice-processor"
+            ),
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -283,6 +288,44 @@ API = [
         "401 403 403 403 403 403 403 403 201",
     ),
     ("GET", "/api/v1/business-units/{id}/", "unit", None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "PATCH",
+        "/api/v1/business-units/{id}/",
+        "unit",
+        {"deny_threshold": 90},
+        "401 403 403 403 403 403 403 403 200",
+    ),
+    # Governance bundles: IT admins and policy owners; the uploads are multipart, so the
+    # table's JSON body is refused (415) once the caller was let in.
+    ("GET", "/api/v1/governance/bundle/", None, None, "401 403 403 403 403 403 403 200 200"),
+    ("POST", "/api/v1/governance/plan/", None, {}, "401 403 403 403 403 403 403 415 415"),
+    ("POST", "/api/v1/governance/apply/", None, {}, "401 403 403 403 403 403 403 415 415"),
+    ("GET", "/api/v1/grants/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/grants/",
+        None,
+        {"to": "agent:agent-a", "target": "erp.read-invoice"},
+        "401 403 403 403 403 403 403 403 201",
+    ),
+    ("DELETE", "/api/v1/grants/{id}/", "grant", None, "401 403 403 403 403 403 403 403 204"),
+    ("GET", "/api/v1/policies/", None, None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "POST",
+        "/api/v1/policies/",
+        None,
+        {"name": "authz-new", "text": "forbid (principal, action, resource);"},
+        "401 403 403 403 403 403 403 201 201",
+    ),
+    ("GET", "/api/v1/policies/{id}/", "policy", None, "401 403 403 403 200 200 200 200 200"),
+    (
+        "PATCH",
+        "/api/v1/policies/{id}/",
+        "policy",
+        {"description": "authz"},
+        "401 403 403 403 403 403 403 200 200",
+    ),
+    ("DELETE", "/api/v1/policies/{id}/", "policy", None, "401 403 403 403 403 403 403 204 204"),
     ("GET", "/api/v1/claims/", None, None, "401 200 200 403 403 403 403 403 403"),
     (
         "POST",

@@ -16,8 +16,9 @@ from workflows.models import Template
 MAX_YAML_BYTES = 256 * 1024
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loading without anchors/aliases: a template never needs them."""
+class NoAliasLoader(yaml.SafeLoader):
+    """Safe loading without anchors/aliases (no "billion laughs"): a template never needs them,
+    nor does a governance bundle's file."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -37,7 +38,7 @@ def _parse(text: str) -> dict:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise _invalid(f"The YAML document is larger than {MAX_YAML_BYTES // 1024} KiB.")
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -49,6 +50,12 @@ def _parse(text: str) -> dict:
     if not isinstance(data, dict):
         raise _invalid("The YAML document must be a mapping with a key, a name and steps.")
     return data
+
+
+def template_yaml_parse(*, text: str) -> dict:
+    """A YAML document as the template dict it holds, or ``template_invalid`` saying where it
+    is broken; nothing is created (governance bundles compare templates with it)."""
+    return _parse(text)
 
 
 def template_export_yaml(*, template: Template) -> str:

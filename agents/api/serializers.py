@@ -17,8 +17,26 @@ class UserRefSerializer(serializers.ModelSerializer):
 class BusinessUnitSerializer(StrictModelSerializer):
     class Meta:
         model = BusinessUnit
-        fields = ["id", "name", "slug", "description", "created_at"]
-        read_only_fields = ["id", "created_at"]
+        fields = [
+            "id", "name", "slug", "description", "approval_threshold", "deny_threshold",
+            "dual_control_risk", "auto_quarantine_on_drift", "created_at",
+        ]  # fmt: skip
+        # Thresholds change through PATCH (``business_unit_update``), created at defaults.
+        read_only_fields = [
+            "id", "approval_threshold", "deny_threshold", "dual_control_risk",
+            "auto_quarantine_on_drift", "created_at",
+        ]  # fmt: skip
+
+
+class BusinessUnitUpdateSerializer(StrictSerializer):
+    """A unit's name, description and risk thresholds (scores 0-100)."""
+
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    approval_threshold = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    deny_threshold = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    dual_control_risk = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    auto_quarantine_on_drift = serializers.BooleanField(required=False)
 
 
 class RoleSerializer(StrictModelSerializer):

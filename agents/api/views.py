@@ -158,6 +158,14 @@ class BusinessUnitViewSet(
             by=self.request.user, **serializer.validated_data
         )
 
+    @extend_schema(request=s.BusinessUnitUpdateSerializer, responses=s.BusinessUnitSerializer)
+    def partial_update(self, request, pk=None):
+        unit = self.get_object()
+        data = s.BusinessUnitUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        unit = services.business_unit_update(unit=unit, by=request.user, **data.validated_data)
+        return Response(s.BusinessUnitSerializer(unit).data)
+
 
 class RoleViewSet(
     mixins.ListModelMixin,
