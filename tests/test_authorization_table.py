@@ -149,7 +149,6 @@ def build_world() -> World:
             "memory": memory.pk,
             "standing": standing.pk,
             "suggestion": suggestion.pk,
-            "policy": Policy.objects.get(name="baseline").pk,
             "grant": next(
                 row["id"] for row in grants.grants_table() if row["to"] == "role:invoice-processor"
             ),
