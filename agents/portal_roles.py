@@ -27,6 +27,10 @@ _VIEW_KERNEL = (
     + ["autonomy.view_actionrequest", "autonomy.view_memoryentry"]
 )
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
+# Access reviews (the reviews app): risk officers open and answer them, IT admins answer,
+# auditors read.
+_REVIEW_VIEW = ["reviews.view_accessreview"]
+_REVIEW_ANSWER = _REVIEW_VIEW + ["reviews.answer_accessreview"]
 _HISTORY = [
     "auditlog.view_logentry",
     "autonomy.view_auditrecord",
@@ -53,6 +57,7 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("view", "add", "change")
     ]
     + ["workflows.view_run"]
+    + _REVIEW_ANSWER
     + _HISTORY,
     PortalRole.RISK_OFFICER: _VIEW_REGISTRY
     + _VIEW_KERNEL
@@ -74,12 +79,15 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("view", "add", "change", "delete")
     ]
     + _VIEW_WORKFLOWS
+    + _REVIEW_ANSWER
+    + ["reviews.add_accessreview"]
     + _HISTORY,
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
     PortalRole.AUDITOR: _VIEW_REGISTRY
     + _VIEW_KERNEL
     + _VIEW_WORKFLOWS
     + _HISTORY
+    + _REVIEW_VIEW
     + ["auth.view_user"],
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "workflows",
     "approvals",
     "interventions",
+    "reviews",
     "portal",
     "demo",
 ]
@@ -348,6 +349,14 @@ AUTONOMY_SUGGEST_MAX_REJECTED = env.int("AUTONOMY_SUGGEST_MAX_REJECTED", default
 AUTONOMY_SUGGEST_WINDOW_DAYS = env.int("AUTONOMY_SUGGEST_WINDOW_DAYS", default=14)
 AUTONOMY_SUGGEST_HEADROOM = env.float("AUTONOMY_SUGGEST_HEADROOM", default=1.2)
 AUTONOMY_SUGGEST_STANDING_DAYS = env.int("AUTONOMY_SUGGEST_STANDING_DAYS", default=7)
+# Access reviews (reviews app): an agent with no action in this many days is dormant, a grant
+# its agent has not used in this many days is over-privileged (and a credential made that
+# long ago and never used is flagged), a credential expiring within this many days is listed;
+# a review is due this many days after it opens, and escalates when answers are still missing.
+AUTONOMY_REVIEW_DORMANT_DAYS = env.int("AUTONOMY_REVIEW_DORMANT_DAYS", default=30)
+AUTONOMY_REVIEW_UNUSED_DAYS = env.int("AUTONOMY_REVIEW_UNUSED_DAYS", default=90)
+AUTONOMY_REVIEW_EXPIRING_DAYS = env.int("AUTONOMY_REVIEW_EXPIRING_DAYS", default=30)
+AUTONOMY_REVIEW_DUE_DAYS = env.int("AUTONOMY_REVIEW_DUE_DAYS", default=14)
 AUTONOMY_SUGGEST_REFRESH_SECONDS = env.float("AUTONOMY_SUGGEST_REFRESH_SECONDS", default=900.0)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
@@ -426,6 +435,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
     "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
+    # Opens each quarter's access review for every unit without one, and escalates reviews
+    # past due; both are idempotent, so a daily check is enough.
+    "reviews-schedule": {"task": "reviews.tasks.reviews_schedule", "schedule": 86400.0},
+    "reviews-escalate": {"task": "reviews.tasks.reviews_escalate", "schedule": 3600.0},
     "suggestions-refresh": {
         "task": "approvals.tasks.suggestions_refresh",
         "schedule": AUTONOMY_SUGGEST_REFRESH_SECONDS,

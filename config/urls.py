@@ -38,6 +38,7 @@ urlpatterns = [
     path("", include("portal.urls_analytics")),
     path("", include("portal.urls_rollouts")),
     path("", include("interventions.urls")),
+    path("", include("reviews.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
     *[path("api/v1/", include(api)) for api in API_V1],

@@ -32,6 +32,7 @@ from approvals.models import Suggestion, SuggestionKind
 from autonomy.models import AutonomyLevel, AutonomySetting, MemoryEntry, RolloutPlan, RolloutWave
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
+from reviews.models import AccessReview, ItemKind, ReviewItem
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_role
@@ -108,8 +109,15 @@ def build_world() -> World:
         by=people["risk"], operation=registry.read, role=agent_a.role, max_risk=40, days=7,
         reason="authorisation table",
     )  # fmt: skip
+    review = AccessReview.objects.create(  # an open review with one item, answered "keep"
+        business_unit=agent_a.business_unit, period="authz", due_at=timezone.now(),
+        dormant_days=30, unused_days=90, expiring_days=30,
+    )  # fmt: skip
+    review_item = ReviewItem.objects.create(review=review, kind=ItemKind.DORMANT, agent=agent_a)
     return World(
         ids={
+            "review": review.pk,
+            "review_item": review_item.pk,
             "agent": agent_a.pk,
             "agent_slug": agent_a.slug,
             "agent_b": agent_b.pk,
@@ -677,6 +685,16 @@ PORTAL = [
         {"reason": "table"},
         "302 302 302 403 403 403 403 302 403",
     ),
+    ("GET", "reviews/", None, None, "302 302 302 403 403 403 200 200 200"),
+    ("GET", "reviews/<int:review_id>/", None, None, "302 302 302 403 403 403 200 200 200"),
+    (
+        "POST",
+        "reviews/<int:review_id>/answer/",
+        None,
+        "review_answer",
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    ("POST", "reviews/open/", None, "review_open", "302 302 302 403 403 403 403 302 403"),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -753,6 +771,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:key>": "authz",  # the template of the world's run
         "<int:standing_id>": world.ids["standing"],
         "<int:suggestion_id>": world.ids["suggestion"],
+        "<int:review_id>": world.ids["review"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))
@@ -762,6 +781,10 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
 def _portal_body(world: World, body):
     if body == "bulk":
         return {"verdict": "approve", "ids": str(world.ids["approval"])}
+    if body == "review_answer":
+        return {"item": world.ids["review_item"], "decision": "keep"}
+    if body == "review_open":
+        return {"unit": world.ids["unit"]}
     if body == "initialize":
         return {
             "jsonrpc": "2.0", "id": 1, "method": "initialize",
