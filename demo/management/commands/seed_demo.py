@@ -11,6 +11,7 @@ from demo import (
     guardrails,
     memory,
     registry,
+    reviews,
     rollouts,
     workflows,
 )
@@ -47,5 +48,6 @@ class Command(BaseCommand):
         created["analytics_rows"] = analytics_backfill()  # runs from before the rollups
         # the suggestions beat proposes from history; the demo's shows from the first page
         created["suggestions"] = suggestions_refresh()["proposed"]
+        created["access_reviews"] = reviews.seed_reviews()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
