@@ -319,6 +319,10 @@ SPECTACULAR_SETTINGS = {
         "ApprovalKindEnum": "approvals.models.ApprovalKind",
         # A person's verdict on an approval, beside the gate's (allow, deny, needs approval).
         "ApprovalVerdictEnum": "approvals.models.Verdict",
+        # Access reviews: a review's status, its items' kind and their answer.
+        "AccessReviewStatusEnum": "reviews.models.ReviewStatus",
+        "ReviewItemKindEnum": "reviews.models.ItemKind",
+        "ReviewDecisionEnum": "reviews.models.Decision",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -17,11 +17,12 @@ from autonomy.api.routers import api_root_urls
 from autonomy.observability import health
 from interventions.api import urls as interventions_api
 from portal import metrics, views_dashboard
+from reviews.api import urls as reviews_api
 from workflows.api import urls as workflows_api
 
 # /api/v1/: the kernel's endpoints and each app's own (``<app>/api/urls.py``), listed by the
 # API root in this order.
-API_V1 = (agents_api, kernel_api, interventions_api, approvals_api, workflows_api)
+API_V1 = (agents_api, kernel_api, interventions_api, approvals_api, workflows_api, reviews_api)
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -399,6 +399,16 @@ API = [
         {"agent": "agent-a", **INVOICE},
         "401 200 400 403 200 200 200 200 200",
     ),
+    # Access reviews: auditors read, risk officers and IT admins answer.
+    ("GET", "/api/v1/reviews/", None, None, "401 403 403 403 403 403 200 200 200"),
+    ("GET", "/api/v1/reviews/{id}/", "review", None, "401 403 403 403 403 403 200 200 200"),
+    (
+        "POST",
+        "/api/v1/reviews/{id}/answer/",
+        "review",
+        "review_answer_api",
+        "401 403 403 403 403 403 403 200 200",
+    ),
     ("GET", "/api/v1/tasks/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/tasks/{id}/", "task", None, "401 200 404 403 403 403 403 403 403"),
     ("POST", "/api/v1/tasks/{id}/claim/", "task", None, "401 200 403 403 403 403 403 403 403"),
@@ -451,6 +461,8 @@ def _body(world: World, body):
         }  # fmt: skip
     if body == "escalate":  # an owner's own agent given another unit's role and a lower tier
         return {"role": "it-helper", "business_unit": "it", "risk_tier": 1}
+    if body == "review_answer_api":
+        return {"items": [world.ids["review_item"]], "decision": "keep"}
     if body == "ad_hoc_task":
         return {
             "run": str(world.ids["run"]), "template": "authz", "step": "s0", "name": "Check",

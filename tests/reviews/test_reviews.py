@@ -471,3 +471,49 @@ def test_reviews_for_period_lists_the_evidence_packs_reviews(world, officer):
     assert [r.pk for r in found] == [review.pk]
     assert found[0].item_count == review.items.count() and found[0].pending_count > 0
     assert list(selectors.reviews_for_period(start=start - timedelta(days=92), end=start)) == []
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+def person_api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_api_lists_reviews_and_revokes_in_bulk(world, officer):
+    review = services.review_open(unit=world.unit, period="2026-Q4", by=officer)
+    client = person_api(officer)
+    listed = client.get("/api/v1/reviews/")
+    assert listed.status_code == 200
+    [row] = listed.json()["results"]
+    assert row["id"] == review.pk and row["pending"] == review.items.count()
+    shown = client.get(f"/api/v1/reviews/{review.pk}/").json()
+    dormant = next(a for a in shown["answers"] if a["kind"] == "dormant")
+    assert dormant["agent"] == "sleepy" and dormant["evidence"]["days_idle"] == 100
+    answered = client.post(
+        f"/api/v1/reviews/{review.pk}/answer/",
+        {"items": [dormant["id"]], "decision": "revoke", "comment": "gone"},
+        format="json",
+    )
+    assert answered.status_code == 200, answered.content
+    assert answered.json()[0]["decision"] == "revoke"
+    assert Agent.objects.get(pk=world.sleepy.pk).status == AgentStatus.RETIRED
+
+
+def test_api_refuses_foreign_items_and_bad_answers_with_the_envelope(world, officer):
+    from tests.conftest import assert_envelope
+
+    mine = services.review_open(unit=world.unit, period="2026-Q4", by=officer)
+    theirs = services.review_open(unit=world.elsewhere.business_unit, period="2026-Q4")
+    foreign = theirs.items.get(kind=ItemKind.DORMANT)
+    client = person_api(officer)
+    url = f"/api/v1/reviews/{mine.pk}/answer/"
+    refused = client.post(url, {"items": [foreign.pk], "decision": "revoke"}, format="json")
+    assert assert_envelope(refused, 400, "validation_failed")["details"] == {"items": [foreign.pk]}
+    bad = client.post(url, {"items": [foreign.pk], "decision": "delete"}, format="json")
+    assert_envelope(bad, 400, "validation_failed")
+    viewer = person_api(person("viewer", PortalRole.VIEWER))
+    assert_envelope(viewer.get("/api/v1/reviews/"), 403, "permission_denied")
+    assert Agent.objects.get(pk=world.elsewhere.pk).status == AgentStatus.ACTIVE
