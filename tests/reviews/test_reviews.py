@@ -342,9 +342,8 @@ def test_an_answered_item_cannot_be_answered_again(world, officer):
 
 
 def test_a_review_past_due_with_answers_missing_escalates_once_and_mails_risk_officers(
-    world, officer, settings, django_capture_on_commit_callbacks
+    world, officer, django_capture_on_commit_callbacks
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     from config.celery import app
 
     before = app.conf.task_always_eager
