@@ -23,7 +23,7 @@ class AgentsConfig(AppConfig):
 
 def _sync_portal_roles(sender, **kwargs):
     """Once, after the last app's post_migrate: the roles name permissions of apps after this
-    one (workflows, approvals), which their own post_migrate creates."""
+    one (workflows, approvals, compliance, reviews), which their own post_migrate creates."""
     from django.apps import apps
 
     from agents.services import portal_roles_sync

@@ -30,6 +30,10 @@ _VIEW_KERNEL = (
     + _POLICY_HISTORY
 )
 _VIEW_WORKFLOWS = ["workflows.view_template", "workflows.view_step", "workflows.view_run"]
+# Access reviews (the reviews app): risk officers open and answer them, IT admins answer,
+# auditors read.
+_REVIEW_VIEW = ["reviews.view_accessreview"]
+_REVIEW_ANSWER = _REVIEW_VIEW + ["reviews.answer_accessreview"]
 _HISTORY = [
     "auditlog.view_logentry",
     "autonomy.view_auditrecord",
@@ -75,6 +79,7 @@ PERMISSIONS: dict[str, list[str]] = {
         for action in ("view", "add", "change")
     ]
     + ["workflows.view_run"]
+    + _REVIEW_ANSWER
     + _HISTORY,
     PortalRole.RISK_OFFICER: _VIEW_REGISTRY
     + _VIEW_KERNEL
@@ -99,7 +104,9 @@ PERMISSIONS: dict[str, list[str]] = {
     + _HISTORY
     + _COMPLIANCE_READ
     + _COMPLIANCE_EDIT
-    + _SENSITIVE,
+    + _SENSITIVE
+    + _REVIEW_ANSWER
+    + ["reviews.add_accessreview"],
     PortalRole.APPROVER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
     PortalRole.AUDITOR: _VIEW_REGISTRY
     + _VIEW_KERNEL
@@ -107,7 +114,8 @@ PERMISSIONS: dict[str, list[str]] = {
     + _HISTORY
     + ["auth.view_user"]
     + _COMPLIANCE_READ
-    + _SENSITIVE,
+    + _SENSITIVE
+    + _REVIEW_VIEW,
     PortalRole.VIEWER: _VIEW_REGISTRY + _VIEW_KERNEL + _VIEW_WORKFLOWS,
 }
 

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class ComplianceConfig(AppConfig):
@@ -18,13 +17,3 @@ class ComplianceConfig(AppConfig):
         # Field-level history of the control map: every edit is also in the hash chain.
         auditlog.register(models.Control)
         auditlog.register(models.FrameworkMapping)
-
-        # This app's permissions exist only once its own post_migrate has run, after the
-        # registry's: give the portal roles theirs again then.
-        post_migrate.connect(_sync_portal_roles, sender=self)
-
-
-def _sync_portal_roles(**kwargs) -> None:
-    from agents.services import portal_roles_sync
-
-    portal_roles_sync()

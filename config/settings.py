@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "approvals",
     "interventions",
     "compliance",
+    "reviews",
     "portal",
     "governance",
     "demo",
@@ -320,6 +321,10 @@ SPECTACULAR_SETTINGS = {
         "ApprovalKindEnum": "approvals.models.ApprovalKind",
         # A person's verdict on an approval, beside the gate's (allow, deny, needs approval).
         "ApprovalVerdictEnum": "approvals.models.Verdict",
+        # Access reviews: a review's status, its items' kind and their answer.
+        "AccessReviewStatusEnum": "reviews.models.ReviewStatus",
+        "ReviewItemKindEnum": "reviews.models.ItemKind",
+        "ReviewDecisionEnum": "reviews.models.Decision",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -350,6 +355,14 @@ AUTONOMY_SUGGEST_MAX_REJECTED = env.int("AUTONOMY_SUGGEST_MAX_REJECTED", default
 AUTONOMY_SUGGEST_WINDOW_DAYS = env.int("AUTONOMY_SUGGEST_WINDOW_DAYS", default=14)
 AUTONOMY_SUGGEST_HEADROOM = env.float("AUTONOMY_SUGGEST_HEADROOM", default=1.2)
 AUTONOMY_SUGGEST_STANDING_DAYS = env.int("AUTONOMY_SUGGEST_STANDING_DAYS", default=7)
+# Access reviews (reviews app): an agent with no action in this many days is dormant, a grant
+# its agent has not used in this many days is over-privileged (and a credential made that
+# long ago and never used is flagged), a credential expiring within this many days is listed;
+# a review is due this many days after it opens, and escalates when answers are still missing.
+AUTONOMY_REVIEW_DORMANT_DAYS = env.int("AUTONOMY_REVIEW_DORMANT_DAYS", default=30)
+AUTONOMY_REVIEW_UNUSED_DAYS = env.int("AUTONOMY_REVIEW_UNUSED_DAYS", default=90)
+AUTONOMY_REVIEW_EXPIRING_DAYS = env.int("AUTONOMY_REVIEW_EXPIRING_DAYS", default=30)
+AUTONOMY_REVIEW_DUE_DAYS = env.int("AUTONOMY_REVIEW_DUE_DAYS", default=14)
 AUTONOMY_SUGGEST_REFRESH_SECONDS = env.float("AUTONOMY_SUGGEST_REFRESH_SECONDS", default=900.0)
 # Where people reach the portal, for links in e-mails.
 AUTONOMY_PORTAL_URL = env.str("AUTONOMY_PORTAL_URL", default="http://127.0.0.1:8000")
@@ -428,6 +441,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "drift-sweep": {"task": "agents.tasks.drift_sweep", "schedule": 60.0},
     "baselines-learn": {"task": "agents.tasks.baselines_learn", "schedule": 86400.0},
+    # Opens each quarter's access review for every unit without one, and escalates reviews
+    # past due; both are idempotent, so a daily check is enough.
+    "reviews-schedule": {"task": "reviews.tasks.reviews_schedule", "schedule": 86400.0},
+    "reviews-escalate": {"task": "reviews.tasks.reviews_escalate", "schedule": 3600.0},
     "suggestions-refresh": {
         "task": "approvals.tasks.suggestions_refresh",
         "schedule": AUTONOMY_SUGGEST_REFRESH_SECONDS,

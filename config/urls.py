@@ -18,12 +18,14 @@ from autonomy.observability import health
 from governance.api import urls as governance_api
 from interventions.api import urls as interventions_api
 from portal import metrics, views_dashboard
+from reviews.api import urls as reviews_api
 from workflows.api import urls as workflows_api
 
 # /api/v1/: the kernel's endpoints and each app's own (``<app>/api/urls.py``), listed by the
 # API root in this order.
 API_V1 = (
     agents_api, kernel_api, interventions_api, approvals_api, workflows_api, governance_api,
+    reviews_api,
 )  # fmt: skip
 
 urlpatterns = [
@@ -45,6 +47,7 @@ urlpatterns = [
     path("", include("portal.urls_policies")),
     path("", include("interventions.urls")),
     path("", include("compliance.urls")),
+    path("", include("reviews.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("signin/refused/", agent_views.signin_refused, name="signin-refused"),
     *[path("api/v1/", include(api)) for api in API_V1],

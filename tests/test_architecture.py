@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = tuple(
     name
     for name in ("config", "autonomy", "agents", "approvals", "workflows", "interventions",
-                 "compliance", "portal", "governance", "demo", "embedded")
+                 "compliance", "reviews", "portal", "governance", "demo", "embedded")
     if (ROOT / name).is_dir()
 )  # fmt: skip
 # Caches of resources, not state passed between functions: requests' Session and sqlite3's
@@ -20,8 +20,8 @@ APPS = tuple(
 THREAD_LOCAL_POOLS = {"autonomy/connectors/rest.py", "demo/systems/store.py"}
 # Above the kernel: it reacts to nothing of theirs and imports none of them.
 ABOVE_KERNEL = (
-    "approvals", "workflows", "interventions", "compliance", "portal", "governance", "demo",
-    "config", "embedded",
+    "approvals", "workflows", "interventions", "compliance", "reviews", "portal", "governance",
+    "demo", "config", "embedded",
 )  # fmt: skip
 FRAMEWORKS = ("django", "asgiref", "kombu", "billiard", "sqlite3", "celery", "rest_framework")
 # Public despite the underscore: Django documents ``Model._meta`` (the Options API).

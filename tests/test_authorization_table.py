@@ -42,6 +42,7 @@ from autonomy.policy import services as policy_services
 from autonomy.policy import trials as policy_trials
 from autonomy.standing import services as standing_services
 from interventions import services as intervention_services
+from reviews.models import AccessReview, ItemKind, ReviewItem
 from tests.approvals.conftest import pending_action
 from tests.autonomy.gate_fixtures import build_registry
 from tests.factories import BusinessUnitFactory, UserFactory, make_role
@@ -127,10 +128,17 @@ def build_world() -> World:
         policy=baseline, name=baseline.name, text=baseline.text, description="table",
         enabled=True, by=people["risk"],
     )  # fmt: skip
+    review = AccessReview.objects.create(  # an open review with one item, answered "keep"
+        business_unit=agent_a.business_unit, period="authz", due_at=timezone.now(),
+        dormant_days=30, unused_days=90, expiring_days=30,
+    )  # fmt: skip
+    review_item = ReviewItem.objects.create(review=review, kind=ItemKind.DORMANT, agent=agent_a)
     return World(
         ids={
             "trial": trial.pk,
             "policy": baseline.pk,
+            "review": review.pk,
+            "review_item": review_item.pk,
             "agent": agent_a.pk,
             "agent_slug": agent_a.slug,
             "agent_b": agent_b.pk,
@@ -466,6 +474,16 @@ API = [
         {"agent": "agent-a", **INVOICE},
         "401 200 400 403 200 200 200 200 200",
     ),
+    # Access reviews: auditors read, risk officers and IT admins answer.
+    ("GET", "/api/v1/reviews/", None, None, "401 403 403 403 403 403 200 200 200"),
+    ("GET", "/api/v1/reviews/{id}/", "review", None, "401 403 403 403 403 403 200 200 200"),
+    (
+        "POST",
+        "/api/v1/reviews/{id}/answer/",
+        "review",
+        "review_answer_api",
+        "401 403 403 403 403 403 403 200 200",
+    ),
     ("GET", "/api/v1/tasks/", None, None, "401 200 200 403 403 403 403 403 403"),
     ("GET", "/api/v1/tasks/{id}/", "task", None, "401 200 404 403 403 403 403 403 403"),
     ("POST", "/api/v1/tasks/{id}/claim/", "task", None, "401 200 403 403 403 403 403 403 403"),
@@ -518,6 +536,8 @@ def _body(world: World, body):
         }  # fmt: skip
     if body == "escalate":  # an owner's own agent given another unit's role and a lower tier
         return {"role": "it-helper", "business_unit": "it", "risk_tier": 1}
+    if body == "review_answer_api":
+        return {"items": [world.ids["review_item"]], "decision": "keep"}
     if body == "ad_hoc_task":
         return {
             "run": str(world.ids["run"]), "template": "authz", "step": "s0", "name": "Check",
@@ -805,6 +825,16 @@ PORTAL = [
         None,
         "302 302 302 403 403 403 403 302 302",
     ),
+    ("GET", "reviews/", None, None, "302 302 302 403 403 403 200 200 200"),
+    ("GET", "reviews/<int:review_id>/", None, None, "302 302 302 403 403 403 200 200 200"),
+    (
+        "POST",
+        "reviews/<int:review_id>/answer/",
+        None,
+        "review_answer",
+        "302 302 302 403 403 403 403 302 302",
+    ),
+    ("POST", "reviews/open/", None, "review_open", "302 302 302 403 403 403 403 302 403"),
     ("GET", "interventions/", None, None, "302 302 302 403 403 403 403 200 200"),
     (
         "POST",
@@ -892,6 +922,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<int:trial_id>": world.ids["trial"],
         "<int:policy_id>": world.ids["policy"],
         "<int:number>": 1,
+        "<int:review_id>": world.ids["review"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))
@@ -901,6 +932,10 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
 def _portal_body(world: World, body):
     if body == "bulk":
         return {"verdict": "approve", "ids": str(world.ids["approval"])}
+    if body == "review_answer":
+        return {"item": world.ids["review_item"], "decision": "keep"}
+    if body == "review_open":
+        return {"unit": world.ids["unit"]}
     if body == "initialize":
         return {
             "jsonrpc": "2.0", "id": 1, "method": "initialize",

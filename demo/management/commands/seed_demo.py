@@ -13,6 +13,7 @@ from demo import (
     masking,
     memory,
     registry,
+    reviews,
     rollouts,
     trials,
     workflows,
@@ -53,5 +54,6 @@ class Command(BaseCommand):
         created["policy_trials"] = trials.seed_trials()
         created["blueprint_agents"] = blueprints.seed_blueprints()
         created["masked_operations"] = masking.seed_masking()
+        created["access_reviews"] = reviews.seed_reviews()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
