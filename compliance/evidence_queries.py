@@ -24,6 +24,7 @@ from autonomy.models import (
     RolloutEvent,
     Verdict,
 )
+from reviews import selectors as review_selectors
 
 Query = Callable[[datetime, datetime], int]
 
@@ -54,9 +55,8 @@ def _standing(queryset) -> Query:
 
 
 def access_reviews(start: datetime, end: datetime) -> int:
-    """Access reviews completed in the period. The ``reviews`` app is not merged yet: the
-    lead replaces this body with its selector's count."""
-    return 0
+    """Access reviews opened in the period (the evidence pack lists them)."""
+    return review_selectors.reviews_for_period(start=start, end=end).count()
 
 
 EVIDENCE_QUERIES: dict[str, tuple[str, Query]] = {
@@ -156,7 +156,7 @@ EVIDENCE_QUERIES: dict[str, tuple[str, Query]] = {
         "Evidence packs downloaded (audit kind evidence_pack_exported)",
         _audit_kinds("evidence_pack_exported"),
     ),
-    "access_reviews": ("Access reviews completed (reviews app)", access_reviews),
+    "access_reviews": ("Access reviews opened in the period", access_reviews),
 }
 
 

@@ -12,6 +12,7 @@ from autonomy.models import ActionRequest, Intervention
 from autonomy.policy import selectors as policy_selectors
 from compliance.evidence_queries import evidence_counts
 from compliance.models import Control, Framework, FrameworkMapping
+from reviews import selectors as review_selectors
 
 STREAM_CHUNK = 2000
 
@@ -191,7 +192,20 @@ def interventions(*, start: datetime, end: datetime) -> Iterator[dict]:
 
 
 def reviews(*, start: datetime, end: datetime) -> list[dict]:
-    """Access reviews completed in the period. The ``reviews`` app is not merged yet: the
-    lead returns its selector's rows here (and its count in
-    ``compliance.evidence_queries.access_reviews``)."""
-    return []
+    """The access reviews opened in the period, with how they were answered."""
+    return [
+        {
+            "business_unit": review.business_unit.slug,
+            "period": review.period,
+            "status": review.status,
+            "opened_at": review.opened_at.isoformat(),
+            "due_at": review.due_at.isoformat(),
+            "escalated_at": review.escalated_at.isoformat() if review.escalated_at else None,
+            "completed_at": review.completed_at.isoformat() if review.completed_at else None,
+            "reviewers": review.reviewer_group.name if review.reviewer_group_id else None,
+            "items": review.item_count,
+            "pending": review.pending_count,
+            "revoked": review.revoked_count,
+        }
+        for review in review_selectors.reviews_for_period(start=start, end=end)
+    ]
