@@ -6,12 +6,7 @@ wanted, and ``apply(change, by)`` one change, through the service that owns the 
 validation, audit and approvals as the portal). Live and bundle are compared after both
 went through ``load``, so a section's own normalising never shows as a change.
 
-A new section is one entry in ``SECTIONS``; e.g. blueprints (``agents.blueprints``)::
-
-    class BlueprintsSection(ListSection):
-        name, perm, fields = "blueprints", "agents.change_blueprint", (...)
-        def rows(self): return blueprints.blueprints_export()
-        def apply(self, change, *, by): blueprints.blueprint_upsert(change.after, by)
+A new section is one entry in ``SECTIONS`` (``BlueprintsSection`` is the smallest example).
 """
 
 from decimal import Decimal, InvalidOperation
@@ -21,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils.text import slugify
 
+from agents import blueprints
 from agents import services as agent_services
 from agents.models import Agent, BusinessUnit, RiskTier, Role
 from autonomy import grants, level_settings
@@ -552,6 +548,35 @@ class WorkflowsSection(Section):
         authoring.template_publish(template=template, by=by)
 
 
+class BlueprintsSection(ListSection):
+    """Blueprints (``agents.blueprints``): read and written only by their services, which
+    re-apply a changed blueprint to all its agents together. Never removed by a bundle."""
+
+    name, perm, removable = "blueprints", "agents.change_blueprint", False
+    fields = {
+        "slug": "", "name": "", "description": "", "role": "", "risk_tier": "medium",
+        "autonomy_level": "", "max_actions_per_minute": None, "max_daily_spend": None,
+        "operations": [], "policies": [],
+    }  # fmt: skip
+
+    def rows(self):
+        return blueprints.blueprints_export()
+
+    def check(self, item):
+        role = Role.objects.filter(slug=item["role"]).first()
+        if role is None:
+            return [f"no such role: {item['role']!r}"]
+        values = {k: v for k, v in item.items() if k not in ("slug", "name", "role")}
+        try:
+            blueprints.blueprint_check(role=role, **values)
+        except DomainError as exc:
+            return [f"{exc.message}: {exc.details}"]
+        return []
+
+    def apply(self, change, *, by):
+        blueprints.blueprint_upsert(change.after, by)
+
+
 SECTIONS: tuple[Section, ...] = (
     UnitsSection(),
     RolesSection(),
@@ -559,6 +584,7 @@ SECTIONS: tuple[Section, ...] = (
     GrantsSection(),
     LimitsSection(),
     AutonomySection(),
+    BlueprintsSection(),
     WorkflowsSection(),
 )
 BY_NAME = {section.name: section for section in SECTIONS}

@@ -356,3 +356,38 @@ def test_a_live_unit_missing_from_the_bundle_is_shown_but_never_removed(live, tm
     assert "- legal  (not in the bundle; bundles never remove these)" in capsys.readouterr().out
     services.governance_apply(files=bundle.read(path), by=live.admin, prune=True)
     assert BusinessUnit.objects.filter(slug="legal").exists()
+
+
+def test_a_blueprint_round_trips_and_an_edit_reaches_all_its_agents(live, tmp_path):
+    from agents import blueprints
+    from agents.models import Blueprint
+
+    blueprint = blueprints.blueprint_create(
+        slug="ap-clerk", name="AP clerk", role=live.agent.role, by=live.admin,
+        max_actions_per_minute=20, operations=[GOOD["operation"]],
+    )  # fmt: skip
+    blueprints.blueprint_adopt(
+        blueprint=blueprint, agents=Agent.objects.filter(pk=live.agent.pk), by=live.admin
+    )
+    path = export(tmp_path)
+    assert "slug: ap-clerk" in (path / "blueprints.yaml").read_text()
+    assert selectors.bundle_plan(files=bundle.read(path)).changes == ()
+
+    text = (path / "blueprints.yaml").read_text()
+    assert "max_actions_per_minute: 20" in text
+    (path / "blueprints.yaml").write_text(
+        text.replace("max_actions_per_minute: 20", "max_actions_per_minute: 7")
+    )
+    plan = selectors.bundle_plan(files=bundle.read(path))
+    assert [(c.section, c.op, c.key) for c in plan.changes] == [
+        ("blueprints", Op.CHANGE, "ap-clerk")
+    ]
+    services.governance_apply(files=bundle.read(path), by=live.admin)
+
+    assert Blueprint.objects.get(slug="ap-clerk").max_actions_per_minute == 7
+    assert Agent.objects.get(pk=live.agent.pk).max_actions_per_minute == 7
+
+    (path / "blueprints.yaml").write_text(
+        text.replace("role: " + live.agent.role.slug, "role: nobody")
+    )
+    assert not selectors.bundle_plan(files=bundle.read(path)).valid
