@@ -68,12 +68,14 @@ def build_world() -> World:
         person.groups.add(Group.objects.get(name=group_name(role)))
         people[actor] = person
     agent_b = agent_services.agent_register(
+        approved=True,
         name="Agent B", slug="agent-b", owner=UserFactory(username="owner-b", is_staff=True),
         business_unit=BusinessUnitFactory(slug="it", name="IT"), role=make_role("it-helper"),
         risk_tier=1,
     )  # fmt: skip
     _, token_b = agent_services.credential_issue(agent=agent_b)
     agent_services.agent_register(  # A's peer: same unit, same role, so a fit for A's tasks
+        approved=True,
         name="Agent A2", slug="agent-a2", owner=owner, business_unit=agent_a.business_unit,
         role=agent_a.role, risk_tier=1,
     )  # fmt: skip
