@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import Group
+from django.urls import reverse
 from django.utils import timezone
 
 from agents import services as agent_services
@@ -255,7 +256,7 @@ def test_people_outside_the_owner_stage_cannot_decide_it(world, api, client, it_
     assert response.status_code == 403, response.content
     assert response.json()["error"]["code"] == "not_an_approver"
     client.force_login(person)
-    assert client.get(f"/approvals/inbox/{request.pk}/").status_code == 404
+    assert client.get(reverse("approvals:detail", args=[request.pk])).status_code == 404
     agent.refresh_from_db()
     assert agent.status == AgentStatus.PENDING
 
@@ -275,11 +276,11 @@ def test_the_owner_sees_the_change_in_the_inbox_and_the_api(world, api, client, 
     request = request_of(agent)
     owner = world.agent.business_unit.owner
     client.force_login(owner)
-    page = client.get(f"/approvals/inbox/{request.pk}/")
+    page = client.get(reverse("approvals:detail", args=[request.pk]))
     assert page.status_code == 200
     html = page.content.decode()
     assert "Register New bot" in html and 'id="registry-change"' in html
-    listing = client.get("/approvals/inbox/")
+    listing = client.get(reverse("approvals:inbox"))
     assert "Register New bot" in listing.content.decode()
 
     api.force_authenticate(owner)
