@@ -78,6 +78,19 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         """The portal's agent page: identity, grants, actions, drift flags, risk over time."""
         return format_html('<a href="{}">Open page</a>', reverse("agents:detail", args=[obj.slug]))
 
+    @admin.display(description="Awaiting approval")
+    def awaiting_approval(self, obj):
+        """What of this agent waits for its unit's owner and security, each with its request."""
+        waiting = selectors.changes_waiting(agent=obj) if obj.pk else []
+        return (
+            format_html_join(
+                format_html("<br>"),
+                '{} · <a href="{}">the request</a>',
+                ((c.summary, reverse("approvals:change", args=[c.pk])) for c in waiting),
+            )
+            or "—"
+        )
+
     list_select_related = ["business_unit", "role__group", "owner"]
     search_fields = ["name", "slug", "description", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
@@ -89,6 +102,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     inlines = [CredentialInline]
     readonly_fields = [
         "status",
+        "awaiting_approval",
         "status_reason",
         "status_changed_at",
         "service_user",
@@ -117,6 +131,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             {
                 "fields": [
                     "status",
+                    "awaiting_approval",
                     "status_reason",
                     "status_changed_at",
                     "created_at",
@@ -301,9 +316,11 @@ class CredentialAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 @admin.register(BusinessUnit)
 class BusinessUnitAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     show_auditlog_history_link = True
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "owner", "created_at"]
+    list_select_related = ["owner"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["owner"]
 
 
 @admin.register(Role)

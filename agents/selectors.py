@@ -16,6 +16,8 @@ from agents.models import (
     Credential,
     DriftFlag,
     FlagStatus,
+    RegistryChange,
+    RegistryChangeStatus,
     Role,
 )
 from autonomy import grants
@@ -102,10 +104,11 @@ class AgentDetail:
     risk_by_hour: list[dict]
     interventions: list
     baseline: AgentBaseline | None
+    changes_waiting: list[RegistryChange]
 
 
 def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
-    """Everything the agent page shows, in a constant number of queries (ten)."""
+    """Everything the agent page shows, in a constant number of queries (eleven)."""
     from autonomy.models import ActionRequest, Intervention
 
     now = now or timezone.now()
@@ -151,4 +154,13 @@ def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
             .order_by("-created_at")[:RECENT_INTERVENTIONS]
         ),
         baseline=baseline,
+        changes_waiting=list(changes_waiting(agent=agent)),
+    )
+
+
+def changes_waiting(*, agent) -> QuerySet[RegistryChange]:
+    """The agent's registry changes that wait for approval (its registration, a riskier
+    tier, a wider grant), oldest first."""
+    return RegistryChange.objects.filter(agent=agent, status=RegistryChangeStatus.PENDING).order_by(
+        "requested_at"
     )

@@ -184,6 +184,10 @@ def agent_recent_actions(*, agent, limit: int = 10):
     return agent.actions.select_related("operation__connector").order_by("-created_at")[:limit]
 
 
+def approval_id_for_change(*, change_id):
+    return ApprovalRequest.objects.filter(change_id=change_id).values_list("pk", flat=True).first()
+
+
 def change_summary(*, change) -> dict:
     """What people read to decide a registry change: what it asks, about whom, and what the
     agent is now. ``change`` comes with its agent, role and unit (``approval_detail``)."""

@@ -247,6 +247,17 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
     return _detail_page(request, _visible(request, request_id))
 
 
+@person_required
+@require_GET
+def change_request(request: HttpRequest, change_id) -> HttpResponse:
+    """The request a registry change waits on (the agent page links here), for those who may
+    decide it; otherwise it does not exist."""
+    approval_id = selectors.approval_id_for_change(change_id=change_id)
+    if approval_id is None:
+        raise Http404("No request waits on this change.")
+    return redirect("approvals:detail", request_id=_visible(request, approval_id).pk)
+
+
 def _outcome(approval: ApprovalRequest, verdict: str) -> str:
     if verdict == Verdict.REDIRECT:
         return f"“{approval.subject}” now waits for {approval.approver_group.name}."

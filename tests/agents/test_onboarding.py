@@ -287,3 +287,22 @@ def test_the_owner_sees_the_change_in_the_inbox_and_the_api(world, api, client, 
     body = api.get(f"/api/v1/approvals/{request.pk}/").json()
     assert body["kind"] == "change" and body["change"]["kind"] == "register"
     assert body["change"]["agent_status"] == "pending"
+
+
+def test_the_agent_page_and_the_admin_link_a_pending_agent_to_its_request(
+    world, api, client, it_admin
+):
+    agent = register_through_api(api, it_admin)
+    request = request_of(agent)
+    link = reverse("approvals:change", args=[RegistryChange.objects.get(agent=agent).pk])
+    client.force_login(it_admin)
+    page = client.get(reverse("agents:detail", args=[agent.slug])).content.decode()
+    assert "Awaiting approval" in page and link in page
+    admin_page = client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+    assert link in admin_page
+    assert client.get(link).status_code == 404  # the IT admin decides none of it
+
+    client.force_login(world.agent.business_unit.owner)
+    response = client.get(link)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("approvals:detail", args=[request.pk])
