@@ -306,3 +306,32 @@ def test_the_agent_page_and_the_admin_link_a_pending_agent_to_its_request(
     response = client.get(link)
     assert response.status_code == 302
     assert response["Location"] == reverse("approvals:detail", args=[request.pk])
+
+
+def _register_many(world, it_admin, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        agent_services.agent_register(
+            name=f"Bot {n}", slug=f"bot-{n}", owner=UserFactory(), by=it_admin,
+            business_unit=world.agent.business_unit, role=world.agent.role,
+        )  # fmt: skip
+
+
+def _page_queries(client, url) -> int:
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cache.clear()
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_the_inbox_costs_the_same_queries_for_3_and_20_registry_changes(world, client, it_admin):
+    client.force_login(world.agent.business_unit.owner)
+    urls = (reverse("approvals:inbox"), reverse("approvals:inbox-list"))
+    _register_many(world, it_admin, 3)
+    few = {url: _page_queries(client, url) for url in urls}
+    _register_many(world, it_admin, 17, start=3)
+    assert {url: _page_queries(client, url) for url in urls} == few
+    assert "Bot 19" in client.get(urls[1]).content.decode()
