@@ -10,6 +10,7 @@ from demo import (
     drift,
     guardrails,
     memory,
+    onboarding,
     registry,
     rollouts,
     workflows,
@@ -47,5 +48,6 @@ class Command(BaseCommand):
         created["analytics_rows"] = analytics_backfill()  # runs from before the rollups
         # the suggestions beat proposes from history; the demo's shows from the first page
         created["suggestions"] = suggestions_refresh()["proposed"]
+        created["onboarding"] = onboarding.seed_onboarding()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
