@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from agents import selectors, services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
@@ -84,7 +85,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         waiting = selectors.changes_waiting(agent=obj) if obj.pk else []
         return (
             format_html_join(
-                format_html("<br>"),
+                mark_safe("<br>"),  # a constant: nothing of the user's
                 '{} · <a href="{}">the request</a>',
                 ((c.summary, reverse("approvals:change", args=[c.pk])) for c in waiting),
             )
