@@ -155,6 +155,12 @@ def test_raising_the_risk_tier_waits_for_approval(world, api, it_admin):
     api.force_authenticate(it_admin)
     response = api.patch(f"{AGENTS}{agent.pk}/", {"risk_tier": RiskTier.HIGH}, format="json")
     assert response.status_code == 200 and response.json()["risk_tier"] == RiskTier.LOW
+    waiting = response.json()["awaiting_approval"]
+    assert [(w["kind"], w["summary"]) for w in waiting] == [
+        ("raise_tier", "Raise AP bot's risk tier Low → High")
+    ]
+    listed = api.get(AGENTS, {"slug": agent.slug}).json()["results"]
+    assert [a["awaiting_approval"] for a in listed if a["slug"] == agent.slug] == [waiting]
 
     again = api.patch(f"{AGENTS}{agent.pk}/", {"risk_tier": RiskTier.CRITICAL}, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
