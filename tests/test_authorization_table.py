@@ -79,6 +79,10 @@ def build_world() -> World:
         name="Agent A2", slug="agent-a2", owner=owner, business_unit=agent_a.business_unit,
         role=agent_a.role, risk_tier=1,
     )  # fmt: skip
+    pending_agent = agent_services.agent_register(  # its registration waits for Approvers
+        name="Agent C", slug="agent-c", owner=owner, business_unit=agent_a.business_unit,
+        role=agent_a.role, risk_tier=1, by=people["it_admin"],
+    )  # fmt: skip
     action = pending_action(registry)
     run = run_for([agent_a], key="authz")
     claim = coordination.claim_acquire(agent=agent_a, resource_key="erp:invoice:INV-1")
@@ -130,6 +134,7 @@ def build_world() -> World:
             "memory": memory.pk,
             "standing": standing.pk,
             "suggestion": suggestion.pk,
+            "change": pending_agent.registry_changes.get().pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -556,6 +561,15 @@ PORTAL = [
     ("GET", "inbox/", None, None, "302 302 302 200 200 200 200 200 200"),
     ("GET", "inbox/list/", None, None, "302 302 302 200 200 200 200 200 200"),
     ("GET", "inbox/<uuid:request_id>/", "approval", None, "302 302 302 404 404 200 404 404 404"),
+    # to the request a registry change waits on, for its deciders (a unit with no owner: the
+    # Approvers); nobody else learns it exists
+    (
+        "GET",
+        "inbox/change/<uuid:change_id>/",
+        "change",
+        None,
+        "302 302 302 404 404 302 404 404 404",
+    ),
     (
         "POST",
         "inbox/<uuid:request_id>/decide/",
@@ -755,6 +769,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<slug:key>": "authz",  # the template of the world's run
         "<int:standing_id>": world.ids["standing"],
         "<int:suggestion_id>": world.ids["suggestion"],
+        "<uuid:change_id>": world.ids["change"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))
