@@ -341,3 +341,25 @@ def test_the_inbox_costs_the_same_queries_for_3_and_20_registry_changes(world, c
     _register_many(world, it_admin, 17, start=3)
     assert {url: _page_queries(client, url) for url in urls} == few
     assert "Bot 19" in client.get(urls[1]).content.decode()
+
+
+def test_the_owner_then_security_approve_through_their_e_mail_links(world, api, client, it_admin):
+    from approvals import links
+
+    agent = register_through_api(api, it_admin)
+    request = request_of(agent)
+    owner = world.agent.business_unit.owner
+
+    path = links.link_path(request=request, approver=owner)
+    page = client.get(path).content.decode()
+    assert "Register New bot" in page and 'id="registry-change"' in page
+    assert (
+        "now waits for stage 2 of 2" in client.post(path, {"verdict": "approve"}).content.decode()
+    )
+
+    request.refresh_from_db()
+    path = links.link_path(request=request, approver=world.rita)
+    result = client.post(path, {"verdict": "approve"}).content.decode()
+    assert "“Register New bot” takes effect now." in result
+    agent.refresh_from_db()
+    assert agent.status == AgentStatus.ACTIVE
