@@ -185,6 +185,13 @@ def agent_update(*, agent: Agent, by, **changes) -> Agent:
     return agent
 
 
+def agent_lock(*, agent_id) -> None:
+    """Lock the agent's row, in the caller's transaction: whoever settles one of its
+    registry changes takes it first, in the order retiring it does (agent, its changes, their
+    requests), so the two queue instead of deadlocking."""
+    list(Agent.objects.select_for_update().filter(pk=agent_id).values_list("pk", flat=True))
+
+
 def _transition(*, agent: Agent, target: str, by, reason: str) -> Agent:
     with transaction.atomic(), set_actor(by):
         # Lock the row: two officers pausing and retiring at once must not interleave.

@@ -343,7 +343,7 @@ def approval_decide(
     _refuse_agents(approver)
     try:
         with transaction.atomic():
-            _lock_plan_first(request_id)
+            _lock_work_first(request_id)
             request = (
                 ApprovalRequest.objects.select_for_update(of=("self",))
                 .select_related("action__operation__connector", "agent__owner", "promotion")
@@ -476,10 +476,10 @@ def approvals_decide_bulk(
         if approval is None:
             refused.append(f"{pk}: not pending in your inbox.")
             continue
-        if approval.kind == ApprovalKind.PROMOTION:
+        if approval.kind != ApprovalKind.ACTION:
             refused.append(
-                f"“{approval.subject}”: a rollout promotion is never decided in bulk; open it "
-                "and decide it on its own."
+                f"“{approval.subject}”: a {approval.get_kind_display().lower()} is never "
+                "decided in bulk; open it and decide it on its own."
             )
             continue
         if approval.risk_score >= BULK_MAX_RISK:
@@ -759,16 +759,21 @@ def _settle(
     return functools.partial(move, action_id=request.action_id, code=code, message=message)
 
 
-def _lock_plan_first(request_id) -> None:
+def _lock_work_first(request_id) -> None:
     """Before a promotion's request is locked to be settled, its plan is: the kernel's
     order (``promotion_lock``), which a demotion follows too (plan, promotion, then this
-    request, cancelled), so the two queue instead of deadlocking. One query for an action's
-    request."""
-    promotion_id = (
-        ApprovalRequest.objects.filter(pk=request_id).values_list("promotion_id", flat=True).first()
-    )
+    request, cancelled), so the two queue instead of deadlocking. Likewise a registry
+    change's agent, which retiring it locks before cancelling this request. One query for an
+    action's request."""
+    promotion_id, agent_id = (
+        ApprovalRequest.objects.filter(pk=request_id)
+        .values_list("promotion_id", "change__agent_id")
+        .first()
+    ) or (None, None)
     if promotion_id is not None:
         rollout_services.promotion_lock(promotion_id=promotion_id)
+    if agent_id is not None:
+        agent_services.agent_lock(agent_id=agent_id)
 
 
 def _promotion_ref(request: ApprovalRequest) -> dict:
@@ -783,7 +788,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
     expired = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
     for pk in expired.values_list("pk", flat=True)[:500]:
         with transaction.atomic():
-            _lock_plan_first(pk)
+            _lock_work_first(pk)
             request = (
                 ApprovalRequest.objects.select_for_update()
                 .filter(pk=pk, status=ApprovalStatus.PENDING)
