@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from agents import selectors, services
 from agents.models import Agent, BusinessUnit, Credential, Role, Scope
@@ -78,6 +79,19 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         """The portal's agent page: identity, grants, actions, drift flags, risk over time."""
         return format_html('<a href="{}">Open page</a>', reverse("agents:detail", args=[obj.slug]))
 
+    @admin.display(description="Awaiting approval")
+    def awaiting_approval(self, obj):
+        """What of this agent waits for its unit's owner and security, each with its request."""
+        waiting = selectors.changes_waiting(agent=obj) if obj.pk else []
+        return (
+            format_html_join(
+                mark_safe("<br>"),  # a constant: nothing of the user's
+                '{} · <a href="{}">the request</a>',
+                ((c.summary, reverse("approvals:change", args=[c.pk])) for c in waiting),
+            )
+            or "—"
+        )
+
     list_select_related = ["business_unit", "role__group", "owner"]
     search_fields = ["name", "slug", "description", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
@@ -89,6 +103,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     inlines = [CredentialInline]
     readonly_fields = [
         "status",
+        "awaiting_approval",
         "status_reason",
         "status_changed_at",
         "service_user",
@@ -118,6 +133,7 @@ class AgentAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             {
                 "fields": [
                     "status",
+                    "awaiting_approval",
                     "status_reason",
                     "status_changed_at",
                     "created_at",
@@ -302,9 +318,11 @@ class CredentialAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 @admin.register(BusinessUnit)
 class BusinessUnitAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     show_auditlog_history_link = True
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "owner", "created_at"]
+    list_select_related = ["owner"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["owner"]
 
 
 @admin.register(Role)

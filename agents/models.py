@@ -17,6 +17,13 @@ class RiskTier(models.IntegerChoices):
 
 
 class BusinessUnit(models.Model):
+    """A part of the business that agents work for.
+
+    Its ``owner`` is the person who answers for its agents: registering one, raising one's
+    risk tier or widening its grants waits for the owner's approval, then for security's
+    (the portal's risk officers, ``agents.portal_roles.PortalRole.RISK_OFFICER``); see
+    ``agents.services.registry_change_request``."""
+
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
@@ -29,6 +36,14 @@ class BusinessUnit(models.Model):
         Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     dual_control_risk = models.PositiveSmallIntegerField(default=70)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_units",
+        help_text="Approves first when an agent of this unit is registered or widened.",
+    )
     # A new drift flag on one of this unit's agents quarantines the agent at once.
     auto_quarantine_on_drift = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -103,6 +118,8 @@ class Blueprint(models.Model):
 
 
 class AgentStatus(models.TextChoices):
+    # Registered, waiting for its unit's owner and security to approve (``RegistryChange``).
+    PENDING = "pending", "Awaiting approval"
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
     QUARANTINED = "quarantined", "Quarantined"
@@ -160,6 +177,84 @@ class Agent(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == AgentStatus.ACTIVE
+
+
+class RegistryChangeKind(models.TextChoices):
+    REGISTER = "register", "Register an agent"
+    RAISE_TIER = "raise_tier", "Raise a risk tier"
+    WIDEN_GRANT = "widen_grant", "Widen a grant"
+
+
+class RegistryChangeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class RegistryChange(models.Model):
+    """A change to the registry that takes effect only once people approve it: an agent's
+    registration, a riskier tier, or a new grant to an agent or a role. Written only by
+    ``agents.services`` (``registry_change_request`` / ``registry_change_settle``).
+
+    ``payload`` says what is asked: for ``raise_tier`` the tiers (``from``, ``to``); for
+    ``widen_grant`` the target (``model``: operation or connector, ``pk``, ``name``) and the
+    grantee (``to``: "agent" or "role:<slug>")."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=20, choices=RegistryChangeKind.choices)
+    # The agent it is about; empty for a grant to a role.
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="registry_changes"
+    )
+    role = models.ForeignKey(
+        Role, null=True, blank=True, on_delete=models.CASCADE, related_name="registry_changes"
+    )
+    business_unit = models.ForeignKey(
+        BusinessUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    payload = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=20,
+        choices=RegistryChangeStatus.choices,
+        default=RegistryChangeStatus.PENDING,
+        db_index=True,
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(agent__isnull=False) | Q(kind="widen_grant", role__isnull=False),
+                name="registry_change_names_its_subject",
+            ),
+            # One riskier tier waits per agent at a time: a second ask replaces nothing.
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=Q(status="pending", kind="raise_tier"),
+                name="one_pending_tier_raise_per_agent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def summary(self) -> str:
+        """One line saying what is asked, for the inbox and the audit trail."""
+        who = self.agent.name if self.agent_id else f"role {self.role}"
+        if self.kind == RegistryChangeKind.REGISTER:
+            return f"Register {who}"
+        if self.kind == RegistryChangeKind.RAISE_TIER:
+            tiers = RiskTier(self.payload["from"]).label, RiskTier(self.payload["to"]).label
+            return f"Raise {who}'s risk tier {tiers[0]} → {tiers[1]}"
+        return f"Grant {who} {self.payload.get('name', '?')}"
 
 
 class Scope(models.TextChoices):

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Avg, Case, Count, Max, QuerySet, When
+from django.db.models import Avg, Case, Count, Max, Prefetch, QuerySet, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
@@ -16,6 +16,8 @@ from agents.models import (
     Credential,
     DriftFlag,
     FlagStatus,
+    RegistryChange,
+    RegistryChangeStatus,
     Role,
 )
 from autonomy import grants
@@ -51,8 +53,11 @@ def agent_fields_editable(*, user, agent: Agent) -> frozenset[str]:
 
 
 def agent_list(*, user: AbstractBaseUser) -> QuerySet[Agent]:
-    """Agents this person may see: all with the model permission, else those granted to them."""
-    base = Agent.objects.select_related("owner", "business_unit", "role__group")
+    """Agents this person may see: all with the model permission, else those granted to them,
+    each with what of it awaits approval (``waiting``, one more query for the page)."""
+    base = Agent.objects.select_related("owner", "business_unit", "role__group").prefetch_related(
+        Prefetch("registry_changes", queryset=changes_waiting_all(), to_attr="waiting")
+    )
     if user.has_perm("agents.view_agent"):
         return base
     return get_objects_for_user(
@@ -105,10 +110,11 @@ class AgentDetail:
     risk_by_hour: list[dict]
     interventions: list
     baseline: AgentBaseline | None
+    changes_waiting: list[RegistryChange]
 
 
 def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
-    """Everything the agent page shows, in a constant number of queries (ten)."""
+    """Everything the agent page shows, in a constant number of queries (eleven)."""
     from autonomy.models import ActionRequest, Intervention
 
     now = now or timezone.now()
@@ -154,4 +160,22 @@ def agent_detail(*, slug: str, now=None) -> AgentDetail | None:
             .order_by("-created_at")[:RECENT_INTERVENTIONS]
         ),
         baseline=baseline,
+        changes_waiting=changes_waiting(agent=agent),
     )
+
+
+def changes_waiting_all() -> QuerySet[RegistryChange]:
+    return RegistryChange.objects.filter(status=RegistryChangeStatus.PENDING).order_by(
+        "requested_at"
+    )
+
+
+def changes_waiting(*, agent) -> list[RegistryChange]:
+    """The agent's registry changes that wait for approval (its registration, a riskier
+    tier, a wider grant), oldest first: as prefetched by ``agent_list``, else read now."""
+    waiting = getattr(agent, "waiting", None)
+    if waiting is None:
+        waiting = list(changes_waiting_all().filter(agent=agent))
+        for change in waiting:
+            change.agent = agent
+    return waiting

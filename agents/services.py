@@ -20,18 +20,33 @@ from django.utils import timezone
 from django.utils.text import slugify
 from guardian.shortcuts import assign_perm, remove_perm
 
-from agents import selectors
-from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
-from autonomy import audit
+from agents import selectors, signals
+from agents.models import (
+    Agent,
+    AgentStatus,
+    BusinessUnit,
+    Credential,
+    RegistryChange,
+    RegistryChangeKind,
+    RegistryChangeStatus,
+    RiskTier,
+    Role,
+    Scope,
+)
+from autonomy import audit, grants
 from autonomy.errors import DomainError, ErrorCode, IllegalTransition
+from autonomy.models import Connector, Operation
+from autonomy.policy.services import registry_changed
 
 User = get_user_model()
 
 TOKEN_PREFIX = "aos"
 OWNER_OBJECT_PERMS = ("agents.view_agent", "agents.change_agent")
 
-# Which status may follow which. Retired is final.
+# Which status may follow which. Retired is final. A pending agent becomes active only when
+# its registration is approved (``registry_change_settle``), never by resuming it.
 TRANSITIONS: dict[str, set[str]] = {
+    AgentStatus.PENDING: {AgentStatus.RETIRED},
     AgentStatus.ACTIVE: {AgentStatus.PAUSED, AgentStatus.QUARANTINED, AgentStatus.RETIRED},
     AgentStatus.PAUSED: {AgentStatus.ACTIVE, AgentStatus.QUARANTINED, AgentStatus.RETIRED},
     AgentStatus.QUARANTINED: {AgentStatus.ACTIVE, AgentStatus.RETIRED},
@@ -172,8 +187,14 @@ def agent_register(
     risk_tier: int | None = None,
     oidc_client_id: str | None = None,
     by=None,
+    approved: bool = False,
 ) -> Agent:
-    """Create an agent with its own service user, in the role's group, visible to its owner."""
+    """Create an agent with its own service user, in the role's group, visible to its owner.
+
+    It waits, pending, until its unit's owner and security approve its registration (a
+    ``RegistryChange``); until then the gate refuses its actions. ``approved``: registered
+    active at once, for trusted internal callers only (the demo seed, test factories,
+    management commands); the API and the admin always ask."""
     slug = slug or slugify(name)
     with transaction.atomic(), set_actor(by or owner):
         service_user = User(username=_service_username(slug), is_active=True)
@@ -190,9 +211,17 @@ def agent_register(
             risk_tier=risk_tier if risk_tier is not None else role.default_risk_tier,
             service_user=service_user,
             oidc_client_id=oidc_client_id or None,
+            status=AgentStatus.ACTIVE if approved else AgentStatus.PENDING,
         )
         for perm in OWNER_OBJECT_PERMS:
             assign_perm(perm, owner, agent)
+        if not approved:
+            registry_change_request(
+                kind=RegistryChangeKind.REGISTER,
+                agent=agent,
+                by=by or owner,
+                payload={"risk_tier": agent.risk_tier, "role": role.slug},
+            )
     return agent
 
 
@@ -202,7 +231,8 @@ UPDATABLE_FIELDS = selectors.PROFILE_FIELDS + selectors.GOVERNED_FIELDS
 def agent_update(*, agent: Agent, by, **changes) -> Agent:
     """Change an agent's profile, within what ``by`` may change of it
     (``selectors.agent_fields_editable``); a value given unchanged is no change. Status
-    changes go through the lifecycle functions below.
+    changes go through the lifecycle functions below. A riskier tier waits for approval (a
+    ``RegistryChange``, applied by ``registry_change_settle``); a lower one applies at once.
 
     The one writer of the owner: a new owner takes the owner's object permissions over and
     the previous owner loses them, whichever path (API, admin) changed it."""
@@ -223,6 +253,10 @@ def agent_update(*, agent: Agent, by, **changes) -> Agent:
                 {"fields": refused},
                 status_code=403,
             )
+        raised = changed.get("risk_tier")
+        if raised is not None and raised > agent.risk_tier:
+            del changed["risk_tier"]
+            _tier_raise_request(agent=agent, to=raised, by=by)
         old_role, old_owner = agent.role, agent.owner
         for field, value in changed.items():
             setattr(agent, field, value)
@@ -237,6 +271,13 @@ def agent_update(*, agent: Agent, by, **changes) -> Agent:
     return agent
 
 
+def agent_lock(*, agent_id) -> None:
+    """Lock the agent's row, in the caller's transaction: whoever settles one of its
+    registry changes takes it first, in the order retiring it does (agent, its changes, their
+    requests), so the two queue instead of deadlocking."""
+    list(Agent.objects.select_for_update().filter(pk=agent_id).values_list("pk", flat=True))
+
+
 def _transition(*, agent: Agent, target: str, by, reason: str) -> Agent:
     with transaction.atomic(), set_actor(by):
         # Lock the row: two officers pausing and retiring at once must not interleave.
@@ -249,6 +290,7 @@ def _transition(*, agent: Agent, target: str, by, reason: str) -> Agent:
         locked.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
         if target == AgentStatus.RETIRED:
             _revoke_all(agent=locked, reason=f"agent retired: {reason}"[:500])
+            _changes_cancel(agent=locked, by=by)
             User.objects.filter(pk=locked.service_user_id).update(is_active=False)
         _notify_owner_on_commit(agent=locked, reason=reason)
     return locked
@@ -275,6 +317,161 @@ def agent_quarantine(*, agent: Agent, by, reason: str = "") -> Agent:
 
 def agent_retire(*, agent: Agent, by, reason: str = "") -> Agent:
     return _transition(agent=agent, target=AgentStatus.RETIRED, by=by, reason=reason)
+
+
+# --- registry changes that wait for approval -------------------------------------------------
+
+
+def registry_change_request(
+    *, kind: str, by, agent: Agent | None = None, role: Role | None = None, payload: dict
+) -> RegistryChange:
+    """Record a change that takes effect only when approved, and tell whoever opens the
+    request for people (``signals.registry_change_requested``: ``approvals``). Runs in the
+    caller's transaction, which the change commits with."""
+    with transaction.atomic():
+        change = RegistryChange.objects.create(
+            kind=kind,
+            agent=agent,
+            role=role,
+            business_unit=agent.business_unit if agent else None,
+            payload=payload,
+            requested_by=by,
+        )
+        audit.append(
+            kind="registry_change_requested",
+            actor=getattr(by, "username", "") or "system",
+            agent_id=agent.pk if agent else None,
+            payload={"change_id": str(change.pk), "kind": kind, "summary": change.summary,
+                     **payload},
+        )  # fmt: skip
+        signals.registry_change_requested.send(sender=RegistryChange, change=change)
+    return change
+
+
+def _tier_raise_request(*, agent: Agent, to: int, by) -> RegistryChange:
+    """Ask for a riskier tier; the caller holds the agent's row lock, so two asks queue."""
+    if RegistryChange.objects.filter(
+        agent=agent, kind=RegistryChangeKind.RAISE_TIER, status=RegistryChangeStatus.PENDING
+    ).exists():
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            "A raise of this agent's risk tier already waits for approval.",
+            status_code=409,
+        )
+    return registry_change_request(
+        kind=RegistryChangeKind.RAISE_TIER,
+        agent=agent,
+        by=by,
+        payload={"from": int(agent.risk_tier), "to": int(to)},
+    )
+
+
+def grant_request(*, target: Operation | Connector, to: Agent | Role, by) -> RegistryChange | None:
+    """Ask to grant an agent or a role an operation or a whole connector: it waits for
+    approval and is made by ``registry_change_settle`` (``autonomy.grants.grant``). None when
+    the grantee already holds it. Revoking never waits (``autonomy.grants.revoke_grant``)."""
+    if not isinstance(to, Agent | Role) or not isinstance(target, Operation | Connector):
+        raise TypeError("grant an Operation or a Connector to an Agent or a Role")
+    if grants.is_held(target=target, to=to):
+        return None
+    is_agent = isinstance(to, Agent)
+    payload = {
+        "model": "operation" if isinstance(target, Operation) else "connector",
+        "pk": target.pk,
+        "name": target.key if isinstance(target, Operation) else f"{target.slug}.*",
+        "to": "agent" if is_agent else f"role:{to.slug}",
+    }
+    with transaction.atomic():
+        waiting = RegistryChange.objects.filter(
+            kind=RegistryChangeKind.WIDEN_GRANT,
+            status=RegistryChangeStatus.PENDING,
+            payload__model=payload["model"],
+            payload__pk=payload["pk"],
+            **({"agent": to} if is_agent else {"role": to, "agent": None}),
+        ).first()
+        if waiting is not None:
+            return waiting
+        return registry_change_request(
+            kind=RegistryChangeKind.WIDEN_GRANT,
+            agent=to if is_agent else None,
+            role=None if is_agent else to,
+            by=by,
+            payload=payload,
+        )
+
+
+def registry_change_settle(
+    *, change_id, approved: bool, actor: str, reason: str = ""
+) -> RegistryChange:
+    """People decided (``approvals``): make the change (the agent active, the tier set, the
+    grant made) or drop it; a rejected registration retires its agent. The policy-store
+    version moves, so the gate sees it at the next request. A change no longer pending is
+    left as it is. Runs in the caller's transaction."""
+    with transaction.atomic():
+        change = (
+            RegistryChange.objects.select_for_update(of=("self",))
+            .select_related("agent", "role")
+            .get(pk=change_id)
+        )
+        if change.status != RegistryChangeStatus.PENDING:
+            return change
+        change.status = RegistryChangeStatus.APPROVED if approved else RegistryChangeStatus.REJECTED
+        change.decided_at = timezone.now()
+        change.decided_by = actor[:150]
+        change.save(update_fields=["status", "decided_at", "decided_by"])
+        audit.append(
+            kind=f"registry_change_{change.status}",
+            actor=actor,
+            agent_id=change.agent_id,
+            payload={"change_id": str(change.pk), "kind": change.kind,
+                     "summary": change.summary, "reason": reason[:500]},
+        )  # fmt: skip
+        if approved:
+            _change_apply(change)
+            registry_changed()
+        elif change.kind == RegistryChangeKind.REGISTER:
+            _transition(
+                agent=change.agent,
+                target=AgentStatus.RETIRED,
+                by=None,
+                reason=f"registration rejected: {reason}"[:500],
+            )
+    return change
+
+
+def _change_apply(change: RegistryChange) -> None:
+    if change.kind == RegistryChangeKind.WIDEN_GRANT:
+        model = Operation if change.payload["model"] == "operation" else Connector
+        target = model.objects.get(pk=change.payload["pk"])
+        grants.grant(target=target, to=change.agent or change.role)
+        return
+    agent = Agent.objects.select_for_update().get(pk=change.agent_id)
+    if change.kind == RegistryChangeKind.RAISE_TIER:
+        agent.risk_tier = change.payload["to"]
+        agent.save(update_fields=["risk_tier", "updated_at"])
+    elif agent.status == AgentStatus.PENDING:  # a registration; retired meanwhile: stays so
+        agent.status = AgentStatus.ACTIVE
+        agent.status_reason = "registration approved"
+        agent.status_changed_at = timezone.now()
+        agent.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+
+
+def _changes_cancel(*, agent: Agent, by) -> None:
+    """The agent is retired: what still waited for it no longer needs anybody."""
+    waiting = RegistryChange.objects.select_for_update().filter(
+        agent=agent, status=RegistryChangeStatus.PENDING
+    )
+    for change in waiting:
+        change.status = RegistryChangeStatus.CANCELLED
+        change.decided_at = timezone.now()
+        change.save(update_fields=["status", "decided_at"])
+        audit.append(
+            kind="registry_change_cancelled",
+            actor=getattr(by, "username", "") or "system",
+            agent_id=agent.pk,
+            payload={"change_id": str(change.pk), "kind": change.kind},
+        )
+        signals.registry_change_closed.send(sender=RegistryChange, change=change)
 
 
 # --- credentials ----------------------------------------------------------------------------

@@ -4,13 +4,15 @@ from django.apps import AppConfig
 class ApprovalsConfig(AppConfig):
     """Humans in the loop: approval requests and decisions. Reacts to the kernel's
     ``action_needs_approval`` and ``action_settled``, and to its rollout promotions
-    (``rollout_promotion_proposed``, ``rollout_promotion_closed``)."""
+    (``rollout_promotion_proposed``, ``rollout_promotion_closed``), and to the registry's
+    changes that wait for people (``registry_change_requested``, ``registry_change_closed``)."""
 
     name = "approvals"
 
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
+        from agents.signals import registry_change_closed, registry_change_requested
         from approvals import models, receivers
         from autonomy.signals import (
             action_needs_approval,
@@ -28,6 +30,12 @@ class ApprovalsConfig(AppConfig):
         )
         rollout_promotion_closed.connect(
             receivers.on_rollout_promotion_closed, dispatch_uid="approvals.close_promotion"
+        )
+        registry_change_requested.connect(
+            receivers.on_registry_change_requested, dispatch_uid="approvals.open_change"
+        )
+        registry_change_closed.connect(
+            receivers.on_registry_change_closed, dispatch_uid="approvals.close_change"
         )
         # Who decides what is governance: changes to routes are logged like policies.
         auditlog.register(models.ApprovalRoute)

@@ -79,7 +79,7 @@ def _band() -> Case:
 
 
 def _actions_of(*, user) -> QuerySet[ApprovalRequest]:
-    return inbox_for_user(user=user).filter(promotion__isnull=True)
+    return inbox_for_user(user=user).filter(action__isnull=False)
 
 
 def group_members(*, user, key: GroupKey) -> QuerySet[ApprovalRequest]:
@@ -96,7 +96,7 @@ def group_members(*, user, key: GroupKey) -> QuerySet[ApprovalRequest]:
 
 class GroupedInbox(NamedTuple):
     groups: list[dict]  # one row per group, the largest first
-    promotions: int  # rollout promotions waiting: never grouped
+    promotions: int  # rollout promotions and registry changes waiting: never grouped
 
 
 def inbox_groups(*, user) -> GroupedInbox:

@@ -56,6 +56,7 @@ class EscalationRole(models.TextChoices):
 class ApprovalKind(models.TextChoices):
     ACTION = "action", "Action"
     PROMOTION = "promotion", "Rollout promotion"
+    CHANGE = "change", "Registry change"
 
 
 def _one_escalation_target() -> Q:
@@ -158,8 +159,9 @@ class RouteStage(models.Model):
 
 class ApprovalRequest(models.Model):
     """Work that waits for people: who may decide, how many must agree, until when. The work
-    is an agent's action the gate sent to people, or a rollout plan's promotion to its next
-    wave; the rules (quorum, separation of duties, expiry, escalation) are the same."""
+    is an agent's action the gate sent to people, a rollout plan's promotion to its next
+    wave, or a registry change (``agents.RegistryChange``); the rules (quorum, separation
+    of duties, expiry, escalation) are the same."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     action = models.OneToOneField(
@@ -171,6 +173,15 @@ class ApprovalRequest(models.Model):
     )
     promotion = models.OneToOneField(
         "autonomy.RolloutPromotion",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval",
+    )
+    # A registry change (an agent's registration, a riskier tier, a wider grant) that takes
+    # effect when approved (``agents.services.registry_change_settle``).
+    change = models.OneToOneField(
+        "agents.RegistryChange",
         null=True,
         blank=True,
         on_delete=models.CASCADE,
@@ -244,9 +255,10 @@ class ApprovalRequest(models.Model):
         ]  # fmt: skip
         constraints = [
             models.CheckConstraint(
-                condition=Q(action__isnull=False, promotion__isnull=True)
-                | Q(action__isnull=True, promotion__isnull=False),
-                name="approval_for_action_or_promotion",
+                condition=Q(action__isnull=False, promotion__isnull=True, change__isnull=True)
+                | Q(action__isnull=True, promotion__isnull=False, change__isnull=True)
+                | Q(action__isnull=True, promotion__isnull=True, change__isnull=False),
+                name="approval_for_action_promotion_or_change",
             )
         ]
         permissions = [("decide_approvalrequest", "Can decide approval requests")]
@@ -254,9 +266,14 @@ class ApprovalRequest(models.Model):
     def __str__(self) -> str:
         return self.subject
 
+    def get_kind_display(self) -> str:
+        return ApprovalKind(self.kind).label
+
     @property
     def kind(self) -> str:
-        return ApprovalKind.PROMOTION if self.promotion_id else ApprovalKind.ACTION
+        if self.promotion_id:
+            return ApprovalKind.PROMOTION
+        return ApprovalKind.CHANGE if self.change_id else ApprovalKind.ACTION
 
     @property
     def routed(self) -> bool:

@@ -45,7 +45,13 @@ def eligible_approvers(request: ApprovalRequest):
 def approvers_notify(*, request_id: str, reason: str = "new") -> int:
     request = (
         ApprovalRequest.objects.select_related(
-            "agent__owner", "action__operation__connector", "promotion__plan", "requested_by"
+            "agent__owner",
+            "action__operation__connector",
+            "promotion__plan",
+            "requested_by",
+            "change__agent__role__group",
+            "change__role__group",
+            "change__business_unit__owner",
         )
         .filter(pk=request_id)
         .first()
@@ -81,6 +87,9 @@ def approvers_notify(*, request_id: str, reason: str = "new") -> int:
                 else ""
             ),
             "promotion": promotion,
+            "change": selectors.change_summary(change=request.change)
+            if request.change_id
+            else None,
             "approver": approver,
             "url": url,
             "inbox_url": f"{portal}/inbox/",

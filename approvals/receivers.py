@@ -1,5 +1,6 @@
 """Approvals react to the kernel's action lifecycle and rollout promotions
-(``autonomy.signals``)."""
+(``autonomy.signals``), and to the registry's changes that wait for people
+(``agents.signals``)."""
 
 from approvals import services
 from autonomy.models import ActionStatus, Verdict
@@ -25,3 +26,13 @@ def on_rollout_promotion_proposed(sender, promotion, **kwargs) -> None:
 def on_rollout_promotion_closed(sender, promotion, **kwargs) -> None:
     """The plan moved while its promotion waited (a demotion): nobody needs to decide it."""
     services.approval_cancel(promotion_id=promotion.pk)
+
+
+def on_registry_change_requested(sender, change, **kwargs) -> None:
+    """A registration, a riskier tier or a wider grant waits: open the request for people."""
+    services.approval_open_change(change=change)
+
+
+def on_registry_change_closed(sender, change, **kwargs) -> None:
+    """The change's agent was retired while it waited: nobody needs to decide it."""
+    services.approval_cancel(change_id=change.pk)

@@ -7,8 +7,10 @@ from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Replace
+from django.urls import reverse
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from agents.models import RegistryChangeKind, RiskTier
 from agents.portal_roles import PortalRole, group_name
 from approvals.models import (
     ApprovalRequest,
@@ -62,6 +64,7 @@ def inbox_for_user(*, user, status: str = ApprovalStatus.PENDING) -> QuerySet[Ap
             "approver_group",
             "action__operation__connector",
             "promotion__plan",
+            "change",
         )
         .order_by("-risk_score", "created_at")
     )
@@ -72,6 +75,7 @@ def approval_detail(*, request_id) -> ApprovalRequest | None:
         ApprovalRequest.objects.select_related(
             "agent__owner", "agent__role__group", "business_unit", "approver_group",
             "action__operation__connector", "promotion__plan", "requested_by",
+            "change__agent__role__group", "change__role__group", "change__business_unit__owner",
         )
         .prefetch_related(*STAGE_HISTORY_PREFETCH)
         .filter(pk=request_id)
@@ -178,6 +182,38 @@ def stage_history(approval: ApprovalRequest) -> list[dict]:
 
 def agent_recent_actions(*, agent, limit: int = 10):
     return agent.actions.select_related("operation__connector").order_by("-created_at")[:limit]
+
+
+def approval_id_for_change(*, change_id):
+    return ApprovalRequest.objects.filter(change_id=change_id).values_list("pk", flat=True).first()
+
+
+def change_summary(*, change) -> dict:
+    """What people read to decide a registry change: what it asks, about whom, and what the
+    agent is now. ``change`` comes with its agent, role and unit (``approval_detail``)."""
+    agent, payload = change.agent, change.payload
+    facts = []
+    if change.kind == RegistryChangeKind.RAISE_TIER:
+        facts = [("Risk tier now", RiskTier(payload["from"]).label),
+                 ("Risk tier asked", RiskTier(payload["to"]).label)]  # fmt: skip
+    elif change.kind == RegistryChangeKind.REGISTER:
+        facts = [("Role", agent.role.group.name),
+                 ("Risk tier", agent.get_risk_tier_display())]  # fmt: skip
+    else:
+        to = agent.name if agent else f"the role {change.role.group.name} (all its agents)"
+        what = "every operation of" if payload.get("model") == "connector" else "the operation"
+        facts = [("Grant", f"{what} {payload.get('name', '?')}"), ("To", to)]
+    return {
+        "kind": change.kind,
+        "kind_display": change.get_kind_display(),
+        "summary": change.summary,
+        "status": change.status,
+        "agent": agent,
+        "agent_url": reverse("agents:detail", args=[agent.slug]) if agent else "",
+        "unit": change.business_unit,
+        "unit_owner": change.business_unit.owner if change.business_unit_id else None,
+        "facts": facts,
+    }
 
 
 def promotion_summary(*, promotion) -> dict:

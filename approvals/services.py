@@ -1,8 +1,9 @@
 """Use cases of approvals: open a request for waiting work, decide it, expire and escalate.
 
-The waiting work is an agent's action the gate sent to people, or a rollout plan's promotion
-to its next wave; one set of rules decides both, and ``_settle`` hands the outcome to the
-kernel's owner of each (``autonomy.actions``, ``autonomy.rollouts.services``).
+The waiting work is an agent's action the gate sent to people, a rollout plan's promotion
+to its next wave, or a registry change (an agent's registration, a riskier tier, a wider
+grant); one set of rules decides them all, and ``_settle`` hands the outcome to the owner of
+each (``autonomy.actions``, ``autonomy.rollouts.services``, ``agents.services``).
 
 A decision locks the request row, so any number of simultaneous clicks produce exactly one
 outcome; one person's second click is refused by a unique constraint, never counted twice.
@@ -20,6 +21,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+from agents import services as agent_services
+from agents.models import BusinessUnit, RegistryChange, RegistryChangeKind
 from agents.portal_roles import PortalRole, group_name
 from approvals import groups, selectors
 from approvals.models import (
@@ -216,6 +219,87 @@ def approval_open_promotion(*, promotion: RolloutPromotion) -> ApprovalRequest:
     return request
 
 
+CHANGE_ROUTE = "Registry change: unit owner, then security"
+CHANGE_ROUTE_ROLE = "Registry change: security (two risk officers)"
+
+
+def approval_open_change(*, change: RegistryChange) -> ApprovalRequest:
+    """Open the request a registry change waits on (``agents.signals.registry_change_
+    requested``), in its transaction. Two stages through the stage machinery: the unit's
+    owner (``BusinessUnit.owner``), then security (the risk officers), one approval each, the
+    owner's stage escalating to security when nobody decides; a grant to a role, which no
+    one unit owns, waits for security alone, two of them. Nobody deciding in time denies."""
+    stages = _change_stages(change)
+    request = ApprovalRequest(
+        change=change,
+        agent=change.agent,
+        business_unit=change.business_unit,
+        requested_by_id=change.requested_by_id,
+        subject=change.summary[:300],
+        risk_score=_change_risk(change),
+        route_label=CHANGE_ROUTE if change.business_unit_id else CHANGE_ROUTE_ROLE,
+        stages=len(stages),
+    )
+    _stage_enter(request=request, stage=stages[0], now=timezone.now(), new=True)
+    for stage in stages:
+        stage.request = request
+    ApprovalStage.objects.bulk_create(stages)
+    audit.append(
+        kind="approval_opened",
+        actor=change.requested_by.get_username() if change.requested_by_id else "system",
+        agent_id=change.agent_id,
+        payload={
+            "approval_id": str(request.pk),
+            "change_id": str(change.pk),
+            "kind": change.kind,
+            "approvers": request.approver_group.name,
+            "quorum": request.quorum,
+            "stages": request.stages,
+            "expires_at": request.expires_at.isoformat(),
+        },
+    )
+    _notify_on_commit(request)
+    return request
+
+
+def _change_risk(change: RegistryChange) -> int:
+    """Where the request sorts in an inbox: by the risk tier it would put the agent at."""
+    if change.kind == RegistryChangeKind.RAISE_TIER:
+        return 25 * change.payload["to"]
+    if change.kind == RegistryChangeKind.REGISTER:
+        return 25 * change.payload.get("risk_tier", 2)
+    return 50
+
+
+def _change_stages(change: RegistryChange) -> list[ApprovalStage]:
+    security = _portal_group(PortalRole.RISK_OFFICER)
+    clocks = {
+        "ttl_seconds": settings.AUTONOMY_APPROVAL_TTL_SECONDS,
+        "remind_after_seconds": settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS // 2,
+        "escalate_after_seconds": settings.AUTONOMY_APPROVAL_ESCALATE_SECONDS,
+        "expiry_outcome": ExpiryOutcome.DENY,  # nobody deciding never widens the registry
+    }
+    if change.business_unit_id is None:
+        return [ApprovalStage(number=1, name="Security", approver_group=security, quorum=2,
+                              **clocks)]  # fmt: skip
+    return [
+        ApprovalStage(number=1, name="Unit owner", quorum=1, escalation_group=security,
+                      approver_group=_unit_owner_group(change.business_unit), **clocks),
+        ApprovalStage(number=2, name="Security", approver_group=security, quorum=1, **clocks),
+    ]  # fmt: skip
+
+
+def _unit_owner_group(unit: BusinessUnit) -> Group:
+    """The group whose one member is the unit's owner, so an owner's stage is decided through
+    the same group grants as any other; its membership follows ``BusinessUnit.owner`` each
+    time a request opens. A unit with no owner: its approver group, else the Approvers."""
+    if unit.owner_id is None:
+        return unit.approver_group or _portal_group(PortalRole.APPROVER)
+    group = Group.objects.get_or_create(name=f"Owner of {unit.slug}"[:150])[0]
+    group.user_set.set([unit.owner_id])
+    return group
+
+
 def _notify_on_commit(request: ApprovalRequest, reason: str = "new") -> None:
     from approvals import tasks
 
@@ -223,17 +307,16 @@ def _notify_on_commit(request: ApprovalRequest, reason: str = "new") -> None:
     transaction.on_commit(lambda: tasks.approval_notify.delay(request_id, reason))
 
 
-def approval_cancel(*, action_id=None, promotion_id=None) -> int:
+def approval_cancel(*, action_id=None, promotion_id=None, change_id=None) -> int:
     """The waiting work went away without people (an action cancelled, a promotion void
-    because its plan moved): its pending request closes, cancelled, and its links with it.
-    Runs in the transaction that closed the work. Returns how many closed (0 or 1)."""
-    if (action_id is None) == (promotion_id is None):
-        raise ValueError("Cancel the request of one action or one promotion.")
-    waiting = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
-    if action_id is not None:
-        waiting = waiting.filter(action_id=action_id)
-    else:
-        waiting = waiting.filter(promotion_id=promotion_id)
+    because its plan moved, a registry change whose agent was retired): its pending request
+    closes, cancelled, and its links with it. Runs in the transaction that closed the work.
+    Returns how many closed (0 or 1)."""
+    named = {"action_id": action_id, "promotion_id": promotion_id, "change_id": change_id}
+    given = {k: v for k, v in named.items() if v is not None}
+    if len(given) != 1:
+        raise ValueError("Cancel the request of one action, promotion or registry change.")
+    waiting = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, **given)
     now = timezone.now()
     ApprovalStage.objects.filter(
         request__in=waiting.exclude(route_label=""),
@@ -260,7 +343,7 @@ def approval_decide(
     _refuse_agents(approver)
     try:
         with transaction.atomic():
-            _lock_plan_first(request_id)
+            _lock_work_first(request_id)
             request = (
                 ApprovalRequest.objects.select_for_update(of=("self",))
                 .select_related("action__operation__connector", "agent__owner", "promotion")
@@ -332,10 +415,11 @@ def _decision_record(
             {"status": request.status},
             status_code=409,
         )
-    if request.kind == ApprovalKind.PROMOTION and verdict not in PROMOTION_VERDICTS:
+    if request.kind != ApprovalKind.ACTION and verdict not in PROMOTION_VERDICTS:
         raise DomainError(
             ErrorCode.VALIDATION_FAILED,
-            "A promotion is approved, rejected or redirected, never changed.",
+            f"A {request.get_kind_display().lower()} is approved, rejected or redirected, "
+            "never changed.",
             {"verdict": verdict, "allowed": list(PROMOTION_VERDICTS)},
         )
     if request.stage > 1:
@@ -392,10 +476,10 @@ def approvals_decide_bulk(
         if approval is None:
             refused.append(f"{pk}: not pending in your inbox.")
             continue
-        if approval.kind == ApprovalKind.PROMOTION:
+        if approval.kind != ApprovalKind.ACTION:
             refused.append(
-                f"“{approval.subject}”: a rollout promotion is never decided in bulk; open it "
-                "and decide it on its own."
+                f"“{approval.subject}”: a {approval.get_kind_display().lower()} is never "
+                "decided in bulk; open it and decide it on its own."
             )
             continue
         if approval.risk_score >= BULK_MAX_RISK:
@@ -655,6 +739,14 @@ def _settle(
             status=status, decided_at=request.decided_at
         )
     approved = status == ApprovalStatus.APPROVED
+    if request.kind == ApprovalKind.CHANGE:
+        return functools.partial(
+            agent_services.registry_change_settle,
+            change_id=request.change_id,
+            approved=approved,
+            actor=actor,
+            reason=f"{message} {comment}".strip(),
+        )
     if request.kind == ApprovalKind.PROMOTION:
         return functools.partial(
             rollout_services.promotion_settle,
@@ -667,16 +759,21 @@ def _settle(
     return functools.partial(move, action_id=request.action_id, code=code, message=message)
 
 
-def _lock_plan_first(request_id) -> None:
+def _lock_work_first(request_id) -> None:
     """Before a promotion's request is locked to be settled, its plan is: the kernel's
     order (``promotion_lock``), which a demotion follows too (plan, promotion, then this
-    request, cancelled), so the two queue instead of deadlocking. One query for an action's
-    request."""
-    promotion_id = (
-        ApprovalRequest.objects.filter(pk=request_id).values_list("promotion_id", flat=True).first()
-    )
+    request, cancelled), so the two queue instead of deadlocking. Likewise a registry
+    change's agent, which retiring it locks before cancelling this request. One query for an
+    action's request."""
+    promotion_id, agent_id = (
+        ApprovalRequest.objects.filter(pk=request_id)
+        .values_list("promotion_id", "change__agent_id")
+        .first()
+    ) or (None, None)
     if promotion_id is not None:
         rollout_services.promotion_lock(promotion_id=promotion_id)
+    if agent_id is not None:
+        agent_services.agent_lock(agent_id=agent_id)
 
 
 def _promotion_ref(request: ApprovalRequest) -> dict:
@@ -691,7 +788,7 @@ def approvals_sweep(*, now=None) -> dict[str, int]:
     expired = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
     for pk in expired.values_list("pk", flat=True)[:500]:
         with transaction.atomic():
-            _lock_plan_first(pk)
+            _lock_work_first(pk)
             request = (
                 ApprovalRequest.objects.select_for_update()
                 .filter(pk=pk, status=ApprovalStatus.PENDING)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("inbox/", views_inbox.inbox, name="inbox"),
     path("inbox/list/", views_inbox.inbox_list, name="inbox-list"),
     path("inbox/<uuid:request_id>/", views_inbox.detail, name="detail"),
+    path("inbox/change/<uuid:change_id>/", views_inbox.change_request, name="change"),
     path("inbox/<uuid:request_id>/decide/", views_inbox.decide, name="decide"),
     path("inbox/bulk/", views_inbox.bulk_decide, name="bulk-decide"),
     path("inbox/standing/", views_standing.standing_list, name="standing"),

@@ -126,9 +126,12 @@ def _result(
 
 
 def _work(approval) -> dict:
-    """What the request is about: the agent's action, or the plan's promotion."""
+    """What the request is about: the agent's action, the plan's promotion, or the registry
+    change."""
     if approval.kind == ApprovalKind.PROMOTION:
         return {"promotion": selectors.promotion_summary(promotion=approval.promotion)}
+    if approval.kind == ApprovalKind.CHANGE:
+        return {"change": selectors.change_summary(change=approval.change)}
     action = approval.action
     # Masked for everyone (``autonomy.masking``): the signed link proves an e-mail was sent
     # to an approver, not who holds it now, so these pages show what the e-mail does.

@@ -190,6 +190,13 @@ def _detail_context(
             "promotion": selectors.promotion_summary(promotion=approval.promotion),
             "is_proposer": approval.requested_by_id == request.user.pk,
         }
+    if approval.kind == ApprovalKind.CHANGE:
+        return {
+            **decision,
+            "change": selectors.change_summary(change=approval.change),
+            "is_requester": approval.requested_by_id == request.user.pk,
+            "is_owner": bool(approval.agent_id) and approval.agent.owner_id == request.user.pk,
+        }
     action = approval.action
     asked_by = [r for r in action.reasons or [] if r.get("code") in APPROVAL_REASONS]
     policies = action.policy_ids or {}
@@ -246,11 +253,26 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
     return _detail_page(request, _visible(request, request_id))
 
 
+@person_required
+@require_GET
+def change_request(request: HttpRequest, change_id) -> HttpResponse:
+    """The request a registry change waits on (the agent page links here), for those who may
+    decide it; otherwise it does not exist."""
+    approval_id = selectors.approval_id_for_change(change_id=change_id)
+    if approval_id is None:
+        raise Http404("No request waits on this change.")
+    return redirect("approvals:detail", request_id=_visible(request, approval_id).pk)
+
+
 def _outcome(approval: ApprovalRequest, verdict: str) -> str:
     if verdict == Verdict.REDIRECT:
         return f"“{approval.subject}” now waits for {approval.approver_group.name}."
     if approval.kind == ApprovalKind.PROMOTION:
         return _promotion_outcome(approval, verdict)
+    if approval.kind == ApprovalKind.CHANGE and approval.status != ApprovalStatus.PENDING:
+        if approval.status == ApprovalStatus.APPROVED:
+            return f"Approved “{approval.subject}”. The change takes effect now."
+        return f"Rejected “{approval.subject}”. Nothing in the registry changes."
     if approval.status == ApprovalStatus.APPROVED:
         return f"Approved “{approval.subject}”. The action is released to run."
     if approval.status == ApprovalStatus.REJECTED:

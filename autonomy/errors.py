@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     PARAMS_TOO_LARGE = "params_too_large"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     AGENT_PAUSED = "agent_paused"
+    AGENT_PENDING_APPROVAL = "agent_pending_approval"
     AGENT_QUARANTINED = "agent_quarantined"
     GRANT_MISSING = "grant_missing"
     POLICY_FORBID = "policy_forbid"

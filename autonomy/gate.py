@@ -55,6 +55,7 @@ ASKS_A_PERSON = STANDING_WAIVES | {
 }
 
 STATUS_CODES = {
+    AgentStatus.PENDING: ErrorCode.AGENT_PENDING_APPROVAL,
     AgentStatus.PAUSED: ErrorCode.AGENT_PAUSED,
     AgentStatus.QUARANTINED: ErrorCode.AGENT_QUARANTINED,
     AgentStatus.RETIRED: ErrorCode.AGENT_RETIRED,
@@ -253,7 +254,11 @@ def decide(
         return Decision(
             verdict=Verdict.DENY,
             reasons=[
-                reason_entry(code, f"The agent is {agent.status}.", reason=agent.status_reason)
+                reason_entry(
+                    code,
+                    f"The agent is {agent.get_status_display().lower()}.",
+                    reason=agent.status_reason,
+                )
             ],
         )
     if credential_dead:

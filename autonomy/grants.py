@@ -15,7 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from guardian.models import GroupObjectPermission, UserObjectPermission
-from guardian.shortcuts import assign_perm, remove_perm
+from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
 from agents.models import Agent, Role
 from autonomy import audit
@@ -311,9 +311,19 @@ def _set(*, target: Operation | Connector, to, by, granted: bool) -> None:
         )
 
 
+def is_held(*, target: Operation | Connector, to) -> bool:
+    """Whether the role, or the agent (itself or through its role's group), already holds
+    this very permission on ``target``: asking for it again widens nothing."""
+    return _perm(target) in get_perms(_principal(to), target)
+
+
 def grant(*, target: Operation | Connector, to, by=None) -> None:
+    """Grant at once. People ask through ``agents.services.grant_request``, which waits for
+    approval and calls this when granted; trusted internal callers (the demo seed, fixtures)
+    call it directly."""
     _set(target=target, to=to, by=by, granted=True)
 
 
 def revoke_grant(*, target: Operation | Connector, to, by=None) -> None:
+    """Narrowing never waits: revoking takes effect at once."""
     _set(target=target, to=to, by=by, granted=False)

@@ -97,7 +97,8 @@ CODES: dict[str, type[AutonomyError]] = {
     ),
     **_classes(
         "permission_denied scope_missing not_an_agent agent_retired agent_paused"
-        " agent_quarantined not_an_approver decided_earlier_stage task_not_yours link_invalid"
+        " agent_pending_approval agent_quarantined not_an_approver decided_earlier_stage"
+        " task_not_yours link_invalid"
         " fields_not_permitted"
         " stop_lift_denied handoff_target_ineligible",
         PermissionDenied,

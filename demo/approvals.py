@@ -210,7 +210,7 @@ class Desk:
                 return f"desk: {person.username} approved a group of {outcome.decided}"
         single = (
             selectors.inbox_for_user(user=person)
-            .filter(promotion__isnull=True)
+            .filter(action__isnull=False)  # promotions and registry changes wait for people
             .exclude(decisions__approver=person)
             .first()
         )

@@ -164,6 +164,7 @@ def seed(*, agents: int = 1000, seed: int = 7) -> dict[str, int]:
             owner = rng.choice(owners_by_unit[unit_slug])
             role = roles[role_slug]
             agent = services.agent_register(
+                approved=True,
                 name=f"{role.group.name} #{n + 1}",
                 slug=slug,
                 description=role.description,

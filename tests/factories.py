@@ -33,6 +33,7 @@ def make_role(slug: str = "clerk", name: str | None = None) -> Role:
 def make_agent(*, slug: str, owner=None, business_unit=None, role=None, **kwargs) -> Agent:
     """Agents are always made through the registry service, as in production."""
     return services.agent_register(
+        approved=True,
         name=slug.replace("-", " ").title(),
         slug=slug,
         owner=owner or UserFactory(),

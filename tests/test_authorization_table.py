@@ -80,14 +80,20 @@ def build_world() -> World:
         person.groups.add(Group.objects.get(name=group_name(role)))
         people[actor] = person
     agent_b = agent_services.agent_register(
+        approved=True,
         name="Agent B", slug="agent-b", owner=UserFactory(username="owner-b", is_staff=True),
         business_unit=BusinessUnitFactory(slug="it", name="IT"), role=make_role("it-helper"),
         risk_tier=1,
     )  # fmt: skip
     _, token_b = agent_services.credential_issue(agent=agent_b)
     agent_services.agent_register(  # A's peer: same unit, same role, so a fit for A's tasks
+        approved=True,
         name="Agent A2", slug="agent-a2", owner=owner, business_unit=agent_a.business_unit,
         role=agent_a.role, risk_tier=1,
+    )  # fmt: skip
+    pending_agent = agent_services.agent_register(  # its registration waits for Approvers
+        name="Agent C", slug="agent-c", owner=owner, business_unit=agent_a.business_unit,
+        role=agent_a.role, risk_tier=1, by=people["it_admin"],
     )  # fmt: skip
     action = pending_action(registry)
     run = run_for([agent_a], key="authz")
@@ -160,6 +166,7 @@ def build_world() -> World:
             "grant": next(
                 row["id"] for row in grants.grants_table() if row["to"] == "role:invoice-processor"
             ),
+            "change": pending_agent.registry_changes.get().pk,
         },
         tokens={"agent_a": registry.token, "agent_b": token_b},
         people=people,
@@ -649,6 +656,15 @@ PORTAL = [
     ("GET", "inbox/", None, None, "302 302 302 200 200 200 200 200 200"),
     ("GET", "inbox/list/", None, None, "302 302 302 200 200 200 200 200 200"),
     ("GET", "inbox/<uuid:request_id>/", "approval", None, "302 302 302 404 404 200 404 404 404"),
+    # to the request a registry change waits on, for its deciders (a unit with no owner: the
+    # Approvers); nobody else learns it exists
+    (
+        "GET",
+        "inbox/change/<uuid:change_id>/",
+        "change",
+        None,
+        "302 302 302 404 404 302 404 404 404",
+    ),
     (
         "POST",
         "inbox/<uuid:request_id>/decide/",
@@ -923,6 +939,7 @@ def _portal_url(world: World, pattern: str, id_key) -> str:
         "<int:policy_id>": world.ids["policy"],
         "<int:number>": 1,
         "<int:review_id>": world.ids["review"],
+        "<uuid:change_id>": world.ids["change"],
     }
     for name, value in values.items():
         pattern = pattern.replace(name, str(value))

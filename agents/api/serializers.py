@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents import selectors
 from agents.models import Agent, AgentStatus, BusinessUnit, Credential, RiskTier, Role, Scope
 from autonomy.api.serializers import StrictModelSerializer, StrictSerializer
 
@@ -48,10 +50,26 @@ class RoleSerializer(StrictModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
+class ChangeWaitingSerializer(serializers.Serializer):
+    """A registry change of the agent that takes effect only when approved."""
+
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    summary = serializers.CharField()
+
+
 class AgentSerializer(StrictModelSerializer):
     owner = UserRefSerializer(read_only=True)
     business_unit = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    awaiting_approval = serializers.SerializerMethodField(
+        help_text="Its registration, a riskier tier or a wider grant, waiting for its unit's "
+        "owner and security: none of them applies until approved."
+    )
+
+    @extend_schema_field(ChangeWaitingSerializer(many=True))
+    def get_awaiting_approval(self, agent) -> list:
+        return ChangeWaitingSerializer(selectors.changes_waiting(agent=agent), many=True).data
 
     class Meta:
         model = Agent
@@ -67,6 +85,7 @@ class AgentSerializer(StrictModelSerializer):
             "status_reason",
             "status_changed_at",
             "risk_tier",
+            "awaiting_approval",
             "oidc_client_id",
             "created_at",
             "updated_at",

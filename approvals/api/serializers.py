@@ -4,6 +4,7 @@ from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents.models import RegistryChange
 from approvals import selectors
 from approvals.models import ApprovalKind, ApprovalRequest, Decision, StageStatus, Verdict
 from autonomy import masking
@@ -54,9 +55,23 @@ class PromotionSerializer(serializers.ModelSerializer):
         fields = ["id", "plan", "from_wave", "to_wave", "figures"]
 
 
+class ChangeSerializer(serializers.ModelSerializer):
+    """A registry change that takes effect when approved: what it asks (``payload``: the
+    tiers, or the grant's target and grantee) and the state of its agent now."""
+
+    agent = serializers.CharField(source="agent.slug", allow_null=True)
+    agent_status = serializers.CharField(source="agent.status", allow_null=True)
+    role = serializers.CharField(source="role.slug", allow_null=True)
+
+    class Meta:
+        model = RegistryChange
+        fields = ["id", "kind", "summary", "agent", "agent_status", "role", "payload", "status"]
+
+
 class ApprovalSerializer(serializers.ModelSerializer):
     """One request. ``kind`` says what waits: an agent's ``action`` (its agent, operation,
-    parameters and risk) or a rollout plan's ``promotion``; the other's fields are null."""
+    parameters and risk), a rollout plan's ``promotion`` or a registry ``change``; the
+    others' fields are null."""
 
     kind = serializers.ChoiceField(choices=ApprovalKind.choices, read_only=True)
     agent = serializers.CharField(source="agent.slug", allow_null=True)
@@ -71,6 +86,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
     risk_factors = serializers.JSONField(source="action.risk_factors", allow_null=True)
     gate_reasons = serializers.SerializerMethodField()
     promotion = PromotionSerializer(allow_null=True, read_only=True)
+    change = ChangeSerializer(allow_null=True, read_only=True)
     route = serializers.CharField(
         source="route_label", help_text="The rule that routed it; empty: the built-in default."
     )
@@ -82,7 +98,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
         fields = [
             "id", "kind", "subject", "agent", "owner", "business_unit", "approvers",
             "requested_by", "action", "operation", "params", "reason", "risk_score",
-            "risk_factors", "gate_reasons", "promotion", "quorum", "approvals", "status",
+            "risk_factors", "gate_reasons", "promotion", "change", "quorum", "approvals", "status",
             "expires_at", "escalated_at", "created_at", "decided_at", "route", "stage",
             "stages", "stage_name", "stage_history",
         ]  # fmt: skip

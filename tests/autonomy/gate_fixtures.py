@@ -35,7 +35,13 @@ def build_registry(*, slug: str = "ap-bot", baseline: bool = True) -> Registry:
     unit = BusinessUnitFactory(slug="finance", name="Finance")
     role = make_role("invoice-processor")
     agent = agent_services.agent_register(
-        name="AP bot", slug=slug, owner=officer, business_unit=unit, role=role, risk_tier=1
+        approved=True,
+        name="AP bot",
+        slug=slug,
+        owner=officer,
+        business_unit=unit,
+        role=role,
+        risk_tier=1,
     )
     _, token = agent_services.credential_issue(agent=agent)
     erp, _ = Connector.objects.get_or_create(

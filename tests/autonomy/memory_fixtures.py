@@ -22,12 +22,12 @@ class Fleet:
         self.a, self.token_a = registry.agent, registry.token
         self.officer = registry.officer
         self.a2 = agent_services.agent_register(
-            name="Agent A2", slug="agent-a2", owner=self.officer,
+            approved=True, name="Agent A2", slug="agent-a2", owner=self.officer,
             business_unit=self.a.business_unit, role=self.a.role, risk_tier=1,
         )  # fmt: skip
         _, self.token_a2 = agent_services.credential_issue(agent=self.a2)
         self.b = agent_services.agent_register(
-            name="Agent B", slug="agent-b", owner=self.officer,
+            approved=True, name="Agent B", slug="agent-b", owner=self.officer,
             business_unit=BusinessUnitFactory(slug="it", name="IT"), role=make_role("it-helper"),
             risk_tier=1,
         )  # fmt: skip

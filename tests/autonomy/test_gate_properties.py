@@ -44,7 +44,7 @@ def world(db):
     roles = [make_role(s) for s in ("clerk", "buyer", "analyst")]
     agents = [
         agent_services.agent_register(
-            name=f"a{i}", slug=f"a{i}", owner=owner, business_unit=units[i % 2],
+            approved=True, name=f"a{i}", slug=f"a{i}", owner=owner, business_unit=units[i % 2],
             role=roles[i % 3], risk_tier=1 + i % 4,
         )
         for i in range(6)

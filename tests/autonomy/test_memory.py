@@ -105,7 +105,7 @@ def test_another_units_search_and_delete_do_not_reach_the_entry(fleet):
 
 def test_a_role_scope_is_shared_by_the_role_across_units_and_not_by_the_unit(fleet):
     other_unit_same_role = agent_services.agent_register(
-        name="A3", slug="agent-a3", owner=fleet.officer, role=fleet.a.role,
+        approved=True, name="A3", slug="agent-a3", owner=fleet.officer, role=fleet.a.role,
         business_unit=BusinessUnitFactory(slug="procurement", name="Procurement"), risk_tier=1,
     )  # fmt: skip
     _, token = agent_services.credential_issue(agent=other_unit_same_role)

@@ -314,6 +314,7 @@ def build_world(rng: random.Random, sizes: Sizes) -> World:
 
     processor = Role.objects.get(slug="invoice-processor")
     agent = agent_services.agent_register(
+        approved=True,
         name="AP bot",
         slug="ap-bot",
         owner=owners[0],

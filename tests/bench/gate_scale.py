@@ -68,6 +68,7 @@ def tokens_for(world, count: int) -> list[str]:
     tokens = [world.token]
     for n in range(count - 1):
         agent = agent_services.agent_register(
+            approved=True,
             name=f"AP bot {n}",
             slug=f"ap-bot-{n}",
             owner=measured.owner,

@@ -56,7 +56,7 @@ def bench(kills: int) -> None:
     agents = [(first, registry.token)]
     for i in range(1, kills):
         agent = agent_services.agent_register(
-            name=f"Bench {i}", slug=f"bench-{i}", owner=first.owner,
+            approved=True, name=f"Bench {i}", slug=f"bench-{i}", owner=first.owner,
             business_unit=first.business_unit, role=first.role,
         )  # fmt: skip
         agents.append((agent, agent_services.credential_issue(agent=agent)[1]))

@@ -106,6 +106,7 @@ policy_services.policy_save(name="baseline", text=BASELINE, enabled=True, by=own
 tokens = []
 for i in range(int(sys.argv[1])):
     agent = agent_services.agent_register(
+        approved=True,
         name=f"Load {i}", slug=f"load-{i}", owner=owner, business_unit=unit, role=role,
         risk_tier=1,
     )

@@ -159,6 +159,7 @@ def seed(*, agents: int, system_url: str) -> list[str]:
     tokens = []
     for n in range(agents):
         agent = agent_services.agent_register(
+            approved=True,
             name=f"Fault agent {n}", slug=f"fault-{n}", owner=officer, business_unit=unit,
             role=role, risk_tier=1,
         )  # fmt: skip

@@ -185,7 +185,7 @@ def test_listing_grants_costs_the_same_queries_for_2_and_40_grants(
         grants.grant(target=operation, to=reg.agent)
     agent_services.agent_register(
         name="Other", slug="other", owner=reg.officer, business_unit=reg.agent.business_unit,
-        role=reg.agent.role,
+        role=reg.agent.role, approved=True,
     )  # fmt: skip
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert admin.get("/api/v1/grants/").json()["count"] == 41

@@ -85,14 +85,16 @@ def build_world(*, extra_agents: int = 0) -> World:
 
     def agent(slug, *, unit=unit, owner=owner):
         made = agent_services.agent_register(
-            name=slug, slug=slug, owner=owner, business_unit=unit, role=role, risk_tier=1
+            name=slug, slug=slug, owner=owner, business_unit=unit, role=role, risk_tier=1,
+            approved=True,
         )
         aged(Agent, made.pk, created_at=long_ago)
         return Agent.objects.get(pk=made.pk)
 
     busy, sleepy = agent("busy"), agent("sleepy")
     fresh = agent_services.agent_register(
-        name="fresh", slug="fresh", owner=owner, business_unit=unit, role=role, risk_tier=1
+        name="fresh", slug="fresh", owner=owner, business_unit=unit, role=role, risk_tier=1,
+        approved=True,
     )
     leaver = UserFactory(username="leaver")
     orphan = agent("orphan", owner=leaver)
@@ -190,6 +192,7 @@ def test_detection_costs_the_same_number_of_queries_for_few_and_many_agents(db):
                 owner=UserFactory(username=f"o{n}"),
                 business_unit=world.unit,
                 role=world.busy.role,
+                approved=True,
             )
             aged(Agent, more.pk, created_at=timezone.now() - timedelta(days=200))
             grants.grant(target=world.export, to=more)

@@ -233,7 +233,7 @@ def test_recall_of_another_units_key_is_the_default_and_remember_ungranted_raise
 
     sdk(memory_granted.agents[0]).remember("customer:4411", "prefers e-mail")
     outsider = agents.agent_register(
-        name="Outsider", slug="outsider", owner=memory_granted.officer,
+        approved=True, name="Outsider", slug="outsider", owner=memory_granted.officer,
         business_unit=BusinessUnitFactory(slug="it", name="IT"), role=memory_granted.clerks,
     )  # fmt: skip
     senior = sdk(memory_granted.seniors_agents[0])

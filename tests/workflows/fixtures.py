@@ -34,13 +34,14 @@ def build_world(*, clerks: int = 2, latency_ms: int = 0) -> World:
     senior_role = make_role("wf-senior")
     agents = [
         agent_services.agent_register(
-            name=f"Clerk {i}", slug=f"clerk-{i}", owner=officer, business_unit=unit,
+            approved=True, name=f"Clerk {i}", slug=f"clerk-{i}", owner=officer, business_unit=unit,
             role=clerk_role, risk_tier=1,
         )
         for i in range(clerks)
     ]  # fmt: skip
     seniors = [
         agent_services.agent_register(
+            approved=True,
             name="Senior", slug="senior-1", owner=officer, business_unit=unit, role=senior_role,
             risk_tier=1,
         )

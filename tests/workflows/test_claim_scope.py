@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def agent_client(slug: str, unit: str, owner) -> APIClient:
     agent = agent_services.agent_register(
-        name=slug, slug=slug, owner=owner, role=make_role("clerk"),
+        approved=True, name=slug, slug=slug, owner=owner, role=make_role("clerk"),
         business_unit=BusinessUnitFactory(slug=unit, name=unit.upper()),
     )  # fmt: skip
     return bearer(APIClient(), agent_services.credential_issue(agent=agent)[1])

@@ -57,7 +57,7 @@ def test_a_task_is_not_handed_to_an_agent_of_another_role(world):
 def test_a_task_is_not_handed_across_business_units(world):
     api, task_id = take_task(world, [step("gather", None, visible_context=["salary"])])
     it_clerk = agent_services.agent_register(
-        name="IT clerk", slug="it-clerk", owner=world.officer, role=world.clerks,
+        approved=True, name="IT clerk", slug="it-clerk", owner=world.officer, role=world.clerks,
         business_unit=BusinessUnitFactory(slug="it", name="IT"),
     )  # fmt: skip
     assert_refused(hand(api, task_id, it_clerk.slug), task_id, ["business_unit"], it_clerk)
@@ -81,7 +81,7 @@ def test_a_task_is_handed_to_an_eligible_agent(world):
 def test_an_escalated_task_may_be_handed_within_its_escalation_role(world):
     clerk = world.agents[0]
     senior, second = world.seniors_agents[0], agent_services.agent_register(
-        name="Senior 2", slug="senior-2", owner=world.officer,
+        approved=True, name="Senior 2", slug="senior-2", owner=world.officer,
         business_unit=clerk.business_unit, role=world.seniors,
     )  # fmt: skip
     api, task_id = take_task(world, [step("gather", None, escalate_to_role="wf-senior")])

@@ -12,6 +12,7 @@ from demo import (
     guardrails,
     masking,
     memory,
+    onboarding,
     registry,
     reviews,
     rollouts,
@@ -55,5 +56,6 @@ class Command(BaseCommand):
         created["blueprint_agents"] = blueprints.seed_blueprints()
         created["masked_operations"] = masking.seed_masking()
         created["access_reviews"] = reviews.seed_reviews()
+        created["onboarding"] = onboarding.seed_onboarding()
         summary = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in created.items())
         self.stdout.write(f"seed_demo: created {summary} in {time.perf_counter() - started:.1f}s")
