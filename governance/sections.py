@@ -247,7 +247,7 @@ class GrantsSection(Section):
     def note(self, op):
         if op == Op.ADD:
             return (
-                "widens access: goes through autonomy.grants.grant, which may hold it for approval"
+                "widens access: waits for approval by the unit owner and security (grant_request)"
             )
         return ""
 
@@ -255,7 +255,7 @@ class GrantsSection(Section):
         item = change.after or change.before
         holder, target = grants.holder_named(item["to"]), grants.target_named(item["target"])
         if change.op == Op.ADD:
-            grants.grant(target=target, to=holder, by=by)
+            agent_services.grant_request(target=target, to=holder, by=by)
         else:
             grants.revoke_grant(target=target, to=holder, by=by)
 

@@ -55,7 +55,7 @@ class PromotionSerializer(serializers.ModelSerializer):
         fields = ["id", "plan", "from_wave", "to_wave", "figures"]
 
 
-class ChangeSerializer(serializers.ModelSerializer):
+class RegistryChangeSerializer(serializers.ModelSerializer):
     """A registry change that takes effect when approved: what it asks (``payload``: the
     tiers, or the grant's target and grantee) and the state of its agent now."""
 
@@ -86,7 +86,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
     risk_factors = serializers.JSONField(source="action.risk_factors", allow_null=True)
     gate_reasons = serializers.SerializerMethodField()
     promotion = PromotionSerializer(allow_null=True, read_only=True)
-    change = ChangeSerializer(allow_null=True, read_only=True)
+    change = RegistryChangeSerializer(allow_null=True, read_only=True)
     route = serializers.CharField(
         source="route_label", help_text="The rule that routed it; empty: the built-in default."
     )

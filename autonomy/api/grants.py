@@ -1,6 +1,7 @@
 """/api/v1/grants/: who may call which operation, for IdP/CMDB-driven registries. A grant is
 named by its holder (``role:<slug>``, ``agent:<slug>``) and target (an operation key, or
-``<connector>.*``); writes go through ``autonomy.grants.grant`` / ``revoke_grant`` (audited).
+``<connector>.*``). A new grant waits for approval like the portal's
+(``agents.services.grant_request``); revoking is immediate (``autonomy.grants.revoke_grant``).
 IT admins (``autonomy.change_operation``) write; the operations' viewers read."""
 
 from django.http import Http404
@@ -9,6 +10,7 @@ from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from agents import services as agent_services
 from agents.api.permissions import IsPerson
 from autonomy import grants
 from autonomy.api.serializers import StrictSerializer
@@ -25,6 +27,13 @@ class GrantSerializer(serializers.Serializer):
 
 class GrantWriteSerializer(StrictSerializer, GrantSerializer):
     pass
+
+
+class GrantRequestedSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="pending: waits for the unit owner and security")
+    change = serializers.UUIDField(help_text="the registry change an approval request decides")
+    to = serializers.CharField()
+    target = serializers.CharField()
 
 
 class GrantPermissions(permissions.BasePermission):
@@ -59,7 +68,12 @@ class GrantViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(GrantSerializer(page, many=True).data)
 
-    @extend_schema(request=GrantWriteSerializer, responses={201: GrantSerializer})
+    @extend_schema(
+        request=GrantWriteSerializer,
+        responses={200: GrantSerializer, 202: GrantRequestedSerializer},
+        description="Widening access waits for approval (202, the registry change); a grant "
+        "already held answers 200.",
+    )
     def create(self, request):
         data = GrantWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -76,9 +90,14 @@ class GrantViewSet(viewsets.GenericViewSet):
                     }
                 },
             )
-        grants.grant(target=grantee, to=holder, by=request.user)
+        change = agent_services.grant_request(target=grantee, to=holder, by=request.user)
+        if change is not None:  # widening access waits for the unit owner and security
+            return Response(
+                {"status": change.status, "change": str(change.pk), "to": to, "target": target},
+                status=status.HTTP_202_ACCEPTED,
+            )
         row = next(r for r in grants.grants_table() if (r["to"], r["target"]) == (to, target))
-        return Response(GrantSerializer(row).data, status=status.HTTP_201_CREATED)
+        return Response(GrantSerializer(row).data, status=status.HTTP_200_OK)
 
     @extend_schema(
         parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, description="r<n>|a<n>")],

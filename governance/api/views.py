@@ -23,7 +23,7 @@ class MayManageGovernance(permissions.BasePermission):
         return True
 
 
-class ChangeSerializer(serializers.Serializer):
+class BundleChangeSerializer(serializers.Serializer):
     section = serializers.CharField()
     op = serializers.ChoiceField(choices=["add", "change", "remove"])
     key = serializers.CharField()
@@ -39,7 +39,7 @@ class PlanSerializer(serializers.Serializer):
     bundle_digest = serializers.CharField()
     sections = serializers.ListField(child=serializers.CharField())
     counts = serializers.DictField(child=serializers.IntegerField())
-    changes = ChangeSerializer(many=True)
+    changes = BundleChangeSerializer(many=True)
     warnings = serializers.ListField(child=serializers.CharField())
 
 
@@ -55,7 +55,7 @@ class ApplySerializer(BundleUploadSerializer):
 
 
 class AppliedSerializer(serializers.Serializer):
-    applied = ChangeSerializer(many=True)
+    applied = BundleChangeSerializer(many=True)
     plan = PlanSerializer()
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
+from agents import services as agent_services
 from agents.models import BusinessUnit
 from agents.portal_roles import PortalRole, group_name
 from autonomy import grants
@@ -43,12 +44,21 @@ def test_an_it_admin_grants_and_revokes_and_a_viewer_and_an_agent_may_not(reg):
                     403, "permission_denied")  # fmt: skip
     assert not grants.is_granted(operation=reg.read, agent=reg.agent)
 
-    created = admin.post("/api/v1/grants/", body, format="json")
-    assert created.status_code == 201, created.content
+    asked = admin.post("/api/v1/grants/", body, format="json")
+    assert asked.status_code == 202, asked.content  # widening access waits for approval
+    assert not grants.is_granted(operation=reg.read, agent=reg.agent)
+    again = admin.post("/api/v1/grants/", body, format="json")
+    assert (again.status_code, again.json()["change"]) == (202, asked.json()["change"])
+    assert AuditRecord.objects.filter(kind="registry_change_requested", actor="ita").exists()
+    agent_services.registry_change_settle(
+        change_id=asked.json()["change"], approved=True, actor="security"
+    )
     assert grants.is_granted(operation=reg.read, agent=reg.agent)
+
+    created = admin.post("/api/v1/grants/", body, format="json")
+    assert created.status_code == 200, created.content  # held already: nothing to ask
     listed = admin.get("/api/v1/grants/", {"to": "agent:ap-bot"}).json()
     assert listed["results"] == [created.json()] and listed["count"] == 1
-    assert AuditRecord.objects.filter(kind="grant", actor="ita").exists()
 
     assert admin.delete(f"/api/v1/grants/{created.json()['id']}/").status_code == 204
     assert not grants.is_granted(operation=reg.read, agent=reg.agent)
@@ -81,7 +91,8 @@ def test_a_policy_owner_creates_edits_and_deletes_policies_through_the_one_valid
     assert created.json()["enabled"] is False and created.json()["version"] == 1
     url = f"/api/v1/policies/{created.json()['id']}/"
     edited = owner.patch(url, {"enabled": True, "description": "stop"}, format="json")
-    assert edited.json()["enabled"] is True and edited.json()["version"] == 1
+    # enabling is a change of its own: the policy history records version 2
+    assert edited.json()["enabled"] is True and edited.json()["version"] == 2
     assert_envelope(owner.patch(url, {"text": "forbid ("}, format="json"), 400, "validation_failed")
     assert_envelope(
         person(PortalRole.VIEWER, "vic").patch(url, {"enabled": False}, format="json"),

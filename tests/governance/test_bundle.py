@@ -11,7 +11,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from agents import services as agent_services
-from agents.models import Agent, BusinessUnit
+from agents.models import Agent, BusinessUnit, RegistryChange
 from agents.portal_roles import PortalRole, group_name
 from autonomy import grants, level_settings
 from autonomy.errors import DomainError, ErrorCode
@@ -238,6 +238,10 @@ def test_added_grants_limits_and_settings_go_through_their_services(live, tmp_pa
     assert "approval" in added[0].note
     services.governance_apply(files=bundle.read(path), by=live.admin)
 
+    # the new grant waits for approval like the portal's; the limits apply at once
+    assert not grants.is_granted(operation=live.read, role=live.agent.role)
+    waiting = RegistryChange.objects.get(kind="widen_grant", status="pending")
+    agent_services.registry_change_settle(change_id=waiting.pk, approved=True, actor="security")
     assert grants.is_granted(operation=live.read, role=live.agent.role)
     agent = Agent.objects.get(pk=live.agent.pk)
     assert (agent.max_actions_per_minute, str(agent.max_daily_spend)) == (10, "500.00")
