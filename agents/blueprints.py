@@ -163,8 +163,8 @@ def _apply_to_role(*, blueprint: Blueprint, before: dict, by) -> None:
             pk__in=kernel_selectors.operation_ids(keys=sorted(old_ops | new_ops)).values()
         )
         for operation in operations:
-            if operation.key in new_ops - old_ops:
-                grants.grant(target=operation, to=role, by=by)
+            if operation.key in new_ops - old_ops:  # widening access waits for approval
+                services.grant_request(target=operation, to=role, by=by)
             elif operation.key in old_ops - new_ops:
                 grants.revoke_grant(target=operation, to=role, by=by)
     stored = {
@@ -547,5 +547,5 @@ def _grants_add(*, items: list[dict], role: Role, by) -> None:
             pk__in=kernel_selectors.operation_ids(keys=op_keys).values()
         )
     ) + list(Connector.objects.filter(Q(slug__in=connector_slugs)))
-    for target in targets:
-        grants.grant(target=target, to=role, by=by)
+    for target in targets:  # widening access waits for approval, like the portal's
+        services.grant_request(target=target, to=role, by=by)

@@ -78,7 +78,12 @@ def clone_page(request: HttpRequest) -> HttpResponse:
                 messages.success(
                     request,
                     f"Cloned {plan['role']} in {plan['from_unit']} to {plan['new_role']} in "
-                    f"{plan['to_unit']}.",
+                    f"{plan['to_unit']}."
+                    + (
+                        f" Its {len(plan['grants'])} new grant(s) wait for approval in the inbox."
+                        if plan["grants"]
+                        else ""
+                    ),
                 )
                 query = {k: source.get(k) for k in ("role", "from_unit", "to_unit", "new_role")}
                 return redirect(f"{reverse('permission-models:clone')}?{urlencode(query)}")

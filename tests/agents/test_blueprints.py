@@ -63,6 +63,18 @@ def clerk_blueprint(ops, it_admin):
     )
 
 
+def approve_waiting() -> int:
+    """People approve every registry change still waiting (registrations, widened grants):
+    what the unit owner and security would do in the inbox."""
+    from agents import services
+    from agents.models import RegistryChange
+
+    waiting = list(RegistryChange.objects.filter(status="pending").values_list("pk", flat=True))
+    for change_id in waiting:
+        services.registry_change_settle(change_id=change_id, approved=True, actor="security")
+    return len(waiting)
+
+
 def stamp(blueprint, count, by, unit=None):
     return blueprints.blueprint_stamp(
         blueprint=blueprint,
@@ -93,6 +105,7 @@ def test_updating_a_blueprint_changes_all_its_agents_at_the_next_decision(
     clerk_blueprint, it_admin, ops
 ):
     agents = stamp(clerk_blueprint, 4, it_admin)
+    assert approve_waiting() == 5  # the four registrations and the blueprint's role grant
     other = Agent.objects.exclude(blueprint=clerk_blueprint)
     assert not other.exists()
     first = Agent.objects.get(pk=agents[0].pk)
@@ -110,6 +123,9 @@ def test_updating_a_blueprint_changes_all_its_agents_at_the_next_decision(
     ))  # fmt: skip
     assert rows == [(5, Decimal("2500.00"), 3, 2)] * 4
     first = Agent.objects.get(pk=agents[0].pk)
+    waiting = gate.decide(agent=first, operation=ops["read"], params={})
+    assert "grant_missing" in {r["code"] for r in waiting.reasons}  # the new grant waits
+    assert approve_waiting() == 1
     read = gate.decide(agent=first, operation=ops["read"], params={})
     assert read.verdict != "deny", read.reasons
     assert read.level.level == "supervised"
@@ -245,6 +261,8 @@ def test_clone_apply_lets_the_new_role_act_in_the_target_unit(hr_model, it_admin
         plan_hash=plan["hash"], by=it_admin,
     )  # fmt: skip
     new_role = Role.objects.get(slug="legal-assistant")
+    assert not grants.is_granted(operation=ops["employee"], role=new_role)  # waits for people
+    assert approve_waiting() >= 1
     from tests.factories import make_agent
 
     agent = make_agent(slug="legal-bot", business_unit=legal, role=new_role)
@@ -410,6 +428,8 @@ def test_admin_add_form_shows_a_refused_value_on_its_field_and_saves_a_good_one(
     )
     assert saved.status_code == 302, saved.content[:3000]
     blueprint = blueprints.Blueprint.objects.get(slug="clerk")
+    assert not grants.is_granted(operation=ops["read"], role=role)  # the grant waits
+    assert approve_waiting() == 1
     assert grants.is_granted(operation=ops["read"], role=role)
     assert AutonomySetting.objects.get(pk=blueprint.autonomy_setting_id).level == "guarded"
 

@@ -85,7 +85,12 @@ def build_world(*, extra_agents: int = 0) -> World:
 
     def agent(slug, *, unit=unit, owner=owner):
         made = agent_services.agent_register(
-            name=slug, slug=slug, owner=owner, business_unit=unit, role=role, risk_tier=1,
+            name=slug,
+            slug=slug,
+            owner=owner,
+            business_unit=unit,
+            role=role,
+            risk_tier=1,
             approved=True,
         )
         aged(Agent, made.pk, created_at=long_ago)
@@ -93,7 +98,12 @@ def build_world(*, extra_agents: int = 0) -> World:
 
     busy, sleepy = agent("busy"), agent("sleepy")
     fresh = agent_services.agent_register(
-        name="fresh", slug="fresh", owner=owner, business_unit=unit, role=role, risk_tier=1,
+        name="fresh",
+        slug="fresh",
+        owner=owner,
+        business_unit=unit,
+        role=role,
+        risk_tier=1,
         approved=True,
     )
     leaver = UserFactory(username="leaver")
