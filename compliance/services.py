@@ -9,7 +9,7 @@ from typing import IO
 
 from django.db import transaction
 
-from autonomy import audit
+from autonomy import audit, masking
 from autonomy.errors import DomainError, ErrorCode
 from compliance.evidence import pack_build
 from compliance.periods import Period
@@ -19,8 +19,14 @@ EXPORT_PERMISSION = "compliance.export_evidence"
 
 def may_export_evidence(*, user) -> bool:
     """Risk officers and auditors (and superusers): the one check behind the page's button,
-    the download and the command's ``--by``."""
-    return bool(getattr(user, "is_authenticated", False)) and user.has_perm(EXPORT_PERMISSION)
+    the download and the command's ``--by``. The pack carries the audit records whole (their
+    MACs verify only over every byte), so it also takes the right to see sensitive values
+    (``autonomy.masking``): nobody gets unmasked values through a pack they could not read."""
+    return (
+        bool(getattr(user, "is_authenticated", False))
+        and user.has_perm(EXPORT_PERMISSION)
+        and masking.may_view_sensitive(user)
+    )
 
 
 def evidence_pack_export(*, period: Period, by) -> tuple[IO[bytes], dict]:

@@ -626,6 +626,53 @@ NEVER_SHOWS = {
         ),
         "connectors, grants and the policy schema: the registry, not actions",
     ),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "policies:list",
+            "policies:history",
+            "policies:version",
+            "policies:rollback",
+            "policy-list",
+            "policy-detail",
+        ),
+        "policy texts and their history: rules, not action values",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ("trials:list", "trials:detail", "trials:start", "trials:stop", "trials:promote"),
+        "draft verdicts, counts and reason messages; values only behind the trace link",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "access-review-list",
+            "access-review-detail",
+            "access-review-answer",
+            "reviews:list",
+            "reviews:detail",
+            "reviews:answer",
+            "reviews:open",
+        ),
+        "agents, grants and credentials with their last use: no action values",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "grant-list",
+            "grant-detail",
+            "governance-bundle",
+            "governance-plan",
+            "governance-apply",
+            "permission-model-plan",
+            "permission-model-clone",
+            "permission-models:clone",
+            "admin:agents_blueprint_stamp",
+        ),
+        "governance configuration (grants, policies, thresholds, blueprints): no action values",
+    ),  # fmt: skip
+    "approvals:change": "redirects to the registry change's approval request",
+    "compliance:index": "controls and evidence counts: aggregates, never values",
+    "compliance:pack": (
+        "whole audit records (their MACs verify over every byte): refused to anyone without "
+        "view_sensitive (test_the_evidence_pack_is_refused_without_view_sensitive)"
+    ),
     "admin:autonomy_actionrequest_simulate": "a dry run: echoes what the admin typed in",
     **dict.fromkeys(
         (
@@ -662,6 +709,10 @@ ADMIN_MODELS = {
     "workflows.StepRun": "inline on the run: its fields leave out input and output",
     "workflows.RunEvent": "inline on the run: kind, actor and message, never its data",
     "workflows.Step": "inline on the template: input maps are paths, not values",
+    "agents.Blueprint": "operation keys and policy texts",
+    "agents.RegistryChange": "what a registry change asks (tiers, grant targets)",
+    "reviews.ReviewItem": "an access review item's evidence: dates and counts",
+    "autonomy.PolicySetVersion": "which version of each policy was in force",
 }
 
 # Templates that mention parameters, results, outcomes or payloads: how each gets them.
@@ -676,6 +727,8 @@ TEMPLATES = {
     "portal/activity.html": "the word 'outcome' in its help text",
     "workflows/_timeline.html": "run_timeline(viewer=) masks context and diffs",
     "admin/autonomy/actionrequest/simulate.html": "a dry run: echoes what the admin typed in",
+    "portal/policies/version.html": "a policy's text, in a block styled like parameters",
+    "portal/trials/list.html": "the word 'outcome' in its help text",
 }
 MENTIONS = re.compile(r"params|outcome|result|payload|context_json")
 
@@ -788,3 +841,19 @@ def test_content_rule_matches_quoted_from_a_sensitive_param_are_masked(world):
     }  # fmt: skip
     assert shown[1] == other
     assert masking.reasons_for(action, viewer=world.cleared) == [reason, other]
+
+
+def test_the_evidence_pack_is_refused_without_view_sensitive(client):
+    """The pack holds whole audit records; exporting evidence alone does not open them."""
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    exporter = UserFactory(username="exporter", is_staff=True)
+    exporter.user_permissions.add(Permission.objects.get(codename="export_evidence"))
+    client.force_login(exporter)
+    assert client.post("/compliance/pack/", {"quarter": "2026-Q4"}).status_code == 403
+    exporter.user_permissions.add(Permission.objects.get(codename="view_sensitive"))
+    exporter = type(exporter).objects.get(pk=exporter.pk)  # permissions are cached per object
+    client.force_login(exporter)
+    assert client.post("/compliance/pack/", {"quarter": "2026-Q4"}).status_code == 200
