@@ -710,7 +710,6 @@ ADMIN_MODELS = {
     "workflows.RunEvent": "inline on the run: kind, actor and message, never its data",
     "workflows.Step": "inline on the template: input maps are paths, not values",
     "agents.Blueprint": "operation keys and policy texts",
-    "agents.RegistryChange": "what a registry change asks (tiers, grant targets)",
     "reviews.ReviewItem": "an access review item's evidence: dates and counts",
     "autonomy.PolicySetVersion": "which version of each policy was in force",
 }
