@@ -97,7 +97,7 @@ CONTROLS = [
         "description": "Owners and risk officers confirm or revoke each agent's grants and "
         "each person's portal role on a schedule.",
         "feature": "Access reviews.",
-        "evidence": "Completed access reviews with their decisions (reviews.json).",
+        "evidence": "Access reviews opened in the period, with how their items were answered (reviews.json).",
         "evidence_key": "access_reviews",
         "mappings": [
             (NIST, "GOVERN 1.5"), (EU, "Art. 26(2)"),
