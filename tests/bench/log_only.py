@@ -16,13 +16,11 @@ burst of load elsewhere lands on both. A throwaway SQLite database of its own.
 
 import argparse
 import os
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 
-from tests.bench.common import Figures, pct
+from tests.bench import common
+from tests.bench.common import Figures
 from tests.bench.guardrails import setup_django
 
 REQUIRED = ("log_only_overhead", "log_only_p99_ms", "log_only_baseline_p99_ms")
@@ -65,18 +63,11 @@ def bench(rounds: int, series: int) -> None:
             times.append((time.perf_counter() - started) * 1000)
         return times
 
-    with_trial, without = [], []
-    for _ in range(series):
-        without += measure(False)
-        with_trial += measure(True)
-    emit("log_only_p99_ms", round(pct(with_trial, 0.99), 3))
-    emit("log_only_baseline_p99_ms", round(pct(without, 0.99), 3))
-    emit("log_only_overhead", round(pct(with_trial, 0.99) / pct(without, 0.99), 3))
-    print(
-        f"# log-only: p50 {statistics.median(with_trial):.3f} ms with a running trial, "
-        f"{statistics.median(without):.3f} ms without",
-        file=sys.stderr,
-    )
+    on, off = common.alternate(series, measure)
+    common.emit_overhead(
+        FIGURES, prefix="log_only", ratio="log_only_overhead", on=on, off=off,
+        what="with a running trial",
+    )  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -86,13 +77,14 @@ def main(argv=None) -> int:
     parser.add_argument("--series", type=int, default=int(env("BENCH_LOG_ONLY_SERIES", "5")))
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="autonomy-log-only-bench-")
-    try:
+
+    def run(tmp: str) -> None:
         setup_django(tmp)
         bench(args.rounds, args.series)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return FIGURES.finish(json_path=args.json, required=REQUIRED)
+
+    return common.run_in_temp(
+        name="log-only", figures=FIGURES, required=REQUIRED, json_path=args.json, bench=run
+    )
 
 
 if __name__ == "__main__":
