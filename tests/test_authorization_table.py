@@ -320,7 +320,7 @@ API = [
         "/api/v1/grants/",
         None,
         {"to": "agent:agent-a", "target": "erp.read-invoice"},
-        "401 403 403 403 403 403 403 403 201",
+        "401 403 403 403 403 403 403 403 202",  # widening access waits for approval
     ),
     ("DELETE", "/api/v1/grants/{id}/", "grant", None, "401 403 403 403 403 403 403 403 204"),
     ("GET", "/api/v1/policies/", None, None, "401 403 403 403 200 200 200 200 200"),

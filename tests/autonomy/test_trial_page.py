@@ -37,7 +37,7 @@ def setup():
     unit = BusinessUnitFactory(slug="ops", name="Operations")
     agent = agent_services.agent_register(
         name="Ops bot", slug="ops-bot", owner=registry.officer, business_unit=unit,
-        role=registry.agent.role, risk_tier=1,
+        role=registry.agent.role, risk_tier=1, approved=True,
     )  # fmt: skip
     agent.max_actions_per_minute = 10_000
     agent.max_daily_spend = Decimal("100000000")

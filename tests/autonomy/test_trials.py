@@ -66,7 +66,7 @@ def ops_agent(registry):
     unit = BusinessUnitFactory(slug="ops", name="Operations")
     agent = agent_services.agent_register(
         name="Ops bot", slug="ops-bot", owner=registry.officer, business_unit=unit,
-        role=registry.agent.role, risk_tier=1,
+        role=registry.agent.role, risk_tier=1, approved=True,
     )  # fmt: skip
     for each in (registry.agent.business_unit, unit):
         each.approval_threshold = 30  # big amounts go to a person
