@@ -35,7 +35,9 @@ def reader_required(view):
     @login_required
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not may_read(user=request.user):
-            raise PermissionDenied("Policy history is for portal people who may view policies.")
+            raise PermissionDenied(
+                "Policies, their history and trials are for portal people who may view policies."
+            )
         return view(request, *args, **kwargs)
 
     return wrapped

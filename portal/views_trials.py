@@ -11,37 +11,20 @@ from functools import wraps
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from agents.portal_roles import is_portal_person
 from autonomy.errors import DomainError
 from autonomy.models import PolicyTrial
 from autonomy.policy import trial_selectors as selectors
 from autonomy.policy import trials as services
 from autonomy.policy.services import may_change_policy
+from portal.views_policies import reader_required
 
 REPLACES_ALL = "all"
-
-
-def may_read(*, user) -> bool:
-    """People of the portal who read policies; agents never."""
-    return is_portal_person(user) and user.has_perm("autonomy.view_policy")
-
-
-def reader_required(view):
-    @wraps(view)
-    @login_required
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not may_read(user=request.user):
-            raise PermissionDenied("Policy trials are for portal people who read policies.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def changer_required(view):
