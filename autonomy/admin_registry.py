@@ -10,7 +10,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
+from guardian.forms import GroupObjectPermissionsForm, UserObjectPermissionsForm
+from guardian.shortcuts import assign_perm, remove_perm
 
+from agents import services as agent_services
+from autonomy import grants
 from autonomy.connectors import openapi, outbound
 from autonomy.connectors import services as connector_services
 from autonomy.connectors.errors import ConnectorError
@@ -98,8 +102,62 @@ class OperationInline(admin.TabularInline):
     show_change_link = True
 
 
+class GrantingPermissionsForm:
+    """guardian's object-permission forms, with the grant itself going through its owners: a
+    new grant to an agent or a role waits for approval (``agents.services.grant_request``)
+    and a removed one is revoked (``autonomy.grants.revoke_grant``), both audited; any
+    other object permission is guardian's as before."""
+
+    by = None
+    request = None
+
+    def _holder(self):
+        raise NotImplementedError
+
+    def save_obj_perms(self) -> None:
+        perms = set(self.cleaned_data[self.get_obj_perms_field_name()])
+        model_perms = {choice[0] for choice in self.get_obj_perms_field_choices()}
+        initial = set(self.get_obj_perms_field_initial())
+        holder, grant_perm = self._holder(), grants.grant_codename(self.obj)
+        subject = self.user if hasattr(self, "user") else self.group
+        for perm in (model_perms - perms) & initial:
+            if perm == grant_perm and holder is not None:
+                grants.revoke_grant(target=self.obj, to=holder, by=self.by)
+            else:
+                remove_perm(perm, subject, self.obj)
+        for perm in perms - initial:
+            if perm == grant_perm and holder is not None:
+                agent_services.grant_request(target=self.obj, to=holder, by=self.by)
+                messages.info(self.request, "The new grant waits for approval in the inbox.")
+            else:
+                assign_perm(perm, subject, self.obj)
+
+
+class GrantingUserForm(GrantingPermissionsForm, UserObjectPermissionsForm):
+    def _holder(self):
+        return getattr(self.user, "agent", None)
+
+
+class GrantingGroupForm(GrantingPermissionsForm, GroupObjectPermissionsForm):
+    def _holder(self):
+        return getattr(self.group, "agent_role", None)
+
+
+class GrantsThroughOwnersMixin:
+    """Connectors' and operations' "Object permissions" pages grant through the one rule."""
+
+    def get_obj_perms_manage_user_form(self, request):
+        bound = {"by": request.user, "request": request}
+        return type("UserGrantForm", (GrantingUserForm,), bound)
+
+    def get_obj_perms_manage_group_form(self, request):
+        return type(
+            "GroupGrantForm", (GrantingGroupForm,), {"by": request.user, "request": request}
+        )
+
+
 @admin.register(Connector)
-class ConnectorAdmin(GuardedModelAdmin):
+class ConnectorAdmin(GrantsThroughOwnersMixin, GuardedModelAdmin):
     form = ConnectorForm
     list_display = ["slug", "name", "kind", "enabled"]
     list_filter = ["kind", "enabled"]
@@ -167,7 +225,7 @@ class ConnectorAdmin(GuardedModelAdmin):
 
 
 @admin.register(Operation)
-class OperationAdmin(GuardedModelAdmin):
+class OperationAdmin(GrantsThroughOwnersMixin, GuardedModelAdmin):
     list_display = [
         "__str__",
         "name",

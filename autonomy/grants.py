@@ -299,6 +299,11 @@ def _perm(target) -> str:
     return OPERATION_PERM if isinstance(target, Operation) else CONNECTOR_PERM
 
 
+def grant_codename(target: Operation | Connector) -> str:
+    """The object permission that is a grant on ``target`` (what the gate checks)."""
+    return _perm(target)
+
+
 def _set(*, target: Operation | Connector, to, by, granted: bool) -> None:
     perm = _perm(target)
     change = assign_perm if granted else remove_perm
