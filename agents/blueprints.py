@@ -240,6 +240,16 @@ def _payload(blueprint: Blueprint) -> dict:
     }
 
 
+def _tier_raise_refused() -> DomainError:
+    """A riskier tier waits for people agent by agent (``agents.services.agent_update``); a
+    blueprint's one UPDATE over all its agents would skip that, so it never raises a tier."""
+    message = (
+        "A blueprint never raises its agents' risk tier: a riskier tier waits for approval "
+        "agent by agent. Lower it here, or raise each agent's tier."
+    )
+    return DomainError(ErrorCode.VALIDATION_FAILED, message, {"fields": {"risk_tier": [message]}})
+
+
 def blueprint_update(*, blueprint: Blueprint, by, **changes) -> Blueprint:
     """Change the blueprint and re-apply it to all its agents together: one UPDATE of their
     tier and limits, the role's grants, policies and level, one version bump, one audit
@@ -260,6 +270,8 @@ def blueprint_update(*, blueprint: Blueprint, by, **changes) -> Blueprint:
         changed = {f: v for f, v in changes.items() if getattr(locked, f) != v}
         if not changed:
             return locked
+        if changed.get("risk_tier", 0) > locked.risk_tier:
+            raise _tier_raise_refused()
         before = {f: getattr(locked, f) for f in FIELDS}
         for field, value in changed.items():
             setattr(locked, field, value)
@@ -352,6 +364,8 @@ def blueprint_adopt(*, blueprint: Blueprint, agents: QuerySet[Agent], by) -> int
                 f"Only agents of role {blueprint.role.slug} can follow this blueprint.",
                 {"fields": {"agents": strangers}},
             )
+        if agents.filter(risk_tier__lt=blueprint.risk_tier).exists():
+            raise _tier_raise_refused()
         count = _agents_apply(blueprint=blueprint, agents=agents)
         policy_services.registry_changed()
         audit.append(

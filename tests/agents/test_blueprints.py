@@ -113,7 +113,7 @@ def test_updating_a_blueprint_changes_all_its_agents_at_the_next_decision(
 
     updated = blueprints.blueprint_update(
         blueprint=clerk_blueprint, by=it_admin, max_actions_per_minute=5,
-        max_daily_spend="2500.00", risk_tier=3, autonomy_level="supervised",
+        max_daily_spend="2500.00", autonomy_level="supervised",
         operations=["erp.read-invoice"],
     )  # fmt: skip
 
@@ -121,7 +121,7 @@ def test_updating_a_blueprint_changes_all_its_agents_at_the_next_decision(
     rows = list(Agent.objects.filter(blueprint=clerk_blueprint).values_list(
         "max_actions_per_minute", "max_daily_spend", "risk_tier", "blueprint_version"
     ))  # fmt: skip
-    assert rows == [(5, Decimal("2500.00"), 3, 2)] * 4
+    assert rows == [(5, Decimal("2500.00"), 1, 2)] * 4
     first = Agent.objects.get(pk=agents[0].pk)
     waiting = gate.decide(agent=first, operation=ops["read"], params={})
     assert "grant_missing" in {r["code"] for r in waiting.reasons}  # the new grant waits
@@ -207,7 +207,7 @@ def test_export_and_upsert_round_trip(clerk_blueprint, it_admin):
             "operations": ["erp.post-invoice"], "policies": [],
         }
     ]  # fmt: skip
-    changed = {**exported[0], "max_daily_spend": "10.50", "risk_tier": "medium"}
+    changed = {**exported[0], "max_daily_spend": "10.50"}
     assert blueprints.blueprint_upsert(changed, it_admin).version == 2
     assert blueprints.blueprints_export()[0]["max_daily_spend"] == "10.50"
     new = {**exported[0], "slug": "second-clerk"}
@@ -452,3 +452,22 @@ def test_a_viewer_reads_a_blueprint_in_the_admin_without_the_stamp_button(
     page = client.get(f"/admin/agents/blueprint/{clerk_blueprint.pk}/change/")
     assert page.status_code == 200
     assert "/stamp/" not in page.content.decode()
+
+
+def test_a_blueprint_never_raises_its_agents_tier_which_waits_for_people(clerk_blueprint, it_admin):
+    stamp(clerk_blueprint, 2, it_admin)
+    approve_waiting()
+    with pytest.raises(DomainError) as refused:
+        blueprints.blueprint_update(blueprint=clerk_blueprint, by=it_admin, risk_tier=3)
+    assert (
+        refused.value.code == "validation_failed" and "risk_tier" in refused.value.details["fields"]
+    )
+    assert set(Agent.objects.values_list("risk_tier", flat=True)) == {1}
+    # adopting agents whose tier is lower than the blueprint's would raise them too
+    higher = blueprints.blueprint_create(
+        slug="senior-clerk", name="Senior clerk", role=clerk_blueprint.role, by=it_admin,
+        risk_tier="high",
+    )  # fmt: skip
+    with pytest.raises(DomainError):
+        blueprints.blueprint_adopt(blueprint=higher, agents=Agent.objects.all(), by=it_admin)
+    assert set(Agent.objects.values_list("risk_tier", flat=True)) == {1}

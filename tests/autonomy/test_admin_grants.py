@@ -42,7 +42,9 @@ def test_a_role_grant_made_in_the_admin_waits_for_approval(client, it_admin):
 
     # an existing grant removed on the same page is revoked at once, and audited
     assert grants.is_granted(operation=registry.post, role=role)
-    removed = client.post(_page(registry.post, group=role.group), {"permissions": [], "submit_manage_group": "Save"})
+    removed = client.post(
+        _page(registry.post, group=role.group), {"permissions": [], "submit_manage_group": "Save"}
+    )
     assert removed.status_code == 302, removed.content.decode()[-2000:]
     assert not grants.is_granted(operation=registry.post, role=role)
     assert AuditRecord.objects.filter(kind="grant", payload__granted=False, actor="ita").exists()

@@ -369,6 +369,7 @@ def test_a_blueprint_round_trips_and_an_edit_reaches_all_its_agents(live, tmp_pa
     blueprint = blueprints.blueprint_create(
         slug="ap-clerk", name="AP clerk", role=live.agent.role, by=live.admin,
         max_actions_per_minute=20, operations=[GOOD["operation"]],
+        risk_tier=live.agent.risk_tier,  # adopting never raises a tier
     )  # fmt: skip
     blueprints.blueprint_adopt(
         blueprint=blueprint, agents=Agent.objects.filter(pk=live.agent.pk), by=live.admin
