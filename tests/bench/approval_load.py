@@ -18,10 +18,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, timedelta
 
+from tests.bench import common
 from tests.bench.common import Figures
 
 REQUIRED = [
@@ -145,11 +145,7 @@ def time_load(calls: int, **kwargs) -> tuple[float, int]:
     from approvals.load import approval_load
 
     approval_load(**kwargs)  # warm
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        approval_load(**kwargs)
-        times.append((time.perf_counter() - started) * 1000)
+    times = common.timed_ms(calls, lambda: approval_load(**kwargs))
     with CaptureQueriesContext(connection) as queries:
         approval_load(**kwargs)
     return statistics.median(times), len(queries.captured_queries)

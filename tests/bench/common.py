@@ -91,3 +91,15 @@ def run_in_temp(*, name: str, figures: Figures, required, json_path: str | None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return figures.finish(json_path=json_path, required=required)
+
+
+def timed_ms(rounds: int, call) -> list[float]:
+    """``call()`` ``rounds`` times, each one's wall time in ms."""
+    import time
+
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times

@@ -126,11 +126,7 @@ def time_dashboard(calls: int) -> tuple[float, int]:
     from portal.dashboard import dashboard
 
     dashboard()  # warm
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        dashboard()
-        times.append((time.perf_counter() - started) * 1000)
+    times = common.timed_ms(calls, lambda: dashboard())
     with CaptureQueriesContext(connection) as queries:
         dashboard()
     return statistics.median(times), len(queries.captured_queries)

@@ -17,7 +17,6 @@ the machine lands on both sides. A throwaway SQLite database of its own.
 import argparse
 import os
 import sys
-import time
 
 from tests.bench import common
 from tests.bench.common import Figures
@@ -151,12 +150,9 @@ def bench(rounds: int, series: int) -> None:
         decision = gate.decide(agent=agent, operation=send, params=params)
         assert decision.verdict == "allow", decision.reasons
         assert enabled == any(r["code"].startswith("content_") for r in decision.reasons)
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            gate.decide(agent=agent, operation=send, params=params)
-            times.append((time.perf_counter() - started) * 1000)
-        return times
+        return common.timed_ms(
+            rounds, lambda: gate.decide(agent=agent, operation=send, params=params)
+        )
 
     on, off = common.alternate(series, measure)
     common.emit_overhead(

@@ -56,12 +56,10 @@ def bench(rounds: int, series: int) -> None:
         decision = gate.decide(agent=agent, operation=operation, params=params, trials=True)
         assert len(decision.trials) == (1 if with_trial else 0), decision.trials
         assert decision.verdict != "deny", decision.reasons
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            gate.decide(agent=agent, operation=operation, params=params, trials=True)
-            times.append((time.perf_counter() - started) * 1000)
-        return times
+        return common.timed_ms(
+            rounds,
+            lambda: gate.decide(agent=agent, operation=operation, params=params, trials=True),
+        )
 
     on, off = common.alternate(series, measure)
     common.emit_overhead(

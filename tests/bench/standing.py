@@ -18,7 +18,6 @@ load elsewhere lands on both. A throwaway SQLite database of its own.
 import argparse
 import os
 import sys
-import time
 from datetime import timedelta
 
 from tests.bench import common
@@ -85,12 +84,9 @@ def bench(rounds: int, series: int) -> None:
         decision = gate.decide(agent=agent, operation=registry.post, params=params)
         expected = "allow" if with_standing else "needs_approval"
         assert decision.verdict == expected, decision.reasons
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            gate.decide(agent=agent, operation=registry.post, params=params)
-            times.append((time.perf_counter() - started) * 1000)
-        return times
+        return common.timed_ms(
+            rounds, lambda: gate.decide(agent=agent, operation=registry.post, params=params)
+        )
 
     on, off = common.alternate(series, measure)
     assert StandingApproval.objects.count() == TOTAL
